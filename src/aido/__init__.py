@@ -1,0 +1,41 @@
+"""aido: run untrusted tasks in container sandboxes and keep evidence of what ran.
+
+The public Python API lives here; the ``aido`` command is a thin layer over it.
+Heavy modules (pydantic models, the Docker SDK) are imported on first use so that
+``import aido`` and ``aido --version`` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AidoError",
+    "RunResult",
+    "SandboxManager",
+    "Workspace",
+    "__version__",
+]
+
+if TYPE_CHECKING:
+    from aido.errors import AidoError
+    from aido.sandbox.manager import RunResult, SandboxManager
+    from aido.sandbox.workspace import Workspace
+
+_LAZY = {
+    "AidoError": "aido.errors",
+    "RunResult": "aido.sandbox.manager",
+    "SandboxManager": "aido.sandbox.manager",
+    "Workspace": "aido.sandbox.workspace",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aido' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

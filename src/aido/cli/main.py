@@ -1,0 +1,470 @@
+"""``aido``: the command-line front end.
+
+Each command parses its flags, calls one SandboxManager method and renders the
+result. Errors are mapped to exit codes in exactly one place, ``main()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from aido import __version__
+from aido.cli.render import Renderer
+from aido.errors import AidoError, ConfigError, Interrupted
+from aido.exit_codes import ExitCode
+
+F = TypeVar("F", bound=Callable[..., Any])
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+log = logging.getLogger("aido")
+
+
+class State:
+    """Global options; they may be given before or after the command name."""
+
+    def __init__(self) -> None:
+        self.json = False
+        self.verbose = False
+        self.config: Path | None = None
+        self.command = ""
+        self.signal_exit: int | None = None
+
+    @property
+    def renderer(self) -> Renderer:
+        return Renderer(json_mode=self.json)
+
+
+STATE = State()
+
+
+def _set_flag(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value:
+            setattr(STATE, name, value)
+        if name == "verbose" and value:
+            logging.getLogger("aido").setLevel(logging.DEBUG)
+
+    return callback
+
+
+def global_options(func: F) -> F:
+    func = click.option(
+        "--json",
+        "json_",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_flag("json"),
+        help="Print one JSON document on stdout instead of human output.",
+    )(func)
+    func = click.option(
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_flag("verbose"),
+        help="Show debug logs on stderr.",
+    )(func)
+    func = click.option(
+        "--config",
+        type=click.Path(path_type=Path, dir_okay=False),
+        expose_value=False,
+        callback=_set_flag("config"),
+        metavar="PATH",
+        help="aido settings file (default: .aido/config.json if present).",
+    )(func)
+    return func
+
+
+def _manager(workspace_required: bool = True) -> Any:
+    from aido.config.settings import load_settings
+    from aido.sandbox.manager import SandboxManager
+    from aido.sandbox.workspace import Workspace
+
+    workspace = Workspace.require() if workspace_required else Workspace.find()
+    config = STATE.config
+    if config is None and workspace is not None and workspace.config_file.is_file():
+        config = workspace.config_file
+    settings = load_settings(config)
+    return SandboxManager(workspace, output_limit=settings.output_limit)
+
+
+def _relative(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+# -- the root group ------------------------------------------------------------------------
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-v", "--version", prog_name="aido", message="%(prog)s %(version)s")
+@global_options
+def cli() -> None:
+    """Run untrusted or AI-generated tasks in hardened container sandboxes, and keep
+    evidence of exactly what ran.
+
+    \b
+    Quick start:
+      aido sandbox up              create a sandbox (reads ./sandbox.yaml if present)
+      aido run task.py -- ARGS     run a task in it; its exit code is aido's
+      aido logs                    show the last run's output
+      aido sandbox destroy         remove the sandbox and its containers
+
+    Tasks run with no network, as an unprivileged user, with all capabilities
+    dropped, a read-only root filesystem and CPU, memory and process limits.
+    Evidence of each run is kept in .aido/sandboxes/ID/runs/RUN/.
+    """
+
+
+# -- sandbox ------------------------------------------------------------------------------
+
+
+@cli.group(context_settings=CONTEXT)
+@global_options
+def sandbox() -> None:
+    """Create, list and destroy sandboxes."""
+
+
+@sandbox.command("up", context_settings=CONTEXT)
+@click.option(
+    "-f",
+    "--file",
+    "spec_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Sandbox spec to read (default: ./sandbox.yaml if it exists).",
+)
+@click.option("--name", help="Human-readable name (overrides the spec).")
+@click.option("--runtime", help="python:3.11, node:18, sh or docker://IMAGE (overrides the spec).")
+@click.option("--ttl", help="Time to live, e.g. 90s, 15m, 2h (overrides the spec; default 15m).")
+@click.option(
+    "--no-auto-cleanup", is_flag=True, help="Do not destroy the sandbox automatically when it expires."
+)
+@global_options
+def sandbox_up(
+    spec_file: Path | None, name: str | None, runtime: str | None, ttl: str | None, no_auto_cleanup: bool
+) -> None:
+    """Create a sandbox and make it the active one.
+
+    The workspace is the .aido/ folder in this directory or the nearest parent that
+    has one; it is created here if there is none.
+    """
+    STATE.command = "sandbox up"
+    from aido.sandbox.manager import SandboxManager
+
+    if spec_file is None and Path("sandbox.yaml").is_file():
+        spec_file = Path("sandbox.yaml")
+    record = SandboxManager().create(
+        spec_file=spec_file, name=name, runtime=runtime, ttl=ttl, auto_cleanup=not no_auto_cleanup
+    )
+    out = STATE.renderer
+    if out.json_mode:
+        out.envelope("sandbox up", "success", {"sandbox": record.to_json(), "sandbox_id": record.id})
+        return
+    out.success(f"Sandbox created: {record.id}")
+    out.say(f"  expires {record.expires_at} (ttl {record.config['ttl']}); run a task with `aido run TASK`")
+    print(record.id)  # the id alone on stdout, for scripts: ID=$(aido sandbox up)
+
+
+@sandbox.command("list", context_settings=CONTEXT)
+@global_options
+def sandbox_list() -> None:
+    """List the sandboxes of this workspace (* marks the active one)."""
+    STATE.command = "sandbox list"
+    summaries = _manager(workspace_required=False).list_sandboxes()
+    out = STATE.renderer
+    if out.json_mode:
+        from dataclasses import asdict
+
+        out.envelope("sandbox list", "success", {"sandboxes": [asdict(s) for s in summaries]})
+        return
+    if not summaries:
+        out.say("No sandboxes. Create one with `aido sandbox up`.")
+        return
+    out.table(
+        ["ID", "NAME", "STATUS", "CREATED", "EXPIRES", "RUNS"],
+        [
+            [
+                ("* " if s.active else "  ") + s.id,
+                s.name or "-",
+                s.status,
+                s.created_at,
+                s.expires_at,
+                str(s.runs),
+            ]
+            for s in summaries
+        ],
+    )
+
+
+@sandbox.command("destroy", context_settings=CONTEXT)
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--all", "all_", is_flag=True, help="Destroy every sandbox in this workspace.")
+@global_options
+def sandbox_destroy(ids: tuple[str, ...], all_: bool) -> None:
+    """Stop a sandbox's containers and delete it with all its files and evidence.
+
+    Without an ID, destroys the active sandbox.
+    """
+    STATE.command = "sandbox destroy"
+    if all_ and ids:
+        raise click.UsageError("give sandbox IDs or --all, not both")
+    results = _manager().destroy(list(ids), all_sandboxes=all_)
+    out = STATE.renderer
+    if out.json_mode:
+        out.envelope("sandbox destroy", "success", {"destroyed": results})
+        return
+    if not results:
+        out.say("No sandboxes to destroy.")
+    for item in results:
+        if item["warning"]:
+            out.warn(item["warning"])
+        removed = item["containers_removed"]
+        extra = f" ({removed} container{'s' if removed != 1 else ''} removed)" if removed else ""
+        out.success(f"Sandbox destroyed: {item['sandbox_id']}{extra}")
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+@cli.command("run", context_settings=CONTEXT)
+@click.argument("task", type=click.Path(path_type=Path))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--sandbox", "sandbox_id", metavar="ID", help="Sandbox to run in (default: the active one).")
+@click.option(
+    "--timeout", metavar="DURATION", help="Kill the task after this long, e.g. 30s (default: the spec's)."
+)
+@click.option(
+    "-e",
+    "--env",
+    "env",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a variable for the task; -e KEY passes that one host variable. Repeatable.",
+)
+@click.option(
+    "--raw-output", is_flag=True, help="Echo the task's output unfiltered, escape sequences included."
+)
+@global_options
+def run(
+    task: Path,
+    args: tuple[str, ...],
+    sandbox_id: str | None,
+    timeout: str | None,
+    env: tuple[str, ...],
+    raw_output: bool,
+) -> None:
+    """Run TASK in a fresh container of the sandbox; arguments after -- go to the task.
+
+    \b
+    The task's exit code is aido's exit code. aido's own failures use:
+      2 usage or config error   3 sandbox missing or expired   124 timed out
+      125 engine or image error  126 task not runnable  127 task not found
+      130 interrupted (Ctrl-C)   143 terminated (SIGTERM)
+
+    The interpreter comes from the sandbox's runtime, else from the extension:
+    .py python, .js/.mjs/.cjs node, .sh sh.
+    """
+    STATE.command = "run"
+    from aido.sandbox.manager import RunHooks
+
+    out = Renderer(json_mode=STATE.json, raw_output=raw_output)
+    manager = _manager()
+
+    def on_start(run_id: str, name: str, image: str) -> None:
+        out.say(f"⚡ Running task: {name} ({run_id} in sandbox {manager.resolve_id(sandbox_id)}, {image})")
+        out.separator()
+
+    def on_pull(line: str) -> None:
+        out.say(f"  pulling: {line}")
+
+    hooks = RunHooks(
+        on_pull=None if out.json_mode else on_pull,
+        on_start=on_start,
+        on_output=None if out.json_mode else out.task_output,
+    )
+    result = manager.run(task, list(args), sandbox_id=sandbox_id, timeout=timeout, env=list(env), hooks=hooks)
+    result.signal_exit = STATE.signal_exit
+    code = result.process_exit_code
+    if out.json_mode:
+        out.envelope(
+            "run",
+            result.status,
+            {
+                "sandbox_id": result.sandbox_id,
+                "run_id": result.run_id,
+                "task": result.task,
+                "exit_code": result.exit_code,
+                "duration_ms": result.duration_ms,
+                "timed_out": result.timed_out,
+                "oom_killed": result.oom_killed,
+                "artifacts": result.artifacts,
+                "outputs_dir": _relative(result.outputs_dir),
+                "evidence_dir": _relative(result.evidence_dir),
+                "output": result.summary["output"],
+                "changes": result.summary["changes"],
+            },
+            None
+            if result.error is None
+            else {"code": "runtime_error", "message": result.error, "hint": None},
+        )
+    else:
+        out.separator()
+        if result.status == "success":
+            out.success(f"Task completed (exit code: 0) in {result.duration_ms / 1000:.2f}s")
+        elif result.status == "failed" and result.oom_killed:
+            limit = result.summary["limits"]["memory_bytes"] >> 20
+            out.failure(f"Task killed: out of memory (limit {limit}M; exit code {result.exit_code})")
+        elif result.status == "failed":
+            out.failure(f"Task failed (exit code: {result.exit_code})")
+        elif result.status == "timed_out":
+            out.failure(
+                f"Task timed out after {result.summary['limits']['timeout_seconds']:g}s and was killed"
+            )
+        elif result.status == "interrupted":
+            out.failure("Task interrupted; the container was stopped and removed")
+        else:
+            out.failure(f"Task did not complete: {result.error}")
+        for stream, stats in result.summary["output"].items():
+            if stats["truncated"]:
+                out.warn(f"{stream} was truncated at {stats['limit']} bytes ({stats['bytes_total']} written)")
+        for declared in result.summary["declared_outputs"]:
+            if not declared["present"]:
+                out.warn(f"declared output {declared['path']!r} was not produced")
+        out.say(f"📦 Artifacts: {_relative(result.outputs_dir)}/")
+        out.say(f"🧾 Evidence: {_relative(result.evidence_dir)}/")
+    if code:
+        sys.exit(code)
+
+
+# -- logs -----------------------------------------------------------------------------------
+
+
+@cli.command("logs", context_settings=CONTEXT)
+@click.option("-f", "--follow", is_flag=True, help="Keep streaming while the run is in progress.")
+@click.option("--stderr", "show_stderr", is_flag=True, help="Show stderr too (always shown for failed runs).")
+@click.option("--run", "run_id", metavar="RUN", help="Run to show, e.g. run-002 or 2 (default: the latest).")
+@click.option("--sandbox", "sandbox_id", metavar="ID", help="Sandbox (default: the active one).")
+@click.option("--raw-output", is_flag=True, help="Print the output unfiltered, escape sequences included.")
+@global_options
+def logs(
+    follow: bool, show_stderr: bool, run_id: str | None, sandbox_id: str | None, raw_output: bool
+) -> None:
+    """Show a run's captured output: stdout, and stderr when asked or when the run failed."""
+    STATE.command = "logs"
+    manager = _manager()
+    out = Renderer(json_mode=STATE.json, raw_output=raw_output)
+    record, ref = manager.run_ref(sandbox_id, run_id)
+    if out.json_mode:
+        if follow:
+            for _ in manager.stream_logs(record.id, ref.run_id, streams=(), follow=True):
+                pass
+            record, ref = manager.run_ref(record.id, ref.run_id)
+        run_dir = manager.run_dir(record.id, ref.run_id)
+        texts = {}
+        for name in ("stdout", "stderr"):
+            try:
+                texts[name] = (run_dir / f"{name}.log").read_bytes().decode("utf-8", "replace")
+            except FileNotFoundError:
+                texts[name] = ""
+        from dataclasses import asdict
+
+        out.envelope("logs", "success", {"sandbox_id": record.id, "run": asdict(ref), **texts})
+        return
+    streams = (1, 2) if show_stderr or ref.status not in ("success", "running") else (1,)
+    for kind, data in manager.stream_logs(record.id, ref.run_id, streams=streams, follow=follow):
+        out.task_output(kind, data)
+
+
+# -- entry point ----------------------------------------------------------------------------
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # Unwind like Ctrl-C so the running container is stopped and evidence written.
+    STATE.signal_exit = ExitCode.TERMINATED
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(format="aido: %(levelname)s: %(message)s", stream=sys.stderr, level=logging.INFO)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    args = sys.argv[1:] if argv is None else argv
+    json_mode = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
+    out = Renderer(json_mode=json_mode)
+    try:
+        cli.main(args=args, prog_name="aido", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        message = exc.format_message()
+        if json_mode:
+            out.envelope(
+                STATE.command or "aido",
+                "error",
+                {"exit_code": ExitCode.USAGE},
+                {"code": "usage", "message": message, "hint": "see --help"},
+            )
+        else:
+            out.error(
+                message,
+                "see `aido --help`"
+                if not isinstance(exc, click.UsageError) or not exc.ctx
+                else f"see `{exc.ctx.command_path} --help`",
+            )
+        sys.exit(ExitCode.USAGE)
+    except click.exceptions.Abort:
+        sys.exit(ExitCode.INTERRUPTED)
+    except AidoError as exc:
+        code = int(exc.exit_code)
+        if json_mode:
+            error: dict[str, Any] = {"code": exc.code, "message": exc.message, "hint": exc.hint}
+            if isinstance(exc, ConfigError):
+                error["problems"] = exc.problems
+            out.envelope(STATE.command or "aido", "error", {"exit_code": int(code)}, error)
+        else:
+            out.error(exc.message, exc.hint)
+        sys.exit(code)
+    except KeyboardInterrupt:
+        code = STATE.signal_exit or ExitCode.INTERRUPTED
+        if json_mode:
+            out.envelope(
+                STATE.command or "aido",
+                "error",
+                {"exit_code": int(code)},
+                {"code": Interrupted.code, "message": "interrupted", "hint": None},
+            )
+        else:
+            out.error("interrupted")
+        sys.exit(code)
+    except BrokenPipeError:
+        # `aido logs | head`: the reader left; that is not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(ExitCode.OK)
+    except Exception as exc:
+        import tempfile
+        import traceback
+
+        fd, crash = tempfile.mkstemp(prefix="aido-crash-", suffix=".log")
+        with os.fdopen(fd, "w") as handle:
+            traceback.print_exc(file=handle)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        hint = f"this is a bug in aido {__version__}; the traceback is in {crash}"
+        if json_mode:
+            out.envelope(
+                STATE.command or "aido",
+                "error",
+                {"exit_code": int(ExitCode.INTERNAL)},
+                {"code": "internal", "message": message, "hint": hint},
+            )
+        else:
+            out.error(message, hint)
+        sys.exit(ExitCode.INTERNAL)

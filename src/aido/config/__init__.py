@@ -1,0 +1,1 @@
+"""Parsing and validation of sandbox.yaml and aido's own config file."""

@@ -1,0 +1,145 @@
+"""The ``sandbox.yaml`` schema (spec v0.1), strict: unknown keys are errors.
+
+Every field is optional; what is left out takes the defaults below, which are the
+strictest that still run ordinary Python and Node tasks. Durations and sizes stay
+strings in the model (as the user wrote them, normalised) so that ``sandbox.json``
+reads like the file it came from; the ``*_seconds``/``*_bytes`` properties give
+the numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+
+from aido.config.units import parse_duration, parse_size
+
+DEFAULT_CPU = 1.0
+DEFAULT_MEMORY = "512M"
+DEFAULT_TIMEOUT = "10m"
+DEFAULT_TTL = "15m"
+MAX_TIMEOUT_SECONDS = 24 * 3600
+MAX_TTL_SECONDS = 30 * 86400
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}")
+
+
+def _duration(maximum: float) -> AfterValidator:
+    def check(value: str) -> str:
+        parse_duration(value, maximum=maximum)
+        return value.strip().lower()
+
+    return AfterValidator(check)
+
+
+def _size(value: str | int) -> str:
+    parse_size(value, minimum=16 << 20, maximum=1 << 40)
+    return str(value).strip()
+
+
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(
+            f"expected 1-63 letters, digits, spaces, '.', '_' or '-' starting with a letter or digit, "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _runtime(value: str) -> str:
+    from aido.runtimes.resolve import parse_runtime
+
+    parse_runtime(value)
+    return value.strip()
+
+
+def _relative_path(value: str) -> str:
+    parts = value.replace("\\", "/").split("/")
+    if value.startswith("/") or ".." in parts or "\0" in value or not value.strip():
+        raise ValueError(f"expected a relative path without '..', got {value!r}")
+    return value
+
+
+def _env_value(value: object) -> str:
+    # YAML turns `PORT: 8080` into an int and `DEBUG: yes` into a bool; the
+    # first is harmless to stringify, the second is almost always a mistake.
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"expected a string (quote it in YAML), got {value!r}")
+    if isinstance(value, int | float):
+        return str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    if "\0" in value:
+        raise ValueError("environment values cannot contain NUL bytes")
+    return value
+
+
+def _env(value: object) -> object:
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
+                raise ValueError(f"invalid environment variable name {key!r}: use letters, digits and '_'")
+    return value
+
+
+TTL = Annotated[str, _duration(MAX_TTL_SECONDS)]
+Timeout = Annotated[str, _duration(MAX_TIMEOUT_SECONDS)]
+Size = Annotated[str | int, AfterValidator(_size)]
+EnvValue = Annotated[str, BeforeValidator(_env_value)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class AwsPermissions(_Strict):
+    """A stub, as in the spec: recorded as evidence, not enforced by the Docker runtime."""
+
+    role: Literal["readonly", "readwrite"] = "readonly"
+    services: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list)
+
+
+class Permissions(_Strict):
+    filesystem: Literal["readonly", "readwrite", "none"] = "readonly"
+    network: StrictBool = False
+    aws: AwsPermissions | None = None
+
+
+class Resources(_Strict):
+    cpu: Annotated[float, Field(gt=0, le=256, allow_inf_nan=False)] = DEFAULT_CPU
+    memory: Size = DEFAULT_MEMORY
+    timeout: Timeout = DEFAULT_TIMEOUT
+
+    @property
+    def memory_bytes(self) -> int:
+        return parse_size(self.memory)
+
+    @property
+    def timeout_seconds(self) -> float:
+        return parse_duration(self.timeout, maximum=MAX_TIMEOUT_SECONDS)
+
+
+class SandboxSpec(_Strict):
+    name: Annotated[str | None, AfterValidator(lambda v: v if v is None else _name(v))] = None
+    runtime: Annotated[str | None, AfterValidator(lambda v: v if v is None else _runtime(v))] = None
+    ttl: TTL = DEFAULT_TTL
+    inputs: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default_factory=list)
+    outputs: list[Annotated[str, AfterValidator(_relative_path)]] = Field(default_factory=list)
+    permissions: Permissions = Field(default_factory=Permissions)
+    env: Annotated[dict[str, EnvValue], BeforeValidator(_env)] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+
+    @property
+    def ttl_seconds(self) -> float:
+        return parse_duration(self.ttl, maximum=MAX_TTL_SECONDS)
+
+
+FIELD_NAMES: dict[str, list[str]] = {
+    "": list(SandboxSpec.model_fields),
+    "permissions": list(Permissions.model_fields),
+    "permissions.aws": list(AwsPermissions.model_fields),
+    "resources": list(Resources.model_fields),
+}

@@ -1,0 +1,76 @@
+"""Capture a task's stdout and stderr into the run's evidence, with a size cap.
+
+Each chunk is written straight to the log file (so ``aido logs --follow`` in
+another terminal sees it at once) and handed to an optional echo callback.
+Past the cap nothing more is stored or echoed, the rest is only counted, and the
+evidence says the stream was truncated: a task printing forever cannot fill the
+disk or aido's memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aido.sandbox.fsutil import create_new
+
+DEFAULT_LIMIT = 16 << 20  # bytes per stream
+STREAM_NAMES = {1: "stdout", 2: "stderr"}
+
+
+@dataclass
+class StreamStats:
+    bytes_total: int = 0
+    bytes_captured: int = 0
+    truncated: bool = False
+
+
+class OutputCapture:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        echo: Callable[[int, bytes], None] | None = None,
+    ) -> None:
+        self.limit = limit
+        self.echo = echo
+        self.paths = {kind: run_dir / f"{name}.log" for kind, name in STREAM_NAMES.items()}
+        self.stats = {kind: StreamStats() for kind in STREAM_NAMES}
+        self._fds = {kind: create_new(path) for kind, path in self.paths.items()}
+
+    def write(self, kind: int, data: bytes) -> None:
+        stats = self.stats[kind]
+        stats.bytes_total += len(data)
+        room = self.limit - stats.bytes_captured
+        if room <= 0:
+            stats.truncated = True
+            return
+        if len(data) > room:
+            data = data[:room]
+            stats.truncated = True
+        fd = self._fds[kind]
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        stats.bytes_captured += len(data)
+        if self.echo is not None:
+            self.echo(kind, data)
+
+    def close(self) -> dict[str, dict[str, object]]:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        return {
+            STREAM_NAMES[kind]: {
+                "path": self.paths[kind].name,
+                "bytes_total": s.bytes_total,
+                "bytes_captured": s.bytes_captured,
+                "truncated": s.truncated,
+                "limit": self.limit,
+            }
+            for kind, s in self.stats.items()
+        }

@@ -1,0 +1,217 @@
+"""Symlink-safe snapshots of the task-writable trees (``work/``, ``outputs/``) and
+the difference between two of them.
+
+Everything in those trees was written by the task, so the walk trusts nothing:
+it descends with directory file descriptors (openat-style), opens each file with
+O_NOFOLLOW | O_NONBLOCK and checks it is a regular file on the descriptor it
+will read, records symlinks, fifos, sockets and devices without touching their
+targets, and stops at bounded counts, depths and sizes. A 1 TiB sparse file is
+recorded by its size and not hashed; a million files end the walk early with a
+note instead of hanging aido.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MAX_ENTRIES = 10_000
+MAX_DEPTH = 32
+HASH_LIMIT = 256 << 20  # larger files are recorded by size only
+TEXT_LIMIT = 64 << 10  # files up to this size keep their text for a diff
+TEXT_BUDGET = 4 << 20  # total text kept per snapshot
+DIFF_LIMIT = 1 << 20  # the unified diff stored per run
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str  # file | dir | symlink | fifo | socket | device | other
+    size: int
+    mode: int
+    sha256: str | None = None
+    target: str | None = None  # symlink target, as text, never followed
+    text: str | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class Snapshot:
+    entries: dict[str, Entry] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "other"
+
+
+def _read_file(dir_fd: int, name: str, budget: list[int]) -> tuple[str | None, str | None, str | None]:
+    """(sha256, text, note) for a regular file, read through one O_NOFOLLOW descriptor."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as exc:
+        return None, None, f"unreadable: {exc.strerror}"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, None, "changed type while being read"
+        if st.st_size > HASH_LIMIT:
+            return None, None, f"not hashed: larger than {HASH_LIMIT >> 20} MiB"
+        digest = hashlib.sha256()
+        keep = st.st_size <= TEXT_LIMIT and budget[0] >= st.st_size
+        kept = bytearray()
+        remaining = HASH_LIMIT
+        while remaining > 0:
+            chunk = os.read(fd, min(1 << 20, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            digest.update(chunk)
+            if keep:
+                kept += chunk
+                if len(kept) > TEXT_LIMIT:
+                    keep, kept = False, bytearray()
+        text = None
+        if keep and b"\0" not in kept:
+            try:
+                text = kept.decode("utf-8")
+                budget[0] -= len(kept)
+            except UnicodeDecodeError:
+                text = None
+        return digest.hexdigest(), text, None
+    finally:
+        os.close(fd)
+
+
+def snapshot(root: Path, *, max_entries: int = MAX_ENTRIES, max_depth: int = MAX_DEPTH) -> Snapshot:
+    result = Snapshot()
+    try:
+        top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        result.notes.append(f"{root.name}: not walked: {exc.strerror}")
+        return result
+    budget = [TEXT_BUDGET]
+    stack: list[tuple[int, str, int]] = [(top, "", 0)]  # (dir fd, relative prefix, depth)
+    try:
+        while stack:
+            dir_fd, prefix, depth = stack.pop()
+            try:
+                with os.scandir(dir_fd) as it:
+                    names = sorted(e.name for e in it)
+            except OSError as exc:
+                result.notes.append(f"{prefix or '.'}: not listed: {exc.strerror}")
+                os.close(dir_fd)
+                continue
+            for name in names:
+                if len(result.entries) >= max_entries:
+                    result.notes.append(f"stopped after {max_entries} entries")
+                    stack.append((dir_fd, prefix, depth))  # closed below
+                    raise StopIteration
+                rel = f"{prefix}{name}"
+                try:
+                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                kind = _kind(st.st_mode)
+                mode = stat.S_IMODE(st.st_mode)
+                if kind == "file":
+                    digest, text, note = _read_file(dir_fd, name, budget)
+                    if note:
+                        result.notes.append(f"{rel}: {note}")
+                    result.entries[rel] = Entry(kind, st.st_size, mode, digest, text=text)
+                elif kind == "symlink":
+                    try:
+                        target = os.readlink(name, dir_fd=dir_fd)[:4096]
+                    except OSError:
+                        target = None
+                    result.entries[rel] = Entry(kind, st.st_size, mode, target=target)
+                elif kind == "dir":
+                    result.entries[rel] = Entry(kind, 0, mode)
+                    if depth + 1 >= max_depth:
+                        result.notes.append(f"{rel}: not descended: deeper than {max_depth} levels")
+                        continue
+                    try:
+                        sub = os.open(
+                            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
+                        )
+                    except OSError as exc:
+                        result.notes.append(f"{rel}: not walked: {exc.strerror}")
+                        continue
+                    stack.append((sub, f"{rel}/", depth + 1))
+                else:
+                    # fifo, socket, device: recorded, never opened (opening a fifo blocks).
+                    result.entries[rel] = Entry(kind, 0, mode)
+            os.close(dir_fd)
+    except StopIteration:
+        pass
+    finally:
+        for dir_fd, _, _ in stack:
+            os.close(dir_fd)
+    return result
+
+
+def _describe(path: str, entry: Entry, change: str) -> dict[str, object]:
+    item: dict[str, object] = {"path": path, "change": change, "type": entry.kind}
+    if entry.kind == "file":
+        item["size"] = entry.size
+        item["sha256"] = entry.sha256
+    elif entry.kind == "symlink":
+        item["target"] = entry.target
+    return item
+
+
+def compare(before: Snapshot, after: Snapshot, *, prefix: str) -> tuple[list[dict[str, object]], str]:
+    """(changes, unified diff) between two snapshots of one tree; paths get ``prefix``."""
+    changes: list[dict[str, object]] = []
+    diff_parts: list[str] = []
+    for path in sorted(set(before.entries) | set(after.entries)):
+        old, new = before.entries.get(path), after.entries.get(path)
+        shown = f"{prefix}/{path}"
+        if old is None and new is not None:
+            if new.kind != "dir":
+                changes.append(_describe(shown, new, "added"))
+        elif new is None and old is not None:
+            if old.kind != "dir":
+                changes.append(_describe(shown, old, "removed"))
+        elif old is not None and new is not None and old != new:
+            if old.kind == "dir" and new.kind == "dir":
+                continue
+            changes.append(_describe(shown, new, "modified"))
+        else:
+            continue
+        old_text = old.text if old is not None else ""
+        new_text = new.text if new is not None else ""
+        if (
+            old_text is not None
+            and new_text is not None
+            and (old is None or old.kind == "file")
+            and (new is None or new.kind == "file")
+        ):
+            diff_parts.extend(
+                difflib.unified_diff(
+                    old_text.splitlines(keepends=True),
+                    new_text.splitlines(keepends=True),
+                    fromfile=f"a/{shown}" if old is not None else "/dev/null",
+                    tofile=f"b/{shown}" if new is not None else "/dev/null",
+                )
+            )
+    diff = "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in diff_parts
+    )
+    if len(diff) > DIFF_LIMIT:
+        diff = diff[:DIFF_LIMIT] + "\n[diff truncated by aido]\n"
+    return changes, diff

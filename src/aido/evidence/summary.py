@@ -1,0 +1,88 @@
+"""``summary.json``: the full record of one run, written by aido where the task cannot write.
+
+Its facts come from the host and the engine (exit code, timing, OOM and timeout
+flags, the isolation settings read back from the engine after the run, file
+hashes computed host-side); nothing the task printed or wrote about itself is
+taken as evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from aido.evidence.redact import redact_env
+
+if TYPE_CHECKING:
+    from aido.runtimes.base import ExecOutcome, ExecRequest
+    from aido.sandbox.records import SandboxRecord
+
+SUMMARY_VERSION = 1
+
+
+def build_summary(
+    *,
+    record: SandboxRecord,
+    run_id: str,
+    task: str,
+    task_source: bytes,
+    args: list[str],
+    runtime: str,
+    request: ExecRequest,
+    outcome: ExecOutcome,
+    status: str,
+    image_id: str,
+    streams: dict[str, dict[str, object]],
+    changes: list[dict[str, object]],
+    snapshot_notes: list[str],
+    declared_outputs: list[dict[str, object]],
+    git: dict[str, Any] | None,
+    aido_version: str,
+    artifacts: list[str],
+) -> dict[str, Any]:
+    limits = asdict(request.limits)
+    return {
+        "schema_version": SUMMARY_VERSION,
+        "sandbox_id": record.id,
+        "run_id": run_id,
+        "task": task,
+        "task_sha256": hashlib.sha256(task_source).hexdigest(),
+        "args": args,
+        "command": request.argv,
+        "status": status,
+        "exit_code": outcome.exit_code,
+        "started_at": outcome.started_at,
+        "completed_at": outcome.finished_at,
+        "duration_ms": outcome.duration_ms,
+        "timed_out": outcome.timed_out,
+        "oom_killed": outcome.oom_killed,
+        "interrupted": outcome.interrupted,
+        "error": outcome.error,
+        "runtime": runtime,
+        "image": request.image,
+        "image_id": outcome.image_id or image_id,
+        "limits": {**limits, "timeout_seconds": request.timeout_seconds},
+        "security": {
+            "requested": {
+                "network": request.network,
+                "user": request.user,
+                "mounts": [asdict(m) for m in request.mounts],
+            },
+            "applied": outcome.applied,
+        },
+        "permissions": record.config.get("permissions", {}),
+        "env": redact_env(request.env),
+        "output": streams,
+        "changes": changes,
+        "changes_notes": snapshot_notes,
+        "declared_outputs": declared_outputs,
+        "git": git,
+        "host": {
+            "aido_version": aido_version,
+            "python": platform.python_version(),
+            "platform": platform.system(),
+        },
+        "artifacts": artifacts,
+    }

@@ -1,0 +1,24 @@
+"""Exit codes aido itself uses. A task's own exit code is passed through unchanged.
+
+The numbers follow conventions scripts already know: ``timeout`` uses 124, and
+``docker run`` uses 125 (the engine or aido failed), 126 (the task could not be
+invoked) and 127 (the task was not found). 130 and 143 are the shell's codes for
+SIGINT and SIGTERM.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    USAGE = 2  # bad flag, invalid sandbox.yaml or config file, malformed id
+    SANDBOX_STATE = 3  # no such sandbox, no active sandbox, sandbox expired
+    INTERNAL = 70  # a bug in aido (sysexits EX_SOFTWARE); a crash report names the file
+    TIMED_OUT = 124  # the task ran past its timeout and was killed
+    RUNTIME = 125  # the engine is unreachable, the image is unavailable, the container failed
+    NOT_EXECUTABLE = 126  # the task exists but could not be started
+    NOT_FOUND = 127  # the task file does not exist
+    INTERRUPTED = 130  # SIGINT (Ctrl-C)
+    TERMINATED = 143  # SIGTERM

@@ -1,0 +1,1 @@
+"""Runtime adapters: how a task reaches an isolation engine (Docker today)."""

@@ -1,0 +1,104 @@
+"""The contract every runtime adapter fulfils (tests/runtimes/contract.py checks it).
+
+The sandbox manager builds an ExecRequest; the adapter runs it in a fresh,
+isolated container and returns an ExecOutcome; the evidence layer reads only
+that outcome. Adapters never decide policy: the request states every limit and
+the adapter applies it or refuses.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+OutputSink = Callable[[int, bytes], None]  # (1 stdout | 2 stderr, bytes)
+ProgressSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str  # absolute host path
+    target: str  # absolute container path
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpus: float
+    memory_bytes: int
+    pids: int = 256
+    nofile: int = 1024
+    tmpfs_bytes: int = 64 << 20
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    image: str
+    argv: list[str]
+    env: dict[str, str]
+    mounts: list[Mount]
+    limits: Limits
+    timeout_seconds: float
+    labels: dict[str, str]
+    name: str
+    user: str  # "uid:gid", never root
+    workdir: str = "/work"
+    network: bool = False
+
+
+@dataclass
+class ExecOutcome:
+    exit_code: int | None  # None when the task never produced one (killed by aido)
+    started_at: str
+    finished_at: str
+    duration_ms: int
+    timed_out: bool = False
+    oom_killed: bool = False
+    interrupted: bool = False
+    container_id: str = ""
+    image_id: str = ""
+    error: str | None = None  # set when the engine failed: never a success
+    # The isolation settings read back from the engine after the run, not what we asked for.
+    applied: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    name: str
+    engine: str
+    version: str
+    api_version: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class RuntimeAdapter(ABC):
+    """One isolation backend. Implementations are registered by name in registry.py."""
+
+    name: str = ""
+
+    @abstractmethod
+    def info(self) -> RuntimeInfo:
+        """Check the backend answers; raise RuntimeUnavailable (with the fix) if not."""
+
+    @abstractmethod
+    def ensure_image(self, image: str, progress: ProgressSink | None = None) -> str:
+        """Make the image available (pull if needed) and return its id; ImageUnavailable if impossible."""
+
+    @abstractmethod
+    def run(self, request: ExecRequest, on_output: OutputSink) -> ExecOutcome:
+        """Run to completion in a fresh container, streaming output; always remove the container.
+
+        Ctrl-C (KeyboardInterrupt) while the task runs stops the container and returns an
+        outcome with ``interrupted=True`` instead of raising, so the caller can still
+        write the evidence captured so far.
+        """
+
+    @abstractmethod
+    def remove_labelled(self, labels: dict[str, str]) -> list[str]:
+        """Stop and remove every container carrying all these labels; return their ids."""
+
+    @abstractmethod
+    def list_labelled(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """Containers (running or not) that carry all these labels."""

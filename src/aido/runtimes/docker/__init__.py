@@ -1,0 +1,1 @@
+"""The Docker runtime adapter: the only code that talks to a container engine."""

@@ -1,0 +1,338 @@
+"""Docker runtime adapter: one fresh, hardened container per task run."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from aido.errors import ImageUnavailable, RuntimeFailure, RuntimeUnavailable, TaskNotFound, TaskNotRunnable
+from aido.runtimes.base import (
+    ExecOutcome,
+    ExecRequest,
+    OutputSink,
+    ProgressSink,
+    RuntimeAdapter,
+    RuntimeInfo,
+)
+from aido.runtimes.docker.engine import Engine, EngineError
+
+ENGINE_HINT = (
+    "start the Docker engine (`sudo systemctl start docker`, or `sudo dockerd &`) "
+    "or point DOCKER_HOST at a running one; `scripts/bootstrap.sh` installs and starts it"
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """'python:3.11-slim' -> ('python', '3.11-slim'); 'host:5000/x' -> ('host:5000/x', 'latest')."""
+    if "@" in image:
+        name, _, digest = image.partition("@")
+        return name, digest
+    name, sep, tag = image.rpartition(":")
+    if not sep or "/" in tag:
+        return image, "latest"
+    return name, tag
+
+
+def host_config(request: ExecRequest) -> dict[str, Any]:
+    """The hardened HostConfig. Every field is set explicitly rather than trusting engine defaults."""
+    limits = request.limits
+    return {
+        "NetworkMode": "bridge" if request.network else "none",
+        "CapDrop": ["ALL"],
+        "CapAdd": [],
+        "SecurityOpt": ["no-new-privileges:true"],
+        "Privileged": False,
+        "ReadonlyRootfs": True,
+        "Tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}"},
+        "Mounts": [
+            {
+                "Type": "bind",
+                "Source": m.source,
+                "Target": m.target,
+                "ReadOnly": m.read_only,
+                "BindOptions": {"Propagation": "rprivate"},
+            }
+            for m in request.mounts
+        ],
+        "Memory": limits.memory_bytes,
+        "MemorySwap": limits.memory_bytes,  # equal: no swap on top of the memory limit
+        "NanoCpus": int(limits.cpus * 1e9),
+        "PidsLimit": limits.pids,
+        "Ulimits": [{"Name": "nofile", "Soft": limits.nofile, "Hard": limits.nofile}],
+        "Init": True,  # reaps zombies; PID 1 forwards signals
+        "RestartPolicy": {"Name": "no"},
+        "LogConfig": {"Type": "none", "Config": {}},  # output comes through attach; the engine keeps none
+        "IpcMode": "private",
+        "AutoRemove": False,  # removed by us after we read its final state
+    }
+
+
+def applied_settings(inspect: dict[str, Any]) -> dict[str, Any]:
+    """What the engine actually applied, from `docker inspect`. Never includes Config.Env."""
+    hc = inspect.get("HostConfig") or {}
+    security_opt = hc.get("SecurityOpt") or []
+    return {
+        "user": (inspect.get("Config") or {}).get("User", ""),
+        "network_mode": hc.get("NetworkMode"),
+        "privileged": hc.get("Privileged"),
+        "cap_drop": hc.get("CapDrop") or [],
+        "cap_add": hc.get("CapAdd") or [],
+        "security_opt": security_opt,
+        "seccomp": next((o.split("=", 1)[1] for o in security_opt if o.startswith("seccomp")), "default"),
+        "apparmor_profile": inspect.get("AppArmorProfile") or None,
+        "readonly_rootfs": hc.get("ReadonlyRootfs"),
+        "tmpfs": hc.get("Tmpfs") or {},
+        "memory_bytes": hc.get("Memory"),
+        "memory_swap_bytes": hc.get("MemorySwap"),
+        "cpus": (hc.get("NanoCpus") or 0) / 1e9,
+        "pids_limit": hc.get("PidsLimit"),
+        "ulimits": hc.get("Ulimits") or [],
+        "init": hc.get("Init"),
+        "runtime": hc.get("Runtime"),
+        "restart_policy": (hc.get("RestartPolicy") or {}).get("Name"),
+        "log_driver": (hc.get("LogConfig") or {}).get("Type"),
+        "ipc_mode": hc.get("IpcMode"),
+        "pid_mode": hc.get("PidMode") or "private",
+        "userns_mode": hc.get("UsernsMode") or "default",
+        "devices": hc.get("Devices") or [],
+        "mounts": [
+            {"source": m.get("Source"), "target": m.get("Destination"), "read_only": not m.get("RW", True)}
+            for m in inspect.get("Mounts") or []
+        ],
+        "workdir": (inspect.get("Config") or {}).get("WorkingDir"),
+    }
+
+
+def _start_error(message: str) -> Exception:
+    """Map an OCI start failure to docker's 126/127 convention."""
+    lowered = message.lower()
+    if "no such file or directory" in lowered or "executable file not found" in lowered:
+        return TaskNotFound(
+            f"cannot start the task: {message}", hint="check the runtime's interpreter exists in the image"
+        )
+    if "permission denied" in lowered:
+        return TaskNotRunnable(f"cannot start the task: {message}")
+    return RuntimeFailure(f"the engine could not start the container: {message}")
+
+
+class DockerRuntime(RuntimeAdapter):
+    name = "docker"
+
+    def __init__(self, host: str | None = None, *, oci_runtime: str | None = None) -> None:
+        self._host = host
+        self._engine: Engine | None = None
+        self.oci_runtime = oci_runtime  # e.g. "runsc" for gVisor; None = engine default
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            try:
+                self._engine = Engine(self._host)
+                self._engine.negotiate()
+            except EngineError as exc:
+                self._engine = None
+                raise RuntimeUnavailable(
+                    f"Docker engine unreachable: {exc.message}", hint=ENGINE_HINT
+                ) from None
+        return self._engine
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return self.engine.call(method, path, **kwargs)
+        except EngineError as exc:
+            if exc.status == 0:
+                raise RuntimeUnavailable(
+                    f"Docker engine unreachable: {exc.message}", hint=ENGINE_HINT
+                ) from None
+            raise
+
+    # -- RuntimeAdapter -------------------------------------------------------------
+
+    def info(self) -> RuntimeInfo:
+        version = self._call("GET", "/version")
+        return RuntimeInfo(
+            name=self.name,
+            engine="docker",
+            version=str(version.get("Version", "")),
+            api_version=self.engine.api_version,
+            details={"os": version.get("Os"), "kernel": version.get("KernelVersion")},
+        )
+
+    def image_id(self, image: str) -> str | None:
+        try:
+            found = self._call("GET", f"/images/{quote(image, safe='/:@')}/json")
+        except EngineError as exc:
+            if exc.status == 404:
+                return None
+            raise RuntimeFailure(f"cannot inspect image {image}: {exc.message}") from None
+        return str(found["Id"])
+
+    def ensure_image(self, image: str, progress: ProgressSink | None = None) -> str:
+        existing = self.image_id(image)
+        if existing:
+            return existing
+        name, tag = split_image(image)
+        how = f"image {image} is not available locally and could not be pulled"
+        fix = (
+            f"provide it locally (`docker load -i image.tar`, or `docker build -t {image} .`; "
+            "scripts/bootstrap.sh builds stand-ins for the default images), "
+            "or choose another image with --runtime docker://IMAGE"
+        )
+        try:
+            for message in self.engine.stream_json(
+                "POST", "/images/create", query={"fromImage": name, "tag": tag}
+            ):
+                if not isinstance(message, dict):
+                    continue
+                if message.get("error"):
+                    raise ImageUnavailable(f"{how}: {str(message['error'])[:300]}", hint=fix)
+                if progress is not None:
+                    line = " ".join(str(message.get(k, "")) for k in ("id", "status", "progress")).strip()
+                    if line:
+                        progress(line)
+        except EngineError as exc:
+            raise ImageUnavailable(f"{how}: {exc.message}", hint=fix) from None
+        pulled = self.image_id(image)
+        if not pulled:
+            raise ImageUnavailable(f"{how}: the pull finished but the image is missing", hint=fix)
+        return pulled
+
+    def _create(self, request: ExecRequest) -> str:
+        hc = host_config(request)
+        if self.oci_runtime:
+            hc["Runtime"] = self.oci_runtime
+        body = {
+            "Image": request.image,
+            "Cmd": request.argv,
+            "Entrypoint": [],  # the image's entrypoint must not wrap the task
+            "Env": [f"{k}={v}" for k, v in request.env.items()],
+            "User": request.user,
+            "WorkingDir": request.workdir,
+            "Labels": request.labels,
+            "AttachStdin": False,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Tty": False,
+            "OpenStdin": False,
+            "NetworkDisabled": not request.network,
+            "HostConfig": hc,
+        }
+        try:
+            created = self._call("POST", "/containers/create", query={"name": request.name}, body=body)
+        except EngineError as exc:
+            if exc.status == 404:
+                raise ImageUnavailable(f"image {request.image} is not available: {exc.message}") from None
+            raise RuntimeFailure(f"the engine refused the container: {exc.message}") from None
+        return str(created["Id"])
+
+    def _kill(self, container_id: str) -> None:
+        # Runs on the timer thread: its own connection, since http.client is not thread-safe.
+        try:
+            Engine(self._host, timeout=10).call(
+                "POST", f"/containers/{container_id}/kill", query={"signal": "KILL"}, ok=(204, 404, 409)
+            )
+        except EngineError:
+            pass
+
+    def _remove(self, container_id: str) -> None:
+        try:
+            self._call(
+                "DELETE", f"/containers/{container_id}", query={"force": 1, "v": 1}, ok=(204, 404, 409)
+            )
+        except (EngineError, RuntimeUnavailable):
+            pass  # found again by its labels on the next sweep
+
+    def run(self, request: ExecRequest, on_output: OutputSink) -> ExecOutcome:
+        container_id = self._create(request)
+        timed_out = threading.Event()
+        timer: threading.Timer | None = None
+        stream = None
+        started_at = _now()
+        start = time.monotonic()
+        interrupted = False
+        error: str | None = None
+        exit_code: int | None = None
+        inspect: dict[str, Any] = {}
+        try:
+            try:
+                stream = self.engine.attach(container_id)
+                self._call("POST", f"/containers/{container_id}/start")
+            except EngineError as exc:
+                raise _start_error(exc.message) from None
+
+            def expire() -> None:
+                timed_out.set()
+                self._kill(container_id)
+
+            timer = threading.Timer(request.timeout_seconds, expire)
+            timer.daemon = True
+            timer.start()
+            started_at = _now()
+            start = time.monotonic()
+            try:
+                for kind, data in stream.frames():
+                    on_output(kind, data)
+                result = self._call(
+                    "POST", f"/containers/{container_id}/wait", timeout=max(request.timeout_seconds, 60) + 60
+                )
+                exit_code = int(result.get("StatusCode", -1))
+                inspect = self._call("GET", f"/containers/{container_id}/json") or {}
+            except KeyboardInterrupt:
+                interrupted = True
+                self._kill(container_id)
+            except (EngineError, RuntimeUnavailable, OSError) as exc:
+                error = f"lost the container while the task ran: {getattr(exc, 'message', exc)}"
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if stream is not None:
+                stream.close()
+            self._remove(container_id)
+        duration_ms = int((time.monotonic() - start) * 1000)
+        state = inspect.get("State") or {}
+        if timed_out.is_set() or interrupted or error:
+            exit_code = None
+        return ExecOutcome(
+            exit_code=exit_code,
+            started_at=started_at,
+            finished_at=_now(),
+            duration_ms=duration_ms,
+            timed_out=timed_out.is_set(),
+            oom_killed=bool(state.get("OOMKilled")),
+            interrupted=interrupted,
+            container_id=container_id,
+            image_id=str(inspect.get("Image", "")),
+            error=error,
+            applied=applied_settings(inspect) if inspect else {},
+        )
+
+    def _labelled(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
+        found = self._call("GET", "/containers/json", query={"all": 1, "filters": filters})
+        return list(found or [])
+
+    def list_labelled(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": c["Id"],
+                "name": (c.get("Names") or [""])[0].lstrip("/"),
+                "state": c.get("State"),
+                "labels": c.get("Labels") or {},
+            }
+            for c in self._labelled(labels)
+        ]
+
+    def remove_labelled(self, labels: dict[str, str]) -> list[str]:
+        removed = []
+        for container in self._labelled(labels):
+            self._remove(container["Id"])
+            removed.append(str(container["Id"]))
+        return removed

@@ -1,0 +1,1 @@
+"""Sandbox lifecycle: workspace discovery, ids, metadata and the manager that runs tasks."""

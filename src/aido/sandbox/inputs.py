@@ -1,0 +1,78 @@
+"""Copy the files a sandbox.yaml lists under ``inputs:`` into the sandbox's ``inputs/``.
+
+The copy is a snapshot taken at ``sandbox up``: later edits to the project do not
+leak into a sandbox, and the evidence can name exactly what the task was given.
+Patterns are relative to the sandbox.yaml's directory and must stay inside it;
+symlinks are not followed, only regular files and directories are copied.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from aido.errors import ConfigError
+from aido.sandbox.fsutil import create_new
+
+MAX_INPUT_FILES = 10_000
+MAX_INPUT_BYTES = 1 << 30
+
+
+def _copy_file(source: Path, dest: Path) -> tuple[int, str]:
+    fd_in = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd_in)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError([f"inputs: {source} is not a regular file"])
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # Read-only for everyone, executable only if the source was: no setuid/setgid bits survive.
+        mode = 0o555 if st.st_mode & 0o111 else 0o444
+        fd_out = create_new(dest, mode=0o600)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            while chunk := os.read(fd_in, 1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+                os.write(fd_out, chunk)
+            os.fchmod(fd_out, mode)
+        finally:
+            os.close(fd_out)
+        return size, digest.hexdigest()
+    finally:
+        os.close(fd_in)
+
+
+def copy_inputs(patterns: list[str], base: Path, dest: Path, *, source: str) -> list[dict[str, Any]]:
+    base = base.resolve()
+    copied: list[dict[str, Any]] = []
+    total = 0
+    for index, pattern in enumerate(patterns):
+        where = f"{source}: inputs[{index}]"
+        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            raise ConfigError([f"{where}: {pattern!r} must be a path inside {base}, without '..'"])
+        matches = sorted(glob.glob(pattern, root_dir=base, recursive=True, include_hidden=False))
+        if not matches:
+            raise ConfigError([f"{where}: {pattern!r} matched no files under {base}"])
+        for match in matches:
+            path = base / match
+            files = [path] if not path.is_dir() else sorted(p for p in path.rglob("*") if not p.is_dir())
+            for file in files:
+                rel = file.relative_to(base)
+                if file.is_symlink() or not file.is_file() or not file.resolve().is_relative_to(base):
+                    continue  # only regular files; never follow a link out of the project
+                target = dest / rel
+                if target.exists():
+                    continue  # matched by two patterns
+                size, digest = _copy_file(file, target)
+                total += size
+                copied.append({"path": str(rel), "size": size, "sha256": digest})
+                if len(copied) > MAX_INPUT_FILES or total > MAX_INPUT_BYTES:
+                    raise ConfigError(
+                        [f"{where}: inputs exceed {MAX_INPUT_FILES} files or {MAX_INPUT_BYTES >> 20} MiB"]
+                    )
+    return copied

@@ -1,0 +1,195 @@
+"""``sandbox.json``: what aido knows about a sandbox and its runs.
+
+Plain dataclasses rather than pydantic on purpose: this file is read on every
+``aido run``, and importing pydantic would add ~0.1 s to each (user input,
+``sandbox.yaml``, is still validated by pydantic at ``sandbox up``). Reading
+still validates every field, so a hand-edited or truncated file gives a clear
+error instead of a crash. ``schema_version`` guards the format: older versions
+are migrated on read, newer ones refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aido.config.units import parse_duration, parse_size
+from aido.errors import MetadataError
+
+SCHEMA_VERSION = 1
+RUN_STATUSES = ("running", "success", "failed", "timed_out", "interrupted", "error")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def isoformat(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@dataclass
+class RunRef:
+    """One run as listed in sandbox.json (the spec's run metadata); the full record is its summary.json."""
+
+    run_id: str
+    task: str
+    status: str
+    started_at: str
+    completed_at: str | None = None
+    duration_ms: int | None = None
+    exit_code: int | None = None
+    evidence: str = ""
+    artifacts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SandboxRecord:
+    id: str
+    created_at: str
+    expires_at: str
+    config: dict[str, Any]
+    task_user: str
+    name: str | None = None
+    status: str = "created"
+    runtime_backend: str = "docker"
+    auto_cleanup: bool = True
+    runs: list[RunRef] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        # Keep the spec's key order at the top: id, created_at, status, config, runs.
+        ordered = {
+            k: data.pop(k) for k in ("schema_version", "id", "name", "created_at", "expires_at", "status")
+        }
+        return {**ordered, **data}
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return (now or utcnow()) >= parse_time(self.expires_at)
+
+    def run(self, run_id: str) -> RunRef | None:
+        return next((r for r in self.runs if r.run_id == run_id), None)
+
+    @classmethod
+    def from_json(cls, data: Any, *, source: str) -> SandboxRecord:
+        if not isinstance(data, dict):
+            raise MetadataError(f"{source}: expected a JSON object")
+        version = data.get("schema_version", 0)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise MetadataError(f"{source}: schema_version must be an integer")
+        if version > SCHEMA_VERSION:
+            raise MetadataError(
+                f"{source} was written by a newer aido (metadata version {version}, this aido reads up to "
+                f"{SCHEMA_VERSION})",
+                hint="upgrade aido (`pip install -U aido`) to use this sandbox",
+            )
+        data = migrate(data, version)
+        try:
+            runs = [RunRef(**_checked_run(r)) for r in _typed(data, "runs", list)]
+            return cls(
+                id=_typed(data, "id", str),
+                created_at=_time(data, "created_at"),
+                expires_at=_time(data, "expires_at"),
+                config=_typed(data, "config", dict),
+                task_user=_typed(data, "task_user", str),
+                name=_typed(data, "name", (str, type(None))),
+                status=_typed(data, "status", str),
+                runtime_backend=_typed(data, "runtime_backend", str),
+                auto_cleanup=_typed(data, "auto_cleanup", bool),
+                runs=runs,
+                schema_version=SCHEMA_VERSION,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MetadataError(
+                f"{source} is invalid: {exc}", hint="restore it or destroy the sandbox"
+            ) from None
+
+
+def migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """Bring older metadata up to SCHEMA_VERSION, one step per version."""
+    if version == 0:
+        # Pre-release files had no version, no expiry and no task user.
+        data = dict(data)
+        created = parse_time(str(data.get("created_at")))
+        ttl = parse_duration(str((data.get("config") or {}).get("ttl", "15m")))
+        data.setdefault("expires_at", isoformat(datetime.fromtimestamp(created.timestamp() + ttl, UTC)))
+        data.setdefault("task_user", "10001:10001")
+        data.setdefault("runtime_backend", "docker")
+        data.setdefault("auto_cleanup", True)
+        data.setdefault("name", (data.get("config") or {}).get("name"))
+        data["schema_version"] = 1
+    return data
+
+
+def _typed(data: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = data[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # bool is an int subclass: `true` must not pass where a number or string is expected.
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        raise TypeError(f"{key} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _time(data: dict[str, Any], key: str) -> str:
+    value = _typed(data, key, str)
+    parse_time(value)
+    return str(value)
+
+
+def _checked_run(run: Any) -> dict[str, Any]:
+    if not isinstance(run, dict):
+        raise TypeError("runs must be objects")
+    allowed = set(RunRef.__dataclass_fields__)
+    unknown = set(run) - allowed
+    if unknown:
+        raise ValueError(f"unknown run field(s): {', '.join(sorted(unknown))}")
+    if run.get("status") not in RUN_STATUSES:
+        raise ValueError(f"run status {run.get('status')!r} is not one of {', '.join(RUN_STATUSES)}")
+    return run
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The limits and permissions a run applies, read from the stored sandbox config."""
+
+    runtime: str | None
+    cpus: float
+    memory_bytes: int
+    timeout_seconds: float
+    env: dict[str, str]
+    network: bool
+    filesystem: str
+    outputs: list[str]
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> RunSettings:
+        try:
+            resources = config.get("resources") or {}
+            permissions = config.get("permissions") or {}
+            env = config.get("env") or {}
+            cpus = float(resources.get("cpu", 1.0))
+            if not 0 < cpus <= 256:
+                raise ValueError(f"resources.cpu {cpus} is out of range")
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+                raise ValueError("env must map names to strings")
+            filesystem = permissions.get("filesystem", "readonly")
+            if filesystem not in ("readonly", "readwrite", "none"):
+                raise ValueError(f"permissions.filesystem {filesystem!r} is invalid")
+            return cls(
+                runtime=config.get("runtime"),
+                cpus=cpus,
+                memory_bytes=parse_size(resources.get("memory", "512M"), minimum=16 << 20),
+                timeout_seconds=parse_duration(resources.get("timeout", "10m"), maximum=24 * 3600),
+                env=dict(env),
+                network=permissions.get("network", False) is True,
+                filesystem=filesystem,
+                outputs=[str(o) for o in config.get("outputs") or []],
+            )
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise MetadataError(f"the sandbox's stored config is invalid: {exc}") from None

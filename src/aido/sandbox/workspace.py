@@ -1,0 +1,159 @@
+"""The ``.aido/`` workspace: found like git finds ``.git`` (the current directory or
+the nearest ancestor that has one), created by ``sandbox up`` when there is none.
+
+Layout::
+
+    .aido/
+      .gitignore          # '*': sandboxes never pollute the project's git status
+      active              # id of the active sandbox
+      events.log          # workspace-level events (sandbox_destroyed)
+      sandboxes/<id>/
+        inputs/ work/ outputs/     # mounted into the container
+        sandbox.json  events.log   # metadata, written only by aido
+        runs/run-001/              # per-run evidence, never mounted: the task cannot forge it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from aido.errors import WorkspaceError
+from aido.sandbox.fsutil import atomic_write_bytes
+from aido.sandbox.ids import check_sandbox_id, is_sandbox_id
+
+DIRNAME = ".aido"
+
+
+@dataclass(frozen=True)
+class SandboxPaths:
+    root: Path
+
+    @property
+    def inputs(self) -> Path:
+        return self.root / "inputs"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def outputs(self) -> Path:
+        return self.root / "outputs"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def metadata(self) -> Path:
+        return self.root / "sandbox.json"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events.log"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs / run_id
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A project directory's ``.aido`` folder. ``root`` is the project directory."""
+
+    root: Path
+
+    @property
+    def dir(self) -> Path:
+        return self.root / DIRNAME
+
+    @property
+    def sandboxes(self) -> Path:
+        return self.dir / "sandboxes"
+
+    @property
+    def events(self) -> Path:
+        return self.dir / "events.log"
+
+    @property
+    def config_file(self) -> Path:
+        return self.dir / "config.json"
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> Workspace | None:
+        here = (start or Path.cwd()).resolve()
+        for candidate in (here, *here.parents):
+            if (candidate / DIRNAME / "sandboxes").is_dir():
+                return cls(candidate)
+        return None
+
+    @classmethod
+    def require(cls, start: Path | None = None) -> Workspace:
+        found = cls.find(start)
+        if found is None:
+            raise WorkspaceError(
+                "no aido workspace here or in any parent directory",
+                hint="create one with a sandbox: `aido sandbox up`",
+            )
+        return found
+
+    @classmethod
+    def find_or_create(cls, start: Path | None = None) -> Workspace:
+        found = cls.find(start)
+        if found is not None:
+            return found
+        workspace = cls((start or Path.cwd()).resolve())
+        try:
+            workspace.sandboxes.mkdir(parents=True, exist_ok=True)
+            gitignore = workspace.dir / ".gitignore"
+            if not gitignore.exists():
+                atomic_write_bytes(gitignore, b"# created by aido: sandboxes are local state\n*\n")
+        except OSError as exc:
+            raise WorkspaceError(
+                f"cannot create the workspace {workspace.dir}: {exc.strerror}",
+                hint="run aido in a directory you can write to",
+            ) from None
+        return workspace
+
+    def sandbox(self, sandbox_id: str) -> SandboxPaths:
+        """Paths of a sandbox; the id is validated and the path must stay inside the workspace."""
+        check_sandbox_id(sandbox_id)
+        root = self.sandboxes / sandbox_id
+        if root.resolve().parent != self.sandboxes.resolve():
+            raise WorkspaceError(f"sandbox path {root} escapes the workspace")
+        return SandboxPaths(root)
+
+    def sandbox_ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.sandboxes)
+        except FileNotFoundError:
+            return []
+        return sorted(
+            n for n in names if is_sandbox_id(n) and (self.sandboxes / n / "sandbox.json").is_file()
+        )
+
+    # -- the active sandbox -------------------------------------------------------------
+
+    @property
+    def _active_file(self) -> Path:
+        return self.dir / "active"
+
+    def active_id(self) -> str | None:
+        try:
+            value = self._active_file.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return value if is_sandbox_id(value) else None
+
+    def set_active(self, sandbox_id: str | None) -> None:
+        if sandbox_id is None:
+            with contextlib.suppress(FileNotFoundError):
+                self._active_file.unlink()
+            return
+        atomic_write_bytes(self._active_file, f"{sandbox_id}\n".encode("ascii"))
