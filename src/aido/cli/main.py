@@ -196,13 +196,25 @@ def sandbox_list() -> None:
                 ("* " if s.active else "  ") + s.id,
                 s.name or "-",
                 s.status,
-                s.created_at,
-                s.expires_at,
+                s.created_at.replace("T", " ").removesuffix("Z"),
+                _relative_time(s.expires_at),
                 str(s.runs),
             ]
             for s in summaries
         ],
     )
+
+
+def _relative_time(moment: str) -> str:
+    """'in 14m' / '3m ago': when a sandbox expires, at a glance."""
+    if not moment:
+        return "-"
+    from aido.config.units import format_duration
+    from aido.sandbox.records import parse_time, utcnow
+
+    delta = (parse_time(moment) - utcnow()).total_seconds()
+    shown = format_duration(max(1, abs(int(delta))))
+    return f"in {shown}" if delta > 0 else f"{shown} ago"
 
 
 @sandbox.command("destroy", context_settings=CONTEXT)
@@ -394,8 +406,13 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
+        logging.addLevelName(level, logging.getLevelName(level).lower())
     logging.basicConfig(format="aido: %(levelname)s: %(message)s", stream=sys.stderr, level=logging.INFO)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # Even when started with SIGINT ignored (e.g. `aido run ... &` from a script), Ctrl-C or
+    # `kill -INT` must stop the task cleanly rather than be silently dropped.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = sys.argv[1:] if argv is None else argv
     json_mode = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     out = Renderer(json_mode=json_mode)

@@ -40,6 +40,7 @@ class Renderer:
     def __init__(self, *, json_mode: bool = False, raw_output: bool = False) -> None:
         self.json_mode = json_mode
         self.raw_output = raw_output
+        self._closed: set[int] = set()  # streams whose reader went away (`aido run x.py | head`)
         self.color = "NO_COLOR" not in os.environ and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
     # -- human --------------------------------------------------------------------------
@@ -73,11 +74,20 @@ class Renderer:
 
     def task_output(self, kind: int, data: bytes) -> None:
         """Echo a chunk of the task's output to the matching stream of ours."""
+        if kind in self._closed:
+            return  # still captured as evidence; just no longer shown
         stream = sys.stdout if kind == 1 else sys.stderr
         if not self.raw_output and stream.isatty():
             data = sanitize_for_terminal(data)
-        stream.buffer.write(data)
-        stream.buffer.flush()
+        try:
+            stream.buffer.write(data)
+            stream.buffer.flush()
+        except BrokenPipeError:
+            self._closed.add(kind)
+            # Point the stream at /dev/null so the interpreter's final flush stays quiet.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
 
     def table(self, columns: list[str], rows: list[list[str]]) -> None:
         from rich.console import Console
@@ -88,7 +98,9 @@ class Renderer:
             table.add_column(column)
         for row in rows:
             table.add_row(*row)
-        Console(no_color="NO_COLOR" in os.environ, soft_wrap=True).print(table)
+        Console(no_color="NO_COLOR" in os.environ, width=200 if not sys.stdout.isatty() else None).print(
+            table
+        )
 
     # -- JSON -----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ outright, which also rules out "billion laughs" expansion.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,22 +102,31 @@ def parse_yaml_text(text: str, *, source: str) -> tuple[Any, dict[Loc, int]]:
     return data, lines
 
 
-def validation_problems(exc: Exception, *, source: str, lines: dict[Loc, int]) -> list[str]:
+def validation_problems(
+    exc: Exception, *, source: str, lines: dict[Loc, int], flags: Iterable[str] = ()
+) -> list[str]:
+    """One line per problem: command-line flags first (``--ttl: ...``), then the file's
+    problems in line order (``sandbox.yaml:7: resources.memory: ...``)."""
     from pydantic import ValidationError
 
     assert isinstance(exc, ValidationError)
-    problems = []
+    flags = set(flags)
+    flagged: list[str] = []
+    located: list[tuple[int, str]] = []
     for error in exc.errors(include_url=False):
         loc: Loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         error["loc"] = loc
+        if loc and loc[0] in flags:
+            flagged.append(f"--{loc[0]}: {_message(error)}")
+            continue
         # A key that is not in the file (a missing one) takes its parent's line.
         line_loc = loc
         while line_loc and line_loc not in lines:
             line_loc = line_loc[:-1]
         line = lines.get(line_loc)
         where = f"{source}:{line}" if line else source
-        problems.append(f"{where}: {_dotted(loc)}: {_message(error)}")
-    return problems
+        located.append((line or 0, f"{where}: {_dotted(loc)}: {_message(error)}"))
+    return flagged + [text for _, text in sorted(located, key=lambda item: item[0])]
 
 
 def load_spec(path: Path | None, *, overrides: dict[str, Any] | None = None) -> SandboxSpec:
@@ -148,15 +158,4 @@ def load_spec(path: Path | None, *, overrides: dict[str, Any] | None = None) -> 
     try:
         return SandboxSpec.model_validate({**data, **overrides})
     except ValidationError as exc:
-        problems = validation_problems(exc, source=source, lines=lines)
-        flagged = [
-            f"--{error['loc'][0]}: {_message(error)}"
-            for error in exc.errors(include_url=False)
-            if error["loc"] and error["loc"][0] in overrides
-        ]
-        unflagged = [
-            p
-            for p, e in zip(problems, exc.errors(include_url=False), strict=True)
-            if not (e["loc"] and e["loc"][0] in overrides)
-        ]
-        raise ConfigError(flagged + unflagged) from None
+        raise ConfigError(validation_problems(exc, source=source, lines=lines, flags=overrides)) from None

@@ -7,6 +7,7 @@ hooks for progress and output, and get structured results back.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import time
@@ -43,6 +44,8 @@ from aido.sandbox.workspace import SandboxPaths, Workspace
 if TYPE_CHECKING:
     from aido.runtimes.base import ExecOutcome, RuntimeAdapter
     from aido.runtimes.resolve import RuntimeChoice
+
+log = logging.getLogger("aido")
 
 UNPRIVILEGED_UID = 10001  # the task's uid when aido itself runs as root
 MAX_TASK_BYTES = 64 << 20
@@ -194,6 +197,8 @@ class SandboxManager:
 
         overrides = {k: v for k, v in (("name", name), ("runtime", runtime), ("ttl", ttl)) if v is not None}
         spec = load_spec(spec_file, overrides=overrides)
+        for warning in widened_permissions(spec.model_dump(mode="json")):
+            log.warning("%s", warning)
         if self._workspace is None:
             self._workspace = Workspace.find_or_create(start)
         workspace = self.workspace
@@ -340,6 +345,8 @@ class SandboxManager:
                 f"`aido sandbox destroy {sid}`",
             )
         settings = RunSettings.from_config(record.config)
+        for warning in widened_permissions(record.config):
+            log.warning("%s", warning)
         timeout_seconds = settings.timeout_seconds
         if timeout is not None:
             try:
@@ -484,6 +491,14 @@ class SandboxManager:
             user=record.task_user,
             network=settings.network,
         )
+        log.debug("container %s: image %s, argv %s", request.name, request.image, request.argv)
+        log.debug(
+            "limits %s, user %s, network %s, mounts %s",
+            request.limits,
+            request.user,
+            request.network,
+            [(m.source, m.target, "ro" if m.read_only else "rw") for m in request.mounts],
+        )
         capture = OutputCapture(run_dir, limit=self.output_limit or DEFAULT_LIMIT, echo=hooks.on_output)
         if hooks.on_start:
             hooks.on_start(rid, task.name, choice.image)
@@ -627,6 +642,19 @@ class SandboxManager:
             if ended:
                 return
             time.sleep(poll)
+
+
+def widened_permissions(config: dict[str, Any]) -> list[str]:
+    """Warnings for every permission wider than the default; recorded in the evidence too."""
+    permissions = config.get("permissions") or {}
+    warnings = []
+    if permissions.get("network") is True:
+        warnings.append("sandbox has network access (permissions.network: true): tasks can reach the network")
+    if permissions.get("filesystem") == "readwrite":
+        warnings.append("sandbox inputs are writable (permissions.filesystem: readwrite)")
+    if permissions.get("aws"):
+        warnings.append("permissions.aws is recorded but not enforced by the docker runtime")
+    return warnings
 
 
 def parse_env_flags(values: list[str]) -> dict[str, str]:

@@ -1,0 +1,126 @@
+"""The Docker adapter against the runtime contract, plus its engine client's failure modes."""
+
+from __future__ import annotations
+
+import pytest
+from contract import RuntimeContract
+
+from aido.errors import RuntimeUnavailable
+from aido.runtimes.base import RuntimeAdapter
+from aido.runtimes.docker.adapter import DockerRuntime, split_image
+from aido.runtimes.docker.engine import MAX_API, MIN_API, Engine, EngineError
+
+pytestmark = pytest.mark.docker
+
+NO_SOCKET = "unix:///nonexistent.sock"
+
+
+@pytest.mark.usefixtures("engine")
+class TestDockerRuntime(RuntimeContract):
+    @pytest.fixture
+    def adapter(self) -> RuntimeAdapter:
+        return DockerRuntime()
+
+    def test_adapter_is_registered_as_docker(self) -> None:
+        from aido.runtimes.registry import get_runtime
+
+        assert isinstance(get_runtime("docker"), DockerRuntime)
+        assert DockerRuntime.name == "docker"
+
+
+# -- the engine client, directly ----------------------------------------------------------------
+
+
+def test_engine_negotiates_an_api_version_within_the_supported_range(engine: None) -> None:
+    client = Engine()
+    version = client.negotiate()
+    major, minor = (int(p) for p in version.split("."))
+    assert MIN_API <= (major, minor) <= MAX_API
+    assert client.call("GET", "/version")["ApiVersion"]
+
+
+def test_engine_reports_http_errors_with_their_status(engine: None) -> None:
+    with pytest.raises(EngineError) as caught:
+        Engine().call("GET", "/containers/aido-no-such-container-0000/json")
+    assert caught.value.status == 404
+    assert caught.value.message
+
+
+def test_unreachable_socket_is_an_engine_error_with_status_zero() -> None:
+    client = Engine(NO_SOCKET)
+    with pytest.raises(EngineError) as caught:
+        client.negotiate()
+    assert caught.value.status == 0
+    assert "/nonexistent.sock" in caught.value.message
+
+
+def test_unreachable_socket_makes_info_raise_runtime_unavailable_with_a_hint() -> None:
+    with pytest.raises(RuntimeUnavailable) as caught:
+        DockerRuntime(host=NO_SOCKET).info()
+    assert "unreachable" in caught.value.message
+    assert "/nonexistent.sock" in caught.value.message
+    assert caught.value.hint
+    assert "DOCKER_HOST" in caught.value.hint
+
+
+def test_unreachable_docker_host_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", NO_SOCKET)
+    with pytest.raises(RuntimeUnavailable) as caught:
+        DockerRuntime().info()
+    assert "/nonexistent.sock" in caught.value.message
+
+
+def test_unreachable_engine_makes_every_adapter_call_runtime_unavailable() -> None:
+    adapter = DockerRuntime(host=NO_SOCKET)
+    with pytest.raises(RuntimeUnavailable):
+        adapter.ensure_image("python:3.11-slim")
+    with pytest.raises(RuntimeUnavailable):
+        adapter.list_labelled({"aido.sandbox": "nothing"})
+    with pytest.raises(RuntimeUnavailable):
+        adapter.remove_labelled({"aido.sandbox": "nothing"})
+
+
+@pytest.mark.parametrize("host", ["ssh://user@remote", "npipe:////./pipe/docker_engine", "tcp://"])
+def test_unsupported_docker_host_scheme_is_named_in_the_message(host: str) -> None:
+    with pytest.raises(EngineError) as caught:
+        Engine(host)
+    assert caught.value.status == 0
+    assert "unsupported DOCKER_HOST" in caught.value.message
+    assert host in caught.value.message
+    assert "unix://" in caught.value.message
+    assert "tcp://" in caught.value.message
+
+
+def test_unsupported_docker_host_scheme_surfaces_as_runtime_unavailable() -> None:
+    with pytest.raises(RuntimeUnavailable) as caught:
+        DockerRuntime(host="ssh://user@remote").info()
+    assert "unsupported DOCKER_HOST" in caught.value.message
+    assert caught.value.hint
+
+
+def test_tcp_with_tls_verification_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    with pytest.raises(EngineError) as caught:
+        Engine("tcp://127.0.0.1:2376")
+    assert caught.value.status == 0
+    assert "TLS" in caught.value.message
+
+
+def test_closed_tcp_port_is_an_engine_error_with_status_zero() -> None:
+    with pytest.raises(EngineError) as caught:
+        Engine("tcp://127.0.0.1:1", timeout=5).negotiate()
+    assert caught.value.status == 0
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("python:3.11-slim", ("python", "3.11-slim")),
+        ("debian", ("debian", "latest")),
+        ("localhost:5000/team/img", ("localhost:5000/team/img", "latest")),
+        ("localhost:5000/team/img:v2", ("localhost:5000/team/img", "v2")),
+        ("img@sha256:" + "a" * 64, ("img", "sha256:" + "a" * 64)),
+    ],
+)
+def test_split_image_separates_name_and_tag(image: str, expected: tuple[str, str]) -> None:
+    assert split_image(image) == expected
