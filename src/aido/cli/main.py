@@ -229,6 +229,10 @@ def sandbox_destroy(ids: tuple[str, ...], all_: bool) -> None:
     STATE.command = "sandbox destroy"
     if all_ and ids:
         raise click.UsageError("give sandbox IDs or --all, not both")
+    from aido.sandbox.ids import check_sandbox_id
+
+    for given in ids:
+        check_sandbox_id(given)  # before looking for a workspace: a malformed id is a usage error
     results = _manager().destroy(list(ids), all_sandboxes=all_)
     out = STATE.renderer
     if out.json_mode:

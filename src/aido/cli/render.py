@@ -19,21 +19,95 @@ from typing import Any
 ENVELOPE_VERSION = 1
 SEPARATOR = "━" * 40
 
-# Terminal control sequences a task could use against the user's terminal: OSC
-# (window title, clipboard via OSC 52, hyperlinks), DCS/APC/PM strings, and CSI
-# sequences other than colours (cursor moves, screen clearing). Colours (CSI ... m)
-# are kept; everything else is dropped when echoing to a terminal.
-_OSC = re.compile(rb"\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)?")
-_CSI_NOT_SGR = re.compile(rb"\x1b\[[0-9;?<>=]*[ -/]*[@-ln-~]")
-_OTHER_ESC = re.compile(rb"\x1b[^\[]")
-_C0 = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]")
+_SGR = re.compile(rb"\x1b\[[0-9;]*m")  # colours and text attributes: harmless, kept
+_STRING_INTRODUCERS = b"]PX^_"  # OSC (title, clipboard via OSC 52, hyperlinks), DCS, SOS, PM, APC
+_KEEP_CONTROLS = (0x09, 0x0A, 0x0D)  # tab, newline, carriage return
+MAX_PENDING = 4096
+
+
+class TerminalFilter:
+    """Strip what a task could use against the user's terminal from its output.
+
+    Only complete colour sequences (CSI ... m) and ordinary text, tabs and newlines
+    pass; every other escape sequence (screen clearing, cursor moves, window titles,
+    clipboard writes) and control character is dropped. The filter is stateful: a
+    sequence split across two writes is still recognised, and since no ESC byte is
+    ever emitted except as part of a complete colour sequence, removing one sequence
+    cannot assemble another.
+    """
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._in_string = False  # inside an over-long OSC/DCS string: swallow to its end
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._pending + chunk
+        self._pending = b""
+        out = bytearray()
+        i, n = 0, len(data)
+        if self._in_string:
+            end = _string_end(data, 0)
+            if end < 0:
+                return b""
+            self._in_string = False
+            i = end
+        while i < n:
+            byte = data[i]
+            if byte == 0x1B:
+                end = _sequence_end(data, i)
+                if end < 0:  # incomplete: wait for the rest
+                    rest = data[i:]
+                    if len(rest) <= MAX_PENDING:
+                        self._pending = rest
+                    elif rest[1:2] and rest[1] in _STRING_INTRODUCERS:
+                        self._in_string = True
+                    break
+                if _SGR.fullmatch(data, i, end):
+                    out += data[i:end]
+                i = end
+            elif (byte < 0x20 and byte not in _KEEP_CONTROLS) or byte == 0x7F:
+                i += 1
+            else:
+                out.append(byte)
+                i += 1
+        return bytes(out)
+
+
+def _string_end(data: bytes, start: int) -> int:
+    """Index just past the BEL or ST (ESC \\) that ends a control string, or -1."""
+    for j in range(start, len(data)):
+        if data[j] == 0x07:
+            return j + 1
+        if data[j] == 0x1B and j + 1 < len(data) and data[j + 1] == 0x5C:
+            return j + 2
+    return -1
+
+
+def _sequence_end(data: bytes, i: int) -> int:
+    """Index just past the escape sequence starting at ``data[i]`` (ESC), or -1 if incomplete."""
+    n = len(data)
+    if i + 1 >= n:
+        return -1
+    kind = data[i + 1]
+    if kind == 0x5B:  # CSI: parameters 0x30-0x3F, intermediates 0x20-0x2F, one final byte 0x40-0x7E
+        j = i + 2
+        while j < n and 0x30 <= data[j] <= 0x3F:
+            j += 1
+        while j < n and 0x20 <= data[j] <= 0x2F:
+            j += 1
+        if j >= n:
+            return -1
+        return j + 1 if 0x40 <= data[j] <= 0x7E else j  # malformed: drop what came before
+    if kind in _STRING_INTRODUCERS:
+        return _string_end(data, i + 2)
+    if kind == 0x1B:
+        return i + 1  # a lone ESC before another: drop it alone
+    return i + 2  # two-byte sequences (ESC c resets the terminal, ESC 7/8, ...)
 
 
 def sanitize_for_terminal(data: bytes) -> bytes:
-    data = _OSC.sub(b"", data)
-    data = _CSI_NOT_SGR.sub(b"", data)
-    data = _OTHER_ESC.sub(b"", data)
-    return _C0.sub(b"", data)
+    """One-shot filtering of a complete buffer (an incomplete trailing sequence is dropped)."""
+    return TerminalFilter().feed(data)
 
 
 class Renderer:
@@ -41,6 +115,7 @@ class Renderer:
         self.json_mode = json_mode
         self.raw_output = raw_output
         self._closed: set[int] = set()  # streams whose reader went away (`aido run x.py | head`)
+        self._filters = {1: TerminalFilter(), 2: TerminalFilter()}
         self.color = "NO_COLOR" not in os.environ and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
     # -- human --------------------------------------------------------------------------
@@ -78,7 +153,7 @@ class Renderer:
             return  # still captured as evidence; just no longer shown
         stream = sys.stdout if kind == 1 else sys.stderr
         if not self.raw_output and stream.isatty():
-            data = sanitize_for_terminal(data)
+            data = self._filters[kind].feed(data)
         try:
             stream.buffer.write(data)
             stream.buffer.flush()

@@ -1,7 +1,7 @@
 """Load ``sandbox.yaml`` into a SandboxSpec, or fail with one line per problem.
 
 Each problem names the file, the line and the key path, e.g.
-``sandbox.yaml:7: resources.memory: expected a size like 512M, got 'lots'``.
+``sandbox.yaml:7: resources.memory: expected a size like 512M or 1G, got 'lots'``.
 YAML is loaded with the safe loader only; anchors and aliases are refused
 outright, which also rules out "billion laughs" expansion.
 """
@@ -32,14 +32,12 @@ def _line_index(root: yaml.Node) -> dict[Loc, int]:
 
     lines: dict[Loc, int] = {(): root.start_mark.line + 1}
     stack: list[tuple[Loc, yaml.Node]] = [((), root)]
-    seen: set[int] = set()
+    count = 0
     while stack:
         loc, node = stack.pop()
-        if id(node) in seen:
-            raise ConfigError([f"line {node.start_mark.line + 1}: YAML aliases are not supported"])
-        seen.add(id(node))
-        if len(seen) > MAX_NODES:
-            raise ConfigError([f"the file has more than {MAX_NODES} YAML nodes"])
+        count += 1
+        if count > MAX_NODES:
+            raise ConfigError([f"{node.start_mark.line + 1}: the file has more than {MAX_NODES} YAML nodes"])
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.start_mark)
@@ -59,14 +57,16 @@ def _dotted(loc: Loc) -> str:
     return out or "(top level)"
 
 
-def _message(error: Any) -> str:
+def _message(error: Any, fields: dict[str, list[str]] | None = None) -> str:
     kind = error["type"]
     loc: Loc = tuple(error["loc"])
     if kind == "extra_forbidden":
-        from aido.config.schema import FIELD_NAMES
+        if fields is None:
+            from aido.config.schema import FIELD_NAMES
 
+            fields = FIELD_NAMES
         parent = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int))
-        allowed = FIELD_NAMES.get(parent, [])
+        allowed = fields.get(parent, [])
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         suggestion = f"; did you mean '{close[0]}'?" if close else ""
         return f"unknown key (allowed: {', '.join(allowed)}){suggestion}"
@@ -86,24 +86,40 @@ def parse_yaml_text(text: str, *, source: str) -> tuple[Any, dict[Loc, int]]:
     if len(text.encode("utf-8", "surrogateescape")) > MAX_CONFIG_BYTES:
         raise ConfigError([f"{source}: file is larger than {MAX_CONFIG_BYTES // 1024} KiB"])
     try:
+        # Aliases are refused before anything is built: "billion laughs" never expands.
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                line = event.start_mark.line + 1 if event.start_mark else 1
+                raise ConfigError([f"{source}:{line}: YAML aliases (*{event.anchor}) are not supported"])
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         if root is None:
             return {}, {}
         lines = _line_index(root)
         data = yaml.safe_load(text)
     except ConfigError as exc:
-        raise ConfigError([f"{source}: {p}" for p in exc.problems]) from None
+        if exc.problems[0].startswith(source):
+            raise
+        raise ConfigError([f"{source}:{p}" for p in exc.problems]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError([f"{source}{line}: invalid YAML: {exc.problem or exc.context}"]) from None
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError([f"{where}: invalid YAML: {exc.problem or exc.context}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{source}: invalid YAML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{source}: invalid YAML: nested too deeply"]) from None
+    if data is None:  # a file of only comments or `---`: all defaults
+        data = {}
     return data, lines
 
 
 def validation_problems(
-    exc: Exception, *, source: str, lines: dict[Loc, int], flags: Iterable[str] = ()
+    exc: Exception,
+    *,
+    source: str,
+    lines: dict[Loc, int],
+    flags: Iterable[str] = (),
+    fields: dict[str, list[str]] | None = None,
 ) -> list[str]:
     """One line per problem: command-line flags first (``--ttl: ...``), then the file's
     problems in line order (``sandbox.yaml:7: resources.memory: ...``)."""
@@ -117,7 +133,7 @@ def validation_problems(
         loc: Loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         error["loc"] = loc
         if loc and loc[0] in flags:
-            flagged.append(f"--{loc[0]}: {_message(error)}")
+            flagged.append(f"--{loc[0]}: {_message(error, fields)}")
             continue
         # A key that is not in the file (a missing one) takes its parent's line.
         line_loc = loc
@@ -125,8 +141,24 @@ def validation_problems(
             line_loc = line_loc[:-1]
         line = lines.get(line_loc)
         where = f"{source}:{line}" if line else source
-        located.append((line or 0, f"{where}: {_dotted(loc)}: {_message(error)}"))
+        located.append((line or 0, f"{where}: {_dotted(loc)}: {_message(error, fields)}"))
     return flagged + [text for _, text in sorted(located, key=lambda item: item[0])]
+
+
+def load_mapping(path: Path, *, missing_hint: str) -> tuple[dict[str, Any], dict[Loc, int]]:
+    """Read a YAML (or JSON) file whose top level must be a mapping; data and line index."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"], hint=missing_hint) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    data, lines = parse_yaml_text(text, source=path.name)
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [f"{path.name}:1: (top level): expected a mapping of keys, got {type(data).__name__}"]
+        )
+    return data, lines
 
 
 def load_spec(path: Path | None, *, overrides: dict[str, Any] | None = None) -> SandboxSpec:
@@ -144,17 +176,7 @@ def load_spec(path: Path | None, *, overrides: dict[str, Any] | None = None) -> 
     lines: dict[Loc, int] = {}
     source = path.name if path is not None else "defaults"
     if path is not None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError([f"{path}: no such file"], hint="pass an existing file with -f") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError([f"{path}: cannot read: {exc}"]) from None
-        data, lines = parse_yaml_text(text, source=source)
-        if not isinstance(data, dict):
-            raise ConfigError(
-                [f"{source}:1: (top level): expected a mapping of keys, got {type(data).__name__}"]
-            )
+        data, lines = load_mapping(path, missing_hint="pass an existing file with -f")
     try:
         return SandboxSpec.model_validate({**data, **overrides})
     except ValidationError as exc:

@@ -9,6 +9,7 @@ the numbers.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Literal
 
@@ -35,9 +36,24 @@ def _duration(maximum: float) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _size(value: str | int) -> str:
+def _size(value: object) -> str:
+    # Before pydantic's own coercion: `memory: true` or `memory: 1.5` must not become 1.
     parse_size(value, minimum=16 << 20, maximum=1 << 40)
     return str(value).strip()
+
+
+def _number(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value  # pydantic reports it as "not a valid number"
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError(f"input should be a finite number, got {value!r}")
+    return value
 
 
 def _name(value: str) -> str:
@@ -79,15 +95,16 @@ def _env_value(value: object) -> str:
 
 def _env(value: object) -> object:
     if isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
-                raise ValueError(f"invalid environment variable name {key!r}: use letters, digits and '_'")
+        bad = [key for key in value if not isinstance(key, str) or not _ENV_NAME.fullmatch(key)]
+        if bad:
+            names = ", ".join(repr(k) for k in bad)
+            raise ValueError(f"invalid environment variable name(s) {names}: use letters, digits and '_'")
     return value
 
 
 TTL = Annotated[str, _duration(MAX_TTL_SECONDS)]
 Timeout = Annotated[str, _duration(MAX_TIMEOUT_SECONDS)]
-Size = Annotated[str | int, AfterValidator(_size)]
+Size = Annotated[str, BeforeValidator(_size)]
 EnvValue = Annotated[str, BeforeValidator(_env_value)]
 
 
@@ -109,7 +126,7 @@ class Permissions(_Strict):
 
 
 class Resources(_Strict):
-    cpu: Annotated[float, Field(gt=0, le=256, allow_inf_nan=False)] = DEFAULT_CPU
+    cpu: Annotated[float, BeforeValidator(_number), Field(gt=0, le=256, allow_inf_nan=False)] = DEFAULT_CPU
     memory: Size = DEFAULT_MEMORY
     timeout: Timeout = DEFAULT_TIMEOUT
 

@@ -26,27 +26,19 @@ def load_settings(path: Path | None) -> Settings:
         return Settings()
     from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-    from aido.config.loader import parse_yaml_text, validation_problems
+    from aido.config.loader import load_mapping, validation_problems
 
     class _File(BaseModel):
         model_config = ConfigDict(extra="forbid")
         output_limit: str | int = Field(default="16M")
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: no such config file"], hint="check the --config path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
-    data, lines = parse_yaml_text(text, source=path.name)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError([f"{path.name}:1: (top level): expected a mapping of keys"])
+    data, lines = load_mapping(path, missing_hint="check the --config path")
     try:
         parsed = _File.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(exc, source=path.name, lines=lines)) from None
+        raise ConfigError(
+            validation_problems(exc, source=path.name, lines=lines, fields={"": list(_File.model_fields)})
+        ) from None
     try:
         limit = parse_size(parsed.output_limit, minimum=1024, maximum=1 << 34)
     except ValueError as exc:

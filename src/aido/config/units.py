@@ -51,6 +51,12 @@ def parse_size(value: object, *, minimum: int = 1, maximum: int = 1 << 40) -> in
     if isinstance(value, bool):
         raise ValueError(f"expected a size like 512M or 1G, got {value!r}")
     if isinstance(value, int):
+        if not minimum <= value <= maximum:  # before float(): a 400-digit int overflows it
+            bound = "small" if value < minimum else "large"
+            limit = format_size(minimum if value < minimum else maximum)
+            raise ValueError(
+                f"size {value!r} is too {bound}: the {'minimum' if value < minimum else 'maximum'} is {limit}"
+            )
         number, unit = float(value), ""
     elif isinstance(value, str):
         match = _SIZE.fullmatch(value.strip())
@@ -70,7 +76,10 @@ def parse_size(value: object, *, minimum: int = 1, maximum: int = 1 << 40) -> in
 
 
 def format_size(size: int) -> str:
+    """Exact when possible (``512M``), else one decimal in the largest unit (``1.5K``)."""
     for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if size >= factor and size % factor == 0:
-            return f"{size // factor}{unit}"
-    return f"{size}B" if size < 1024 else f"{size / (1 << 20):.1f}M"
+        if size >= factor:
+            if size % factor == 0:
+                return f"{size // factor}{unit}"
+            return f"{size / factor:.1f}{unit}"
+    return f"{size}B"

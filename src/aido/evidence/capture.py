@@ -39,7 +39,14 @@ class OutputCapture:
         self.echo = echo
         self.paths = {kind: run_dir / f"{name}.log" for kind, name in STREAM_NAMES.items()}
         self.stats = {kind: StreamStats() for kind in STREAM_NAMES}
-        self._fds = {kind: create_new(path) for kind, path in self.paths.items()}
+        self._fds: dict[int, int] = {}
+        try:
+            for kind, path in self.paths.items():
+                self._fds[kind] = create_new(path)
+        except BaseException:
+            for fd in self._fds.values():
+                os.close(fd)
+            raise
 
     def write(self, kind: int, data: bytes) -> None:
         stats = self.stats[kind]

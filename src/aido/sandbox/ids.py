@@ -16,7 +16,7 @@ from aido.errors import UsageError
 ALPHABET = string.ascii_lowercase + string.digits
 SANDBOX_ID_LENGTH = 12
 _SANDBOX_ID = re.compile(rf"[a-z0-9]{{{SANDBOX_ID_LENGTH}}}")
-_RUN_ID = re.compile(r"run-(\d{3,6})")
+_RUN_ID = re.compile(r"run-([0-9]{3,6})")
 
 
 def new_sandbox_id() -> str:
@@ -27,11 +27,16 @@ def is_sandbox_id(value: str) -> bool:
     return bool(_SANDBOX_ID.fullmatch(value))
 
 
+def _shown(value: str) -> str:
+    """A user's bad input, quoted once, control characters escaped, cut at 40 characters."""
+    cut = value[:40]
+    return repr(cut) + ("..." if len(value) > 40 else "")
+
+
 def check_sandbox_id(value: str) -> str:
     if not is_sandbox_id(value):
-        shown = value if len(value) <= 40 and value.isprintable() else repr(value[:40]) + "..."
         raise UsageError(
-            f"invalid sandbox id {shown!r}: expected 12 lowercase letters or digits",
+            f"invalid sandbox id {_shown(value)}: expected 12 lowercase letters or digits",
             hint="list sandboxes with `aido sandbox list`",
         )
     return value
@@ -48,9 +53,8 @@ def run_number(value: str) -> int | None:
 
 def check_run_id(value: str) -> str:
     # Accept the bare number too: `aido logs --run 2` means run-002.
-    if value.isdigit() and 0 < int(value) < 1_000_000:
+    if re.fullmatch(r"[0-9]{1,6}", value) and int(value) > 0:
         return run_id(int(value))
     if run_number(value) is None:
-        shown = value if len(value) <= 40 and value.isprintable() else repr(value[:40]) + "..."
-        raise UsageError(f"invalid run id {shown!r}: expected run-001, run-002, ... (or just 2)")
+        raise UsageError(f"invalid run id {_shown(value)}: expected run-001, run-002, ... (or just 2)")
     return value

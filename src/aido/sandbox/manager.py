@@ -285,6 +285,10 @@ class SandboxManager:
     def destroy(
         self, sandbox_ids: list[str] | None = None, *, all_sandboxes: bool = False
     ) -> list[dict[str, Any]]:
+        from aido.sandbox.ids import check_sandbox_id
+
+        for given in sandbox_ids or []:
+            check_sandbox_id(given)  # a malformed id is a usage error, workspace or not
         workspace = self.workspace
         if all_sandboxes:
             targets = workspace.sandbox_ids()

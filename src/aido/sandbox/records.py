@@ -10,6 +10,7 @@ are migrated on read, newer ones refused.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -89,8 +90,8 @@ class SandboxRecord:
                 f"{SCHEMA_VERSION})",
                 hint="upgrade aido (`pip install -U aido`) to use this sandbox",
             )
-        data = migrate(data, version)
         try:
+            data = migrate(data, version)
             runs = [RunRef(**_checked_run(r)) for r in _typed(data, "runs", list)]
             return cls(
                 id=_typed(data, "id", str),
@@ -105,7 +106,7 @@ class SandboxRecord:
                 runs=runs,
                 schema_version=SCHEMA_VERSION,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MetadataError(
                 f"{source} is invalid: {exc}", hint="restore it or destroy the sandbox"
             ) from None
@@ -138,19 +139,33 @@ def _typed(data: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any
 
 def _time(data: dict[str, Any], key: str) -> str:
     value = _typed(data, key, str)
-    parse_time(value)
+    if parse_time(value).tzinfo is None:
+        raise ValueError(f"{key} {value!r} has no timezone")
     return str(value)
 
 
 def _checked_run(run: Any) -> dict[str, Any]:
     if not isinstance(run, dict):
         raise TypeError("runs must be objects")
-    allowed = set(RunRef.__dataclass_fields__)
-    unknown = set(run) - allowed
+    unknown = set(run) - set(RunRef.__dataclass_fields__)
     if unknown:
         raise ValueError(f"unknown run field(s): {', '.join(sorted(unknown))}")
-    if run.get("status") not in RUN_STATUSES:
-        raise ValueError(f"run status {run.get('status')!r} is not one of {', '.join(RUN_STATUSES)}")
+    for key in ("run_id", "task", "status"):
+        _typed(run, key, str)
+    if not re.fullmatch(r"run-[0-9]{3,6}", run["run_id"]):
+        raise ValueError(f"run id {run['run_id']!r} is invalid")
+    if run["status"] not in RUN_STATUSES:
+        raise ValueError(f"run status {run['status']!r} is not one of {', '.join(RUN_STATUSES)}")
+    _time(run, "started_at")
+    if run.get("completed_at") is not None:
+        _time(run, "completed_at")
+    for key in ("duration_ms", "exit_code"):
+        if run.get(key) is not None:
+            _typed(run, key, int)
+    if "evidence" in run:
+        _typed(run, "evidence", str)
+    if "artifacts" in run and not all(isinstance(a, str) for a in _typed(run, "artifacts", list)):
+        raise ValueError("run artifacts must be strings")
     return run
 
 
