@@ -1,11 +1,12 @@
 """aido: run untrusted tasks in container sandboxes and keep evidence of what ran.
 
 The public Python API lives here; the ``aido`` command is a thin layer over it.
-Heavy modules (pydantic models, the Docker SDK) are imported on first use so that
-``import aido`` and ``aido --version`` stay fast.
+Heavy modules are imported on first use so that ``import aido`` and ``aido --version``
+stay fast. This module and ``__main__`` deliberately import nothing but modules the
+interpreter has already loaded (no ``from __future__``): under ``python -m aido`` the
+current directory is first on sys.path until ``__main__`` removes it, and a task's
+directory may hold a hostile ``__future__.py``.
 """
-
-from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 

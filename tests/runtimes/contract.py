@@ -134,7 +134,9 @@ class RuntimeContract:
         assert info.version
         assert info.api_version
 
-    def test_ensure_image_of_a_present_image_returns_its_id(self, adapter: RuntimeAdapter, image: str) -> None:
+    def test_ensure_image_of_a_present_image_returns_its_id(
+        self, adapter: RuntimeAdapter, image: str
+    ) -> None:
         image_id = adapter.ensure_image(image)
         assert isinstance(image_id, str)
         assert image_id
@@ -173,19 +175,25 @@ class RuntimeContract:
         assert outcome.container_id
         assert outcome.image_id
 
-    def test_large_output_arrives_complete_and_in_order(self, adapter: RuntimeAdapter, request_for: RequestFactory) -> None:
+    def test_large_output_arrives_complete_and_in_order(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
         request = request_for(["python3", "-c", "import sys\nfor i in range(20000): print(i)"])
         outcome, captured = self.run(adapter, request)
         assert outcome.exit_code == 0
         assert captured.stdout.splitlines() == [str(i) for i in range(20000)]
 
-    def test_non_zero_exit_code_is_propagated(self, adapter: RuntimeAdapter, request_for: RequestFactory) -> None:
+    def test_non_zero_exit_code_is_propagated(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
         outcome, _ = self.run(adapter, request_for(["sh", "-c", "exit 42"]))
         assert outcome.exit_code == 42
         assert outcome.error is None
         assert not outcome.timed_out
 
-    def test_timeout_kills_the_task_promptly(self, adapter: RuntimeAdapter, request_for: RequestFactory) -> None:
+    def test_timeout_kills_the_task_promptly(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
         request = request_for(["sh", "-c", "echo started; sleep 30; echo never"], timeout_seconds=1.0)
         started = time.monotonic()
         outcome, captured = self.run(adapter, request)
@@ -195,7 +203,29 @@ class RuntimeContract:
         assert elapsed < 10, f"the timeout took {elapsed:.1f}s to take effect"
         assert captured.stdout == "started\n"
 
-    def test_memory_limit_is_enforced_by_an_oom_kill(self, adapter: RuntimeAdapter, request_for: RequestFactory) -> None:
+    def test_timeout_applies_to_a_task_that_closed_its_output(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
+        request = request_for(["sh", "-c", "exec >/dev/null 2>&1; sleep 30"], timeout_seconds=1.0)
+        started = time.monotonic()
+        outcome, _ = self.run(adapter, request)
+        assert outcome.timed_out is True
+        assert outcome.exit_code is None
+        assert time.monotonic() - started < 10
+
+    def test_a_background_child_does_not_keep_the_run_alive(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
+        request = request_for(["sh", "-c", "sleep 30 & echo main-done"], timeout_seconds=60.0)
+        started = time.monotonic()
+        outcome, captured = self.run(adapter, request)
+        assert outcome.exit_code == 0
+        assert captured.stdout == "main-done\n"
+        assert time.monotonic() - started < 10
+
+    def test_memory_limit_is_enforced_by_an_oom_kill(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
         request = request_for(
             ["python3", "-c", "data = b'x' * (256 << 20)\nprint(len(data))"],
             limits=Limits(cpus=1.0, memory_bytes=32 * MIB, pids=128),
@@ -205,6 +235,30 @@ class RuntimeContract:
         assert outcome.exit_code != 0
         assert str(256 << 20) not in captured.stdout
         assert not outcome.timed_out
+
+    def test_process_and_open_file_limits_are_enforced(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
+        spawn = (
+            "import threading, time\n"
+            "started = 0\n"
+            "try:\n"
+            "    for _ in range(200):\n"
+            "        threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\n"
+            "        started += 1\n"
+            "except RuntimeError:\n"
+            "    pass\n"
+            "print(started)\n"
+        )
+        request = request_for(
+            ["sh", "-c", 'ulimit -n; python3 -c "$0"', spawn],
+            limits=Limits(cpus=1.0, memory_bytes=256 * MIB, pids=16, nofile=256),
+        )
+        outcome, captured = self.run(adapter, request)
+        assert outcome.exit_code == 0, captured.stderr
+        nofile, threads = captured.stdout.split()
+        assert nofile == "256"
+        assert 0 < int(threads) < 16
 
     def test_network_is_disabled(self, adapter: RuntimeAdapter, request_for: RequestFactory) -> None:
         probe = (
@@ -225,7 +279,9 @@ class RuntimeContract:
         interfaces = [line.split(":", 1)[0].strip() for line in net_dev.splitlines() if ":" in line]
         assert interfaces == ["lo"]
 
-    def test_runs_as_the_requested_non_root_user(self, adapter: RuntimeAdapter, request_for: RequestFactory) -> None:
+    def test_runs_as_the_requested_non_root_user(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
         uid, gid = task_ids()
         outcome, captured = self.run(adapter, request_for(["sh", "-c", "id -u; id -g"]))
         assert outcome.exit_code == 0
@@ -267,7 +323,9 @@ class RuntimeContract:
         assert (source / "given.txt").read_text() == "original\n"
         assert sorted(p.name for p in source.iterdir()) == ["given.txt"]
 
-    def test_read_write_mount_can_be_written(self, adapter: RuntimeAdapter, request_for: RequestFactory, tmp_path: Path) -> None:
+    def test_read_write_mount_can_be_written(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory, tmp_path: Path
+    ) -> None:
         target = self.writable_dir(tmp_path / "rw")
         request = request_for(
             ["sh", "-c", "echo from-task > /out/result.txt && mkdir /out/sub && echo deep > /out/sub/f"],
@@ -279,7 +337,9 @@ class RuntimeContract:
         assert (target / "sub" / "f").read_text() == "deep\n"
         assert (target / "result.txt").stat().st_uid == task_ids()[0]
 
-    def test_environment_is_exactly_what_was_requested(self, adapter: RuntimeAdapter, request_for: RequestFactory) -> None:
+    def test_environment_is_exactly_what_was_requested(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
         os.environ["AIDO_CONTRACT_HOST_ONLY"] = "host-value"
         try:
             request = request_for(
@@ -305,7 +365,9 @@ class RuntimeContract:
         assert outcome.exit_code == 0
         assert captured.stdout.splitlines() == tricky
 
-    def test_applied_settings_are_read_back_from_the_engine(self, adapter: RuntimeAdapter, request_for: RequestFactory) -> None:
+    def test_applied_settings_are_read_back_from_the_engine(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
         limits = Limits(cpus=0.5, memory_bytes=96 * MIB, pids=77)
         request = request_for(["true"], limits=limits)
         outcome, _ = self.run(adapter, request)

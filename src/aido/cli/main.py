@@ -146,7 +146,9 @@ def sandbox() -> None:
 @click.option("--runtime", help="python:3.11, node:18, sh or docker://IMAGE (overrides the spec).")
 @click.option("--ttl", help="Time to live, e.g. 90s, 15m, 2h (overrides the spec; default 15m).")
 @click.option(
-    "--no-auto-cleanup", is_flag=True, help="Do not destroy the sandbox automatically when it expires."
+    "--no-auto-cleanup",
+    is_flag=True,
+    help="Exempt the sandbox from automatic cleanup when it expires (recorded in its metadata).",
 )
 @global_options
 def sandbox_up(

@@ -220,6 +220,8 @@ class SandboxManager:
                 from aido.sandbox.inputs import copy_inputs
 
                 inputs = copy_inputs(spec.inputs, spec_file.parent, paths.inputs, source=spec_file.name)
+            if spec.permissions.filesystem == "readwrite":
+                _hand_over(paths.inputs, uid, gid)
             created = utcnow()
             config = spec.model_dump(mode="json")
             record = SandboxRecord(
@@ -687,19 +689,37 @@ def _check_task(task: Path) -> bytes:
         fd = os.open(task, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise TaskNotFound(f"task file {str(task)!r} not found", hint="check the path") from None
-    except IsADirectoryError:
-        raise TaskNotRunnable(f"task {str(task)!r} is a directory, not a file") from None
     except PermissionError:
         raise TaskNotRunnable(f"task file {str(task)!r} is not readable") from None
-    with os.fdopen(fd, "rb") as handle:
-        st = os.fstat(handle.fileno())
+    try:
+        # Checked on the descriptor: on Linux a directory opens fine with O_RDONLY.
+        st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise TaskNotRunnable(f"task {str(task)!r} is a directory, not a file")
         if not stat.S_ISREG(st.st_mode):
             raise TaskNotRunnable(f"task {str(task)!r} is not a regular file")
         if st.st_size > MAX_TASK_BYTES:
             raise TaskNotRunnable(f"task file {str(task)!r} is larger than {MAX_TASK_BYTES >> 20} MiB")
-        return handle.read(MAX_TASK_BYTES + 1)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _hand_over(root: Path, uid: int, gid: int) -> None:
+    """Make a tree aido just created writable by the task's user (``filesystem: readwrite``)."""
+    for directory, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = Path(directory) / name
+            st = path.lstat()
+            if not stat.S_ISLNK(st.st_mode):
+                path.chmod(stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
+            if os.getuid() == 0:
+                os.lchown(path, uid, gid)
+    if os.getuid() == 0:
+        os.lchown(root, uid, gid)
 
 
 def _install_task(dest: Path, source: bytes, task: Path, uid: int, gid: int) -> None:

@@ -1,0 +1,209 @@
+"""``aido logs``: which run, which streams, and following a run in progress."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+# destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
+from e2e_support import (  # noqa: F401
+    Aido,
+    aido_argv,
+    aido_env,
+    assert_no_containers,
+    destroy_every_sandbox,
+    record,
+    sandbox_up,
+    wait_for,
+)
+
+from conftest import write
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def two_runs(aido: Aido, project: Path) -> str:
+    """A sandbox with run-001 (prints 'first') and run-002 (prints 'second', warns on stderr)."""
+    sandbox_id = sandbox_up(aido)
+    write(project / "first.py", 'print("first")\n')
+    write(project / "second.py", 'import sys\nprint("second")\nprint("a warning", file=sys.stderr)\n')
+    assert aido("run", "first.py").code == 0
+    assert aido("run", "second.py").code == 0
+    return sandbox_id
+
+
+def test_logs_shows_the_latest_runs_stdout_by_default(aido: Aido, two_runs: str) -> None:
+    result = aido("logs")
+    assert result.code == 0, result.stderr
+    assert result.stdout == "second\n"
+    assert "a warning" not in result.stderr
+
+
+def test_logs_stderr_flag_adds_stderr_on_our_stderr(aido: Aido, two_runs: str) -> None:
+    result = aido("logs", "--stderr")
+    assert result.code == 0
+    assert result.stdout == "second\n"
+    assert "a warning" in result.stderr
+
+
+@pytest.mark.parametrize(("run", "expected"), [("run-001", "first\n"), ("1", "first\n"), ("2", "second\n")])
+def test_logs_run_selects_a_run_by_id_or_number(aido: Aido, two_runs: str, run: str, expected: str) -> None:
+    result = aido("logs", "--run", run)
+    assert result.code == 0, result.stderr
+    assert result.stdout == expected
+
+
+def test_logs_sandbox_option_selects_a_non_active_sandbox(aido: Aido, project: Path, two_runs: str) -> None:
+    other = sandbox_up(aido)  # now the active one, with no runs
+    assert aido("logs").code == 3
+    result = aido("logs", "--sandbox", two_runs)
+    assert result.code == 0
+    assert result.stdout == "second\n"
+    assert other != two_runs
+
+
+@pytest.mark.parametrize("run", ["run-009", "9"])
+def test_logs_for_an_unknown_run_exits_3_and_lists_the_runs(aido: Aido, two_runs: str, run: str) -> None:
+    result = aido("logs", "--run", run)
+    assert result.code == 3
+    assert result.stdout == ""
+    assert "no run run-009" in result.stderr
+    assert "run-001, run-002" in result.stderr
+
+
+def test_logs_with_a_malformed_run_id_is_a_usage_error(aido: Aido, two_runs: str) -> None:
+    result = aido("logs", "--run", "../run-001")
+    assert result.code == 2
+    assert "invalid run id" in result.stderr
+
+
+def test_logs_before_any_run_exits_3(aido: Aido, project: Path) -> None:
+    sandbox_up(aido)
+    result = aido("logs")
+    assert result.code == 3
+    assert "no runs yet" in result.stderr
+    assert "aido run" in result.stderr
+
+
+def test_logs_of_a_failed_run_shows_stderr_too(aido: Aido, project: Path) -> None:
+    sandbox_up(aido)
+    write(project / "boom.py", 'import sys\nprint("before the crash")\nraise RuntimeError("boom")\n')
+    assert aido("run", "boom.py").code == 1
+    result = aido("logs")
+    assert result.code == 0
+    assert result.stdout == "before the crash\n"
+    assert "RuntimeError: boom" in result.stderr
+
+
+SLOW_LINES = 8
+SLOW = (
+    "import time\n"
+    f"for i in range(1, {SLOW_LINES + 1}):\n"
+    "    print(f'line {i}', flush=True)\n"
+    "    time.sleep(0.5)\n"
+)
+EXPECTED_LINES = [f"line {i}\n" for i in range(1, SLOW_LINES + 1)]
+
+
+def test_logs_follow_streams_a_run_in_progress_and_exits_when_it_ends(aido: Aido, project: Path) -> None:
+    sandbox_id = sandbox_up(aido)
+    write(project / "slow.py", SLOW)
+    runner = subprocess.Popen(
+        aido_argv("run", "slow.py"),
+        cwd=project,
+        env=aido_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    follower: subprocess.Popen[str] | None = None
+    arrivals: list[tuple[float, str]] = []
+    try:
+        wait_for(
+            lambda: any(r["status"] == "running" for r in record(project, sandbox_id)["runs"]),
+            timeout=30,
+            what="the run to start",
+        )
+        listed = aido("sandbox", "list", "--json")
+        assert listed.json["sandboxes"][0]["status"] == "running"
+        follower = subprocess.Popen(
+            aido_argv("logs", "--follow"),
+            cwd=project,
+            env=aido_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        stdout = follower.stdout
+        assert stdout is not None
+
+        def read_lines() -> None:
+            for line in stdout:
+                arrivals.append((time.monotonic(), line))
+
+        reader = threading.Thread(target=read_lines, daemon=True)
+        reader.start()
+        runner_stdout, _ = runner.communicate(timeout=60)
+        run_ended = time.monotonic()
+        follower.wait(timeout=30)
+        follower_ended = time.monotonic()
+        reader.join(timeout=10)
+        follower_stderr = follower.stderr.read() if follower.stderr else ""
+    finally:
+        for process in (runner, follower):
+            if process is not None and process.poll() is None:
+                process.kill()
+    assert runner.returncode == 0
+    assert runner_stdout.decode() == "".join(EXPECTED_LINES)
+    assert follower.returncode == 0, follower_stderr
+    assert [line for _, line in arrivals] == EXPECTED_LINES
+    # The first lines reached the follower well before the task finished ...
+    assert arrivals[0][0] < run_ended - 1.0
+    # ... and the follower stopped on its own soon after the run ended.
+    assert follower_ended - run_ended < 5
+    assert record(project, sandbox_id)["runs"][0]["status"] == "success"
+    assert_no_containers(sandbox_id)
+
+
+def test_logs_follow_json_waits_for_the_end_and_reports_the_final_status(aido: Aido, project: Path) -> None:
+    sandbox_id = sandbox_up(aido)
+    write(project / "slow.py", SLOW)
+    runner = subprocess.Popen(
+        aido_argv("run", "slow.py"),
+        cwd=project,
+        env=aido_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(
+            lambda: any(r["status"] == "running" for r in record(project, sandbox_id)["runs"]),
+            timeout=30,
+            what="the run to start",
+        )
+        followed = aido("logs", "--follow", "--json", timeout=60)
+        finished_first = runner.poll() is not None
+        runner.wait(timeout=60)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 0
+    assert finished_first, "logs --follow --json returned before the run ended"
+    assert followed.code == 0, followed.stderr
+    doc = json.loads(followed.stdout)
+    assert doc["command"] == "logs"
+    assert doc["run"]["status"] == "success"
+    assert doc["stdout"] == "".join(EXPECTED_LINES)
+
+
+def test_logs_follow_on_a_finished_run_prints_it_and_returns(aido: Aido, two_runs: str) -> None:
+    started = time.monotonic()
+    result = aido("logs", "--follow", "--run", "1", timeout=30)
+    assert result.code == 0
+    assert result.stdout == "first\n"
+    assert time.monotonic() - started < 10
