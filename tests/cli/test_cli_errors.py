@@ -288,3 +288,20 @@ def test_destroy_ids_and_all_together(aido: Aido, project: Path) -> None:
     result = aido("sandbox", "destroy", "abcdefabcdef", "--all")
     assert result.code == 2
     assert "give sandbox IDs or --all, not both" in result.stderr
+
+
+def test_up_with_inputs_matching_nothing_creates_nothing(aido: Aido, project: Path) -> None:
+    # Checked before the workspace exists: no half-made sandbox or .aido folder remains.
+    (project / "sandbox.yaml").write_text("inputs:\n  - data/*.csv\n")
+    result = aido("sandbox", "up")
+    assert result.code == 2
+    assert result.stderr.startswith("error: sandbox.yaml: inputs[0]: 'data/*.csv' matched no files under ")
+    assert not (project / ".aido").exists()
+
+
+def test_up_with_inputs_escaping_the_project_creates_nothing(aido: Aido, project: Path) -> None:
+    (project / "sandbox.yaml").write_text("inputs:\n  - ../secret/*\n")
+    result = aido("sandbox", "up")
+    assert result.code == 2
+    assert "inputs[0]: '../secret/*' must be a path inside" in result.stderr
+    assert not (project / ".aido").exists()

@@ -179,7 +179,13 @@ def test_inputs_are_mounted_read_only(aido: Aido, project: Path) -> None:
     assert (root / "inputs" / "data" / "a.txt").read_text() == "alpha\n"
     assert (root / "inputs" / "data" / "b.txt").read_text() == "beta\n"
     assert sorted(p.name for p in (root / "inputs" / "data").iterdir()) == ["a.txt", "b.txt"]
-    mounts = {m["target"]: m for m in summary(project, sandbox_id)["security"]["applied"]["mounts"]}
+    run_summary = summary(project, sandbox_id)
+    # The run's evidence names exactly what the task was given.
+    assert [(c["path"], c["sha256"]) for c in run_summary["inputs"]] == [
+        ("data/a.txt", sha256("alpha\n")),
+        ("data/b.txt", sha256("beta\n")),
+    ]
+    mounts = {m["target"]: m for m in run_summary["security"]["applied"]["mounts"]}
     assert mounts["/inputs"]["read_only"] is True
     assert mounts["/work"]["read_only"] is False
     assert mounts["/outputs"]["read_only"] is False

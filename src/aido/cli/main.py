@@ -298,11 +298,12 @@ def run(
     manager = _manager()
 
     def on_start(run_id: str, name: str, image: str) -> None:
+        out.progress_done()
         out.say(f"⚡ Running task: {name} ({run_id} in sandbox {manager.resolve_id(sandbox_id)}, {image})")
         out.separator()
 
     def on_pull(line: str) -> None:
-        out.say(f"  pulling: {line}")
+        out.progress(f"⬇ pulling {line}")
 
     hooks = RunHooks(
         on_pull=None if out.json_mode else on_pull,
@@ -310,6 +311,7 @@ def run(
         on_output=None if out.json_mode else out.task_output,
     )
     result = manager.run(task, list(args), sandbox_id=sandbox_id, timeout=timeout, env=list(env), hooks=hooks)
+    out.progress_done()
     result.signal_exit = STATE.signal_exit
     code = result.process_exit_code
     if out.json_mode:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 from typing import Any
 
@@ -116,6 +117,7 @@ class Renderer:
         self.raw_output = raw_output
         self._closed: set[int] = set()  # streams whose reader went away (`aido run x.py | head`)
         self._filters = {1: TerminalFilter(), 2: TerminalFilter()}
+        self._progress_shown = False
         self.color = "NO_COLOR" not in os.environ and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
     # -- human --------------------------------------------------------------------------
@@ -143,6 +145,25 @@ class Renderer:
         if hint:
             print(f"{self._style('hint:', '36')} {hint}", file=sys.stderr)
         sys.stderr.flush()
+
+    def progress(self, line: str) -> None:
+        """A transient status line (image pulls): rewritten in place on a terminal; elsewhere
+        only lines without a progress bar, so logs get each step once, not every tick."""
+        if self.json_mode:
+            return
+        if sys.stderr.isatty():
+            width = shutil.get_terminal_size().columns - 1
+            sys.stderr.write("\r\x1b[K" + line[:width])
+            sys.stderr.flush()
+            self._progress_shown = True
+        elif "[" not in line:
+            self.say(line)
+
+    def progress_done(self) -> None:
+        if self._progress_shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self._progress_shown = False
 
     def separator(self) -> None:
         self.say(self._style(SEPARATOR, "2"))

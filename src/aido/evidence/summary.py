@@ -39,6 +39,7 @@ def build_summary(
     snapshot_notes: list[str],
     declared_outputs: list[dict[str, object]],
     git: dict[str, Any] | None,
+    inputs: list[dict[str, Any]],
     aido_version: str,
     artifacts: list[str],
 ) -> dict[str, Any]:
@@ -77,6 +78,7 @@ def build_summary(
         "output": streams,
         "changes": changes,
         "changes_notes": snapshot_notes,
+        "inputs": inputs,
         "declared_outputs": declared_outputs,
         "git": git,
         "host": {

@@ -47,9 +47,14 @@ def _copy_file(source: Path, dest: Path) -> tuple[int, str]:
         os.close(fd_in)
 
 
-def copy_inputs(patterns: list[str], base: Path, dest: Path, *, source: str) -> list[dict[str, Any]]:
+def match_inputs(patterns: list[str], base: Path, *, source: str) -> list[tuple[Path, Path]]:
+    """(file, path relative to base) for every regular file the patterns name.
+
+    Run before anything is created, so a pattern that matches nothing, or too much,
+    leaves no half-made sandbox (or workspace) behind.
+    """
     base = base.resolve()
-    copied: list[dict[str, Any]] = []
+    found: dict[Path, Path] = {}
     total = 0
     for index, pattern in enumerate(patterns):
         where = f"{source}: inputs[{index}]"
@@ -62,17 +67,25 @@ def copy_inputs(patterns: list[str], base: Path, dest: Path, *, source: str) -> 
             path = base / match
             files = [path] if not path.is_dir() else sorted(p for p in path.rglob("*") if not p.is_dir())
             for file in files:
-                rel = file.relative_to(base)
+                # Only regular files, and never through a link out of the project.
                 if file.is_symlink() or not file.is_file() or not file.resolve().is_relative_to(base):
-                    continue  # only regular files; never follow a link out of the project
-                target = dest / rel
-                if target.exists():
+                    continue
+                rel = file.relative_to(base)
+                if rel in found:
                     continue  # matched by two patterns
-                size, digest = _copy_file(file, target)
-                total += size
-                copied.append({"path": str(rel), "size": size, "sha256": digest})
-                if len(copied) > MAX_INPUT_FILES or total > MAX_INPUT_BYTES:
+                found[rel] = file
+                total += file.stat().st_size
+                if len(found) > MAX_INPUT_FILES or total > MAX_INPUT_BYTES:
                     raise ConfigError(
                         [f"{where}: inputs exceed {MAX_INPUT_FILES} files or {MAX_INPUT_BYTES >> 20} MiB"]
                     )
+    return [(file, rel) for rel, file in found.items()]
+
+
+def copy_inputs(matches: list[tuple[Path, Path]], dest: Path) -> list[dict[str, Any]]:
+    """Copy matched files into ``dest``; their size and SHA-256 as read while copying."""
+    copied = []
+    for file, rel in matches:
+        size, digest = _copy_file(file, dest / rel)
+        copied.append({"path": str(rel), "size": size, "sha256": digest})
     return copied

@@ -197,6 +197,13 @@ class SandboxManager:
 
         overrides = {k: v for k, v in (("name", name), ("runtime", runtime), ("ttl", ttl)) if v is not None}
         spec = load_spec(spec_file, overrides=overrides)
+        matches: list[tuple[Path, Path]] = []
+        if spec.inputs:
+            if spec_file is None:
+                raise UsageError("inputs need a sandbox.yaml to be relative to")
+            from aido.sandbox.inputs import match_inputs
+
+            matches = match_inputs(spec.inputs, spec_file.parent, source=spec_file.name)
         for warning in widened_permissions(spec.model_dump(mode="json")):
             log.warning("%s", warning)
         if self._workspace is None:
@@ -215,11 +222,9 @@ class SandboxManager:
                 # The task runs unprivileged; it may write only these two trees.
                 for writable in (paths.work, paths.outputs):
                     os.chown(writable, uid, gid)
-            inputs: list[dict[str, Any]] = []
-            if spec.inputs and spec_file is not None:
-                from aido.sandbox.inputs import copy_inputs
+            from aido.sandbox.inputs import copy_inputs
 
-                inputs = copy_inputs(spec.inputs, spec_file.parent, paths.inputs, source=spec_file.name)
+            inputs = copy_inputs(matches, paths.inputs)
             if spec.permissions.filesystem == "readwrite":
                 _hand_over(paths.inputs, uid, gid)
             created = utcnow()
@@ -553,6 +558,7 @@ class SandboxManager:
                 for p in settings.outputs
             ],
             git=git,
+            inputs=_read_inputs_manifest(paths),
             aido_version=__version__,
             artifacts=[f"runs/{a}" for a in artifacts],
         )
@@ -706,6 +712,15 @@ def _check_task(task: Path) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def _read_inputs_manifest(paths: SandboxPaths) -> list[dict[str, Any]]:
+    """What was copied into inputs/ at `sandbox up` (path, size, SHA-256), written by aido."""
+    try:
+        data = fsutil.read_json(paths.root / "inputs.json")
+    except (OSError, ValueError):
+        return []
+    return data if isinstance(data, list) else []
 
 
 def _hand_over(root: Path, uid: int, gid: int) -> None:

@@ -194,10 +194,10 @@ class DockerRuntime(RuntimeAdapter):
                     continue
                 if message.get("error"):
                     raise ImageUnavailable(f"{how}: {str(message['error'])[:300]}", hint=fix)
-                if progress is not None:
-                    line = " ".join(str(message.get(k, "")) for k in ("id", "status", "progress")).strip()
-                    if line:
-                        progress(line)
+                if progress is not None and message.get("status"):
+                    layer = f"{message['id']}: " if message.get("id") else ""
+                    bar = f" {message['progress']}" if message.get("progress") else ""
+                    progress(f"{layer}{message['status']}{bar}")
         except EngineError as exc:
             raise ImageUnavailable(f"{how}: {exc.message}", hint=fix) from None
         pulled = self.image_id(image)
