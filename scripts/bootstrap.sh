@@ -29,6 +29,11 @@ ensure_engine() {
     log "docker engine: already running"
     return
   fi
+  if [ -n "$SUDO" ] && $SUDO docker info >/dev/null 2>&1; then
+    log "the engine runs, but $(id -un) cannot reach its socket: aido and its tests talk to it directly."
+    log "fix: sudo usermod -aG docker $(id -un) (then log in again), or run this as root"
+    exit 1
+  fi
   if ! command -v dockerd >/dev/null 2>&1; then
     log "installing docker.io (Debian) ..."
     apt_install docker.io

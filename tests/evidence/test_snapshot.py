@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import socket
 import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from aido.evidence.snapshot import HASH_LIMIT, TEXT_LIMIT, Entry, Snapshot, compare, snapshot
+from conftest import as_unprivileged
 
 
 def _sha(data: bytes) -> str:
@@ -286,37 +285,6 @@ def test_root_that_is_a_symlink_is_not_walked(tmp_path: Path) -> None:
     assert snap.notes[0].startswith("work: not walked: ")
 
 
-def _as_unprivileged(body: Callable[[Path], None]) -> None:
-    """Run ``body`` where mode bits apply: as ourselves, or as nobody when we are root."""
-    base = Path(tempfile.mkdtemp(prefix="aido-test-"))
-    os.chmod(base, 0o777)
-    try:
-        if os.geteuid() != 0:
-            body(base)
-            return
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - child
-            code = 1
-            try:
-                os.setgid(65534)
-                os.setuid(65534)
-                body(base)
-                code = 0
-            except BaseException:
-                import traceback
-
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, "the unprivileged check failed (traceback above)"
-    finally:
-        for path in [base, *base.rglob("*")]:
-            if path.is_dir() and not path.is_symlink():
-                os.chmod(path, 0o700)
-        shutil.rmtree(base, ignore_errors=True)
-
-
 def test_unreadable_file_and_directory_are_noted() -> None:
     def body(base: Path) -> None:
         work = base / "work"
@@ -339,7 +307,7 @@ def test_unreadable_file_and_directory_are_noted() -> None:
         ]
         assert _open_fds() == fds
 
-    _as_unprivileged(body)
+    as_unprivileged(body)
 
 
 # -- diffs ----------------------------------------------------------------------------------------

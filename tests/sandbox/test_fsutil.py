@@ -8,14 +8,13 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from aido.sandbox import fsutil
+from conftest import as_unprivileged
 
 
 def _fixed_token(monkeypatch: pytest.MonkeyPatch, token: str = "deadbeef") -> None:
@@ -309,36 +308,6 @@ def _build_locked_tree(root: Path) -> None:
         os.chmod(directory, 0)
 
 
-def _as_unprivileged(body: Callable[[Path], None]) -> None:
-    """Run ``body`` as a user the mode bits apply to: ourselves, or nobody when we are root
-    (root bypasses permission bits, so mode 000 would prove nothing)."""
-    if os.geteuid() != 0:
-        with tempfile.TemporaryDirectory() as base:
-            body(Path(base))
-        return
-    base = Path(tempfile.mkdtemp(prefix="aido-test-"))
-    os.chmod(base, 0o777)
-    try:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - child
-            code = 1
-            try:
-                os.setgid(65534)
-                os.setuid(65534)
-                body(base)
-                code = 0
-            except BaseException:
-                import traceback
-
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, "remove_tree failed as an unprivileged user"
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
 def test_remove_tree_handles_mode_000_directories() -> None:
     def body(base: Path) -> None:
         tree = base / "sandbox"
@@ -348,7 +317,7 @@ def test_remove_tree_handles_mode_000_directories() -> None:
         fsutil.remove_tree(tree)
         assert not os.path.lexists(tree)
 
-    _as_unprivileged(body)
+    as_unprivileged(body)
 
 
 def test_remove_tree_mode_000_tree_with_symlink_out() -> None:
@@ -364,4 +333,4 @@ def test_remove_tree_mode_000_tree_with_symlink_out() -> None:
         assert not os.path.lexists(tree)
         assert (outside / "keep.txt").read_text() == "keep"
 
-    _as_unprivileged(body)
+    as_unprivileged(body)
