@@ -111,7 +111,27 @@ def test_custom_image_with_a_non_executable_file_exits_126(aido: Aido, project: 
     result = aido("run", "job")
     assert result.code == 126
     (ref,) = record(project, sandbox_id)["runs"]
-    assert ref["status"] != "running"
+    assert ref["status"] == "failed"  # the init process reports the failed exec, as with docker run --init
+    assert ref["exit_code"] == 126
+    assert_no_containers(sandbox_id)
+
+
+def test_a_run_that_cannot_start_still_leaves_a_summary(aido: Aido, project: Path) -> None:
+    sandbox_id = sandbox_up(aido)
+    # A first run leaves a directory where the next task file must go.
+    write(project / "prep.py", "import os\nos.makedirs('/work/job.py')\n")
+    assert aido("run", "prep.py").code == 0
+    write(project / "job.py", "print('never runs')\n")
+    result = aido("run", "job.py")
+    assert result.code == 126
+    assert "work/job.py is a directory" in result.stderr
+    refs = record(project, sandbox_id)["runs"]
+    assert [r["status"] for r in refs] == ["success", "error"]
+    assert refs[1]["completed_at"] is not None
+    run_summary = summary(project, sandbox_id, "run-002")
+    assert run_summary["status"] == "error"
+    assert run_summary["exit_code"] is None
+    assert "is a directory" in run_summary["error"]
     assert_no_containers(sandbox_id)
 
 

@@ -42,7 +42,7 @@ from aido.sandbox.records import (
 from aido.sandbox.workspace import SandboxPaths, Workspace
 
 if TYPE_CHECKING:
-    from aido.runtimes.base import ExecOutcome, RuntimeAdapter
+    from aido.runtimes.base import ExecOutcome, ExecRequest, RuntimeAdapter
     from aido.runtimes.resolve import RuntimeChoice
 
 log = logging.getLogger("aido")
@@ -99,6 +99,22 @@ class RunResult:
         if self.status == "error" or self.exit_code is None:
             return ExitCode.RUNTIME
         return self.exit_code
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything a run needs, checked before a run id is allocated."""
+
+    record: SandboxRecord
+    paths: SandboxPaths
+    task: Path
+    source: bytes
+    args: list[str]
+    choice: RuntimeChoice
+    image_id: str
+    settings: RunSettings
+    timeout_seconds: float
+    env: dict[str, str]  # from -e flags; the sandbox's own env is in settings
 
 
 @dataclass
@@ -382,26 +398,15 @@ class SandboxManager:
         runtime.info()
         image_id = runtime.ensure_image(choice.image, hooks.on_pull)
 
+        plan = _Plan(
+            record, paths, task, source, args, choice, image_id, settings, timeout_seconds, extra_env
+        )
         rid, run_dir = self._begin_run(record, paths, task.name)
         try:
-            return self._execute(
-                record,
-                paths,
-                rid,
-                run_dir,
-                task,
-                source,
-                args,
-                choice,
-                image_id,
-                settings,
-                timeout_seconds,
-                extra_env,
-                hooks,
-            )
+            return self._execute(plan, rid, run_dir, hooks)
         except BaseException as exc:
             # Whatever failed, the run's record must not stay "running".
-            self._abandon_run(record.id, paths, rid, exc)
+            self._abandon_run(plan, rid, run_dir, exc)
             raise
 
     def _begin_run(self, record: SandboxRecord, paths: SandboxPaths, task: str) -> tuple[str, Path]:
@@ -428,8 +433,11 @@ class SandboxManager:
             current.runs = [ref if r.run_id == ref.run_id else r for r in current.runs]
             self._save(current)
 
-    def _abandon_run(self, sandbox_id: str, paths: SandboxPaths, rid: str, exc: BaseException) -> None:
+    def _abandon_run(self, plan: _Plan, rid: str, run_dir: Path, exc: BaseException) -> None:
+        """Close the record of a run that failed before it produced an outcome."""
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+        message = str(exc)[:500] or type(exc).__name__
+        sandbox_id, paths = plan.record.id, plan.paths
         try:
             current = self.load(sandbox_id)
             ref = current.run(rid)
@@ -437,45 +445,39 @@ class SandboxManager:
                 return
             ref.status = status
             ref.completed_at = isoformat(utcnow())
+            summary_path = run_dir / "summary.json"
+            if not summary_path.exists():
+                # Every run directory gets a summary, even one that never started a task.
+                fsutil.atomic_write_json(
+                    summary_path,
+                    {
+                        "schema_version": 1,
+                        "sandbox_id": sandbox_id,
+                        "run_id": rid,
+                        "task": plan.task.name,
+                        "status": status,
+                        "exit_code": None,
+                        "started_at": ref.started_at,
+                        "completed_at": ref.completed_at,
+                        "error": message,
+                        "image": plan.choice.image,
+                    },
+                )
+                ref.artifacts = [f"runs/{rid}/summary.json"]
             self._finish_run(sandbox_id, paths, ref)
             record_event(
-                paths.events,
-                "run_completed",
-                sandbox_id=sandbox_id,
-                run_id=rid,
-                status=status,
-                error=str(exc)[:500] or type(exc).__name__,
+                paths.events, "run_completed", sandbox_id=sandbox_id, run_id=rid, status=status, error=message
             )
         except (AidoError, OSError):
             pass
 
-    def _execute(
-        self,
-        record: SandboxRecord,
-        paths: SandboxPaths,
-        rid: str,
-        run_dir: Path,
-        task: Path,
-        source: bytes,
-        args: list[str],
-        choice: RuntimeChoice,
-        image_id: str,
-        settings: RunSettings,
-        timeout_seconds: float,
-        extra_env: dict[str, str],
-        hooks: RunHooks,
-    ) -> RunResult:
-        from aido.evidence.capture import DEFAULT_LIMIT, OutputCapture
-        from aido.evidence.gitinfo import git_context
-        from aido.evidence.snapshot import compare, snapshot
+    def _request(self, plan: _Plan, rid: str) -> ExecRequest:
+        """The container request: the sandbox's policy, made explicit."""
         from aido.runtimes.base import ExecRequest, Limits, Mount
         from aido.runtimes.resolve import task_command
 
-        uid, _, gid = record.task_user.partition(":")
-        _install_task(paths.work / task.name, source, task, int(uid), int(gid))
-        git = git_context(self.workspace.root)
-        before = {name: snapshot(getattr(paths, name)) for name in ("work", "outputs")}
-        env = {**BASE_ENV, **settings.env, **extra_env, "AIDO_SANDBOX_ID": record.id, "AIDO_RUN_ID": rid}
+        record, paths, settings = plan.record, plan.paths, plan.settings
+        env = {**BASE_ENV, **settings.env, **plan.env, "AIDO_SANDBOX_ID": record.id, "AIDO_RUN_ID": rid}
         mounts = [
             Mount(str(paths.work.resolve()), "/work", read_only=False),
             Mount(str(paths.outputs.resolve()), "/outputs", read_only=False),
@@ -484,13 +486,13 @@ class SandboxManager:
             mounts.insert(
                 0, Mount(str(paths.inputs.resolve()), "/inputs", read_only=settings.filesystem != "readwrite")
             )
-        request = ExecRequest(
-            image=choice.image,
-            argv=task_command(choice, f"/work/{task.name}", args),
+        return ExecRequest(
+            image=plan.choice.image,
+            argv=task_command(plan.choice, f"/work/{plan.task.name}", plan.args),
             env=env,
             mounts=mounts,
             limits=Limits(cpus=settings.cpus, memory_bytes=settings.memory_bytes),
-            timeout_seconds=timeout_seconds,
+            timeout_seconds=plan.timeout_seconds,
             labels={
                 "aido.managed": "true",
                 "aido.sandbox": record.id,
@@ -502,6 +504,19 @@ class SandboxManager:
             user=record.task_user,
             network=settings.network,
         )
+
+    def _execute(self, plan: _Plan, rid: str, run_dir: Path, hooks: RunHooks) -> RunResult:
+        from aido.evidence.capture import DEFAULT_LIMIT, OutputCapture
+        from aido.evidence.gitinfo import git_context
+        from aido.evidence.snapshot import compare, snapshot
+        from aido.evidence.summary import build_summary
+
+        record, paths, task, settings = plan.record, plan.paths, plan.task, plan.settings
+        uid, _, gid = record.task_user.partition(":")
+        _install_task(paths.work / task.name, plan.source, task, int(uid), int(gid))
+        git = git_context(self.workspace.root)
+        before = {name: snapshot(getattr(paths, name)) for name in ("work", "outputs")}
+        request = self._request(plan, rid)
         log.debug("container %s: image %s, argv %s", request.name, request.image, request.argv)
         log.debug(
             "limits %s, user %s, network %s, mounts %s",
@@ -512,7 +527,7 @@ class SandboxManager:
         )
         capture = OutputCapture(run_dir, limit=self.output_limit or DEFAULT_LIMIT, echo=hooks.on_output)
         if hooks.on_start:
-            hooks.on_start(rid, task.name, choice.image)
+            hooks.on_start(rid, task.name, request.image)
         try:
             outcome = self.runtime.run(request, capture.write)
         finally:
@@ -536,19 +551,17 @@ class SandboxManager:
                 handle.write(diff_text)
             artifacts.insert(2, f"{run_dir.name}/changes.diff")
         status = _status(outcome)
-        from aido.evidence.summary import build_summary
-
         summary = build_summary(
             record=record,
             run_id=rid,
             task=task.name,
-            task_source=source,
-            args=args,
-            runtime=choice.runtime,
+            task_source=plan.source,
+            args=plan.args,
+            runtime=plan.choice.runtime,
             request=request,
             outcome=outcome,
             status=status,
-            image_id=image_id,
+            image_id=plan.image_id,
             streams=streams,
             changes=changes,
             snapshot_notes=[f"work: {n}" for n in after["work"].notes]
