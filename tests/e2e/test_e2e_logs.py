@@ -170,6 +170,37 @@ def test_logs_follow_streams_a_run_in_progress_and_exits_when_it_ends(aido: Aido
     assert_no_containers(sandbox_id)
 
 
+def test_logs_follow_does_not_hang_on_a_run_whose_aido_was_killed(aido: Aido, project: Path) -> None:
+    """kill -9 of `aido run` leaves the run marked running; following it must still end."""
+    sandbox_id = sandbox_up(aido)
+    write(project / "brief.py", "import time\nprint('started', flush=True)\ntime.sleep(2)\n")
+    runner = subprocess.Popen(
+        aido_argv("run", "brief.py"),
+        cwd=project,
+        env=aido_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert runner.stdout is not None
+        assert runner.stdout.readline() == b"started\n"
+        runner.kill()
+        runner.wait(timeout=10)
+        assert record(project, sandbox_id)["runs"][0]["status"] == "running"
+        started = time.monotonic()
+        followed = aido("logs", "--follow", timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        subprocess.run(["docker", "rm", "-f", f"aido-{sandbox_id}-run-001"], capture_output=True, check=False)
+    assert followed.code == 0
+    assert followed.stdout == "started\n"
+    assert "run-001 is marked running but has no running container" in followed.stderr
+    # Two checks, two seconds apart, once the orphaned container has stopped: well under a minute.
+    assert elapsed < 20
+
+
 def test_logs_follow_json_waits_for_the_end_and_reports_the_final_status(aido: Aido, project: Path) -> None:
     sandbox_id = sandbox_up(aido)
     write(project / "slow.py", SLOW)

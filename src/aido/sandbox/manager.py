@@ -49,6 +49,7 @@ log = logging.getLogger("aido")
 
 UNPRIVILEGED_UID = 10001  # the task's uid when aido itself runs as root
 MAX_TASK_BYTES = 64 << 20
+ORPHAN_CHECK_SECONDS = 2.0  # how often `logs --follow` checks that a running run still has a container
 
 # Environment every task gets. The host environment is never passed implicitly.
 BASE_ENV = {
@@ -649,6 +650,7 @@ class SandboxManager:
         run_dir = self.run_dir(sandbox_id, run)
         names = {1: "stdout.log", 2: "stderr.log"}
         offsets = dict.fromkeys(streams, 0)
+        next_check, orphaned = time.monotonic() + ORPHAN_CHECK_SECONDS, 0
         while True:
             ended = (
                 not follow
@@ -666,7 +668,26 @@ class SandboxManager:
                         yield kind, chunk
             if ended:
                 return
+            if time.monotonic() >= next_check:
+                # A run marked running whose container is gone (or stopped) was left by an
+                # aido process that died: following it would wait forever.
+                next_check = time.monotonic() + ORPHAN_CHECK_SECONDS
+                orphaned = orphaned + 1 if not self._run_container_alive(sandbox_id, run) else 0
+                if orphaned >= 2:
+                    log.warning(
+                        "%s is marked running but has no running container: the aido process "
+                        "that ran it was killed; showing what it captured",
+                        run,
+                    )
+                    return
             time.sleep(poll)
+
+    def _run_container_alive(self, sandbox_id: str, run: str) -> bool:
+        try:
+            found = self.runtime.list_labelled({"aido.sandbox": sandbox_id, "aido.run": run})
+        except AidoError:
+            return True  # cannot tell without the engine: keep following
+        return any(c.get("state") == "running" for c in found)
 
 
 def widened_permissions(config: dict[str, Any]) -> list[str]:
