@@ -2,8 +2,8 @@
 
 The numbers follow conventions scripts already know: ``timeout`` uses 124, and
 ``docker run`` uses 125 (the engine or aido failed), 126 (the task could not be
-invoked) and 127 (the task was not found). 130 and 143 are the shell's codes for
-SIGINT and SIGTERM.
+invoked) and 127 (the task was not found). 129, 130 and 143 are the shell's codes
+for SIGHUP, SIGINT and SIGTERM (128 + the signal number).
 """
 
 from __future__ import annotations
@@ -22,3 +22,4 @@ class ExitCode(IntEnum):
     NOT_FOUND = 127  # the task file does not exist
     INTERRUPTED = 130  # SIGINT (Ctrl-C)
     TERMINATED = 143  # SIGTERM
+    HANGUP = 129  # SIGHUP: the terminal closed

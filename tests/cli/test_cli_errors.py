@@ -305,3 +305,12 @@ def test_up_with_inputs_escaping_the_project_creates_nothing(aido: Aido, project
     assert result.code == 2
     assert "inputs[0]: '../secret/*' must be a path inside" in result.stderr
     assert not (project / ".aido").exists()
+
+
+@pytest.mark.parametrize("args", [(), ("sandbox",)])
+def test_a_bare_command_prints_its_help_and_succeeds(aido: Aido, args: tuple[str, ...]) -> None:
+    result = aido(*args)
+    assert result.code == 0
+    assert result.stdout.startswith(f"Usage: aido {' '.join(args)}".rstrip() + " [OPTIONS] COMMAND")
+    assert "Commands:" in result.stdout
+    assert result.stderr == ""

@@ -170,6 +170,16 @@ def test_logs_follow_streams_a_run_in_progress_and_exits_when_it_ends(aido: Aido
     assert_no_containers(sandbox_id)
 
 
+def test_logs_of_a_silent_run_says_so(aido: Aido, project: Path) -> None:
+    sandbox_id = sandbox_up(aido)
+    write(project / "quiet.py", "pass\n")
+    assert aido("run", "quiet.py").code == 0
+    result = aido("logs")
+    assert result.code == 0
+    assert result.stdout == ""
+    assert result.stderr == f"(run-001 of sandbox {sandbox_id} printed nothing on stdout; status: success)\n"
+
+
 def test_logs_follow_does_not_hang_on_a_run_whose_aido_was_killed(aido: Aido, project: Path) -> None:
     """kill -9 of `aido run` leaves the run marked running; following it must still end."""
     sandbox_id = sandbox_up(aido)

@@ -30,7 +30,9 @@ pytestmark = pytest.mark.docker
 WAITER = "import time\nprint('waiting', flush=True)\ntime.sleep(30)\nprint('never')\n"
 
 
-@pytest.mark.parametrize(("signum", "expected_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("signum", "expected_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
 def test_a_signal_stops_the_task_and_keeps_the_evidence(
     aido: Aido, project: Path, signum: signal.Signals, expected_code: int
 ) -> None:

@@ -286,7 +286,7 @@ def run(
     The task's exit code is aido's exit code. aido's own failures use:
       2 usage or config error   3 sandbox missing or expired   124 timed out
       125 engine or image error  126 task not runnable  127 task not found
-      130 interrupted (Ctrl-C)   143 terminated (SIGTERM)
+      130 interrupted (Ctrl-C)   143 SIGTERM   129 SIGHUP
 
     The interpreter comes from the sandbox's runtime, else from the extension:
     .py python, .js/.mjs/.cjs node, .sh sh.
@@ -400,16 +400,22 @@ def logs(
         out.envelope("logs", "success", {"sandbox_id": record.id, "run": asdict(ref), **texts})
         return
     streams = (1, 2) if show_stderr or ref.status not in ("success", "running") else (1,)
+    printed = 0
     for kind, data in manager.stream_logs(record.id, ref.run_id, streams=streams, follow=follow):
+        printed += len(data)
         out.task_output(kind, data)
+    if not printed:
+        shown = "stdout or stderr" if len(streams) == 2 else "stdout"
+        out.say(f"({ref.run_id} of sandbox {record.id} printed nothing on {shown}; status: {ref.status})")
 
 
 # -- entry point ----------------------------------------------------------------------------
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    # Unwind like Ctrl-C so the running container is stopped and evidence written.
-    STATE.signal_exit = ExitCode.TERMINATED
+def _on_signal(signum: int, frame: object) -> None:
+    # Unwind like Ctrl-C so the running container is stopped and evidence written;
+    # exit with the shell's code for the signal (143 for SIGTERM, 129 for SIGHUP).
+    STATE.signal_exit = 128 + signum
     raise KeyboardInterrupt
 
 
@@ -417,7 +423,8 @@ def main(argv: list[str] | None = None) -> None:
     for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
         logging.addLevelName(level, logging.getLevelName(level).lower())
     logging.basicConfig(format="aido: %(levelname)s: %(message)s", stream=sys.stderr, level=logging.INFO)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)  # the terminal closed under a running task
     # Even when started with SIGINT ignored (e.g. `aido run ... &` from a script), Ctrl-C or
     # `kill -INT` must stop the task cleanly rather than be silently dropped.
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -430,6 +437,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         message = exc.format_message()
+        if type(exc).__name__ == "NoArgsIsHelpError" and not json_mode:
+            # `aido` or `aido sandbox` alone: the help is the answer, not an error.
+            print(message)
+            sys.exit(ExitCode.OK)
         if json_mode:
             out.envelope(
                 STATE.command or "aido",
