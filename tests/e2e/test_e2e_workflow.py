@@ -355,3 +355,42 @@ def test_summary_and_sandbox_json_agree(aido: Aido, project: Path) -> None:
     assert ref["started_at"] == run_summary["started_at"]
     assert ref["completed_at"] == run_summary["completed_at"]
     assert load(run_dir(project, sandbox_id) / "summary.json")["schema_version"] == 1
+
+
+# The JSON contract of every command, pinned: scripts and agents parse these.
+PINNED_KEYS = {
+    ("sandbox", "up"): {"schema_version", "command", "status", "sandbox_id", "sandbox", "error"},
+    ("sandbox", "list"): {"schema_version", "command", "status", "sandboxes", "error"},
+    ("logs",): {"schema_version", "command", "status", "sandbox_id", "run", "stdout", "stderr", "error"},
+    ("sandbox", "destroy"): {"schema_version", "command", "status", "destroyed", "error"},
+}
+
+
+def test_json_envelopes_are_pinned(aido: Aido, project: Path) -> None:
+    documents = {}
+    documents[("sandbox", "up")] = aido("sandbox", "up", "--json").json
+    write(project / "hi.py", "print('hi')\n")
+    assert aido("run", "hi.py").code == 0
+    for args in (("sandbox", "list"), ("logs",), ("sandbox", "destroy")):
+        result = aido(*args, "--json")
+        assert result.code == 0, result.stderr
+        documents[args] = result.json
+    for args, keys in PINNED_KEYS.items():
+        assert set(documents[args]) == keys, args
+        assert documents[args]["command"] == " ".join(args)
+        assert documents[args]["status"] == "success"
+    (listed,) = documents[("sandbox", "list")]["sandboxes"]
+    assert set(listed) == {"id", "name", "status", "created_at", "expires_at", "runs", "active"}
+    assert set(documents[("logs",)]["run"]) == {
+        "run_id",
+        "task",
+        "status",
+        "started_at",
+        "completed_at",
+        "duration_ms",
+        "exit_code",
+        "evidence",
+        "artifacts",
+    }
+    (destroyed,) = documents[("sandbox", "destroy")]["destroyed"]
+    assert set(destroyed) == {"sandbox_id", "containers_removed", "warning"}
