@@ -201,7 +201,7 @@ def test_symlinks_the_task_plants_are_recorded_never_followed(
     assert not any(path.startswith(("outputs/dirlink/", "work/worklink/")) for path in changes)
 
     evidence = run_dir(project, sandbox_id)
-    everything = "".join(p.read_text() for p in evidence.iterdir())
+    everything = "".join(p.read_text() for p in evidence.rglob("*") if p.is_file())
     assert "TOP-SECRET-HOST-CONTENT" not in everything
     assert sha256(secret_content) not in everything
     assert "keep me" not in everything
@@ -226,21 +226,41 @@ def test_a_symlink_left_at_the_task_name_is_replaced_not_followed(
 ) -> None:
     victim = write(tmp_path / "victim.txt", "original host file\n")
     sandbox_id = sandbox_up(aido)
-    write(
-        project / "task.py",
-        "import os, sys\n"
-        "if len(sys.argv) > 1:\n"
-        "    os.remove('/work/task.py')\n"
-        f"    os.symlink({str(victim)!r}, '/work/task.py')\n"
-        "print('ok')\n",
-    )
-    assert aido("run", "task.py", "--", "plant").code == 0
+    # A first task plants a symlink where the next task's file will be copied.
+    write(project / "plant.py", f"import os\nos.symlink({str(victim)!r}, '/work/task.py')\n")
+    assert aido("run", "plant.py").code == 0
     assert (sandbox_root(project, sandbox_id) / "work" / "task.py").is_symlink()
+    write(project / "task.py", "print('ok')\n")
     second = aido("run", "task.py")
     assert second.code == 0, second.stderr
     assert second.stdout == "ok\n"
     assert victim.read_text() == "original host file\n"
     assert not (sandbox_root(project, sandbox_id) / "work" / "task.py").is_symlink()
+
+
+def test_the_task_cannot_rewrite_the_file_that_is_running(aido: Aido, project: Path) -> None:
+    """The task file is mounted read-only from the run's evidence: task_sha256 is what ran."""
+    sandbox_id = sandbox_up(aido)
+    source = (
+        "import os\n"
+        "for attempt in (lambda: open('/work/self.py', 'w').write('forged'),\n"
+        "                lambda: os.remove('/work/self.py'),\n"
+        "                lambda: os.rename('/work/self.py', '/work/moved.py')):\n"
+        "    try:\n"
+        "        attempt()\n"
+        "        print('CHANGED')\n"
+        "    except OSError as exc:\n"
+        "        print('refused', exc.errno)\n"
+    )
+    write(project / "self.py", source)
+    result = aido("run", "self.py")
+    assert result.code == 0, result.stderr
+    assert "CHANGED" not in result.stdout
+    assert result.stdout.count("refused") == 3
+    evidence_copy = run_dir(project, sandbox_id) / "task" / "self.py"
+    assert evidence_copy.read_text() == source
+    assert summary(project, sandbox_id)["task_sha256"] == sha256(source)
+    assert "runs/run-001/task/self.py" in summary(project, sandbox_id)["artifacts"]
 
 
 def test_output_beyond_the_configured_limit_is_truncated_and_flagged(aido: Aido, project: Path) -> None:

@@ -227,7 +227,7 @@ def test_filesystem_none_mounts_no_inputs(aido: Aido, project: Path) -> None:
     assert result.code == 0, result.stderr
     assert result.stdout == "False\n"
     targets = [m["target"] for m in summary(project, sandbox_id)["security"]["applied"]["mounts"]]
-    assert sorted(targets) == ["/outputs", "/work"]
+    assert sorted(targets) == ["/outputs", "/work", "/work/look.py"]
 
 
 def test_task_has_no_network(aido: Aido, project: Path) -> None:

@@ -83,7 +83,8 @@ def test_full_workflow_up_run_logs_list_destroy(aido: Aido, project: Path) -> No
     assert ran.code == 0, ran.stderr
     assert ran.stdout == "hello from the sandbox\n"
     evidence = run_dir(project, sandbox_id)
-    assert sorted(p.name for p in evidence.iterdir()) == ["stderr.log", "stdout.log", "summary.json"]
+    assert sorted(p.name for p in evidence.iterdir()) == ["stderr.log", "stdout.log", "summary.json", "task"]
+    assert (evidence / "task" / "hello.py").read_text() == HELLO
     assert (evidence / "stdout.log").read_text() == "hello from the sandbox\n"
     assert (evidence / "stderr.log").read_text() == ""
     run_summary = summary(project, sandbox_id)
@@ -99,6 +100,7 @@ def test_full_workflow_up_run_logs_list_destroy(aido: Aido, project: Path) -> No
     assert run_summary["image_id"].startswith("sha256:")
     assert run_summary["output"]["stdout"]["bytes_captured"] == len("hello from the sandbox\n")
     assert run_summary["artifacts"] == [
+        "runs/run-001/task/hello.py",
         "runs/run-001/stdout.log",
         "runs/run-001/stderr.log",
         "runs/run-001/summary.json",
@@ -196,12 +198,16 @@ def test_three_runs_in_one_sandbox_keep_separate_unchanged_evidence(aido: Aido, 
         assert result.stdout == f"run {n} out\n"
         rid = f"run-00{n}"
         directory = run_dir(project, sandbox_id, rid)
-        frozen[rid] = {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
-        assert set(frozen[rid]) >= {"stdout.log", "stderr.log", "summary.json"}
+        frozen[rid] = {
+            str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()
+        }
+        assert set(frozen[rid]) >= {"stdout.log", "stderr.log", "summary.json", "task/count.py"}
         # Evidence of every earlier run is byte-for-byte what it was.
         for earlier, files in frozen.items():
             current = run_dir(project, sandbox_id, earlier)
-            assert {p.name: p.read_bytes() for p in sorted(current.iterdir())} == files, earlier
+            assert {
+                str(p.relative_to(current)): p.read_bytes() for p in sorted(current.rglob("*")) if p.is_file()
+            } == files, earlier
 
     for n in ("1", "2", "3"):
         rid = f"run-00{n}"
@@ -271,7 +277,7 @@ def test_json_on_every_command_prints_one_envelope(aido: Aido, project: Path) ->
     assert doc["evidence_dir"] == f".aido/sandboxes/{sandbox_id}/runs/run-001"
     assert doc["artifacts"] == [
         f".aido/sandboxes/{sandbox_id}/runs/run-001/{name}"
-        for name in ("stdout.log", "stderr.log", "summary.json")
+        for name in ("task/hello.py", "stdout.log", "stderr.log", "summary.json")
     ]
     for artifact in doc["artifacts"]:  # type: ignore[attr-defined]
         assert (project / artifact).is_file()

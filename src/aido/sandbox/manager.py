@@ -487,6 +487,10 @@ class SandboxManager:
             mounts.insert(
                 0, Mount(str(paths.inputs.resolve()), "/inputs", read_only=settings.filesystem != "readwrite")
             )
+        # The task file itself comes from the run's evidence, read-only: what ran is exactly
+        # what task_sha256 describes, even if a concurrent run rewrites work/ meanwhile.
+        evidence_copy = paths.run_dir(rid) / "task" / plan.task.name
+        mounts.append(Mount(str(evidence_copy.resolve()), f"/work/{plan.task.name}", read_only=True))
         return ExecRequest(
             image=plan.choice.image,
             argv=task_command(plan.choice, f"/work/{plan.task.name}", plan.args),
@@ -514,7 +518,9 @@ class SandboxManager:
 
         record, paths, task, settings = plan.record, plan.paths, plan.task, plan.settings
         uid, _, gid = record.task_user.partition(":")
-        _install_task(paths.work / task.name, plan.source, task, int(uid), int(gid))
+        _install_task(
+            paths.work / task.name, run_dir / "task" / task.name, plan.source, task, int(uid), int(gid)
+        )
         git = git_context(self.workspace.root)
         before = {name: snapshot(getattr(paths, name)) for name in ("work", "outputs")}
         request = self._request(plan, rid)
@@ -542,6 +548,7 @@ class SandboxManager:
             diffs.append(diff)
         diff_text = "".join(diffs)
         artifacts = [
+            f"{run_dir.name}/task/{task.name}",
             f"{run_dir.name}/stdout.log",
             f"{run_dir.name}/stderr.log",
             f"{run_dir.name}/summary.json",
@@ -550,7 +557,7 @@ class SandboxManager:
             fd = fsutil.create_new(run_dir / "changes.diff")
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(diff_text)
-            artifacts.insert(2, f"{run_dir.name}/changes.diff")
+            artifacts.insert(3, f"{run_dir.name}/changes.diff")
         status = _status(outcome)
         summary = build_summary(
             record=record,
@@ -567,9 +574,9 @@ class SandboxManager:
             changes=changes,
             snapshot_notes=[f"work: {n}" for n in after["work"].notes]
             + [f"outputs: {n}" for n in after["outputs"].notes],
+            # From the snapshot, which never follows a link the task planted.
             declared_outputs=[
-                {"path": p, "present": (paths.outputs / p).exists() or (paths.outputs / p).is_symlink()}
-                for p in settings.outputs
+                {"path": p, "present": p in after["outputs"].entries} for p in settings.outputs
             ],
             git=git,
             inputs=_read_inputs_manifest(paths),
@@ -771,15 +778,21 @@ def _hand_over(root: Path, uid: int, gid: int) -> None:
         os.lchown(root, uid, gid)
 
 
-def _install_task(dest: Path, source: bytes, task: Path, uid: int, gid: int) -> None:
-    """Put the task into work/ by write-then-rename: a symlink or file the task left at
-    that name in an earlier run is replaced, never followed."""
+def _install_task(dest: Path, evidence: Path, source: bytes, task: Path, uid: int, gid: int) -> None:
+    """Write the task twice: into the run's evidence (mounted read-only over the task's path),
+    and into work/ as the spec says, by write-then-rename so that a symlink or file a task
+    left at that name in an earlier run is replaced, never followed."""
     if dest.is_dir() and not dest.is_symlink():
         raise TaskNotRunnable(
             f"cannot copy the task: work/{dest.name} is a directory (left by an earlier run)",
             hint="rename the task file, or start a new sandbox",
         )
     mode = 0o755 if os.stat(task).st_mode & 0o111 else 0o644
+    evidence.parent.mkdir(mode=0o755)
+    fd = fsutil.create_new(evidence, mode=0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(source)
+        os.fchmod(handle.fileno(), mode)
     fsutil.atomic_write_bytes(dest, source, mode=mode)
     if os.getuid() == 0:
         os.chown(dest, uid, gid, follow_symlinks=False)

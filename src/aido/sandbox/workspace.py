@@ -10,7 +10,7 @@ Layout::
       sandboxes/<id>/
         inputs/ work/ outputs/     # mounted into the container
         sandbox.json  events.log   # metadata, written only by aido
-        runs/run-001/              # per-run evidence, never mounted: the task cannot forge it
+        runs/run-001/              # per-run evidence; only the task file is mounted (read-only)
 """
 
 from __future__ import annotations
