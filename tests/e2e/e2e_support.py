@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -103,6 +104,13 @@ def aido_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def aido_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "aido", *args]
+
+
+def spawn(project: Path, *args: str, **popen: Any) -> subprocess.Popen[Any]:
+    """Start ``aido ARGS`` in the background (stdout and stderr piped unless given)."""
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen(aido_argv(*args), cwd=project, env=aido_env(), **popen)
 
 
 def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:

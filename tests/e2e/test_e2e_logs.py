@@ -19,6 +19,7 @@ from e2e_support import (  # noqa: F401
     destroy_every_sandbox,
     record,
     sandbox_up,
+    spawn,
     wait_for,
 )
 
@@ -114,13 +115,7 @@ EXPECTED_LINES = [f"line {i}\n" for i in range(1, SLOW_LINES + 1)]
 def test_logs_follow_streams_a_run_in_progress_and_exits_when_it_ends(aido: Aido, project: Path) -> None:
     sandbox_id = sandbox_up(aido)
     write(project / "slow.py", SLOW)
-    runner = subprocess.Popen(
-        aido_argv("run", "slow.py"),
-        cwd=project,
-        env=aido_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    runner = spawn(project, "run", "slow.py")
     follower: subprocess.Popen[str] | None = None
     arrivals: list[tuple[float, str]] = []
     try:
@@ -131,14 +126,7 @@ def test_logs_follow_streams_a_run_in_progress_and_exits_when_it_ends(aido: Aido
         )
         listed = aido("sandbox", "list", "--json")
         assert listed.json["sandboxes"][0]["status"] == "running"
-        follower = subprocess.Popen(
-            aido_argv("logs", "--follow"),
-            cwd=project,
-            env=aido_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        follower = spawn(project, "logs", "--follow", text=True)
         stdout = follower.stdout
         assert stdout is not None
 
@@ -184,13 +172,7 @@ def test_logs_follow_does_not_hang_on_a_run_whose_aido_was_killed(aido: Aido, pr
     """kill -9 of `aido run` leaves the run marked running; following it must still end."""
     sandbox_id = sandbox_up(aido)
     write(project / "brief.py", "import time\nprint('started', flush=True)\ntime.sleep(2)\n")
-    runner = subprocess.Popen(
-        aido_argv("run", "brief.py"),
-        cwd=project,
-        env=aido_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    runner = spawn(project, "run", "brief.py", stderr=subprocess.DEVNULL)
     try:
         assert runner.stdout is not None
         assert runner.stdout.readline() == b"started\n"
@@ -214,13 +196,7 @@ def test_logs_follow_does_not_hang_on_a_run_whose_aido_was_killed(aido: Aido, pr
 def test_logs_follow_json_waits_for_the_end_and_reports_the_final_status(aido: Aido, project: Path) -> None:
     sandbox_id = sandbox_up(aido)
     write(project / "slow.py", SLOW)
-    runner = subprocess.Popen(
-        aido_argv("run", "slow.py"),
-        cwd=project,
-        env=aido_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    runner = spawn(project, "run", "slow.py", stdout=subprocess.DEVNULL)
     try:
         wait_for(
             lambda: any(r["status"] == "running" for r in record(project, sandbox_id)["runs"]),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from e2e_support import (  # noqa: F401
     record,
     run_dir,
     sandbox_up,
+    spawn,
     summary,
     wait_for,
 )
@@ -38,14 +38,7 @@ def test_a_signal_stops_the_task_and_keeps_the_evidence(
 ) -> None:
     sandbox_id = sandbox_up(aido)
     write(project / "waiter.py", WAITER)
-    process = subprocess.Popen(
-        aido_argv("run", "waiter.py"),
-        cwd=project,
-        env=aido_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = spawn(project, "run", "waiter.py", text=True)
     try:
         # Wait until the task itself has printed, so the signal lands while it runs.
         wait_for(
@@ -82,17 +75,7 @@ def test_concurrent_runs_in_one_sandbox_get_distinct_run_ids(aido: Aido, project
         project / "who.py",
         "import os, sys, time\ntime.sleep(1)\nprint(sys.argv[1], os.environ['AIDO_RUN_ID'])\n",
     )
-    processes = [
-        subprocess.Popen(
-            aido_argv("run", "who.py", "--", name),
-            cwd=project,
-            env=aido_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name in ("a", "b", "c")
-    ]
+    processes = [spawn(project, "run", "who.py", "--", name, text=True) for name in ("a", "b", "c")]
     outputs = {}
     for name, process in zip(("a", "b", "c"), processes, strict=True):
         stdout, stderr = process.communicate(timeout=60)
