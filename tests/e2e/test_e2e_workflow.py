@@ -400,3 +400,11 @@ def test_json_envelopes_are_pinned(aido: Aido, project: Path) -> None:
     }
     (destroyed,) = documents[("sandbox", "destroy")]["destroyed"]
     assert set(destroyed) == {"sandbox_id", "containers_removed", "warning"}
+
+
+def test_sandbox_up_json_hides_secret_looking_env_values(aido: Aido, project: Path) -> None:
+    write(project / "sandbox.yaml", "env:\n  API_TOKEN: tok-123\n  MODE: fast\n")
+    result = aido("sandbox", "up", "--json")
+    assert result.code == 0, result.stderr
+    assert "tok-123" not in result.stdout
+    assert result.json["sandbox"]["config"]["env"] == {"API_TOKEN": "***REDACTED***", "MODE": "fast"}

@@ -169,7 +169,12 @@ def sandbox_up(
     )
     out = STATE.renderer
     if out.json_mode:
-        out.envelope("sandbox up", "success", {"sandbox": record.to_json(), "sandbox_id": record.id})
+        from aido.evidence.redact import redact_env
+
+        shown = record.to_json()
+        # Output may end up in an agent's transcript or a CI log: secret-looking values stay hidden.
+        shown["config"] = {**shown["config"], "env": redact_env(shown["config"].get("env") or {})}
+        out.envelope("sandbox up", "success", {"sandbox": shown, "sandbox_id": record.id})
         return
     out.success(f"Sandbox created: {record.id}")
     out.say(f"  expires {record.expires_at} (ttl {record.config['ttl']}); run a task with `aido run TASK`")
