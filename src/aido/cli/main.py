@@ -81,12 +81,14 @@ def global_options(func: F) -> F:
     return func
 
 
-def _manager(workspace_required: bool = True) -> Any:
+def _manager() -> Any:
+    """The manager for this directory's workspace. A missing workspace is reported by the
+    manager when a command needs one, after the command has checked its own arguments."""
     from aido.config.settings import load_settings
     from aido.sandbox.manager import SandboxManager
     from aido.sandbox.workspace import Workspace
 
-    workspace = Workspace.require() if workspace_required else Workspace.find()
+    workspace = Workspace.find()
     config = STATE.config
     if config is None and workspace is not None and workspace.config_file.is_file():
         config = workspace.config_file
@@ -186,7 +188,7 @@ def sandbox_up(
 def sandbox_list() -> None:
     """List the sandboxes of this workspace (* marks the active one)."""
     STATE.command = "sandbox list"
-    summaries = _manager(workspace_required=False).list_sandboxes()
+    summaries = _manager().list_sandboxes()
     out = STATE.renderer
     if out.json_mode:
         from dataclasses import asdict
@@ -236,10 +238,6 @@ def sandbox_destroy(ids: tuple[str, ...], all_: bool) -> None:
     STATE.command = "sandbox destroy"
     if all_ and ids:
         raise click.UsageError("give sandbox IDs or --all, not both")
-    from aido.sandbox.ids import check_sandbox_id
-
-    for given in ids:
-        check_sandbox_id(given)  # before looking for a workspace: a malformed id is a usage error
     results = _manager().destroy(list(ids), all_sandboxes=all_)
     out = STATE.renderer
     if out.json_mode:

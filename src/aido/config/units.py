@@ -51,23 +51,17 @@ def parse_size(value: object, *, minimum: int = 1, maximum: int = 1 << 40) -> in
     if isinstance(value, bool):
         raise ValueError(f"expected a size like 512M or 1G, got {value!r}")
     if isinstance(value, int):
-        if not minimum <= value <= maximum:  # before float(): a 400-digit int overflows it
-            bound = "small" if value < minimum else "large"
-            limit = format_size(minimum if value < minimum else maximum)
-            raise ValueError(
-                f"size {value!r} is too {bound}: the {'minimum' if value < minimum else 'maximum'} is {limit}"
-            )
-        number, unit = float(value), ""
+        size = value  # never through float(): a 400-digit int would overflow it
     elif isinstance(value, str):
         match = _SIZE.fullmatch(value.strip())
         if not match:
             raise ValueError(f"expected a size like 512M or 1G, got {value!r}")
-        number, unit = float(match.group(1)), match.group(2).lower()
+        number = float(match.group(1))
+        if not math.isfinite(number):
+            raise ValueError(f"expected a size like 512M or 1G, got {value!r}")
+        size = int(number * _SIZE_FACTOR[match.group(2).lower()])
     else:
         raise ValueError(f"expected a size like 512M or 1G, got {value!r}")
-    if not math.isfinite(number):
-        raise ValueError(f"expected a size like 512M or 1G, got {value!r}")
-    size = int(number * _SIZE_FACTOR[unit])
     if size < minimum:
         raise ValueError(f"size {value!r} is too small: the minimum is {format_size(minimum)}")
     if size > maximum:

@@ -46,6 +46,14 @@ def create_new(path: Path, *, mode: int = 0o644) -> int:
     return os.open(path, _CREATE, mode)
 
 
+def write_new(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write a whole file that must not exist yet (O_EXCL | O_NOFOLLOW), then set its mode."""
+    fd = create_new(path, mode=0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        os.fchmod(handle.fileno(), mode)
+
+
 def append_line(path: Path, line: str) -> None:
     """Append one whole line with one write(2) on an O_APPEND descriptor, so
     concurrent writers never interleave inside a line."""

@@ -436,6 +436,8 @@ class SandboxManager:
 
     def _abandon_run(self, plan: _Plan, rid: str, run_dir: Path, exc: BaseException) -> None:
         """Close the record of a run that failed before it produced an outcome."""
+        from aido.evidence.summary import SUMMARY_VERSION
+
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
         message = str(exc)[:500] or type(exc).__name__
         sandbox_id, paths = plan.record.id, plan.paths
@@ -452,7 +454,7 @@ class SandboxManager:
                 fsutil.atomic_write_json(
                     summary_path,
                     {
-                        "schema_version": 1,
+                        "schema_version": SUMMARY_VERSION,
                         "sandbox_id": sandbox_id,
                         "run_id": rid,
                         "task": plan.task.name,
@@ -554,9 +556,7 @@ class SandboxManager:
             f"{run_dir.name}/summary.json",
         ]
         if diff_text:
-            fd = fsutil.create_new(run_dir / "changes.diff")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(diff_text)
+            fsutil.write_new(run_dir / "changes.diff", diff_text.encode("utf-8"))
             artifacts.insert(3, f"{run_dir.name}/changes.diff")
         status = _status(outcome)
         summary = build_summary(
@@ -789,10 +789,7 @@ def _install_task(dest: Path, evidence: Path, source: bytes, task: Path, uid: in
         )
     mode = 0o755 if os.stat(task).st_mode & 0o111 else 0o644
     evidence.parent.mkdir(mode=0o755)
-    fd = fsutil.create_new(evidence, mode=0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(source)
-        os.fchmod(handle.fileno(), mode)
+    fsutil.write_new(evidence, source, mode=mode)
     fsutil.atomic_write_bytes(dest, source, mode=mode)
     if os.getuid() == 0:
         os.chown(dest, uid, gid, follow_symlinks=False)

@@ -10,13 +10,13 @@ are migrated on read, newer ones refused.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aido.config.units import parse_duration, parse_size
 from aido.errors import MetadataError
+from aido.sandbox.ids import run_number
 
 SCHEMA_VERSION = 1
 RUN_STATUSES = ("running", "success", "failed", "timed_out", "interrupted", "error")
@@ -152,7 +152,7 @@ def _checked_run(run: Any) -> dict[str, Any]:
         raise ValueError(f"unknown run field(s): {', '.join(sorted(unknown))}")
     for key in ("run_id", "task", "status"):
         _typed(run, key, str)
-    if not re.fullmatch(r"run-[0-9]{3,6}", run["run_id"]):
+    if run_number(run["run_id"]) is None:
         raise ValueError(f"run id {run['run_id']!r} is invalid")
     if run["status"] not in RUN_STATUSES:
         raise ValueError(f"run status {run['status']!r} is not one of {', '.join(RUN_STATUSES)}")
