@@ -38,25 +38,27 @@ ensure_engine() {
     log "installing docker.io (Debian) ..."
     apt_install docker.io
   fi
-  if ! engine_up; then
-    log "starting dockerd ..."
-    # Prefer the init system when there is one; containers and CI usually have none.
-    if [ -d /run/systemd/system ] && $SUDO systemctl start docker 2>/dev/null; then
-      :
-    else
-      $SUDO sh -c 'nohup dockerd >/var/log/aido-dockerd.log 2>&1 &'
-    fi
-    for _ in $(seq 1 60); do
-      engine_up && break
-      sleep 1
-    done
+  engine_up || start_engine
+  log "docker engine: $(docker info --format '{{.ServerVersion}}')"
+}
+
+start_engine() {
+  log "starting dockerd ..."
+  # Prefer the init system when there is one; containers and CI usually have none.
+  if [ -d /run/systemd/system ] && $SUDO systemctl start docker 2>/dev/null; then
+    :
+  else
+    $SUDO sh -c 'nohup dockerd >>/var/log/aido-dockerd.log 2>&1 &'
   fi
+  for _ in $(seq 1 60); do
+    engine_up && break
+    sleep 1
+  done
   if ! engine_up; then
     log "dockerd did not come up; last lines of its log:"
     tail -n 20 /var/log/aido-dockerd.log >&2 || true
     exit 1
   fi
-  log "docker engine: $(docker info --format '{{.ServerVersion}}')"
 }
 
 # The stand-in image: Debian bookworm minbase with python3 (3.11) and nodejs (18).
@@ -115,8 +117,144 @@ ensure_image() {
   STANDIN_TAG="$tag"
 }
 
+# gVisor: `runsc` registered with the engine as the runtime "runsc", so aido can run
+# tasks under a user-space kernel (`--runtime runsc`). Optional: when it cannot be set
+# up the script warns loudly and goes on, since the default runtime (runc) still works.
+# AIDO_SKIP_GVISOR=1 skips this step; AIDO_REQUIRE_GVISOR=1 (CI) makes a failure fatal.
+DAEMON_JSON=/etc/docker/daemon.json
+WARNINGS=()
+
+warn() {
+  log "WARNING: $*"
+  WARNINGS+=("$*")
+}
+
+runsc_registered() {
+  docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'
+}
+
+dockerd_pid() {
+  local pid
+  pid="$(cat /var/run/docker.pid 2>/dev/null || true)"
+  [ -n "$pid" ] || pid="$(pidof dockerd 2>/dev/null | awk '{print $1}')"
+  printf '%s' "$pid"
+}
+
+# Make dockerd re-read daemon.json: SIGHUP reloads the runtimes list without touching
+# running containers. Restart it only if the reload did not take.
+reload_engine() {
+  local pid
+  if [ -d /run/systemd/system ] && systemctl is-active --quiet docker 2>/dev/null; then
+    $SUDO systemctl reload docker || true
+  else
+    pid="$(dockerd_pid)"
+    if [ -n "$pid" ]; then $SUDO kill -HUP "$pid" || true; fi
+  fi
+  for _ in $(seq 1 20); do
+    runsc_registered && return 0
+    sleep 0.5
+  done
+  log "dockerd did not pick up the runtime on reload; restarting it ..."
+  if [ -d /run/systemd/system ] && systemctl is-active --quiet docker 2>/dev/null; then
+    $SUDO systemctl restart docker
+  else
+    pid="$(dockerd_pid)"
+    if [ -n "$pid" ]; then
+      $SUDO kill -TERM "$pid" || true
+      for _ in $(seq 1 60); do
+        $SUDO kill -0 "$pid" 2>/dev/null || break
+        sleep 0.5
+      done
+    fi
+    start_engine
+  fi
+  runsc_registered
+}
+
+# Add runtimes.runsc to daemon.json, keeping everything else in it. An existing
+# runsc entry is left as it is. --network=none: runsc's own network stack cannot be
+# set up in every VM, and aido's tasks run without a network anyway.
+register_runsc() {
+  local runsc_path="$1"
+  $SUDO mkdir -p "$(dirname "$DAEMON_JSON")"
+  $SUDO python3 -c '
+import json, os, sys
+path, runsc = sys.argv[1], sys.argv[2]
+try:
+    with open(path) as f:
+        text = f.read()
+except FileNotFoundError:
+    text = ""
+try:
+    cfg = json.loads(text) if text.strip() else {}
+except ValueError as e:
+    sys.exit(f"{path} is not valid JSON ({e}); not touching it")
+if not isinstance(cfg, dict) or not isinstance(cfg.get("runtimes", {}), dict):
+    sys.exit(f"{path}: unexpected layout; not touching it")
+runtimes = cfg.setdefault("runtimes", {})
+if "runsc" in runtimes:
+    print(f"{path} already has a runsc runtime; keeping it", file=sys.stderr)
+    sys.exit(0)
+runtimes["runsc"] = {"path": runsc, "runtimeArgs": ["--network=none"]}
+tmp = path + ".aido-tmp"
+with open(tmp, "w") as f:
+    json.dump(cfg, f, indent=2)
+    f.write("\n")
+if os.path.exists(path):
+    st = os.stat(path)
+    os.chmod(tmp, st.st_mode & 0o7777)
+os.replace(tmp, path)
+' "$DAEMON_JSON" "$runsc_path"
+}
+
+ensure_gvisor() {
+  if [ "${AIDO_SKIP_GVISOR:-0}" = 1 ]; then
+    log "gVisor runtime: skipped (AIDO_SKIP_GVISOR=1)"
+    return
+  fi
+  if runsc_registered; then
+    log "gVisor runtime runsc: already registered"
+    return
+  fi
+  if ! command -v runsc >/dev/null 2>&1; then
+    log "installing runsc (gVisor, Debian) ..."
+    if ! apt_install runsc || ! command -v runsc >/dev/null 2>&1; then
+      warn "could not install runsc (gVisor): the runsc runtime is NOT available; containers use runc only"
+      return
+    fi
+  fi
+  command -v python3 >/dev/null 2>&1 || { log "installing python3 (to edit daemon.json) ..."; apt_install python3; }
+  local runsc_path
+  runsc_path="$(command -v runsc)"
+  log "gVisor: $("$runsc_path" --version 2>/dev/null | head -n 1)"
+  log "registering runsc ($runsc_path) in $DAEMON_JSON ..."
+  if ! register_runsc "$runsc_path"; then
+    warn "could not register runsc in $DAEMON_JSON: the runsc runtime is NOT available"
+    return
+  fi
+  if ! reload_engine; then
+    warn "dockerd does not list the runsc runtime after a reload and a restart (see /var/log/aido-dockerd.log)"
+    return
+  fi
+  log "gVisor runtime runsc: registered"
+}
+
 ensure_engine
 for image in ${AIDO_BOOTSTRAP_IMAGES:-python:3.11-slim node:18-alpine debian:bookworm-slim}; do
   ensure_image "$image"
 done
-log "ready"
+ensure_gvisor
+if [ "${#WARNINGS[@]}" -gt 0 ]; then
+  for w in "${WARNINGS[@]}"; do
+    log "WARNING: $w"
+    # A visible annotation on the CI run page, not only a line in the log.
+    if [ "${GITHUB_ACTIONS:-}" = true ]; then printf '::warning title=bootstrap::%s\n' "$w"; fi
+  done
+  if [ "${AIDO_REQUIRE_GVISOR:-0}" = 1 ]; then
+    log "AIDO_REQUIRE_GVISOR=1: failing"
+    exit 1
+  fi
+  log "ready (with warnings above)"
+else
+  log "ready"
+fi

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs and starts what it
-# needs (Docker engine, local base images, a virtualenv with aido), then lints,
-# type-checks and runs every test against the real engine. Extra args go to pytest.
+# needs (Docker engine with gVisor, local base images, a virtualenv with aido), then
+# lints, type-checks and runs every test against the real engine, and runs the
+# hostile-task suite (tests/security) a second time under gVisor.
+# Extra args go to the first pytest run (e.g. `scripts/test.sh -x -k lifecycle`).
 source "$(dirname "$0")/_env.sh"
 
 echo "[test] ruff" >&2
@@ -9,5 +11,9 @@ ruff check src tests benchmarks
 ruff format --check src tests benchmarks
 echo "[test] mypy (strict)" >&2
 mypy
-echo "[test] pytest" >&2
-exec pytest "$@"
+echo "[test] pytest (default isolation: runc)" >&2
+pytest "$@"
+if [ "${AIDO_SKIP_GVISOR:-0}" != 1 ]; then
+  echo "[test] pytest tests/security under gVisor (AIDO_TEST_ISOLATION=gvisor)" >&2
+  AIDO_TEST_ISOLATION=gvisor pytest tests/security
+fi
