@@ -16,19 +16,21 @@ __all__ = [
     "AidoError",
     "RunResult",
     "SandboxManager",
+    "Widening",
     "Workspace",
     "__version__",
 ]
 
 if TYPE_CHECKING:
     from aido.errors import AidoError
-    from aido.sandbox.manager import RunResult, SandboxManager
+    from aido.sandbox.manager import RunResult, SandboxManager, Widening
     from aido.sandbox.workspace import Workspace
 
 _LAZY = {
     "AidoError": "aido.errors",
     "RunResult": "aido.sandbox.manager",
     "SandboxManager": "aido.sandbox.manager",
+    "Widening": "aido.sandbox.manager",
     "Workspace": "aido.sandbox.workspace",
 }
 

@@ -28,6 +28,12 @@ class UsageError(AidoError):
     exit_code = ExitCode.USAGE
 
 
+class NotConfirmed(UsageError):
+    """An escape hatch or a widened sandbox.yaml was not confirmed."""
+
+    code = "not_confirmed"
+
+
 class ConfigError(AidoError):
     """An invalid sandbox.yaml or config file; ``problems`` has one line per issue."""
 

@@ -14,12 +14,13 @@ from enum import IntEnum
 class ExitCode(IntEnum):
     OK = 0
     USAGE = 2  # bad flag, invalid sandbox.yaml or config file, malformed id
-    SANDBOX_STATE = 3  # no such sandbox, no active sandbox, sandbox expired
+    SANDBOX_STATE = 3  # no such sandbox, no active sandbox, sandbox expired (or destroyed) mid-run
     INTERNAL = 70  # a bug in aido (sysexits EX_SOFTWARE); a crash report names the file
     TIMED_OUT = 124  # the task ran past its timeout and was killed
     RUNTIME = 125  # the engine is unreachable, the image is unavailable, the container failed
     NOT_EXECUTABLE = 126  # the task exists but could not be started
     NOT_FOUND = 127  # the task file does not exist
+    KILLED = 137  # killed at its disk or file-count limit (an OOM kill shows 137 too, from the task)
     INTERRUPTED = 130  # SIGINT (Ctrl-C)
     TERMINATED = 143  # SIGTERM
     HANGUP = 129  # SIGHUP: the terminal closed

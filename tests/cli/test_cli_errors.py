@@ -89,7 +89,7 @@ def test_up_reports_every_problem_one_per_line(aido: Aido, project: Path) -> Non
     assert result.stderr.splitlines()[:4] == [
         "error: 3 problems:",
         "sandbox.yaml:2: runtme: unknown key (allowed: name, runtime, ttl, inputs, outputs, permissions, "
-        "env, resources); did you mean 'runtime'?",
+        "env, resources, isolation); did you mean 'runtime'?",
         "sandbox.yaml:5: permissions.network: input should be a valid boolean, got 'yes'",
         MEMORY_PROBLEM,
     ]

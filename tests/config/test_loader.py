@@ -139,20 +139,20 @@ def test_bad_size_names_file_line_and_key_path(tmp_path: Path) -> None:
 def test_unknown_top_level_key_suggests_the_close_one(tmp_path: Path) -> None:
     assert one_problem(tmp_path, "name: x\nnmae: y\n") == (
         "sandbox.yaml:2: nmae: unknown key (allowed: name, runtime, ttl, inputs, outputs, "
-        "permissions, env, resources); did you mean 'name'?"
+        "permissions, env, resources, isolation); did you mean 'name'?"
     )
 
 
 def test_unknown_top_level_key_without_a_close_match(tmp_path: Path) -> None:
     assert one_problem(tmp_path, "zzzzzz: 1\n") == (
         "sandbox.yaml:1: zzzzzz: unknown key (allowed: name, runtime, ttl, inputs, outputs, "
-        "permissions, env, resources)"
+        "permissions, env, resources, isolation)"
     )
 
 
 def test_unknown_nested_key(tmp_path: Path) -> None:
     assert one_problem(tmp_path, "resources:\n  cpu: 1\n  memroy: 1G\n") == (
-        "sandbox.yaml:3: resources.memroy: unknown key (allowed: cpu, memory, timeout); "
+        "sandbox.yaml:3: resources.memroy: unknown key (allowed: cpu, memory, timeout, disk, files); "
         "did you mean 'memory'?"
     )
     assert one_problem(tmp_path, "permissions:\n  aws:\n    rol: readonly\n") == (
@@ -368,7 +368,7 @@ outputs:
     # In line order, so the first line a user reads is the first one to fix.
     assert problems(tmp_path, text) == [
         "sandbox.yaml:2: nmae: unknown key (allowed: name, runtime, ttl, inputs, outputs, "
-        "permissions, env, resources); did you mean 'name'?",
+        "permissions, env, resources, isolation); did you mean 'name'?",
         "sandbox.yaml:3: ttl: expected a duration like 90s, 15m or 2h, got 'forever'",
         "sandbox.yaml:5: resources.cpu: input should be greater than 0, got -1",
         "sandbox.yaml:6: resources.memory: expected a size like 512M or 1G, got 'lots'",

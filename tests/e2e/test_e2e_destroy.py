@@ -137,7 +137,8 @@ def test_destroy_rejects_bad_arguments(aido: Aido, project: Path) -> None:
 
 
 def test_an_expired_sandbox_refuses_to_run(aido: Aido, project: Path) -> None:
-    sandbox_id = sandbox_up(aido, "--ttl", "1s")
+    # --no-auto-cleanup keeps it after expiry (otherwise the next command would remove it).
+    sandbox_id = sandbox_up(aido, "--ttl", "1s", "--no-auto-cleanup")
     write(project / "hello.py", 'print("hi")\n')
     time.sleep(1.5)
     result = aido("run", "hello.py")

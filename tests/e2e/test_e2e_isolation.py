@@ -199,7 +199,7 @@ def test_readwrite_filesystem_lets_the_task_write_to_inputs(aido: Aido, project:
         project / "sandbox.yaml",
         "inputs:\n  - data/*.txt\npermissions:\n  filesystem: readwrite\n",
     )
-    sandbox_id = sandbox_up(aido)
+    sandbox_id = sandbox_up(aido, "--yes")
     write(
         project / "add.py",
         "for path in ('/inputs/created.txt', '/inputs/data/created.txt'):\n"

@@ -39,6 +39,8 @@ RUN_ENVELOPE_KEYS = {
     "duration_ms",
     "timed_out",
     "oom_killed",
+    "stop_reason",
+    "message",
     "artifacts",
     "outputs_dir",
     "evidence_dir",
@@ -333,7 +335,9 @@ def test_json_on_every_command_prints_one_envelope(aido: Aido, project: Path) ->
     doc = _document(destroyed.stdout)
     assert doc["command"] == "sandbox destroy"
     assert doc["status"] == "success"
-    assert doc["destroyed"] == [{"sandbox_id": sandbox_id, "containers_removed": 0, "warning": None}]
+    assert doc["destroyed"] == [
+        {"sandbox_id": sandbox_id, "containers_removed": 0, "runs_stopped": [], "warning": None}
+    ]
     assert not sandbox_root(project, sandbox_id).exists()
     assert_no_containers(sandbox_id)
 
@@ -399,7 +403,7 @@ def test_json_envelopes_are_pinned(aido: Aido, project: Path) -> None:
         "artifacts",
     }
     (destroyed,) = documents[("sandbox", "destroy")]["destroyed"]
-    assert set(destroyed) == {"sandbox_id", "containers_removed", "warning"}
+    assert set(destroyed) == {"sandbox_id", "containers_removed", "runs_stopped", "warning"}
 
 
 def test_sandbox_up_json_hides_secret_looking_env_values(aido: Aido, project: Path) -> None:

@@ -311,6 +311,9 @@ def test_run_settings_from_default_spec() -> None:
         network=False,
         filesystem="readonly",
         outputs=[],
+        disk_bytes=1 << 30,
+        max_files=100_000,
+        isolation="default",
     )
 
 
@@ -330,6 +333,9 @@ def test_run_settings_from_full_spec(tmp_path: Any) -> None:
         network=True,
         filesystem="none",
         outputs=["a.json"],
+        disk_bytes=1 << 30,
+        max_files=100_000,
+        isolation="default",
     )
 
 

@@ -35,6 +35,7 @@ class State:
         self.config: Path | None = None
         self.command = ""
         self.signal_exit: int | None = None
+        self.after_dashdash = 0  # how many trailing arguments came after `--` (task arguments)
 
     @property
     def renderer(self) -> Renderer:
@@ -93,7 +94,51 @@ def _manager() -> Any:
     if config is None and workspace is not None and workspace.config_file.is_file():
         config = workspace.config_file
     settings = load_settings(config)
-    return SandboxManager(workspace, output_limit=settings.output_limit)
+    manager = SandboxManager(workspace, output_limit=settings.output_limit)
+    _sweep(manager)
+    return manager
+
+
+def _sweep(manager: Any) -> None:
+    """Every command sweeps on its way: expired sandboxes go, orphaned runs are closed."""
+    from aido.errors import AidoError
+
+    try:
+        for action in manager.sweep():
+            if action["action"] == "recovered_run":
+                log.warning(
+                    "recovered %s of sandbox %s: the aido process that ran it had stopped; "
+                    "it is recorded as interrupted",
+                    action["run_id"],
+                    action["sandbox_id"],
+                )
+    except (AidoError, OSError) as exc:  # cleanup must never stop the command the user asked for
+        log.debug("sweep failed: %s", exc)
+
+
+def _confirmer(yes: bool) -> Callable[[list[str]], bool]:
+    """Escape hatches: warn, then ask y/N on a terminal; without one, only --yes confirms."""
+
+    def confirm(warnings: list[str]) -> bool:
+        out = Renderer(json_mode=STATE.json)
+        for warning in warnings:
+            out.warn(f"{warning}")
+        if yes:
+            return True
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return False
+        return click.confirm("aido: widen the sandbox as above?", default=False, err=True)
+
+    return confirm
+
+
+def yes_option(func: F) -> F:
+    return click.option(
+        "-y",
+        "--yes",
+        is_flag=True,
+        help="Confirm widened permissions without asking (needed without a terminal).",
+    )(func)
 
 
 def _relative(path: Path) -> str:
@@ -150,25 +195,59 @@ def sandbox() -> None:
 @click.option(
     "--no-auto-cleanup",
     is_flag=True,
-    help="Exempt the sandbox from automatic cleanup when it expires (recorded in its metadata).",
+    help="Keep the sandbox after it expires (the reaper skips it; `aido run` still refuses it).",
 )
+@click.option(
+    "--isolation",
+    type=click.Choice(["default", "gvisor"]),
+    help="gvisor runs tasks under gVisor's runsc, a user-space kernel (overrides the spec).",
+)
+@yes_option
 @global_options
 def sandbox_up(
-    spec_file: Path | None, name: str | None, runtime: str | None, ttl: str | None, no_auto_cleanup: bool
+    spec_file: Path | None,
+    name: str | None,
+    runtime: str | None,
+    ttl: str | None,
+    no_auto_cleanup: bool,
+    isolation: str | None,
+    yes: bool,
 ) -> None:
     """Create a sandbox and make it the active one.
 
     The workspace is the .aido/ folder in this directory or the nearest parent that
-    has one; it is created here if there is none.
+    has one; it is created here if there is none. A background reaper destroys the
+    sandbox when its ttl has passed (unless --no-auto-cleanup).
+
+    A sandbox.yaml that widens permissions (network: true, filesystem: readwrite)
+    must be confirmed: at the y/N prompt, or with --yes when there is no terminal.
     """
     STATE.command = "sandbox up"
     from aido.sandbox.manager import SandboxManager
+    from aido.sandbox.workspace import Workspace
 
     if spec_file is None and Path("sandbox.yaml").is_file():
         spec_file = Path("sandbox.yaml")
-    record = SandboxManager().create(
-        spec_file=spec_file, name=name, runtime=runtime, ttl=ttl, auto_cleanup=not no_auto_cleanup
+    existing = Workspace.find()
+    manager = SandboxManager(existing)
+    if existing is not None:
+        _sweep(manager)
+    record = manager.create(
+        spec_file=spec_file,
+        name=name,
+        runtime=runtime,
+        ttl=ttl,
+        auto_cleanup=not no_auto_cleanup,
+        isolation=isolation,
+        confirm=_confirmer(yes),
     )
+    if record.auto_cleanup:
+        from aido.sandbox.reaper import ensure_running
+
+        try:
+            ensure_running(manager.workspace)
+        except OSError as exc:
+            log.warning("could not start the TTL reaper (%s); expired sandboxes go at the next command", exc)
     out = STATE.renderer
     if out.json_mode:
         from aido.evidence.redact import redact_env
@@ -257,8 +336,8 @@ def sandbox_destroy(ids: tuple[str, ...], all_: bool) -> None:
 
 
 @cli.command("run", context_settings=CONTEXT)
-@click.argument("task", type=click.Path(path_type=Path))
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+# Plain strings: click.Path would normalise the task's own arguments ("" -> ".", "a/" -> "a").
+@click.argument("tasks", nargs=-1, required=True, metavar="TASK...")
 @click.option("--sandbox", "sandbox_id", metavar="ID", help="Sandbox to run in (default: the active one).")
 @click.option(
     "--timeout", metavar="DURATION", help="Kill the task after this long, e.g. 30s (default: the spec's)."
@@ -272,33 +351,80 @@ def sandbox_destroy(ids: tuple[str, ...], all_: bool) -> None:
     help="Set a variable for the task; -e KEY passes that one host variable. Repeatable.",
 )
 @click.option(
+    "-p",
+    "--parallel",
+    type=click.IntRange(1, 64),
+    metavar="N",
+    help="Run up to N tasks at once; with a single TASK, run N copies of it.",
+)
+@click.option("--network", is_flag=True, help="ESCAPE HATCH: give the task network access.")
+@click.option(
+    "--host-filesystem",
+    is_flag=True,
+    help="ESCAPE HATCH: show the project directory read-only at /project (.aido/ stays hidden).",
+)
+@click.option(
+    "--dangerous-allow-mutations",
+    is_flag=True,
+    help="ESCAPE HATCH: make /inputs (and /project with --host-filesystem) writable.",
+)
+@yes_option
+@click.option(
     "--raw-output", is_flag=True, help="Echo the task's output unfiltered, escape sequences included."
 )
 @global_options
 def run(
-    task: Path,
-    args: tuple[str, ...],
+    tasks: tuple[str, ...],
     sandbox_id: str | None,
     timeout: str | None,
     env: tuple[str, ...],
+    parallel: int | None,
+    network: bool,
+    host_filesystem: bool,
+    dangerous_allow_mutations: bool,
+    yes: bool,
     raw_output: bool,
 ) -> None:
     """Run TASK in a fresh container of the sandbox; arguments after -- go to the task.
 
     \b
     The task's exit code is aido's exit code. aido's own failures use:
-      2 usage or config error   3 sandbox missing or expired   124 timed out
-      125 engine or image error  126 task not runnable  127 task not found
+      2 usage, config error or unconfirmed escape hatch
+      3 sandbox missing or expired (also: it expired or was destroyed mid-run)
+      124 timed out   125 engine or image error   126 task not runnable
+      127 task not found   137 killed at the disk limit
       130 interrupted (Ctrl-C)   143 SIGTERM   129 SIGHUP
+
+    \b
+    Several tasks run concurrently, each in its own container with its own run
+    record, and a combined summary; aido then exits 0 only if every run succeeded:
+      aido run a.py b.py c.py            all three at once
+      aido run --parallel 2 *.py         at most two at a time
+      aido run --parallel 8 task.py      eight copies of task.py
+
+    Escape hatches (--network, --host-filesystem, --dangerous-allow-mutations) print
+    a warning and ask y/N; without a terminal they need --yes. They are recorded in
+    the run's evidence and in events.log.
 
     The interpreter comes from the sandbox's runtime, else from the extension:
     .py python, .js/.mjs/.cjs node, .sh sh.
     """
     STATE.command = "run"
-    from aido.sandbox.manager import RunHooks
+    from aido.sandbox.manager import RunHooks, Widening
 
+    task_args = list(tasks[len(tasks) - STATE.after_dashdash :]) if STATE.after_dashdash else []
+    given = tasks[: len(tasks) - STATE.after_dashdash] if STATE.after_dashdash else tasks
+    task_list = [Path(t) for t in given]
+    if not task_list:
+        raise click.UsageError("missing TASK before --")
+    args = [str(a) for a in task_args]
+    widen = Widening(network, host_filesystem, dangerous_allow_mutations)
     out = Renderer(json_mode=STATE.json, raw_output=raw_output)
     manager = _manager()
+    if len(task_list) > 1 or (parallel or 1) > 1:
+        batch = task_list if len(task_list) > 1 else task_list * (parallel or 1)
+        _run_batch(manager, out, batch, args, parallel or len(batch), sandbox_id, timeout, env, widen, yes)
+        return
 
     def on_start(run_id: str, name: str, image: str) -> None:
         out.progress_done()
@@ -313,7 +439,16 @@ def run(
         on_start=on_start,
         on_output=None if out.json_mode else out.task_output,
     )
-    result = manager.run(task, list(args), sandbox_id=sandbox_id, timeout=timeout, env=list(env), hooks=hooks)
+    result = manager.run(
+        task_list[0],
+        args,
+        sandbox_id=sandbox_id,
+        timeout=timeout,
+        env=list(env),
+        hooks=hooks,
+        widen=widen,
+        confirm=_confirmer(yes),
+    )
     out.progress_done()
     result.signal_exit = STATE.signal_exit
     code = result.process_exit_code
@@ -321,41 +456,14 @@ def run(
         out.envelope(
             "run",
             result.status,
-            {
-                "sandbox_id": result.sandbox_id,
-                "run_id": result.run_id,
-                "task": result.task,
-                "exit_code": result.exit_code,
-                "duration_ms": result.duration_ms,
-                "timed_out": result.timed_out,
-                "oom_killed": result.oom_killed,
-                "artifacts": result.artifacts,
-                "outputs_dir": _relative(result.outputs_dir),
-                "evidence_dir": _relative(result.evidence_dir),
-                "output": result.summary["output"],
-                "changes": result.summary["changes"],
-            },
+            _run_payload(result),
             None
             if result.error is None
             else {"code": "runtime_error", "message": result.error, "hint": None},
         )
     else:
         out.separator()
-        if result.status == "success":
-            out.success(f"Task completed (exit code: 0) in {result.duration_ms / 1000:.2f}s")
-        elif result.status == "failed" and result.oom_killed:
-            limit = result.summary["limits"]["memory_bytes"] >> 20
-            out.failure(f"Task killed: out of memory (limit {limit}M; exit code {result.exit_code})")
-        elif result.status == "failed":
-            out.failure(f"Task failed (exit code: {result.exit_code})")
-        elif result.status == "timed_out":
-            out.failure(
-                f"Task timed out after {result.summary['limits']['timeout_seconds']:g}s and was killed"
-            )
-        elif result.status == "interrupted":
-            out.failure("Task interrupted; the container was stopped and removed")
-        else:
-            out.failure(f"Task did not complete: {result.error}")
+        out.say_result(_outcome_line(result), ok=result.status == "success")
         for stream, stats in result.summary["output"].items():
             if stats["truncated"]:
                 out.warn(f"{stream} was truncated at {stats['limit']} bytes ({stats['bytes_total']} written)")
@@ -366,6 +474,123 @@ def run(
         out.say(f"🧾 Evidence: {_relative(result.evidence_dir)}/")
     if code:
         sys.exit(code)
+
+
+def _run_payload(result: Any) -> dict[str, Any]:
+    return {
+        "sandbox_id": result.sandbox_id,
+        "run_id": result.run_id,
+        "task": result.task,
+        "exit_code": result.exit_code,
+        "duration_ms": result.duration_ms,
+        "timed_out": result.timed_out,
+        "oom_killed": result.oom_killed,
+        "stop_reason": result.stop_reason,
+        "message": result.message,
+        "artifacts": result.artifacts,
+        "outputs_dir": _relative(result.outputs_dir),
+        "evidence_dir": _relative(result.evidence_dir),
+        "output": result.summary["output"],
+        "changes": result.summary["changes"],
+    }
+
+
+def _outcome_line(result: Any) -> str:
+    """One line on how a run ended, in words."""
+    seconds = f"{result.duration_ms / 1000:.2f}s"
+    if result.status == "success":
+        return f"Task completed (exit code: 0) in {seconds}"
+    if result.status == "failed" and result.oom_killed:
+        limit = result.summary["limits"]["memory_bytes"] >> 20
+        return f"Task killed: out of memory (limit {limit}M; exit code {result.exit_code})"
+    if result.status == "failed":
+        return f"Task failed (exit code: {result.exit_code}) in {seconds}"
+    if result.status == "timed_out":
+        return f"Task timed out after {result.summary['limits']['timeout_seconds']:g}s and was killed"
+    if result.status == "interrupted" and result.stop_reason in (None, "interrupted"):
+        return "Task interrupted; the container was stopped and removed"
+    if result.message:
+        return str(result.message[0].upper() + result.message[1:])
+    return f"Task did not complete: {result.error}"
+
+
+def _run_batch(
+    manager: Any,
+    out: Renderer,
+    tasks: list[Path],
+    args: list[str],
+    parallel: int,
+    sandbox_id: str | None,
+    timeout: str | None,
+    env: tuple[str, ...],
+    widen: Any,
+    yes: bool,
+) -> None:
+    from aido.sandbox.batch import BatchItem
+
+    def on_result(item: BatchItem) -> None:
+        if out.json_mode:
+            return
+        if item.result is None:
+            out.failure(f"{item.task.name}: {item.error}")
+            return
+        result = item.result
+        out.say_result(
+            f"{result.run_id} {result.task}: {_outcome_line(result)}", ok=result.status == "success"
+        )
+
+    if not out.json_mode:
+        out.say(f"⚡ Running {len(tasks)} tasks, up to {min(parallel, len(tasks))} at a time")
+    batch = manager.run_batch(
+        tasks,
+        args,
+        parallel=parallel,
+        sandbox_id=sandbox_id,
+        timeout=timeout,
+        env=list(env),
+        widen=widen,
+        confirm=_confirmer(yes),
+        on_result=on_result,
+    )
+    for item in batch.items:
+        if item.result is not None:
+            item.result.signal_exit = STATE.signal_exit
+    code = STATE.signal_exit if batch.interrupted and STATE.signal_exit else batch.process_exit_code
+    if batch.interrupted and not STATE.signal_exit:
+        code = ExitCode.INTERRUPTED
+    if out.json_mode:
+        out.envelope(
+            "run",
+            batch.status,
+            {
+                "exit_code": int(code),
+                "parallel": batch.parallel,
+                "duration_ms": batch.duration_ms,
+                "counts": batch.counts,
+                "runs": [
+                    {"task": str(item.task), "status": item.status, "exit_code_of_run": item.exit_code}
+                    | (_run_payload(item.result) if item.result is not None else {})
+                    | (
+                        {"error": {"code": item.error.code, "message": item.error.message}}
+                        if item.error is not None
+                        else {}
+                    )
+                    for item in batch.items
+                ],
+            },
+        )
+    else:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(batch.counts.items()))
+        out.say_result(
+            f"{len(batch.items)} runs in {batch.duration_ms / 1000:.2f}s: {counts}",
+            ok=batch.status == "success",
+        )
+        if batch.items and batch.items[0].result is not None:
+            out.say(
+                f"🧾 Evidence: {_relative(batch.items[0].result.evidence_dir.parent)}/ (one folder per run)"
+            )
+    if code:
+        sys.exit(int(code))
 
 
 # -- logs -----------------------------------------------------------------------------------
@@ -412,6 +637,44 @@ def logs(
         out.say(f"({ref.run_id} of sandbox {record.id} printed nothing on {shown}; status: {ref.status})")
 
 
+# -- doctor ---------------------------------------------------------------------------------
+
+
+@cli.command("doctor", context_settings=CONTEXT)
+@click.option("--no-smoke", is_flag=True, help="Do not start test containers (faster, proves less).")
+@global_options
+def doctor(no_smoke: bool) -> None:
+    """Check this machine can run sandboxes, and say how to fix what cannot.
+
+    \b
+    Checks: the engine answers (and its version); the runtimes (runc, and gVisor's
+    runsc for --isolation gvisor), each proven with a tiny hardened container; that
+    memory, CPU and process limits are enforceable; the default images; that the
+    workspace is writable. Exits 1 if any check failed (warnings do not count).
+    """
+    STATE.command = "doctor"
+    from aido.doctor import as_json, exit_code, render_rows, run_checks
+
+    checks = run_checks(smoke=not no_smoke)
+    code = exit_code(checks)
+    out = STATE.renderer
+    if out.json_mode:
+        out.envelope("doctor", "success" if code == 0 else "failed", {"checks": as_json(checks)})
+    else:
+        out.table(["", "CHECK", "DETAIL"], render_rows(checks))
+        for check in checks:
+            if check.fix and check.status != "ok":
+                out.say(f"  {check.name}: fix: {check.fix}")
+        failed = sum(c.status == "fail" for c in checks)
+        warned = sum(c.status == "warn" for c in checks)
+        if failed:
+            out.failure(f"{failed} check(s) failed, {warned} warning(s)")
+        else:
+            out.success(f"ready ({warned} warning(s))" if warned else "ready")
+    if code:
+        sys.exit(code)
+
+
 # -- entry point ----------------------------------------------------------------------------
 
 
@@ -433,6 +696,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     args = sys.argv[1:] if argv is None else argv
     json_mode = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
+    # Everything after `--` is positional, so its count tells task arguments from tasks.
+    STATE.after_dashdash = len(args) - args.index("--") - 1 if "--" in args else 0
     out = Renderer(json_mode=json_mode)
     try:
         cli.main(args=args, prog_name="aido", standalone_mode=False)

@@ -136,6 +136,12 @@ class Renderer:
     def failure(self, message: str) -> None:
         self.say(f"{self._style('✗', '31')} {message}")
 
+    def say_result(self, message: str, *, ok: bool) -> None:
+        if ok:
+            self.success(message)
+        else:
+            self.failure(message)
+
     def warn(self, message: str) -> None:
         # Warnings reach the user even in JSON mode: stderr never carries the JSON document.
         print(f"{self._style('warning:', '33')} {message}", file=sys.stderr, flush=True)

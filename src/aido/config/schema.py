@@ -21,6 +21,9 @@ DEFAULT_CPU = 1.0
 DEFAULT_MEMORY = "512M"
 DEFAULT_TIMEOUT = "10m"
 DEFAULT_TTL = "15m"
+DEFAULT_DISK = "1G"
+DEFAULT_FILES = 100_000
+ISOLATION_LEVELS = ("default", "gvisor")
 MAX_TIMEOUT_SECONDS = 24 * 3600
 MAX_TTL_SECONDS = 30 * 86400
 
@@ -105,6 +108,14 @@ def _env(value: object) -> object:
 TTL = Annotated[str, _duration(MAX_TTL_SECONDS)]
 Timeout = Annotated[str, _duration(MAX_TIMEOUT_SECONDS)]
 Size = Annotated[str, BeforeValidator(_size)]
+
+
+def _disk_size(value: object) -> str:
+    parse_size(value, minimum=1 << 20, maximum=1 << 44)
+    return str(value).strip()
+
+
+DiskSize = Annotated[str, BeforeValidator(_disk_size)]
 EnvValue = Annotated[str, BeforeValidator(_env_value)]
 
 
@@ -129,6 +140,9 @@ class Resources(_Strict):
     cpu: Annotated[float, BeforeValidator(_number), Field(gt=0, le=256, allow_inf_nan=False)] = DEFAULT_CPU
     memory: Size = DEFAULT_MEMORY
     timeout: Timeout = DEFAULT_TIMEOUT
+    # What the task may keep in work/ and outputs/ together; also its largest single file.
+    disk: DiskSize = DEFAULT_DISK
+    files: Annotated[int, BeforeValidator(_number), Field(gt=0, le=10_000_000)] = DEFAULT_FILES
 
     @property
     def memory_bytes(self) -> int:
@@ -148,6 +162,8 @@ class SandboxSpec(_Strict):
     permissions: Permissions = Field(default_factory=Permissions)
     env: Annotated[dict[str, EnvValue], BeforeValidator(_env)] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
+    # "gvisor" runs tasks under gVisor's runsc: a user-space kernel between task and host.
+    isolation: Literal["default", "gvisor"] = "default"
 
     @property
     def ttl_seconds(self) -> float:

@@ -10,10 +10,11 @@ disk or aido's memory.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from aido.evidence.redact import StreamMasker
 from aido.sandbox.fsutil import create_new
 
 DEFAULT_LIMIT = 16 << 20  # bytes per stream
@@ -34,9 +35,14 @@ class OutputCapture:
         *,
         limit: int = DEFAULT_LIMIT,
         echo: Callable[[int, bytes], None] | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
         self.limit = limit
         self.echo = echo
+        secrets = list(secrets)
+        # Values of secret-looking variables are masked before they reach a log or the
+        # terminal, even when the task prints its whole environment.
+        self._maskers = {kind: StreamMasker(secrets) for kind in STREAM_NAMES} if secrets else {}
         self.paths = {kind: run_dir / f"{name}.log" for kind, name in STREAM_NAMES.items()}
         self.stats = {kind: StreamStats() for kind in STREAM_NAMES}
         self._fds: dict[int, int] = {}
@@ -49,8 +55,16 @@ class OutputCapture:
             raise
 
     def write(self, kind: int, data: bytes) -> None:
+        self.stats[kind].bytes_total += len(data)
+        masker = self._maskers.get(kind)
+        if masker is not None:
+            data = masker.feed(data)
+        self._store(kind, data)
+
+    def _store(self, kind: int, data: bytes) -> None:
+        if not data:
+            return
         stats = self.stats[kind]
-        stats.bytes_total += len(data)
         room = self.limit - stats.bytes_captured
         if room <= 0:
             stats.truncated = True
@@ -68,6 +82,9 @@ class OutputCapture:
             self.echo(kind, data)
 
     def close(self) -> dict[str, dict[str, object]]:
+        for kind, masker in self._maskers.items():
+            if self._fds:
+                self._store(kind, masker.flush())
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()

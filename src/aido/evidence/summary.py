@@ -42,6 +42,11 @@ def build_summary(
     inputs: list[dict[str, Any]],
     aido_version: str,
     artifacts: list[str],
+    escape_hatches: dict[str, bool],
+    warnings: list[str],
+    stop_reason: str | None,
+    message: str | None,
+    disk: dict[str, Any],
 ) -> dict[str, Any]:
     limits = asdict(request.limits)
     return {
@@ -60,20 +65,31 @@ def build_summary(
         "timed_out": outcome.timed_out,
         "oom_killed": outcome.oom_killed,
         "interrupted": outcome.interrupted,
+        # Why aido stopped the task (timeout, interrupted, expired, destroyed, disk_limit, ...).
+        "stop_reason": stop_reason,
+        "disk_limit_exceeded": stop_reason == "disk_limit",
+        "message": message,
         "error": outcome.error,
         "runtime": runtime,
         "image": request.image,
         "image_id": outcome.image_id or image_id,
         "limits": {**limits, "timeout_seconds": request.timeout_seconds},
+        "disk": disk,
         "security": {
             "requested": {
                 "network": request.network,
                 "user": request.user,
+                "isolation": request.isolation,
                 "mounts": [asdict(m) for m in request.mounts],
+                "masked_paths": request.masked_paths,
             },
             "applied": outcome.applied,
         },
         "permissions": record.config.get("permissions", {}),
+        # Escape hatches given on this run, and every warning about widened permissions
+        # (from them or from the sandbox's spec); each was confirmed before the run.
+        "escape_hatches": escape_hatches,
+        "warnings": warnings,
         "env": redact_env(request.env),
         "output": streams,
         "changes": changes,

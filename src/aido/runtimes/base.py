@@ -15,6 +15,15 @@ from typing import Any
 
 OutputSink = Callable[[int, bytes], None]  # (1 stdout | 2 stderr, bytes)
 ProgressSink = Callable[[str], None]
+# Polled by the adapter while the task runs (a few times a second). Returning a reason
+# (e.g. "disk_limit", "expired", "destroyed", "cancelled") kills the task; the reason is
+# reported back as ExecOutcome.stop_reason. This keeps policy in the manager and the
+# enforcement (killing the container) in the adapter.
+Guard = Callable[[], str | None]
+
+TIMEOUT = "timeout"
+INTERRUPTED = "interrupted"
+ISOLATION_DEFAULT = "default"
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,7 @@ class Limits:
     pids: int = 256
     nofile: int = 1024
     tmpfs_bytes: int = 64 << 20
+    fsize_bytes: int | None = None  # largest file the task may write (RLIMIT_FSIZE)
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,10 @@ class ExecRequest:
     user: str  # "uid:gid", never root
     workdir: str = "/work"
     network: bool = False
+    isolation: str = ISOLATION_DEFAULT  # or e.g. "gvisor"; see RuntimeAdapter.isolation_levels
+    # Paths inside the container that get an empty read-only tmpfs over them (e.g. the
+    # workspace's .aido/ inside a --host-filesystem mount, so evidence is not readable).
+    masked_paths: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -60,6 +74,7 @@ class ExecOutcome:
     container_id: str = ""
     image_id: str = ""
     error: str | None = None  # set when the engine failed: never a success
+    stop_reason: str | None = None  # why aido killed the task: TIMEOUT, INTERRUPTED or a guard's reason
     # The isolation settings read back from the engine after the run, not what we asked for.
     applied: dict[str, Any] = field(default_factory=dict)
 
@@ -86,13 +101,22 @@ class RuntimeAdapter(ABC):
     def ensure_image(self, image: str, progress: ProgressSink | None = None) -> str:
         """Make the image available (pull if needed) and return its id; ImageUnavailable if impossible."""
 
+    def diagnose(self) -> dict[str, Any]:
+        """Facts for `aido doctor` (limits enforceable, runtimes present); may be empty."""
+        return {}
+
+    def isolation_levels(self) -> list[str]:
+        """The isolation levels this backend can run now ("default" always)."""
+        return [ISOLATION_DEFAULT]
+
     @abstractmethod
-    def run(self, request: ExecRequest, on_output: OutputSink) -> ExecOutcome:
+    def run(self, request: ExecRequest, on_output: OutputSink, guard: Guard | None = None) -> ExecOutcome:
         """Run to completion in a fresh container, streaming output; always remove the container.
 
         Ctrl-C (KeyboardInterrupt) while the task runs stops the container and returns an
         outcome with ``interrupted=True`` instead of raising, so the caller can still
-        write the evidence captured so far.
+        write the evidence captured so far. ``guard`` is polled while the task runs; a
+        reason it returns kills the task and becomes ``stop_reason``.
         """
 
     @abstractmethod

@@ -37,8 +37,10 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         raise
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+def atomic_write_json(path: Path, data: Any, *, mode: int = 0o644) -> None:
+    atomic_write_bytes(
+        path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), mode=mode
+    )
 
 
 def create_new(path: Path, *, mode: int = 0o644) -> int:
@@ -73,6 +75,35 @@ def locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def hold_lock(path: Path, *, wait: bool = True) -> int | None:
+    """Take an exclusive flock on a directory (or existing file) and return the descriptor
+    that holds it; None when ``wait`` is false and someone else holds it. The lock lasts
+    until the descriptor is closed, or the process dies, whichever comes first: a lock
+    nobody holds means its owner is gone (even across a machine restart)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def is_locked(path: Path) -> bool:
+    """Whether a live process holds ``hold_lock`` on path (False if it does not exist)."""
+    try:
+        fd = hold_lock(path, wait=False)
+    except OSError:
+        return False
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
 
 
 def read_json(path: Path) -> Any:

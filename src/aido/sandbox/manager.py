@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aido import __version__
 from aido.errors import (
     AidoError,
+    NotConfirmed,
     RunNotFound,
     RuntimeUnavailable,
     SandboxExpired,
@@ -44,12 +46,17 @@ from aido.sandbox.workspace import SandboxPaths, Workspace
 if TYPE_CHECKING:
     from aido.runtimes.base import ExecOutcome, ExecRequest, RuntimeAdapter
     from aido.runtimes.resolve import RuntimeChoice
+    from aido.sandbox.batch import BatchResult
 
 log = logging.getLogger("aido")
 
 UNPRIVILEGED_UID = 10001  # the task's uid when aido itself runs as root
 MAX_TASK_BYTES = 64 << 20
 ORPHAN_CHECK_SECONDS = 2.0  # how often `logs --follow` checks that a running run still has a container
+DESTROY_WAIT_SECONDS = 15.0  # how long destroy waits for a stopped run to write its evidence
+DISK_CHECK_SECONDS = 0.25  # the shortest interval between two disk-usage checks of a running task
+HOST_FILESYSTEM_TARGET = "/project"  # where --host-filesystem shows the project directory
+GVISOR_PIDS = 1024
 
 # Environment every task gets. The host environment is never passed implicitly.
 BASE_ENV = {
@@ -62,6 +69,40 @@ BASE_ENV = {
     "npm_config_cache": "/tmp/.npm",
     "MPLCONFIGDIR": "/tmp/.mpl",
 }
+
+
+@dataclass(frozen=True)
+class Widening:
+    """Escape hatches asked for on one run. Each needs confirmation and is recorded."""
+
+    network: bool = False
+    host_filesystem: bool = False
+    mutations: bool = False
+
+    def warnings(self) -> list[str]:
+        found = []
+        if self.network:
+            found.append("--network: the task can reach the network, including your local network")
+        if self.host_filesystem:
+            found.append(
+                f"--host-filesystem: the task can read the project directory (at {HOST_FILESYSTEM_TARGET})"
+            )
+        if self.mutations:
+            found.append(
+                "--dangerous-allow-mutations: the task can modify the sandbox inputs"
+                + (" and the project directory" if self.host_filesystem else "")
+            )
+        return found
+
+    def as_dict(self) -> dict[str, bool]:
+        return {
+            "network": self.network,
+            "host_filesystem": self.host_filesystem,
+            "dangerous_allow_mutations": self.mutations,
+        }
+
+
+Confirm = Callable[[list[str]], bool]
 
 
 @dataclass
@@ -89,12 +130,18 @@ class RunResult:
     summary: dict[str, Any] = field(repr=False)
     error: str | None = None
     signal_exit: int | None = None
+    stop_reason: str | None = None
+    message: str | None = None  # why aido stopped the task, in words
 
     @property
     def process_exit_code(self) -> int:
         """What ``aido run`` exits with: the task's own code, or aido's documented codes."""
         if self.status == "timed_out":
             return ExitCode.TIMED_OUT
+        if self.status == "expired" or self.stop_reason == "destroyed":
+            return ExitCode.SANDBOX_STATE
+        if self.status == "disk_limit":
+            return ExitCode.KILLED if self.exit_code is None else self.exit_code
         if self.status == "interrupted":
             return self.signal_exit or ExitCode.INTERRUPTED
         if self.status == "error" or self.exit_code is None:
@@ -116,6 +163,9 @@ class _Plan:
     settings: RunSettings
     timeout_seconds: float
     env: dict[str, str]  # from -e flags; the sandbox's own env is in settings
+    widen: Widening
+    warnings: list[str]  # every permission wider than the default, from the sandbox or the flags
+    cancel: threading.Event | None
 
 
 @dataclass
@@ -147,6 +197,18 @@ class SandboxManager:
         self._workspace = workspace
         self._runtime = runtime
         self.output_limit = output_limit
+
+    def fork(self) -> SandboxManager:
+        """A manager for another thread: same workspace and settings, its own engine
+        connection (adapters are not thread-safe)."""
+        runtime = type(self._runtime)() if self._runtime is not None else None
+        return SandboxManager(self.workspace, runtime=runtime, output_limit=self.output_limit)
+
+    def run_batch(self, tasks: list[Path], args: list[str] | None = None, **kwargs: Any) -> BatchResult:
+        """Run several tasks concurrently (see aido.sandbox.batch.run_batch)."""
+        from aido.sandbox.batch import run_batch
+
+        return run_batch(self, tasks, list(args or []), **kwargs)
 
     # -- collaborators, created on first use ---------------------------------------------
 
@@ -193,6 +255,12 @@ class SandboxManager:
         active = self.workspace.active_id()
         if active and (self.workspace.sandboxes / active / "sandbox.json").is_file():
             return active
+        if active:
+            # Never fall back silently to another sandbox when the active one is gone.
+            raise SandboxNotFound(
+                f"the active sandbox {active} no longer exists (it expired and was removed, or was deleted)",
+                hint="create a new one with `aido sandbox up`, or pick one with --sandbox ID",
+            )
         ids = self.workspace.sandbox_ids()
         if not ids:
             raise SandboxNotFound("no sandbox in this workspace", hint="create one with `aido sandbox up`")
@@ -208,11 +276,20 @@ class SandboxManager:
         runtime: str | None = None,
         ttl: str | None = None,
         auto_cleanup: bool = True,
+        isolation: str | None = None,
         start: Path | None = None,
+        confirm: Confirm | None = None,
     ) -> SandboxRecord:
+        """Create a sandbox. A spec that widens permissions (network, writable inputs) must be
+        confirmed: ``confirm`` gets the warnings and returns True to go ahead."""
         from aido.config.loader import load_spec
+        from aido.evidence.redact import REDACTED, is_secret_name
 
-        overrides = {k: v for k, v in (("name", name), ("runtime", runtime), ("ttl", ttl)) if v is not None}
+        overrides = {
+            k: v
+            for k, v in (("name", name), ("runtime", runtime), ("ttl", ttl), ("isolation", isolation))
+            if v is not None
+        }
         spec = load_spec(spec_file, overrides=overrides)
         matches: list[tuple[Path, Path]] = []
         if spec.inputs:
@@ -221,8 +298,17 @@ class SandboxManager:
             from aido.sandbox.inputs import match_inputs
 
             matches = match_inputs(spec.inputs, spec_file.parent, source=spec_file.name)
-        for warning in widened_permissions(spec.model_dump(mode="json")):
-            log.warning("%s", warning)
+        if spec.isolation == "gvisor" and spec.permissions.network:
+            from aido.errors import ConfigError
+
+            raise ConfigError(
+                [
+                    f"{spec_file or 'sandbox.yaml'}: permissions.network: true cannot be combined with "
+                    "isolation: gvisor (runsc is registered with --network=none)"
+                ]
+            )
+        widened = widened_permissions(spec.model_dump(mode="json"))
+        _confirm(widened, confirm)
         if self._workspace is None:
             self._workspace = Workspace.find_or_create(start)
         workspace = self.workspace
@@ -246,6 +332,11 @@ class SandboxManager:
                 _hand_over(paths.inputs, uid, gid)
             created = utcnow()
             config = spec.model_dump(mode="json")
+            # Secret-looking values live in a 0600 file of their own, never in sandbox.json.
+            secrets = {k: v for k, v in config["env"].items() if is_secret_name(k)}
+            if secrets:
+                fsutil.atomic_write_json(paths.secrets, secrets, mode=0o600)
+                config["env"] = {k: (REDACTED if k in secrets else v) for k, v in config["env"].items()}
             record = SandboxRecord(
                 id=sandbox_id,
                 name=spec.name,
@@ -265,7 +356,11 @@ class SandboxManager:
                 name=spec.name,
                 expires_at=record.expires_at,
                 spec_file=str(spec_file) if spec_file else None,
+                isolation=spec.isolation,
+                auto_cleanup=auto_cleanup,
             )
+            if widened:
+                record_event(paths.events, "permissions_widened", sandbox_id=sandbox_id, warnings=widened)
         except BaseException:
             fsutil.remove_tree(paths.root)  # no half-created sandbox stays behind
             raise
@@ -328,23 +423,209 @@ class SandboxManager:
                     f"no sandbox {sandbox_id} in {workspace.dir}",
                     hint="list sandboxes with `aido sandbox list`",
                 )
-            warning = None
-            try:
-                removed = self.runtime.remove_labelled({"aido.sandbox": sandbox_id})
-            except RuntimeUnavailable as exc:
-                removed, warning = [], f"containers not checked: {exc.message}"
-            fsutil.remove_tree(paths.root)
-            record_event(
-                workspace.events,
-                "sandbox_destroyed",
-                sandbox_id=sandbox_id,
-                containers_removed=len(removed),
-                warning=warning,
-            )
-            if workspace.active_id() == sandbox_id:
-                workspace.set_active(None)
-            results.append({"sandbox_id": sandbox_id, "containers_removed": len(removed), "warning": warning})
+            result = self._destroy_one(sandbox_id, reason="destroyed")
+            if result is not None:
+                results.append(result)
         return results
+
+    def _destroy_one(self, sandbox_id: str, *, reason: str, **event: Any) -> dict[str, Any] | None:
+        """Stop a sandbox's runs and containers, then delete it. Runs in progress (in any
+        process) see the marker, stop their task and write their evidence first; returns
+        None if another process destroyed the sandbox meanwhile."""
+        workspace = self.workspace
+        paths = workspace.sandbox(sandbox_id)
+        try:
+            with fsutil.locked(paths.lock):
+                if not paths.metadata.exists():
+                    return None
+                paths.destroying.touch(exist_ok=True)
+                live = [r.run_id for r in self.load(sandbox_id).runs if r.status == "running"]
+        except FileNotFoundError:
+            return None  # removed by a concurrent destroy
+        # The runs' own processes notice the marker within a fraction of a second, stop
+        # their task and close their records; wait for them so that each ends cleanly and
+        # nothing writes into a tree being deleted. Containers go afterwards (and at once
+        # for runs whose aido process is gone, or one that does not finish in time).
+        deadline = time.monotonic() + DESTROY_WAIT_SECONDS
+        while any(fsutil.is_locked(paths.run_dir(r)) for r in live) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        warning = None
+        removed: list[str] = []
+        try:
+            removed = self.runtime.remove_labelled({"aido.sandbox": sandbox_id})
+        except RuntimeUnavailable as exc:
+            warning = f"containers not checked: {exc.message}"
+        try:
+            with fsutil.locked(paths.lock):
+                if not paths.metadata.exists():
+                    return None
+                fsutil.remove_tree(paths.root)
+        except FileNotFoundError:
+            return None
+        record_event(
+            workspace.events,
+            "sandbox_destroyed",
+            sandbox_id=sandbox_id,
+            reason=reason,
+            containers_removed=len(removed),
+            runs_stopped=live or None,
+            warning=warning,
+            **event,
+        )
+        if reason == "destroyed" and workspace.active_id() == sandbox_id:
+            workspace.set_active(None)
+        return {
+            "sandbox_id": sandbox_id,
+            "containers_removed": len(removed),
+            "runs_stopped": live,
+            "warning": warning,
+        }
+
+    # -- lifecycle: TTL sweep and crash recovery ----------------------------------------
+
+    def sweep(self, *, containers: bool = False) -> list[dict[str, Any]]:
+        """Destroy expired auto-cleanup sandboxes and close the records of orphaned runs
+        (marked running, but the aido process that ran them is gone: killed, crashed, or
+        the machine restarted). With ``containers``, also remove containers of this
+        workspace that no live run owns. Every aido command calls this on its way, and the
+        reaper every interval. Returns what it did; never raises for one bad sandbox."""
+        workspace = Workspace.find() if self._workspace is None else self._workspace
+        if workspace is None:
+            return []
+        self._workspace = workspace
+        actions: list[dict[str, Any]] = []
+        now = utcnow()
+        for sandbox_id in workspace.sandbox_ids():
+            try:
+                record = self.load(sandbox_id)
+                paths = workspace.sandbox(sandbox_id)
+                running = [r for r in record.runs if r.status == "running"]
+                live = [r for r in running if fsutil.is_locked(paths.run_dir(r.run_id))]
+                for ref in running:
+                    if ref not in live and self._recover_run(sandbox_id, ref.run_id):
+                        actions.append(
+                            {"action": "recovered_run", "sandbox_id": sandbox_id, "run_id": ref.run_id}
+                        )
+                # A live run stops itself at expiry; destroy only once it has closed its record.
+                if (
+                    record.auto_cleanup
+                    and record.expired(now)
+                    and not live
+                    and self._destroy_one(sandbox_id, reason="expired", expired_at=record.expires_at)
+                ):
+                    log.info("removed expired sandbox %s (expired at %s)", sandbox_id, record.expires_at)
+                    actions.append({"action": "destroyed_expired", "sandbox_id": sandbox_id})
+            except (AidoError, OSError) as exc:
+                log.debug("sweep skipped %s: %s", sandbox_id, exc)
+        if containers:
+            actions.extend(self.reap_containers())
+        return actions
+
+    def reap_containers(self) -> list[dict[str, Any]]:
+        """Remove this workspace's containers that no live aido run owns."""
+        workspace = self.workspace
+        actions: list[dict[str, Any]] = []
+        try:
+            found = self.runtime.list_labelled(
+                {"aido.managed": "true", "aido.workspace": str(workspace.root)[:1024]}
+            )
+        except AidoError as exc:
+            log.debug("container sweep skipped: %s", exc)
+            return actions
+        for container in found:
+            labels = container.get("labels") or {}
+            sandbox_id, rid = labels.get("aido.sandbox", ""), labels.get("aido.run", "")
+            try:
+                run_dir = workspace.sandbox(sandbox_id).run_dir(check_run_id(rid))
+            except AidoError:
+                run_dir = None
+            if run_dir is not None and fsutil.is_locked(run_dir):
+                continue  # its aido process is alive and will remove it
+            if run_dir is not None and run_dir.is_dir():
+                self._recover_run(sandbox_id, rid)
+            self.runtime.remove_labelled({"aido.sandbox": sandbox_id, "aido.run": rid})
+            actions.append({"action": "removed_container", "sandbox_id": sandbox_id, "run_id": rid})
+        return actions
+
+    def _recover_run(self, sandbox_id: str, rid: str) -> bool:
+        """Close the record of a run whose aido process died: stop its container, write a
+        summary from what was captured, mark it interrupted. False if it was not orphaned."""
+        from aido.evidence.summary import SUMMARY_VERSION
+
+        paths = self.workspace.sandbox(sandbox_id)
+        run_dir = paths.run_dir(rid)
+        with fsutil.locked(paths.lock):
+            record = self.load(sandbox_id)
+            ref = record.run(rid)
+            if ref is None or ref.status != "running":
+                return False
+            lock_fd = fsutil.hold_lock(run_dir, wait=False) if run_dir.is_dir() else -1
+            if lock_fd is None:
+                return False  # alive after all
+            try:
+                containers: list[dict[str, Any]] = []
+                try:
+                    labels = {"aido.sandbox": sandbox_id, "aido.run": rid}
+                    containers = self.runtime.list_labelled(labels)
+                    self.runtime.remove_labelled(labels)
+                except AidoError as exc:
+                    log.warning("could not check %s's container: %s", rid, exc.message)
+                recovered_at = isoformat(utcnow())
+                output = {}
+                for name in ("stdout", "stderr"):
+                    try:
+                        size = (run_dir / f"{name}.log").lstat().st_size
+                    except OSError:
+                        size = 0
+                    output[name] = {"path": f"{name}.log", "bytes_captured": size, "complete": False}
+                message = (
+                    "aido stopped while the task ran (killed, crashed, or the machine restarted); "
+                    f"the run was recovered at {recovered_at}: output after that point was not captured"
+                )
+                summary_path = run_dir / "summary.json"
+                if run_dir.is_dir() and not summary_path.exists():
+                    fsutil.atomic_write_json(
+                        summary_path,
+                        {
+                            "schema_version": SUMMARY_VERSION,
+                            "sandbox_id": sandbox_id,
+                            "run_id": rid,
+                            "task": ref.task,
+                            "status": "interrupted",
+                            "stop_reason": "aido_lost",
+                            "exit_code": None,
+                            "started_at": ref.started_at,
+                            "completed_at": None,
+                            "recovered_at": recovered_at,
+                            "message": message,
+                            "containers": [
+                                {"name": c.get("name"), "state": c.get("state"), "status": c.get("status")}
+                                for c in containers
+                            ],
+                            "output": output,
+                        },
+                    )
+                ref.status = "interrupted"
+                ref.completed_at = recovered_at
+                ref.artifacts = (
+                    [f"runs/{rid}/{p.name}" for p in sorted(run_dir.iterdir()) if not p.name.startswith(".")]
+                    if run_dir.is_dir()
+                    else []
+                )
+                record.runs = [ref if r.run_id == rid else r for r in record.runs]
+                self._save(record)
+            finally:
+                if lock_fd >= 0:
+                    os.close(lock_fd)
+        record_event(
+            paths.events,
+            "run_recovered",
+            sandbox_id=sandbox_id,
+            run_id=rid,
+            status="interrupted",
+            message=message,
+        )
+        return True
 
     # -- aido run -------------------------------------------------------------------------
 
@@ -357,12 +638,48 @@ class SandboxManager:
         timeout: str | None = None,
         env: list[str] | None = None,
         hooks: RunHooks | None = None,
+        widen: Widening | None = None,
+        confirm: Confirm | None = None,
+        cancel: threading.Event | None = None,
     ) -> RunResult:
+        """Run one task in a fresh container of the sandbox and record its evidence.
+
+        ``widen`` asks for escape hatches; they need ``confirm`` to return True for their
+        warnings. Setting ``cancel`` (from another thread) stops the task as interrupted.
+        """
+        plan = self.prepare(
+            task,
+            args,
+            sandbox_id=sandbox_id,
+            timeout=timeout,
+            env=env,
+            widen=widen,
+            confirm=confirm,
+            hooks=hooks,
+        )
+        return self.execute(plan, hooks, cancel=cancel)
+
+    def prepare(
+        self,
+        task: Path,
+        args: list[str] | None = None,
+        *,
+        sandbox_id: str | None = None,
+        timeout: str | None = None,
+        env: list[str] | None = None,
+        widen: Widening | None = None,
+        confirm: Confirm | None = None,
+        hooks: RunHooks | None = None,
+    ) -> _Plan:
+        """Check everything a run needs (sandbox, task, engine, image, confirmation)
+        before a run id exists: a run that cannot start leaves no trace."""
+        from dataclasses import replace
+
         from aido.config.units import parse_duration
         from aido.runtimes.resolve import parse_runtime, runtime_for_task
 
-        hooks = hooks or RunHooks()
         args = list(args or [])
+        widen = widen or Widening()
         sid = self.resolve_id(sandbox_id)
         record = self.load(sid)
         paths = self.workspace.sandbox(sid)
@@ -373,8 +690,17 @@ class SandboxManager:
                 f"`aido sandbox destroy {sid}`",
             )
         settings = RunSettings.from_config(record.config)
+        settings = replace(settings, env={**settings.env, **_read_secrets(paths)})
+        # Widened by the sandbox's spec: confirmed at `sandbox up`, repeated here so it is seen.
         for warning in widened_permissions(record.config):
             log.warning("%s", warning)
+        if settings.isolation == "gvisor" and widen.network:
+            raise UsageError(
+                "--network is not available with isolation gvisor: runsc is registered with "
+                "--network=none, so the task could not reach the network anyway",
+                hint="use a sandbox with the default isolation for tasks that need the network",
+            )
+        _confirm(widen.warnings(), confirm)
         timeout_seconds = settings.timeout_seconds
         if timeout is not None:
             try:
@@ -394,39 +720,92 @@ class SandboxManager:
                     "(e.g. docker://IMAGE to run the file itself)",
                 )
             choice = found
-        # Engine and image before a run id exists: a missing engine leaves no trace.
+        # Engine, isolation and image before a run id exists: a missing engine leaves no trace.
         runtime = self.runtime
         runtime.info()
-        image_id = runtime.ensure_image(choice.image, hooks.on_pull)
+        if settings.isolation != "default" and settings.isolation not in runtime.isolation_levels():
+            from aido.runtimes.docker.adapter import GVISOR_HINT
 
-        plan = _Plan(
-            record, paths, task, source, args, choice, image_id, settings, timeout_seconds, extra_env
+            raise RuntimeUnavailable(
+                f"sandbox {sid} asks for isolation {settings.isolation!r}, which this engine cannot provide",
+                hint=GVISOR_HINT if settings.isolation == "gvisor" else None,
+            )
+        image_id = runtime.ensure_image(choice.image, (hooks or RunHooks()).on_pull)
+        return _Plan(
+            record,
+            paths,
+            task,
+            source,
+            args,
+            choice,
+            image_id,
+            settings,
+            timeout_seconds,
+            extra_env,
+            widen,
+            widened_permissions(record.config) + widen.warnings(),
+            None,
         )
-        rid, run_dir = self._begin_run(record, paths, task.name)
+
+    def execute(
+        self, plan: _Plan, hooks: RunHooks | None = None, *, cancel: threading.Event | None = None
+    ) -> RunResult:
+        """Run a prepared plan: allocate the run id, run the task, write the evidence."""
+        from dataclasses import replace
+
+        plan = replace(plan, cancel=cancel)
+        rid, run_dir, lock_fd = self._begin_run(plan.record, plan.paths, plan.task.name)
         try:
-            return self._execute(plan, rid, run_dir, hooks)
+            return self._execute(plan, rid, run_dir, hooks or RunHooks())
         except BaseException as exc:
             # Whatever failed, the run's record must not stay "running".
             self._abandon_run(plan, rid, run_dir, exc)
+            if not plan.paths.metadata.exists() and isinstance(exc, OSError):
+                raise SandboxNotFound(
+                    f"sandbox {plan.record.id} was destroyed while {rid} ran",
+                    hint="nothing of the run was kept; create a new sandbox with `aido sandbox up`",
+                ) from None
             raise
+        finally:
+            os.close(lock_fd)
 
-    def _begin_run(self, record: SandboxRecord, paths: SandboxPaths, task: str) -> tuple[str, Path]:
-        """Allocate the next run id under the sandbox lock and mark the run as running."""
-        with fsutil.locked(paths.lock):
-            current = self.load(record.id)
-            taken = [run_number(r.run_id) or 0 for r in current.runs]
-            taken += [run_number(p.name) or 0 for p in paths.runs.iterdir()]
-            number = max(taken, default=0) + 1
-            rid = run_id(number)
-            run_dir = paths.run_dir(rid)
-            run_dir.mkdir(mode=0o755)  # exclusive: fails rather than share a directory
-            started = isoformat(utcnow())
-            current.runs.append(
-                RunRef(run_id=rid, task=task, status="running", started_at=started, evidence=f"runs/{rid}")
-            )
-            self._save(current)
+    def _begin_run(self, record: SandboxRecord, paths: SandboxPaths, task: str) -> tuple[str, Path, int]:
+        """Allocate the next run id under the sandbox lock and mark the run as running.
+        The returned descriptor holds a lock on the run directory for as long as this
+        process runs the task: a running run whose lock is free was orphaned."""
+        try:
+            with fsutil.locked(paths.lock):
+                if paths.destroying.exists() or not paths.metadata.exists():
+                    raise SandboxNotFound(
+                        f"sandbox {record.id} is being destroyed",
+                        hint="create a new sandbox with `aido sandbox up`",
+                    )
+                current = self.load(record.id)
+                taken = [run_number(r.run_id) or 0 for r in current.runs]
+                taken += [run_number(p.name) or 0 for p in paths.runs.iterdir()]
+                number = max(taken, default=0) + 1
+                rid = run_id(number)
+                run_dir = paths.run_dir(rid)
+                run_dir.mkdir(mode=0o755)  # exclusive: fails rather than share a directory
+                lock_fd = fsutil.hold_lock(run_dir)
+                assert lock_fd is not None
+                started = isoformat(utcnow())
+                current.runs.append(
+                    RunRef(
+                        run_id=rid, task=task, status="running", started_at=started, evidence=f"runs/{rid}"
+                    )
+                )
+                try:
+                    self._save(current)
+                except BaseException:
+                    os.close(lock_fd)
+                    raise
+        except FileNotFoundError:
+            raise SandboxNotFound(
+                f"sandbox {record.id} was destroyed", hint="create a new sandbox with `aido sandbox up`"
+            ) from None
         record_event(paths.events, "run_started", sandbox_id=record.id, run_id=rid, task=task)
-        return rid, run_dir
+        return rid, run_dir, lock_fd
 
     def _finish_run(self, sandbox_id: str, paths: SandboxPaths, ref: RunRef) -> None:
         with fsutil.locked(paths.lock):
@@ -485,10 +864,17 @@ class SandboxManager:
             Mount(str(paths.work.resolve()), "/work", read_only=False),
             Mount(str(paths.outputs.resolve()), "/outputs", read_only=False),
         ]
+        writable_inputs = settings.filesystem == "readwrite" or plan.widen.mutations
         if settings.filesystem != "none":
-            mounts.insert(
-                0, Mount(str(paths.inputs.resolve()), "/inputs", read_only=settings.filesystem != "readwrite")
+            mounts.insert(0, Mount(str(paths.inputs.resolve()), "/inputs", read_only=not writable_inputs))
+        masked = []
+        if plan.widen.host_filesystem:
+            # The project directory, but never aido's own state inside it: other sandboxes'
+            # evidence and secrets.json stay hidden under an empty read-only tmpfs.
+            mounts.append(
+                Mount(str(self.workspace.root), HOST_FILESYSTEM_TARGET, read_only=not plan.widen.mutations)
             )
+            masked.append(f"{HOST_FILESYSTEM_TARGET}/{self.workspace.dir.name}")
         # The task file itself comes from the run's evidence, read-only: what ran is exactly
         # what task_sha256 describes, even if a concurrent run rewrites work/ meanwhile.
         evidence_copy = paths.run_dir(rid) / "task" / plan.task.name
@@ -498,7 +884,14 @@ class SandboxManager:
             argv=task_command(plan.choice, f"/work/{plan.task.name}", plan.args),
             env=env,
             mounts=mounts,
-            limits=Limits(cpus=settings.cpus, memory_bytes=settings.memory_bytes),
+            limits=Limits(
+                cpus=settings.cpus,
+                memory_bytes=settings.memory_bytes,
+                fsize_bytes=settings.disk_bytes,
+                # Under gVisor the pids cgroup also counts the sandbox kernel's own threads:
+                # 256 would leave a task about 30 processes. Memory still bounds a fork bomb.
+                pids=GVISOR_PIDS if settings.isolation == "gvisor" else Limits.pids,
+            ),
             timeout_seconds=plan.timeout_seconds,
             labels={
                 "aido.managed": "true",
@@ -509,12 +902,15 @@ class SandboxManager:
             },
             name=f"aido-{record.id}-{rid}",
             user=record.task_user,
-            network=settings.network,
+            network=settings.network or plan.widen.network,
+            isolation=settings.isolation,
+            masked_paths=masked,
         )
 
     def _execute(self, plan: _Plan, rid: str, run_dir: Path, hooks: RunHooks) -> RunResult:
         from aido.evidence.capture import DEFAULT_LIMIT, OutputCapture
         from aido.evidence.gitinfo import git_context
+        from aido.evidence.redact import secret_values
         from aido.evidence.snapshot import compare, snapshot
         from aido.evidence.summary import build_summary
 
@@ -523,6 +919,19 @@ class SandboxManager:
         _install_task(
             paths.work / task.name, run_dir / "task" / task.name, plan.source, task, int(uid), int(gid)
         )
+        if plan.widen.mutations and settings.filesystem != "readwrite":
+            _hand_over(paths.inputs, int(uid), int(gid))
+        if plan.warnings:
+            for warning in plan.widen.warnings():
+                log.warning("%s", warning)
+            record_event(
+                paths.events,
+                "permissions_widened",
+                sandbox_id=record.id,
+                run_id=rid,
+                escape_hatches=plan.widen.as_dict(),
+                warnings=plan.warnings,
+            )
         git = git_context(self.workspace.root)
         before = {name: snapshot(getattr(paths, name)) for name in ("work", "outputs")}
         request = self._request(plan, rid)
@@ -534,13 +943,22 @@ class SandboxManager:
             request.network,
             [(m.source, m.target, "ro" if m.read_only else "rw") for m in request.mounts],
         )
-        capture = OutputCapture(run_dir, limit=self.output_limit or DEFAULT_LIMIT, echo=hooks.on_output)
+        capture = OutputCapture(
+            run_dir,
+            limit=self.output_limit or DEFAULT_LIMIT,
+            echo=hooks.on_output,
+            secrets=secret_values({**settings.env, **plan.env}),
+        )
+        guard = _RunGuard(plan, paths)
         if hooks.on_start:
             hooks.on_start(rid, task.name, request.image)
         try:
-            outcome = self.runtime.run(request, capture.write)
+            outcome = self.runtime.run(request, capture.write, guard)
         finally:
             streams = capture.close()
+        if outcome.stop_reason is None and outcome.exit_code != 0 and paths.destroying.exists():
+            # Destroyed under us before the guard noticed: that, not an engine error, is why.
+            outcome.stop_reason, outcome.error, outcome.exit_code = "destroyed", None, None
         after = {name: snapshot(getattr(paths, name)) for name in ("work", "outputs")}
         changes: list[dict[str, object]] = []
         diffs = []
@@ -558,7 +976,12 @@ class SandboxManager:
         if diff_text:
             fsutil.write_new(run_dir / "changes.diff", diff_text.encode("utf-8"))
             artifacts.insert(3, f"{run_dir.name}/changes.diff")
+        disk = guard.disk_report()
         status = _status(outcome)
+        if status in ("success", "failed") and disk["exceeded"]:
+            # The file-size limit stopped it (EFBIG, or SIGXFSZ for node) before a check did.
+            status = "disk_limit"
+        message = guard.message(outcome, status)
         summary = build_summary(
             record=record,
             run_id=rid,
@@ -582,6 +1005,11 @@ class SandboxManager:
             inputs=_read_inputs_manifest(paths),
             aido_version=__version__,
             artifacts=[f"runs/{a}" for a in artifacts],
+            escape_hatches=plan.widen.as_dict(),
+            warnings=plan.warnings,
+            stop_reason=outcome.stop_reason,
+            message=message,
+            disk=disk,
         )
         fsutil.atomic_write_json(run_dir / "summary.json", summary)
         ref = RunRef(
@@ -606,6 +1034,7 @@ class SandboxManager:
             duration_ms=outcome.duration_ms,
             timed_out=outcome.timed_out or None,
             oom_killed=outcome.oom_killed or None,
+            stop_reason=outcome.stop_reason,
         )
         return RunResult(
             sandbox_id=record.id,
@@ -621,6 +1050,8 @@ class SandboxManager:
             artifacts=[str(Path(".aido/sandboxes") / record.id / "runs" / a) for a in artifacts],
             summary=summary,
             error=outcome.error,
+            stop_reason=outcome.stop_reason,
+            message=message,
         )
 
     # -- aido logs ------------------------------------------------------------------------
@@ -710,6 +1141,33 @@ def widened_permissions(config: dict[str, Any]) -> list[str]:
     return warnings
 
 
+def _confirm(warnings: list[str], confirm: Confirm | None) -> None:
+    """Widening the sandbox needs a yes: from a prompt, ``--yes``, or the API caller."""
+    if not warnings:
+        return
+    if confirm is None or not confirm(warnings):
+        raise NotConfirmed(
+            f"refusing to widen the sandbox without confirmation: {'; '.join(warnings)}",
+            hint="answer y at the prompt, or pass --yes to confirm without a terminal",
+        )
+
+
+def _read_secrets(paths: SandboxPaths) -> dict[str, str]:
+    try:
+        data = fsutil.read_json(paths.secrets)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        from aido.errors import MetadataError
+
+        raise MetadataError(f"{paths.secrets} is unreadable: {exc}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        from aido.errors import MetadataError
+
+        raise MetadataError(f"{paths.secrets} is invalid: expected names mapped to strings")
+    return {str(k): v for k, v in data.items()}
+
+
 def parse_env_flags(values: list[str]) -> dict[str, str]:
     """``-e KEY=VALUE`` sets a value; ``-e KEY`` copies that one host variable, explicitly."""
     import re
@@ -796,13 +1254,97 @@ def _install_task(dest: Path, evidence: Path, source: bytes, task: Path, uid: in
 
 
 def _status(outcome: ExecOutcome) -> str:
-    if outcome.interrupted:
+    reason = outcome.stop_reason
+    if outcome.interrupted or reason in ("cancelled", "destroyed"):
         return "interrupted"
     if outcome.timed_out:
         return "timed_out"
+    if reason in ("expired", "disk_limit"):
+        return reason
     if outcome.error is not None or outcome.exit_code is None:
         return "error"
     return "success" if outcome.exit_code == 0 else "failed"
 
 
-__all__ = ["RunHooks", "RunResult", "SandboxManager", "SandboxSummary"]
+class _RunGuard:
+    """Polled by the runtime adapter while a task runs: says when aido must stop it."""
+
+    def __init__(self, plan: _Plan, paths: SandboxPaths) -> None:
+        from aido.sandbox.records import parse_time
+
+        self.plan = plan
+        self.paths = paths
+        self.expires = parse_time(plan.record.expires_at).timestamp()
+        self.next_disk_check = 0.0
+        self.usage: Any = None
+        self.exceeded: str | None = None
+
+    def __call__(self) -> str | None:
+        if self.plan.cancel is not None and self.plan.cancel.is_set():
+            return "cancelled"
+        if self.paths.destroying.exists() or not self.paths.metadata.exists():
+            return "destroyed"
+        if time.time() >= self.expires:
+            return "expired"
+        now = time.monotonic()
+        if now >= self.next_disk_check:
+            self.check_disk()
+            # A big tree costs more to walk: check it less often rather than load the host.
+            self.next_disk_check = time.monotonic() + max(DISK_CHECK_SECONDS, 4 * (time.monotonic() - now))
+            if self.exceeded:
+                return "disk_limit"
+        return None
+
+    def check_disk(self) -> None:
+        from aido.sandbox.diskusage import exceeded, measure
+
+        settings = self.plan.settings
+        self.usage = measure(
+            [self.paths.work, self.paths.outputs],
+            stop_bytes=settings.disk_bytes,
+            stop_files=settings.max_files,
+        )
+        self.exceeded = exceeded(self.usage, max_bytes=settings.disk_bytes, max_files=settings.max_files)
+
+    def disk_report(self) -> dict[str, Any]:
+        settings = self.plan.settings
+        exceeded_while_running = self.exceeded
+        self.check_disk()  # once more, after the task ended: what it left behind
+        if not self.exceeded and self.usage.bytes_used >= settings.disk_bytes:
+            from aido.config.units import format_size
+
+            self.exceeded = f"disk limit reached: {format_size(settings.disk_bytes)} in work/ and outputs/"
+        self.exceeded = exceeded_while_running or self.exceeded
+        return {
+            "limit_bytes": settings.disk_bytes,
+            "limit_files": settings.max_files,
+            "bytes_used": self.usage.bytes_used,
+            "files": self.usage.files,
+            "measured_completely": self.usage.complete,
+            "exceeded": self.exceeded,
+        }
+
+    def message(self, outcome: ExecOutcome, status: str) -> str | None:
+        reason = outcome.stop_reason
+        if reason == "disk_limit":
+            return f"the task was killed: {self.exceeded or 'disk limit exceeded'}"
+        if status == "disk_limit":
+            return f"the task stopped at its disk limit ({self.exceeded}; exit code {outcome.exit_code})"
+        if reason == "expired":
+            record = self.plan.record
+            return f"the task was stopped: sandbox {record.id} expired at {record.expires_at}"
+        if reason == "destroyed":
+            return f"the task was stopped: sandbox {self.plan.record.id} was destroyed"
+        if reason == "cancelled":
+            return "the task was stopped: the batch was interrupted"
+        if reason and reason.startswith("guard_failed"):
+            return f"the task was stopped: {reason}"
+        if outcome.oom_killed:
+            mib = self.plan.settings.memory_bytes >> 20
+            return f"the task was killed: out of memory (limit {mib}M)"
+        if outcome.timed_out:
+            return f"the task was killed: it ran past its timeout of {self.plan.timeout_seconds:g}s"
+        return None
+
+
+__all__ = ["RunHooks", "RunResult", "SandboxManager", "SandboxSummary", "Widening"]

@@ -19,7 +19,16 @@ from aido.errors import MetadataError
 from aido.sandbox.ids import run_number
 
 SCHEMA_VERSION = 1
-RUN_STATUSES = ("running", "success", "failed", "timed_out", "interrupted", "error")
+RUN_STATUSES = (
+    "running",
+    "success",
+    "failed",
+    "timed_out",
+    "interrupted",
+    "expired",
+    "disk_limit",
+    "error",
+)
 
 
 def utcnow() -> datetime:
@@ -181,6 +190,9 @@ class RunSettings:
     network: bool
     filesystem: str
     outputs: list[str]
+    disk_bytes: int
+    max_files: int
+    isolation: str
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> RunSettings:
@@ -193,6 +205,12 @@ class RunSettings:
                 raise ValueError(f"resources.cpu {cpus} is out of range")
             if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
                 raise ValueError("env must map names to strings")
+            files = resources.get("files", 100_000)
+            if isinstance(files, bool) or not isinstance(files, int) or not 0 < files <= 10_000_000:
+                raise ValueError(f"resources.files {files!r} is out of range")
+            isolation = config.get("isolation", "default")
+            if isolation not in ("default", "gvisor"):
+                raise ValueError(f"isolation {isolation!r} is invalid")
             filesystem = permissions.get("filesystem", "readonly")
             if filesystem not in ("readonly", "readwrite", "none"):
                 raise ValueError(f"permissions.filesystem {filesystem!r} is invalid")
@@ -205,6 +223,9 @@ class RunSettings:
                 network=permissions.get("network", False) is True,
                 filesystem=filesystem,
                 outputs=[str(o) for o in config.get("outputs") or []],
+                disk_bytes=parse_size(resources.get("disk", "1G"), minimum=1 << 20),
+                max_files=files,
+                isolation=isolation,
             )
         except (AttributeError, TypeError, ValueError) as exc:
             raise MetadataError(f"the sandbox's stored config is invalid: {exc}") from None

@@ -62,6 +62,16 @@ class SandboxPaths:
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id
 
+    @property
+    def destroying(self) -> Path:
+        """Present while the sandbox is being destroyed: running tasks stop, new runs are refused."""
+        return self.root / ".destroying"
+
+    @property
+    def secrets(self) -> Path:
+        """Values of secret-looking env variables (mode 0600), kept out of sandbox.json."""
+        return self.root / "secrets.json"
+
 
 @dataclass(frozen=True)
 class Workspace:
@@ -84,6 +94,11 @@ class Workspace:
     @property
     def config_file(self) -> Path:
         return self.dir / "config.json"
+
+    @property
+    def reaper_lock(self) -> Path:
+        """Held by the one TTL reaper process of this workspace while it runs."""
+        return self.dir / "reaper.lock"
 
     @classmethod
     def find(cls, start: Path | None = None) -> Workspace | None:

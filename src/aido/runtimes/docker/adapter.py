@@ -11,8 +11,12 @@ from urllib.parse import quote
 
 from aido.errors import ImageUnavailable, RuntimeFailure, RuntimeUnavailable, TaskNotFound, TaskNotRunnable
 from aido.runtimes.base import (
+    INTERRUPTED,
+    ISOLATION_DEFAULT,
+    TIMEOUT,
     ExecOutcome,
     ExecRequest,
+    Guard,
     OutputSink,
     ProgressSink,
     RuntimeAdapter,
@@ -24,6 +28,16 @@ ENGINE_HINT = (
     "start the Docker engine (`sudo systemctl start docker`, or `sudo dockerd &`) "
     "or point DOCKER_HOST at a running one; `scripts/bootstrap.sh` installs and starts it"
 )
+
+
+# Isolation level -> the OCI runtime the engine must have registered under that name.
+OCI_RUNTIMES = {"gvisor": "runsc"}
+GVISOR_HINT = (
+    "install gVisor (`sudo apt-get install runsc`) and register it in /etc/docker/daemon.json as "
+    '{"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}}}, '
+    "then reload dockerd (`sudo kill -HUP $(pidof dockerd)`); scripts/bootstrap.sh does all of this"
+)
+GUARD_INTERVAL = 0.2  # seconds between guard and deadline checks while a task runs
 
 
 def _now() -> str:
@@ -51,7 +65,10 @@ def host_config(request: ExecRequest) -> dict[str, Any]:
         "SecurityOpt": ["no-new-privileges:true"],
         "Privileged": False,
         "ReadonlyRootfs": True,
-        "Tmpfs": {"/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}"},
+        "Tmpfs": {
+            "/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}",
+            **{path: "ro,noexec,nosuid,nodev,size=4k" for path in request.masked_paths},
+        },
         "Mounts": [
             {
                 "Type": "bind",
@@ -66,11 +83,22 @@ def host_config(request: ExecRequest) -> dict[str, Any]:
         "MemorySwap": limits.memory_bytes,  # equal: no swap on top of the memory limit
         "NanoCpus": int(limits.cpus * 1e9),
         "PidsLimit": limits.pids,
-        "Ulimits": [{"Name": "nofile", "Soft": limits.nofile, "Hard": limits.nofile}],
+        "Ulimits": [
+            {"Name": "nofile", "Soft": limits.nofile, "Hard": limits.nofile},
+            *(
+                [{"Name": "fsize", "Soft": limits.fsize_bytes, "Hard": limits.fsize_bytes}]
+                if limits.fsize_bytes
+                else []
+            ),
+        ],
         "Init": True,  # reaps zombies; PID 1 forwards signals
         "RestartPolicy": {"Name": "no"},
         "LogConfig": {"Type": "none", "Config": {}},  # output comes through attach; the engine keeps none
         "IpcMode": "private",
+        "PidMode": "",  # the container's own pid namespace, never the host's
+        "UsernsMode": "",
+        "Devices": [],
+        "OomKillDisable": False,
         "AutoRemove": False,  # removed by us after we read its final state
     }
 
@@ -126,10 +154,10 @@ def _start_error(message: str) -> Exception:
 class DockerRuntime(RuntimeAdapter):
     name = "docker"
 
-    def __init__(self, host: str | None = None, *, oci_runtime: str | None = None) -> None:
+    def __init__(self, host: str | None = None) -> None:
         self._host = host
         self._engine: Engine | None = None
-        self.oci_runtime = oci_runtime  # e.g. "runsc" for gVisor; None = engine default
+        self._runtimes: list[str] | None = None
 
     @property
     def engine(self) -> Engine:
@@ -165,6 +193,53 @@ class DockerRuntime(RuntimeAdapter):
             api_version=self.engine.api_version,
             details={"os": version.get("Os"), "kernel": version.get("KernelVersion")},
         )
+
+    def diagnose(self) -> dict[str, Any]:
+        """What `aido doctor` reports about the engine: runtimes, cgroup support, security."""
+        info = self.engine_info()
+        runtimes = sorted((info.get("Runtimes") or {}).keys())
+        self._runtimes = runtimes
+        return {
+            "server_version": info.get("ServerVersion"),
+            "oci_runtimes": runtimes,
+            "default_oci_runtime": info.get("DefaultRuntime"),
+            "isolation_levels": self.isolation_levels(),
+            "runc_version": (info.get("RuncCommit") or {}).get("ID"),
+            "cgroup_driver": info.get("CgroupDriver"),
+            "cgroup_version": info.get("CgroupVersion"),
+            "memory_limit": bool(info.get("MemoryLimit")),
+            "swap_limit": bool(info.get("SwapLimit")),
+            "pids_limit": bool(info.get("PidsLimit")),
+            "cpu_limit": bool(info.get("CpuCfsQuota")),
+            "security_options": info.get("SecurityOptions") or [],
+            "warnings": info.get("Warnings") or [],
+            "rootless": any("rootless" in str(o) for o in info.get("SecurityOptions") or []),
+        }
+
+    def engine_info(self) -> dict[str, Any]:
+        """The engine's `docker info`: OCI runtimes, cgroup support, security options."""
+        return dict(self._call("GET", "/info") or {})
+
+    def isolation_levels(self) -> list[str]:
+        if self._runtimes is None:
+            self._runtimes = sorted((self.engine_info().get("Runtimes") or {}).keys())
+        return [ISOLATION_DEFAULT] + [level for level, oci in OCI_RUNTIMES.items() if oci in self._runtimes]
+
+    def _oci_runtime(self, isolation: str) -> str | None:
+        if isolation == ISOLATION_DEFAULT:
+            return None
+        oci = OCI_RUNTIMES.get(isolation)
+        if oci is None:
+            raise RuntimeUnavailable(
+                f"isolation {isolation!r} is not supported by the docker runtime",
+                hint=f"use one of: {', '.join([ISOLATION_DEFAULT, *OCI_RUNTIMES])}",
+            )
+        if isolation not in self.isolation_levels():
+            raise RuntimeUnavailable(
+                f"isolation {isolation!r} needs the {oci!r} runtime, which this Docker engine does not have",
+                hint=GVISOR_HINT if isolation == "gvisor" else None,
+            )
+        return oci
 
     def image_id(self, image: str) -> str | None:
         try:
@@ -207,8 +282,9 @@ class DockerRuntime(RuntimeAdapter):
 
     def _create(self, request: ExecRequest) -> str:
         hc = host_config(request)
-        if self.oci_runtime:
-            hc["Runtime"] = self.oci_runtime
+        oci = self._oci_runtime(request.isolation)
+        if oci:
+            hc["Runtime"] = oci
         body = {
             "Image": request.image,
             "Cmd": request.argv,
@@ -250,14 +326,14 @@ class DockerRuntime(RuntimeAdapter):
         except (EngineError, RuntimeUnavailable):
             pass  # found again by its labels on the next sweep
 
-    def run(self, request: ExecRequest, on_output: OutputSink) -> ExecOutcome:
+    def run(self, request: ExecRequest, on_output: OutputSink, guard: Guard | None = None) -> ExecOutcome:
         container_id = self._create(request)
-        timed_out = threading.Event()
-        timer: threading.Timer | None = None
+        stop_reason: list[str] = []  # set once, by the monitor thread or on Ctrl-C
+        done = threading.Event()
+        monitor: threading.Thread | None = None
         stream = None
         started_at = _now()
         start = time.monotonic()
-        interrupted = False
         error: str | None = None
         exit_code: int | None = None
         inspect: dict[str, Any] = {}
@@ -267,16 +343,27 @@ class DockerRuntime(RuntimeAdapter):
                 self._call("POST", f"/containers/{container_id}/start")
             except EngineError as exc:
                 raise _start_error(exc.message) from None
-
-            def expire() -> None:
-                timed_out.set()
-                self._kill(container_id)
-
-            timer = threading.Timer(request.timeout_seconds, expire)
-            timer.daemon = True
-            timer.start()
             started_at = _now()
             start = time.monotonic()
+            deadline = start + request.timeout_seconds
+
+            def watch() -> None:
+                # The deadline and the guard are checked here, off the thread that reads
+                # the output, so a task that prints nothing is still stopped on time.
+                while not done.wait(min(GUARD_INTERVAL, max(0.0, deadline - time.monotonic()))):
+                    reason = TIMEOUT if time.monotonic() >= deadline else None
+                    if reason is None and guard is not None:
+                        try:
+                            reason = guard()
+                        except Exception as exc:  # a broken guard must not leave the task unwatched
+                            reason = f"guard_failed: {exc}"
+                    if reason:
+                        stop_reason.append(reason)
+                        self._kill(container_id)
+                        return
+
+            monitor = threading.Thread(target=watch, name=f"aido-watch-{request.name}", daemon=True)
+            monitor.start()
             try:
                 for kind, data in stream.frames():
                     on_output(kind, data)
@@ -285,33 +372,43 @@ class DockerRuntime(RuntimeAdapter):
                 )
                 exit_code = int(result.get("StatusCode", -1))
                 inspect = self._call("GET", f"/containers/{container_id}/json") or {}
+                for _ in range(10):
+                    # The engine sets OOMKilled from a kernel event that can arrive just after
+                    # the exit; a SIGKILLed task (137) that nobody else killed deserves a recheck.
+                    if exit_code != 137 or stop_reason or (inspect.get("State") or {}).get("OOMKilled"):
+                        break
+                    time.sleep(0.05)
+                    inspect = self._call("GET", f"/containers/{container_id}/json") or {}
             except KeyboardInterrupt:
-                interrupted = True
+                stop_reason.insert(0, INTERRUPTED)
                 self._kill(container_id)
             except (EngineError, RuntimeUnavailable, OSError) as exc:
                 error = f"lost the container while the task ran: {getattr(exc, 'message', exc)}"
         finally:
-            if timer is not None:
-                timer.cancel()
+            done.set()
+            if monitor is not None:
+                monitor.join(timeout=5)
             if stream is not None:
                 stream.close()
             self._remove(container_id)
         duration_ms = int((time.monotonic() - start) * 1000)
         state = inspect.get("State") or {}
-        if timed_out.is_set() or interrupted or error:
+        reason = stop_reason[0] if stop_reason else None
+        if reason or error:
             exit_code = None
         return ExecOutcome(
             exit_code=exit_code,
             started_at=started_at,
             finished_at=_now(),
             duration_ms=duration_ms,
-            timed_out=timed_out.is_set(),
+            timed_out=reason == TIMEOUT,
             oom_killed=bool(state.get("OOMKilled")),
-            interrupted=interrupted,
+            interrupted=reason == INTERRUPTED,
             container_id=container_id,
             image_id=str(inspect.get("Image", "")),
             error=error,
             applied=applied_settings(inspect) if inspect else {},
+            stop_reason=reason,
         )
 
     def _labelled(self, labels: dict[str, str]) -> list[dict[str, Any]]:
@@ -325,6 +422,7 @@ class DockerRuntime(RuntimeAdapter):
                 "id": c["Id"],
                 "name": (c.get("Names") or [""])[0].lstrip("/"),
                 "state": c.get("State"),
+                "status": c.get("Status"),
                 "labels": c.get("Labels") or {},
             }
             for c in self._labelled(labels)

@@ -1,0 +1,154 @@
+"""Several tasks (or several copies of one) run concurrently, each in its own fresh
+container with its own run record, reported together.
+
+Every task is checked before any runs (a typo in the fifth task name must not leave
+four runs behind), escape hatches are confirmed once for the whole batch, and each
+worker thread gets its own manager and engine connection (the engine client is not
+thread-safe). Ctrl-C stops every running task; each is recorded as interrupted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aido.errors import AidoError
+from aido.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from aido.sandbox.manager import Confirm, RunResult, SandboxManager, Widening, _Plan
+
+MAX_PARALLEL = 64
+
+
+@dataclass
+class BatchItem:
+    index: int
+    task: Path
+    result: RunResult | None = None
+    error: AidoError | None = None
+
+    @property
+    def status(self) -> str:
+        if self.result is not None:
+            return self.result.status
+        return "error" if self.error is not None else "not_started"
+
+    @property
+    def exit_code(self) -> int:
+        if self.result is not None:
+            return self.result.process_exit_code
+        if self.error is not None:
+            return int(self.error.exit_code)
+        return int(ExitCode.INTERRUPTED)
+
+
+@dataclass
+class BatchResult:
+    items: list[BatchItem]
+    parallel: int
+    duration_ms: int = 0
+    interrupted: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        if self.interrupted:
+            return "interrupted"
+        return "success" if all(i.status == "success" for i in self.items) else "failed"
+
+    @property
+    def process_exit_code(self) -> int:
+        """0 when every run succeeded, else the exit code of the first run (in the order the
+        tasks were given) that did not: the same code that run alone would have given."""
+        for item in self.items:
+            if item.status != "success":
+                return item.exit_code
+        return int(ExitCode.OK)
+
+
+def run_batch(
+    manager: SandboxManager,
+    tasks: list[Path],
+    args: list[str],
+    *,
+    parallel: int,
+    sandbox_id: str | None = None,
+    timeout: str | None = None,
+    env: list[str] | None = None,
+    widen: Widening | None = None,
+    confirm: Confirm | None = None,
+    on_result: Callable[[BatchItem], None] | None = None,
+    manager_factory: Callable[[], SandboxManager] | None = None,
+) -> BatchResult:
+    import time
+
+    from aido.errors import UsageError
+
+    if not tasks:
+        raise UsageError("no task given", hint="aido run TASK [TASK...]")
+    if not 1 <= parallel <= MAX_PARALLEL:
+        raise UsageError(f"--parallel must be between 1 and {MAX_PARALLEL}, got {parallel}")
+    answers: dict[tuple[str, ...], bool] = {}
+
+    def confirm_once(warnings: list[str]) -> bool:
+        key = tuple(warnings)
+        if key not in answers:
+            answers[key] = confirm(warnings) if confirm is not None else False
+        return answers[key]
+
+    sid = manager.resolve_id(sandbox_id)
+    plans: list[_Plan] = [
+        manager.prepare(
+            task, args, sandbox_id=sid, timeout=timeout, env=env, widen=widen, confirm=confirm_once
+        )
+        for task in tasks
+    ]
+    items = [BatchItem(index, task) for index, task in enumerate(tasks)]
+    cancel = threading.Event()
+    make = manager_factory or manager.fork
+
+    def work(item: BatchItem, plan: _Plan) -> BatchItem:
+        if cancel.is_set():
+            return item
+        try:
+            item.result = make().execute(plan, cancel=cancel)
+        except AidoError as exc:
+            item.error = exc
+        return item
+
+    started = time.monotonic()
+    batch = BatchResult(items, parallel)
+    pool = ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="aido-run")
+    try:
+        pending: set[Future[BatchItem]] = {
+            pool.submit(work, item, plan) for item, plan in zip(items, plans, strict=True)
+        }
+        try:
+            while pending:
+                # A short wait keeps the main thread able to take Ctrl-C.
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    item = future.result()
+                    if on_result is not None and (item.result is not None or item.error is not None):
+                        on_result(item)
+        except KeyboardInterrupt:
+            batch.interrupted = True
+            cancel.set()
+            for future in pending:
+                item = future.result()  # each stops its task and writes its evidence
+                if on_result is not None and item.result is not None:
+                    on_result(item)
+    finally:
+        pool.shutdown(wait=True)
+    batch.duration_ms = int((time.monotonic() - started) * 1000)
+    for item in items:
+        batch.counts[item.status] = batch.counts.get(item.status, 0) + 1
+    return batch
+
+
+__all__ = ["BatchItem", "BatchResult", "run_batch"]

@@ -1,0 +1,138 @@
+"""The TTL reaper: one background process per workspace that destroys expired sandboxes.
+
+``aido sandbox up`` starts it (``ensure_running``); it detaches from the terminal,
+keeps running after the command returns, and exits on its own once no sandbox with
+auto-cleanup is left. An flock on ``.aido/reaper.lock`` makes it single-instance:
+a second one exits at once, and a crashed one leaves no stale lock behind.
+
+Each sweep also recovers runs orphaned by a killed ``aido run`` and removes
+containers of this workspace that no live run owns. Every aido command sweeps on
+its way too, so the reaper is a safety net, not the only line of cleanup.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from aido.sandbox import fsutil
+from aido.sandbox.workspace import Workspace
+
+DEFAULT_INTERVAL = 60.0  # seconds between full sweeps, as the spec says
+IDLE_CHECK = 5.0  # between sweeps, how often to check whether there is anything left to reap
+INTERVAL_ENV = "AIDO_REAPER_INTERVAL"
+LOG_LIMIT = 256 << 10
+
+
+def interval_from_env(default: float = DEFAULT_INTERVAL) -> float:
+    raw = os.environ.get(INTERVAL_ENV)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        return default
+    return value if 0.1 <= value <= 86400 else default
+
+
+def is_running(workspace: Workspace) -> bool:
+    return fsutil.is_locked(workspace.reaper_lock)
+
+
+def ensure_running(workspace: Workspace, interval: float | None = None) -> int | None:
+    """Start the workspace's reaper unless one is running; return the new process id."""
+    if is_running(workspace):
+        return None
+    env = dict(os.environ)
+    if interval is not None:
+        env[INTERVAL_ENV] = str(interval)
+    # -P: the project directory (the reaper's cwd) must never shadow aido's own modules.
+    process = subprocess.Popen(
+        [sys.executable, "-P", "-m", "aido.sandbox.reaper", str(workspace.root)],
+        cwd=workspace.root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C in the terminal that ran `sandbox up` must not reach it
+        close_fds=True,
+    )
+    return process.pid
+
+
+def _has_work(workspace: Workspace) -> bool:
+    """Any sandbox left that the reaper may have to destroy (or whose runs it may recover)."""
+    for sandbox_id in workspace.sandbox_ids():
+        try:
+            data = fsutil.read_json(workspace.sandbox(sandbox_id).metadata)
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and (
+            data.get("auto_cleanup", True) or any(r.get("status") == "running" for r in data.get("runs", []))
+        ):
+            return True
+    return False
+
+
+def _log(workspace: Workspace, message: str) -> None:
+    path = workspace.dir / "reaper.log"
+    try:
+        if path.exists() and path.lstat().st_size > LOG_LIMIT:
+            os.replace(path, path.with_suffix(".log.1"))
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        fsutil.append_line(path, f"{stamp} [{os.getpid()}] {message}")
+    except OSError:
+        pass
+
+
+def serve(root: Path, interval: float) -> int:
+    """The reaper's loop. Returns when there is nothing left to reap (or another reaper runs)."""
+    from aido.sandbox.manager import SandboxManager
+
+    workspace = Workspace(root)
+    try:
+        fd = os.open(workspace.reaper_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return 1
+    os.close(fd)
+    lock = fsutil.hold_lock(workspace.reaper_lock, wait=False)
+    if lock is None:
+        return 0  # another reaper serves this workspace
+    try:
+        os.ftruncate(lock, 0)
+        os.write(lock, f"{os.getpid()}\n".encode())
+    except OSError:
+        pass
+    _log(workspace, f"started (interval {interval:g}s)")
+    manager = SandboxManager(workspace)
+    next_sweep = 0.0
+    try:
+        while workspace.sandboxes.is_dir() and _has_work(workspace):
+            if time.monotonic() >= next_sweep:
+                try:
+                    for action in manager.sweep(containers=True):
+                        _log(workspace, f"{action}")
+                except Exception:  # the reaper must outlive any one bad sweep
+                    _log(workspace, "sweep failed: " + traceback.format_exc(limit=3).replace("\n", " | "))
+                next_sweep = time.monotonic() + interval
+            time.sleep(max(0.05, min(IDLE_CHECK, next_sweep - time.monotonic())))
+    finally:
+        _log(workspace, "exiting: no sandbox with auto-cleanup left")
+        os.close(lock)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m aido.sandbox.reaper WORKSPACE_ROOT", file=sys.stderr)
+        return 2
+    return serve(Path(args[0]).resolve(), interval_from_env())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
