@@ -236,6 +236,103 @@ class RuntimeContract:
         assert str(256 << 20) not in captured.stdout
         assert not outcome.timed_out
 
+    def test_guard_reason_stops_the_task_and_is_reported(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
+        started = time.monotonic()
+        calls: list[float] = []
+
+        def guard() -> str | None:
+            calls.append(time.monotonic())
+            return "disk_limit" if calls[-1] - calls[0] > 1.0 else None
+
+        captured = Captured()
+        outcome = adapter.run(request_for(["sh", "-c", "echo up; sleep 30"]), captured, guard)
+        assert outcome.stop_reason == "disk_limit"
+        assert outcome.exit_code is None
+        assert not outcome.timed_out and not outcome.interrupted
+        assert captured.stdout == "up\n"
+        assert time.monotonic() - started < 10
+        assert len(calls) >= 3, "the guard must be polled several times a second"
+
+    def test_a_guard_that_raises_still_stops_the_task(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
+        def guard() -> str | None:
+            raise OSError("the sandbox directory vanished")
+
+        captured = Captured()
+        outcome = adapter.run(request_for(["sh", "-c", "sleep 30"], timeout_seconds=30.0), captured, guard)
+        assert outcome.stop_reason is not None
+        assert "vanished" in outcome.stop_reason
+        assert outcome.exit_code is None
+
+    def test_a_quiet_guard_changes_nothing(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
+        captured = Captured()
+        outcome = adapter.run(request_for(["sh", "-c", "echo fine"]), captured, lambda: None)
+        assert outcome.exit_code == 0
+        assert outcome.stop_reason is None
+
+    def test_default_isolation_is_always_available(self, adapter: RuntimeAdapter) -> None:
+        assert "default" in adapter.isolation_levels()
+
+    def test_an_unknown_isolation_is_refused_with_the_fix(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory, labels: dict[str, str]
+    ) -> None:
+        from aido.errors import RuntimeUnavailable
+
+        with pytest.raises(RuntimeUnavailable) as caught:
+            self.run(adapter, request_for(["true"], isolation="teleport"))
+        assert "teleport" in caught.value.message
+        assert caught.value.hint
+        assert adapter.list_labelled(labels) == []
+
+    def test_file_size_limit_is_enforced(self, adapter: RuntimeAdapter, request_for: RequestFactory) -> None:
+        write = (
+            "import errno\n"
+            "f = open('/tmp/big', 'wb')\n"
+            "try:\n"
+            "    for _ in range(64):\n"
+            "        f.write(b'x' * (1 << 20)); f.flush()\n"
+            "    print('wrote 64M')\n"
+            "except OSError as exc:\n"
+            "    print('stopped', errno.errorcode[exc.errno], f.tell())\n"
+        )
+        request = request_for(
+            ["python3", "-c", write],
+            limits=Limits(cpus=1.0, memory_bytes=256 * MIB, pids=128, fsize_bytes=8 * MIB),
+        )
+        outcome, captured = self.run(adapter, request)
+        assert outcome.exit_code == 0, captured.stderr
+        assert captured.stdout.split()[:2] == ["stopped", "EFBIG"]
+        assert int(captured.stdout.split()[2]) <= 8 * MIB
+        assert {"Name": "fsize", "Soft": 8 * MIB, "Hard": 8 * MIB} in outcome.applied["ulimits"]
+
+    def test_masked_path_hides_a_mounted_directory(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory, tmp_path: Path
+    ) -> None:
+        project = tmp_path / "project"
+        (project / ".aido").mkdir(parents=True)
+        (project / ".aido" / "secrets.json").write_text("{}")
+        (project / "visible.txt").write_text("seen")
+        project.chmod(0o755)
+        tmp_path.chmod(0o755)
+        request = request_for(
+            [
+                "sh",
+                "-c",
+                "cat /project/visible.txt; echo; ls -A /project/.aido | wc -l; touch /project/.aido/x",
+            ],
+            mounts=[Mount(str(project), "/project", read_only=True)],
+            masked_paths=["/project/.aido"],
+        )
+        outcome, captured = self.run(adapter, request)
+        assert captured.stdout.splitlines()[:2] == ["seen", "0"]
+        assert outcome.exit_code != 0, "the masked path must not be writable"
+        assert sorted(p.name for p in (project / ".aido").iterdir()) == ["secrets.json"]
+
     def test_process_and_open_file_limits_are_enforced(
         self, adapter: RuntimeAdapter, request_for: RequestFactory
     ) -> None:
@@ -299,7 +396,8 @@ class RuntimeContract:
         outcome, captured = self.run(adapter, request_for(["sh", "-c", script]))
         assert outcome.exit_code == 0, captured.stderr
         assert captured.stdout.split() == ["ETC-REFUSED", "ROOT-REFUSED", "scratch"]
-        assert "read-only file system" in captured.stderr.lower()
+        # EROFS under runc; gVisor answers EACCES for the same refusal.
+        assert any(m in captured.stderr.lower() for m in ("read-only file system", "permission denied"))
 
     def test_read_only_mount_cannot_be_written(
         self, adapter: RuntimeAdapter, request_for: RequestFactory, tmp_path: Path
@@ -368,7 +466,7 @@ class RuntimeContract:
     def test_applied_settings_are_read_back_from_the_engine(
         self, adapter: RuntimeAdapter, request_for: RequestFactory
     ) -> None:
-        limits = Limits(cpus=0.5, memory_bytes=96 * MIB, pids=77)
+        limits = Limits(cpus=0.5, memory_bytes=96 * MIB, pids=1077)
         request = request_for(["true"], limits=limits)
         outcome, _ = self.run(adapter, request)
         assert outcome.exit_code == 0

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from contract import RuntimeContract
+from contract import RequestFactory, RuntimeContract
 
 from aido.errors import RuntimeUnavailable
-from aido.runtimes.base import RuntimeAdapter
+from aido.runtimes.base import ExecRequest, Limits, RuntimeAdapter
 from aido.runtimes.docker.adapter import DockerRuntime, split_image
 from aido.runtimes.docker.engine import MAX_API, MIN_API, Engine, EngineError
 
@@ -21,11 +21,63 @@ class TestDockerRuntime(RuntimeContract):
     def adapter(self) -> RuntimeAdapter:
         return DockerRuntime()
 
+    def test_gvisor_is_offered_when_runsc_is_registered(self, adapter: DockerRuntime) -> None:
+        runtimes = adapter.diagnose()["oci_runtimes"]
+        assert ("gvisor" in adapter.isolation_levels()) == ("runsc" in runtimes)
+
     def test_adapter_is_registered_as_docker(self) -> None:
         from aido.runtimes.registry import get_runtime
 
         assert isinstance(get_runtime("docker"), DockerRuntime)
         assert DockerRuntime.name == "docker"
+
+
+@pytest.mark.usefixtures("engine")
+class TestDockerRuntimeUnderGVisor(RuntimeContract):
+    """The same contract with every request under gVisor (runsc), as `isolation: gvisor` runs."""
+
+    @pytest.fixture
+    def adapter(self) -> RuntimeAdapter:
+        adapter = DockerRuntime()
+        if "gvisor" not in adapter.isolation_levels():
+            pytest.fail("runsc is not registered with the engine: run scripts/bootstrap.sh")
+        return adapter
+
+    @pytest.fixture
+    def request_for(self, image: str, labels: dict[str, str]) -> RequestFactory:
+        build = RuntimeContract.request_for.__wrapped__(self, image, labels)  # type: ignore[attr-defined]
+
+        def gvisor(argv: list[str], **overrides: object) -> ExecRequest:
+            overrides.setdefault("isolation", "gvisor")
+            if "limits" not in overrides:
+                # gVisor's own threads count against the pids cgroup (see manager.GVISOR_PIDS).
+                overrides["limits"] = Limits(cpus=1.0, memory_bytes=256 << 20, pids=1024)
+            return build(argv, **overrides)
+
+        return gvisor
+
+    def test_process_and_open_file_limits_are_enforced(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
+        """Under gVisor the pids cgroup counts the sandbox kernel's threads, not the task's
+        processes, so only the open-file limit is the task's own; a thread storm must
+        still end within the run (contained by the cgroup, whatever gVisor reports)."""
+        spawn = (
+            "import threading, time\n"
+            "for _ in range(5000):\n"
+            "    try:\n"
+            "        threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\n"
+            "    except RuntimeError:\n"
+            "        break\n"
+        )
+        request = request_for(
+            ["sh", "-c", 'ulimit -n; python3 -c "$0"', spawn],
+            limits=Limits(cpus=1.0, memory_bytes=256 << 20, pids=1024, nofile=256),
+            timeout_seconds=30.0,
+        )
+        outcome, captured = self.run(adapter, request)
+        assert captured.stdout.split()[:1] == ["256"]
+        assert not outcome.timed_out
 
 
 # -- the engine client, directly ----------------------------------------------------------------
