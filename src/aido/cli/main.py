@@ -112,6 +112,13 @@ def _sweep(manager: Any) -> None:
                     action["run_id"],
                     action["sandbox_id"],
                 )
+        # After a reboot (or a killed reaper) the next command brings the reaper back, so
+        # TTLs keep applying even if nobody runs `sandbox up` again.
+        from aido.sandbox.reaper import ensure_running, has_work, is_running
+
+        workspace = manager.workspace_if_any
+        if workspace is not None and not is_running(workspace) and has_work(workspace):
+            ensure_running(workspace)
     except (AidoError, OSError) as exc:  # cleanup must never stop the command the user asked for
         log.debug("sweep failed: %s", exc)
 

@@ -219,6 +219,11 @@ class SandboxManager:
         return self._workspace
 
     @property
+    def workspace_if_any(self) -> Workspace | None:
+        """The workspace, or None when there is none (where `workspace` would raise)."""
+        return self._workspace
+
+    @property
     def runtime(self) -> RuntimeAdapter:
         if self._runtime is None:
             from aido.runtimes.registry import get_runtime
@@ -436,10 +441,12 @@ class SandboxManager:
         paths = workspace.sandbox(sandbox_id)
         try:
             with fsutil.locked(paths.lock):
-                if not paths.metadata.exists():
+                if not paths.root.is_dir():
                     return None
                 paths.destroying.touch(exist_ok=True)
-                live = [r.run_id for r in self.load(sandbox_id).runs if r.status == "running"]
+                # From the run directories' locks, not sandbox.json: a sandbox whose metadata
+                # is corrupt or from a newer aido must still be destroyable.
+                live = sorted(p.name for p in _subdirs(paths.runs) if fsutil.is_locked(p))
         except FileNotFoundError:
             return None  # removed by a concurrent destroy
         # The runs' own processes notice the marker within a fraction of a second, stop
@@ -457,7 +464,7 @@ class SandboxManager:
             warning = f"containers not checked: {exc.message}"
         try:
             with fsutil.locked(paths.lock):
-                if not paths.metadata.exists():
+                if not paths.root.is_dir():
                     return None
                 fsutil.remove_tree(paths.root)
         except FileNotFoundError:
@@ -1152,6 +1159,13 @@ def _confirm(warnings: list[str], confirm: Confirm | None) -> None:
         )
 
 
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        return [p for p in path.iterdir() if p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return []
+
+
 def _read_secrets(paths: SandboxPaths) -> dict[str, str]:
     try:
         data = fsutil.read_json(paths.secrets)
@@ -1248,9 +1262,28 @@ def _install_task(dest: Path, evidence: Path, source: bytes, task: Path, uid: in
     mode = 0o755 if os.stat(task).st_mode & 0o111 else 0o644
     evidence.parent.mkdir(mode=0o755)
     fsutil.write_new(evidence, source, mode=mode)
+    if _same_file_content(dest, source, mode):
+        # Concurrent runs of one task: replacing the file would pull the mount point
+        # (/work/<task>) from under a container another run is starting.
+        return
     fsutil.atomic_write_bytes(dest, source, mode=mode)
     if os.getuid() == 0:
         os.chown(dest, uid, gid, follow_symlinks=False)
+
+
+def _same_file_content(path: Path, data: bytes, mode: int) -> bool:
+    """Whether path is a regular file (not a link) holding exactly data with that mode."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != len(data) or stat.S_IMODE(st.st_mode) != mode:
+            return False
+        return os.read(fd, len(data) + 1) == data
+    finally:
+        os.close(fd)
 
 
 def _status(outcome: ExecOutcome) -> str:

@@ -12,6 +12,7 @@ its way too, so the reaper is a safety net, not the only line of cleanup.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def ensure_running(workspace: Workspace, interval: float | None = None) -> int |
     return process.pid
 
 
-def _has_work(workspace: Workspace) -> bool:
+def has_work(workspace: Workspace) -> bool:
     """Any sandbox left that the reaper may have to destroy (or whose runs it may recover)."""
     for sandbox_id in workspace.sandbox_ids():
         try:
@@ -95,23 +96,24 @@ def serve(root: Path, interval: float) -> int:
 
     workspace = Workspace(root)
     try:
-        fd = os.open(workspace.reaper_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        lock = os.open(workspace.reaper_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError:
         return 1
-    os.close(fd)
-    lock = fsutil.hold_lock(workspace.reaper_lock, wait=False)
-    if lock is None:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
         return 0  # another reaper serves this workspace
     try:
         os.ftruncate(lock, 0)
-        os.write(lock, f"{os.getpid()}\n".encode())
+        os.pwrite(lock, f"{os.getpid()}\n".encode(), 0)
     except OSError:
         pass
     _log(workspace, f"started (interval {interval:g}s)")
     manager = SandboxManager(workspace)
     next_sweep = 0.0
     try:
-        while workspace.sandboxes.is_dir() and _has_work(workspace):
+        while workspace.sandboxes.is_dir() and has_work(workspace):
             if time.monotonic() >= next_sweep:
                 try:
                     for action in manager.sweep(containers=True):

@@ -345,6 +345,7 @@ class DockerRuntime(RuntimeAdapter):
                 raise _start_error(exc.message) from None
             started_at = _now()
             start = time.monotonic()
+            wall_start = time.time() - 1
             deadline = start + request.timeout_seconds
 
             def watch() -> None:
@@ -379,6 +380,11 @@ class DockerRuntime(RuntimeAdapter):
                         break
                     time.sleep(0.05)
                     inspect = self._call("GET", f"/containers/{container_id}/json") or {}
+                oom = bool((inspect.get("State") or {}).get("OOMKilled"))
+                if exit_code > 128 and not stop_reason and not oom:
+                    outside = self._killed_from_outside(container_id, wall_start)
+                    if outside:
+                        error = outside
             except KeyboardInterrupt:
                 stop_reason.insert(0, INTERRUPTED)
                 self._kill(container_id)
@@ -410,6 +416,30 @@ class DockerRuntime(RuntimeAdapter):
             applied=applied_settings(inspect) if inspect else {},
             stop_reason=reason,
         )
+
+    def _killed_from_outside(self, container_id: str, since: float) -> str | None:
+        """Why a container that died of a signal aido did not send died, if not the task's
+        own doing: the engine records a kill/stop for `docker stop`, `docker kill` and its own
+        shutdown (which SIGTERMs every container), never for a task that signals itself."""
+        filters = json.dumps({"container": [container_id], "event": ["kill", "stop", "die"]})
+        query = {"since": f"{since:.6f}", "until": f"{time.time():.6f}", "filters": filters}
+        try:
+            events = [
+                e
+                for e in Engine(self._host, timeout=10).stream_json("GET", "/events", query=query)
+                if isinstance(e, dict)
+            ]
+        except EngineError as exc:
+            return f"lost the Docker engine while the task ran: {exc.message}"
+        for event in events:
+            if event.get("Action") in ("kill", "stop"):
+                signal = (event.get("Actor") or {}).get("Attributes", {}).get("signal", "")
+                return (
+                    "the container was stopped from outside aido"
+                    + (f" (signal {signal})" if signal else "")
+                    + ": `docker stop`/`docker kill`, or the engine shutting down"
+                )
+        return None
 
     def _labelled(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
