@@ -728,8 +728,7 @@ class SandboxManager:
                 )
             choice = found
         # Engine, isolation and image before a run id exists: a missing engine leaves no trace.
-        runtime = self.runtime
-        runtime.info()
+        runtime = self.runtime  # its first call (the image check) reports an unreachable engine
         if settings.isolation != "default" and settings.isolation not in runtime.isolation_levels():
             from aido.runtimes.docker.adapter import GVISOR_HINT
 
