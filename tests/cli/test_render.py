@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from aido.cli.render import ENVELOPE_VERSION, Renderer, sanitize_for_terminal
+from aido.cli.render import ENVELOPE_VERSION, Renderer, TerminalFilter, sanitize_for_terminal
 
 ESC = b"\x1b"
 
@@ -160,3 +160,10 @@ def test_task_output_to_a_pipe_is_exact(capsysbinary: pytest.CaptureFixture[byte
     stdout, stderr = capsysbinary.readouterr()
     assert stdout == b"\x1b[2Jraw\x00bytes"
     assert stderr == b"err\x1b]0;t\x07"
+
+
+def test_c1_control_sequences_are_filtered_like_their_escape_forms() -> None:
+    terminal = TerminalFilter()
+    data = "a\u009b2Jb\u009d0;TITLE\u009cc\u0085d \u009b31mred\u009b0m".encode()
+    shown = b"".join(terminal.feed(data[i : i + 3]) for i in range(0, len(data), 3))
+    assert shown == b"abcd \x1b[31mred\x1b[0m"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from aido.evidence.snapshot import HASH_LIMIT, TEXT_LIMIT, Entry, Snapshot, compare, snapshot
+from aido.evidence.snapshot import HASH_LIMIT, TEXT_LIMIT, Entry, Snapshot, compare, display_name, snapshot
 from conftest import as_unprivileged
 
 
@@ -393,3 +393,28 @@ def test_permissions_recorded_from_lstat(work: Path) -> None:
     (work / "x").write_text("x")
     os.chmod(work / "x", 0o4755)
     assert snapshot(work).entries["x"].mode == stat.S_IMODE(os.lstat(work / "x").st_mode)
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("plain.txt", "plain.txt"),
+        ("caf\u00e9", "caf\u00e9"),
+        ("new\nline", "new\\x0aline"),
+        ("esc\x1b]0;t\x07", "esc\\x1b]0;t\\x07"),
+        ("c1\u009b2J", "c1\\x9b2J"),
+        (os.fsdecode(b"bad\xff"), "bad\\xff"),
+    ],
+)
+def test_display_name_escapes_what_could_forge_or_break_evidence(raw: str, shown: str) -> None:
+    assert display_name(raw) == shown
+    assert shown.encode("utf-8")  # always encodable: json.dumps and the diff never fail on it
+
+
+def test_sparse_and_over_budget_files_are_recorded_by_size_without_reading(tmp_path: Path) -> None:
+    (tmp_path / "sparse").write_bytes(b"")
+    os.truncate(tmp_path / "sparse", 200 << 20)
+    snap = snapshot(tmp_path)
+    entry = snap.entries["sparse"]
+    assert (entry.kind, entry.size, entry.sha256) == ("file", 200 << 20, None)
+    assert any("sparse" in note for note in snap.notes)

@@ -18,7 +18,7 @@ from conftest import as_unprivileged
 
 
 def _fixed_token(monkeypatch: pytest.MonkeyPatch, token: str = "deadbeef") -> None:
-    monkeypatch.setattr(fsutil.secrets, "token_hex", lambda n=None: token)
+    monkeypatch.setattr(fsutil, "_temp_token", lambda: token)
 
 
 # -- atomic writes -----------------------------------------------------------------------------

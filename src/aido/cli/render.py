@@ -24,6 +24,7 @@ _SGR = re.compile(rb"\x1b\[[0-9;]*m")  # colours and text attributes: harmless, 
 _STRING_INTRODUCERS = b"]PX^_"  # OSC (title, clipboard via OSC 52, hyperlinks), DCS, SOS, PM, APC
 _KEEP_CONTROLS = (0x09, 0x0A, 0x0D)  # tab, newline, carriage return
 MAX_PENDING = 4096
+_C1_AS_ESC = [(b"\xc2" + bytes([0x80 + ord(final) - 0x40]), b"\x1b" + final.encode()) for final in "[]PX^_\\"]
 
 
 class TerminalFilter:
@@ -44,6 +45,10 @@ class TerminalFilter:
     def feed(self, chunk: bytes) -> bytes:
         data = self._pending + chunk
         self._pending = b""
+        if b"\xc2" in data:
+            # The 8-bit (C1) forms of CSI, OSC, DCS, ST, ... as UTF-8: handled as their ESC forms.
+            for c1, seven_bit in _C1_AS_ESC:
+                data = data.replace(c1, seven_bit)
         out = bytearray()
         i, n = 0, len(data)
         if self._in_string:
@@ -68,6 +73,13 @@ class TerminalFilter:
                 i = end
             elif (byte < 0x20 and byte not in _KEEP_CONTROLS) or byte == 0x7F:
                 i += 1
+            elif byte == 0xC2 and i + 1 == n:  # maybe the start of a C1 control: wait for the rest
+                self._pending = data[i:]
+                break
+            elif byte == 0xC2 and 0x80 <= data[i + 1] <= 0x9F:
+                # U+0080-U+009F, the C1 controls: U+009B is CSI and U+009D is OSC on terminals
+                # that honour them, so they are dropped like the ESC forms.
+                i += 2
             else:
                 out.append(byte)
                 i += 1

@@ -22,6 +22,7 @@ from pathlib import Path
 MAX_ENTRIES = 10_000
 MAX_DEPTH = 32
 HASH_LIMIT = 256 << 20  # larger files are recorded by size only
+HASH_BUDGET = 256 << 20  # bytes hashed per snapshot in all; later files are recorded by size only
 TEXT_LIMIT = 64 << 10  # files up to this size keep their text for a diff
 TEXT_BUDGET = 4 << 20  # total text kept per snapshot
 DIFF_LIMIT = 1 << 20  # the unified diff stored per run
@@ -43,6 +44,16 @@ class Snapshot:
     notes: list[str] = field(default_factory=list)
 
 
+_UNPRINTABLE = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+
+
+def display_name(name: str) -> str:
+    """A file name the task chose, safe to put in evidence: bytes that are not UTF-8 and
+    control characters (newlines that could forge diff headers, escapes) become \\xNN."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return text.translate(_UNPRINTABLE)
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISREG(mode):
         return "file"
@@ -59,7 +70,9 @@ def _kind(mode: int) -> str:
     return "other"
 
 
-def _read_file(dir_fd: int, name: str, budget: list[int]) -> tuple[str | None, str | None, str | None]:
+def _read_file(
+    dir_fd: int, name: str, budget: list[int], hash_budget: list[int]
+) -> tuple[str | None, str | None, str | None]:
     """(sha256, text, note) for a regular file, read through one O_NOFOLLOW descriptor."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
@@ -71,6 +84,12 @@ def _read_file(dir_fd: int, name: str, budget: list[int]) -> tuple[str | None, s
             return None, None, "changed type while being read"
         if st.st_size > HASH_LIMIT:
             return None, None, f"not hashed: larger than {HASH_LIMIT >> 20} MiB"
+        if st.st_size > (1 << 20) and st.st_blocks * 512 < st.st_size // 2:
+            # Mostly holes: hashing would read gigabytes of zeros the task wrote for free.
+            return None, None, f"not hashed: sparse ({st.st_size} bytes, {st.st_blocks * 512} on disk)"
+        if st.st_size > hash_budget[0]:
+            return None, None, f"not hashed: over the {HASH_BUDGET >> 20} MiB hashing budget of this run"
+        hash_budget[0] -= st.st_size
         digest = hashlib.sha256()
         keep = st.st_size <= TEXT_LIMIT and budget[0] >= st.st_size
         kept = bytearray()
@@ -105,6 +124,7 @@ def snapshot(root: Path, *, max_entries: int = MAX_ENTRIES, max_depth: int = MAX
         result.notes.append(f"{root.name}: not walked: {exc.strerror}")
         return result
     budget = [TEXT_BUDGET]
+    hash_budget = [HASH_BUDGET]
     stack: list[tuple[int, str, int]] = [(top, "", 0)]  # (dir fd, relative prefix, depth)
     try:
         while stack:
@@ -121,7 +141,7 @@ def snapshot(root: Path, *, max_entries: int = MAX_ENTRIES, max_depth: int = MAX
                     result.notes.append(f"stopped after {max_entries} entries")
                     stack.append((dir_fd, prefix, depth))  # closed below
                     raise StopIteration
-                rel = f"{prefix}{name}"
+                rel = f"{prefix}{display_name(name)}"
                 try:
                     st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
                 except OSError:
@@ -129,13 +149,13 @@ def snapshot(root: Path, *, max_entries: int = MAX_ENTRIES, max_depth: int = MAX
                 kind = _kind(st.st_mode)
                 mode = stat.S_IMODE(st.st_mode)
                 if kind == "file":
-                    digest, text, note = _read_file(dir_fd, name, budget)
+                    digest, text, note = _read_file(dir_fd, name, budget, hash_budget)
                     if note:
                         result.notes.append(f"{rel}: {note}")
                     result.entries[rel] = Entry(kind, st.st_size, mode, digest, text=text)
                 elif kind == "symlink":
                     try:
-                        target = os.readlink(name, dir_fd=dir_fd)[:4096]
+                        target = display_name(os.readlink(name, dir_fd=dir_fd)[:4096])
                     except OSError:
                         target = None
                     result.entries[rel] = Entry(kind, st.st_size, mode, target=target)

@@ -21,9 +21,13 @@ from typing import Any
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+def _temp_token() -> str:
     # os.urandom, not `secrets`: importing that module costs ~6 ms on every aido start.
-    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+    return os.urandom(4).hex()
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.{_temp_token()}.tmp")
     fd = os.open(tmp, _CREATE, mode)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -7,6 +7,7 @@ hooks for progress and output, and get structured results back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -54,7 +55,7 @@ UNPRIVILEGED_UID = 10001  # the task's uid when aido itself runs as root
 MAX_TASK_BYTES = 64 << 20
 ORPHAN_CHECK_SECONDS = 2.0  # how often `logs --follow` checks that a running run still has a container
 DESTROY_WAIT_SECONDS = 15.0  # how long destroy waits for a stopped run to write its evidence
-DISK_CHECK_SECONDS = 0.25  # the shortest interval between two disk-usage checks of a running task
+DISK_CHECK_SECONDS = 0.05  # the shortest interval between two disk-usage checks of a running task
 HOST_FILESYSTEM_TARGET = "/project"  # where --host-filesystem shows the project directory
 GVISOR_PIDS = 1024
 
@@ -916,7 +917,7 @@ class SandboxManager:
     def _execute(self, plan: _Plan, rid: str, run_dir: Path, hooks: RunHooks) -> RunResult:
         from aido.evidence.capture import DEFAULT_LIMIT, OutputCapture
         from aido.evidence.gitinfo import git_context
-        from aido.evidence.redact import secret_values
+        from aido.evidence.redact import mask_text, secret_values
         from aido.evidence.snapshot import compare, snapshot
         from aido.evidence.summary import build_summary
 
@@ -928,8 +929,6 @@ class SandboxManager:
         if plan.widen.mutations and settings.filesystem != "readwrite":
             _hand_over(paths.inputs, int(uid), int(gid))
         if plan.warnings:
-            for warning in plan.widen.warnings():
-                log.warning("%s", warning)
             record_event(
                 paths.events,
                 "permissions_widened",
@@ -972,7 +971,8 @@ class SandboxManager:
             found, diff = compare(before[name], after[name], prefix=name)
             changes.extend(found)
             diffs.append(diff)
-        diff_text = "".join(diffs)
+        # A task may write a secret it was given into a text file: the diff masks it too.
+        diff_text = mask_text("".join(diffs), secret_values({**settings.env, **plan.env}))
         artifacts = [
             f"{run_dir.name}/task/{task.name}",
             f"{run_dir.name}/stdout.log",
@@ -1236,17 +1236,36 @@ def _read_inputs_manifest(paths: SandboxPaths) -> list[dict[str, Any]]:
 
 
 def _hand_over(root: Path, uid: int, gid: int) -> None:
-    """Make a tree aido just created writable by the task's user (``filesystem: readwrite``)."""
-    for directory, dirs, files in os.walk(root):
+    """Make the inputs tree writable by the task's user (``filesystem: readwrite`` or
+    ``--dangerous-allow-mutations``). A task of this sandbox may have written it already,
+    and may be swapping entries for links right now: the walk goes by directory
+    descriptors, every entry is opened with O_NOFOLLOW and changed through that
+    descriptor, and links are only ever re-owned themselves, never followed."""
+    as_root = os.getuid() == 0
+
+    def adopt(name: str, dir_fd: int | None) -> None:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError:
+            # A symlink (ELOOP), or gone: re-own the link itself at most, never its target.
+            if as_root:
+                with contextlib.suppress(OSError):
+                    os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+            return
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+                # Never setuid/setgid, whoever made it.
+                os.fchmod(fd, (stat.S_IMODE(st.st_mode) | stat.S_IWUSR) & ~(stat.S_ISUID | stat.S_ISGID))
+                if as_root:
+                    os.fchown(fd, uid, gid)
+        finally:
+            os.close(fd)
+
+    for _, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
         for name in [*dirs, *files]:
-            path = Path(directory) / name
-            st = path.lstat()
-            if not stat.S_ISLNK(st.st_mode):
-                path.chmod(stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
-            if os.getuid() == 0:
-                os.lchown(path, uid, gid)
-    if os.getuid() == 0:
-        os.lchown(root, uid, gid)
+            adopt(name, dir_fd)
+    adopt(str(root), None)
 
 
 def _install_task(dest: Path, evidence: Path, source: bytes, task: Path, uid: int, gid: int) -> None:
@@ -1327,13 +1346,15 @@ class _RunGuard:
                 return "disk_limit"
         return None
 
-    def check_disk(self) -> None:
+    def check_disk(self, *, final: bool = False) -> None:
         from aido.sandbox.diskusage import exceeded, measure
 
         settings = self.plan.settings
         self.usage = measure(
             [self.paths.work, self.paths.outputs],
-            stop_bytes=settings.disk_bytes,
+            # While the task runs, stop at the limit; at the end, measure all it left
+            # (still bounded by the file count, so a million files cost little).
+            stop_bytes=None if final else settings.disk_bytes,
             stop_files=settings.max_files,
         )
         self.exceeded = exceeded(self.usage, max_bytes=settings.disk_bytes, max_files=settings.max_files)
@@ -1341,7 +1362,7 @@ class _RunGuard:
     def disk_report(self) -> dict[str, Any]:
         settings = self.plan.settings
         exceeded_while_running = self.exceeded
-        self.check_disk()  # once more, after the task ended: what it left behind
+        self.check_disk(final=True)  # once more, after the task ended: what it left behind
         if not self.exceeded and self.usage.bytes_used >= settings.disk_bytes:
             from aido.config.units import format_size
 

@@ -223,7 +223,7 @@ class RunSettings:
                 network=permissions.get("network", False) is True,
                 filesystem=filesystem,
                 outputs=[str(o) for o in config.get("outputs") or []],
-                disk_bytes=parse_size(resources.get("disk", "1G"), minimum=1 << 20),
+                disk_bytes=parse_size(resources.get("disk", "1G"), minimum=1 << 20, maximum=1 << 44),
                 max_files=files,
                 isolation=isolation,
             )

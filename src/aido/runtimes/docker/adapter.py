@@ -37,7 +37,7 @@ GVISOR_HINT = (
     '{"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}}}, '
     "then reload dockerd (`sudo kill -HUP $(pidof dockerd)`); scripts/bootstrap.sh does all of this"
 )
-GUARD_INTERVAL = 0.2  # seconds between guard and deadline checks while a task runs
+GUARD_INTERVAL = 0.05  # seconds between guard and deadline checks while a task runs
 
 
 def _now() -> str:
@@ -309,10 +309,10 @@ class DockerRuntime(RuntimeAdapter):
             raise RuntimeFailure(f"the engine refused the container: {exc.message}") from None
         return str(created["Id"])
 
-    def _kill(self, container_id: str) -> None:
-        # Runs on the timer thread: its own connection, since http.client is not thread-safe.
+    def _kill(self, container_id: str, engine: Engine | None = None) -> None:
+        # Runs on the monitor thread: its own connection, since http.client is not thread-safe.
         try:
-            Engine(self._host, timeout=10).call(
+            (engine or self.engine.clone(timeout=10)).call(
                 "POST", f"/containers/{container_id}/kill", query={"signal": "KILL"}, ok=(204, 404, 409)
             )
         except EngineError:
@@ -348,6 +348,8 @@ class DockerRuntime(RuntimeAdapter):
             wall_start = time.time() - 1
             deadline = start + request.timeout_seconds
 
+            killer = self.engine.clone(timeout=10)  # ready before it is needed: kills are urgent
+
             def watch() -> None:
                 # The deadline and the guard are checked here, off the thread that reads
                 # the output, so a task that prints nothing is still stopped on time.
@@ -360,7 +362,7 @@ class DockerRuntime(RuntimeAdapter):
                             reason = f"guard_failed: {exc}"
                     if reason:
                         stop_reason.append(reason)
-                        self._kill(container_id)
+                        self._kill(container_id, killer)
                         return
 
             monitor = threading.Thread(target=watch, name=f"aido-watch-{request.name}", daemon=True)
@@ -426,7 +428,7 @@ class DockerRuntime(RuntimeAdapter):
         try:
             events = [
                 e
-                for e in Engine(self._host, timeout=10).stream_json("GET", "/events", query=query)
+                for e in self.engine.clone(timeout=10).stream_json("GET", "/events", query=query)
                 if isinstance(e, dict)
             ]
         except EngineError as exc:

@@ -102,6 +102,13 @@ class Engine:
         self._prefix = f"/v{self.api_version}"
         return self.api_version
 
+    def clone(self, *, timeout: float | None = None) -> Engine:
+        """A client for another thread (http.client is not thread-safe) that skips the ping:
+        it reuses the version this one negotiated, so its first call is its only round trip."""
+        other = Engine(self.host, timeout=self.timeout if timeout is None else timeout)
+        other.api_version, other._prefix = self.api_version, self._prefix
+        return other
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
