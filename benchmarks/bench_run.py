@@ -195,6 +195,36 @@ def containers_with_label(docker: str, label: str) -> list[str]:
 # -- the benchmark ------------------------------------------------------------------------------
 
 
+def clean_up(aido: list[str], project: Path, sandbox_id: str | None, docker: str, token: str) -> int:
+    """Destroy the benchmark's sandbox, remove any container left behind and the project
+    directory; return how many containers had to be removed by hand."""
+    leftovers: list[str] = []
+    try:
+        if sandbox_id is not None:
+            done = subprocess.run(
+                [*aido, "sandbox", "destroy", sandbox_id],
+                cwd=project,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                print(f"warning: aido sandbox destroy failed: {done.stderr.strip()}", file=sys.stderr)
+            leftovers += containers_with_label(docker, f"aido.sandbox={sandbox_id}")
+        leftovers += containers_with_label(docker, f"{BENCH_LABEL}={token}")
+        if leftovers:
+            print(f"warning: removing {len(leftovers)} leftover container(s)", file=sys.stderr)
+            subprocess.run(
+                [docker, "rm", "-f", "-v", *leftovers],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
+    return len(leftovers)
+
+
 def benchmark(runs: int) -> tuple[list[Stats], dict[str, Any]]:
     aido = aido_command()
     docker = docker_binary()
@@ -251,31 +281,7 @@ def benchmark(runs: int) -> tuple[list[Stats], dict[str, Any]]:
         ]
         return stats, notes
     finally:
-        leftovers: list[str] = []
-        try:
-            if sandbox_id is not None:
-                done = subprocess.run(
-                    [*aido, "sandbox", "destroy", sandbox_id],
-                    cwd=project,
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
-                if done.returncode != 0:
-                    print(f"warning: aido sandbox destroy failed: {done.stderr.strip()}", file=sys.stderr)
-                leftovers += containers_with_label(docker, f"aido.sandbox={sandbox_id}")
-            leftovers += containers_with_label(docker, f"{BENCH_LABEL}={token}")
-            if leftovers:
-                print(f"warning: removing {len(leftovers)} leftover container(s)", file=sys.stderr)
-                subprocess.run(
-                    [docker, "rm", "-f", "-v", *leftovers],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    check=False,
-                )
-        finally:
-            shutil.rmtree(project, ignore_errors=True)
-        notes["leftover_containers"] = len(leftovers)  # same dict as returned above: seen by the caller
+        notes["leftover_containers"] = clean_up(aido, project, sandbox_id, docker, token)
 
 
 # -- output -------------------------------------------------------------------------------------

@@ -48,7 +48,6 @@ import os
 import platform
 import resource
 import shlex
-import shutil
 import signal
 import statistics
 import subprocess
@@ -66,12 +65,11 @@ from typing import Any, TypeVar
 # against exactly the same flags. Run as a script, this directory is sys.path[0] already.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_run import (
-    BENCH_LABEL,
     IMAGE,
     TASK_NAME,
     BenchError,
     aido_command,
-    containers_with_label,
+    clean_up,
     docker_binary,
     raw_docker_command,
     run_checked,
@@ -310,31 +308,7 @@ def benchmark(
         notes["aido_runs_in_sandbox"] = _count_runs(sandbox_root)
         return results, notes
     finally:
-        leftovers: list[str] = []
-        try:
-            if sandbox_id is not None:
-                done = subprocess.run(
-                    [*aido, "sandbox", "destroy", sandbox_id],
-                    cwd=project,
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
-                if done.returncode != 0:
-                    print(f"warning: aido sandbox destroy failed: {done.stderr.strip()}", file=sys.stderr)
-                leftovers += containers_with_label(docker, f"aido.sandbox={sandbox_id}")
-            leftovers += containers_with_label(docker, f"{BENCH_LABEL}={token}")
-            if leftovers:
-                print(f"warning: removing {len(leftovers)} leftover container(s)", file=sys.stderr)
-                subprocess.run(
-                    [docker, "rm", "-f", "-v", *leftovers],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    check=False,
-                )
-        finally:
-            shutil.rmtree(project, ignore_errors=True)
-        notes["leftover_containers"] = len(leftovers)
+        notes["leftover_containers"] = clean_up(aido, project, sandbox_id, docker, token)
 
 
 # -- output ---------------------------------------------------------------------------------------
