@@ -194,3 +194,13 @@ def test_active_pointer_is_a_regular_file_when_set(tmp_path: Path) -> None:
     workspace.set_active(SID)
     assert os.path.isfile(workspace.dir / "active")
     assert not os.path.islink(workspace.dir / "active")
+
+
+def test_a_garbage_active_pointer_is_an_error_only_where_a_sandbox_is_chosen(tmp_path: Path) -> None:
+    workspace = Workspace.find_or_create(tmp_path)
+    (workspace.dir / "active").write_text("../../etc\n")
+    assert workspace.active_id() is None  # listing and destroying still work
+    with pytest.raises(WorkspaceError) as caught:
+        workspace.active_id(strict=True)
+    assert "does not hold a sandbox id" in caught.value.message
+    assert caught.value.hint is not None and "--sandbox" in caught.value.hint

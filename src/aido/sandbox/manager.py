@@ -250,7 +250,7 @@ class SandboxManager:
         return SandboxRecord.from_json(data, source=str(paths.metadata))
 
     def _save(self, record: SandboxRecord) -> None:
-        fsutil.atomic_write_json(self.workspace.sandbox(record.id).metadata, record.to_json())
+        fsutil.atomic_write_bytes(self.workspace.sandbox(record.id).metadata, record.to_bytes())
 
     def resolve_id(self, sandbox_id: str | None) -> str:
         """The given sandbox, or the active one, or the newest one."""
@@ -258,7 +258,7 @@ class SandboxManager:
             from aido.sandbox.ids import check_sandbox_id
 
             return check_sandbox_id(sandbox_id)
-        active = self.workspace.active_id()
+        active = self.workspace.active_id(strict=True)
         if active and (self.workspace.sandboxes / active / "sandbox.json").is_file():
             return active
         if active:
@@ -505,8 +505,10 @@ class SandboxManager:
         now = utcnow()
         for sandbox_id in workspace.sandbox_ids():
             try:
-                record = self.load(sandbox_id)
                 paths = workspace.sandbox(sandbox_id)
+                if not _may_need_sweeping(paths, now):
+                    continue
+                record = self.load(sandbox_id)
                 running = [r for r in record.runs if r.status == "running"]
                 live = [r for r in running if fsutil.is_locked(paths.run_dir(r.run_id))]
                 for ref in running:
@@ -1156,6 +1158,21 @@ def _confirm(warnings: list[str], confirm: Confirm | None) -> None:
             f"refusing to widen the sandbox without confirmation: {'; '.join(warnings)}",
             hint="answer y at the prompt, or pass --yes to confirm without a terminal",
         )
+
+
+def _may_need_sweeping(paths: SandboxPaths, now: Any) -> bool:
+    """A cheap look at sandbox.json, without validating every run (sweeps happen on every
+    command): whether it has a run marked running, or is an expired auto-cleanup sandbox.
+    Anything unexpected means yes, and the full load decides."""
+    from aido.sandbox.records import parse_time
+
+    try:
+        data = fsutil.read_json(paths.metadata)
+        if any(run.get("status") == "running" for run in data["runs"]):
+            return True
+        return bool(data.get("auto_cleanup", True)) and now >= parse_time(data["expires_at"])
+    except Exception:
+        return True
 
 
 def _subdirs(path: Path) -> list[Path]:

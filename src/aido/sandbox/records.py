@@ -10,7 +10,9 @@ are migrated on read, newer ones refused.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import json
+import re
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,12 +75,27 @@ class SandboxRecord:
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        # Not dataclasses.asdict: its deep copy of every run cost ~40 ms per save at 1000 runs.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["runs"] = [dict(vars(run)) for run in self.runs]
         # Keep the spec's key order at the top: id, created_at, status, config, runs.
         ordered = {
             k: data.pop(k) for k in ("schema_version", "id", "name", "created_at", "expires_at", "status")
         }
         return {**ordered, **data}
+
+    def to_bytes(self) -> bytes:
+        """sandbox.json's text: indented, with one line per run. json's indent= mode is pure
+        Python and grew `aido run` by ~100 ms at 1000 runs; compact runs use the C encoder."""
+        parts = []
+        for key, value in self.to_json().items():
+            if key == "runs":
+                rows = ",\n    ".join(json.dumps(run, ensure_ascii=False) for run in value)
+                parts.append(f'  "runs": [\n    {rows}\n  ]' if value else '  "runs": []')
+            else:
+                text = json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+                parts.append(f"  {json.dumps(key)}: {text}")
+        return ("{\n" + ",\n".join(parts) + "\n}\n").encode("utf-8")
 
     def expired(self, now: datetime | None = None) -> bool:
         return (now or utcnow()) >= parse_time(self.expires_at)
@@ -153,7 +170,40 @@ def _time(data: dict[str, Any], key: str) -> str:
     return str(value)
 
 
+_RUN_FIELDS = frozenset(RunRef.__dataclass_fields__)
+_STATUS_SET = frozenset(RUN_STATUSES)
+_AIDO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")
+_RUN_ID_SHAPE = re.compile(r"run-[0-9]{3,6}")
+_INT_OR_NONE = (int, type(None))
+
+
+def _run_ok(run: Any) -> bool:
+    """The fast check, for runs as aido writes them: sandbox.json is read several times per
+    run and holds every run so far. Anything it does not accept gets the full check, which
+    also says what is wrong."""
+    if type(run) is not dict or not run.keys() <= _RUN_FIELDS:
+        return False
+    run_id, started, completed = run.get("run_id"), run.get("started_at"), run.get("completed_at")
+    artifacts = run.get("artifacts", [])
+    return (
+        type(run_id) is str
+        and _RUN_ID_SHAPE.fullmatch(run_id) is not None
+        and type(run.get("task")) is str
+        and run.get("status") in _STATUS_SET
+        and type(started) is str
+        and _AIDO_TIME.fullmatch(started) is not None
+        and (completed is None or (type(completed) is str and _AIDO_TIME.fullmatch(completed) is not None))
+        and type(run.get("duration_ms")) in _INT_OR_NONE
+        and type(run.get("exit_code")) in _INT_OR_NONE
+        and type(run.get("evidence", "")) is str
+        and type(artifacts) is list
+        and all(type(a) is str for a in artifacts)
+    )
+
+
 def _checked_run(run: Any) -> dict[str, Any]:
+    if _run_ok(run):
+        return dict(run)
     if not isinstance(run, dict):
         raise TypeError("runs must be objects")
     unknown = set(run) - set(RunRef.__dataclass_fields__)

@@ -159,12 +159,24 @@ class Workspace:
     def _active_file(self) -> Path:
         return self.dir / "active"
 
-    def active_id(self) -> str | None:
+    def active_id(self, *, strict: bool = False) -> str | None:
+        """The active sandbox's id. A pointer file that is there but holds no valid id is
+        None, or, with ``strict`` (choosing where a task runs), an error."""
         try:
             value = self._active_file.read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
+        except FileNotFoundError:
             return None
-        return value if is_sandbox_id(value) else None
+        except (OSError, UnicodeDecodeError):
+            value = "?"
+        if not is_sandbox_id(value):
+            if not strict:
+                return None
+            # A pointer that is there but unreadable must not silently mean "the newest sandbox".
+            raise WorkspaceError(
+                f"{self._active_file} does not hold a sandbox id",
+                hint="pick a sandbox with --sandbox ID, or remove that file",
+            )
+        return value
 
     def set_active(self, sandbox_id: str | None) -> None:
         if sandbox_id is None:
