@@ -10,6 +10,9 @@ need_apt=()
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || need_apt+=(python3)
 python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+# mkfs.ext4 for `resources.disk_quota: hard` (a filesystem per sandbox; the tests use it).
+command -v mkfs.ext4 >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 >/dev/null 2>&1 \
+  || need_apt+=(e2fsprogs)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "[setup] installing ${need_apt[*]} ..." >&2
   $SUDO apt-get update -qq

@@ -143,10 +143,17 @@ class Resources(_Strict):
     # What the task may keep in work/ and outputs/ together; also its largest single file.
     disk: DiskSize = DEFAULT_DISK
     files: Annotated[int, BeforeValidator(_number), Field(gt=0, le=10_000_000)] = DEFAULT_FILES
+    # soft: measured while the task runs, killed past the limit. hard: a filesystem of exactly
+    # that size (needs aido to run as root); writes past it fail with ENOSPC.
+    disk_quota: Literal["soft", "hard"] = "soft"
 
     @property
     def memory_bytes(self) -> int:
         return parse_size(self.memory)
+
+    @property
+    def disk_bytes(self) -> int:
+        return parse_size(self.disk, maximum=1 << 44)
 
     @property
     def timeout_seconds(self) -> float:

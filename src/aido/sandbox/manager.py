@@ -313,6 +313,10 @@ class SandboxManager:
                     "isolation: gvisor (runsc is registered with --network=none)"
                 ]
             )
+        if spec.resources.disk_quota == "hard":
+            from aido.sandbox import volume
+
+            volume.check_possible()
         widened = widened_permissions(spec.model_dump(mode="json"))
         _confirm(widened, confirm)
         if self._workspace is None:
@@ -331,6 +335,16 @@ class SandboxManager:
                 # The task runs unprivileged; it may write only these two trees.
                 for writable in (paths.work, paths.outputs):
                     os.chown(writable, uid, gid)
+            if spec.resources.disk_quota == "hard":
+                from aido.sandbox import volume
+
+                volume.create(
+                    paths,
+                    size_bytes=spec.resources.disk_bytes,
+                    max_files=spec.resources.files,
+                    uid=uid,
+                    gid=gid,
+                )
             from aido.sandbox.inputs import copy_inputs
 
             inputs = copy_inputs(matches, paths.inputs)
@@ -368,7 +382,7 @@ class SandboxManager:
             if widened:
                 record_event(paths.events, "permissions_widened", sandbox_id=sandbox_id, warnings=widened)
         except BaseException:
-            fsutil.remove_tree(paths.root)  # no half-created sandbox stays behind
+            _delete_sandbox_tree(paths)  # no half-created sandbox stays behind
             raise
         workspace.set_active(sandbox_id)
         return record
@@ -467,7 +481,7 @@ class SandboxManager:
             with fsutil.locked(paths.lock):
                 if not paths.root.is_dir():
                     return None
-                fsutil.remove_tree(paths.root)
+                _delete_sandbox_tree(paths)
         except FileNotFoundError:
             return None
         record_event(
@@ -925,6 +939,10 @@ class SandboxManager:
 
         record, paths, task, settings = plan.record, plan.paths, plan.task, plan.settings
         uid, _, gid = record.task_user.partition(":")
+        if settings.disk_quota == "hard":
+            from aido.sandbox import volume
+
+            volume.ensure_mounted(paths, uid=int(uid), gid=int(gid))  # after a reboot, nothing is
         _install_task(
             paths.work / task.name, run_dir / "task" / task.name, plan.source, task, int(uid), int(gid)
         )
@@ -986,7 +1004,7 @@ class SandboxManager:
             artifacts.insert(3, f"{run_dir.name}/changes.diff")
         disk = guard.disk_report()
         status = _status(outcome)
-        if status in ("success", "failed") and disk["exceeded"]:
+        if status == "failed" and disk["exceeded"]:
             # The file-size limit stopped it (EFBIG, or SIGXFSZ for node) before a check did.
             status = "disk_limit"
         message = guard.message(outcome, status)
@@ -1175,6 +1193,14 @@ def _may_need_sweeping(paths: SandboxPaths, now: Any) -> bool:
         return True
 
 
+def _delete_sandbox_tree(paths: SandboxPaths) -> None:
+    from aido.sandbox import volume
+
+    if volume.is_hard(paths) or os.path.ismount(paths.work) or os.path.ismount(paths.outputs):
+        volume.release(paths)  # never delete through a mounted filesystem
+    fsutil.remove_tree(paths.root)
+
+
 def _subdirs(path: Path) -> list[Path]:
     try:
         return [p for p in path.iterdir() if p.is_dir() and not p.is_symlink()]
@@ -1355,6 +1381,8 @@ class _RunGuard:
         if time.time() >= self.expires:
             return "expired"
         now = time.monotonic()
+        if self.plan.settings.disk_quota == "hard":
+            return None  # the sandbox's own filesystem enforces the limit: writes fail with ENOSPC
         if now >= self.next_disk_check:
             self.check_disk()
             # A big tree costs more to walk: check it less often rather than load the host.
@@ -1380,12 +1408,19 @@ class _RunGuard:
         settings = self.plan.settings
         exceeded_while_running = self.exceeded
         self.check_disk(final=True)  # once more, after the task ended: what it left behind
-        if not self.exceeded and self.usage.bytes_used >= settings.disk_bytes:
+        if settings.disk_quota == "hard":
+            from aido.sandbox import volume
+
+            # The filesystem, not a measurement, is the judge (it may hold a little more
+            # than the limit: ext4 rounds to whole blocks and groups).
+            self.exceeded = volume.full(self.paths, settings.disk_bytes)
+        elif not self.exceeded and self.usage.bytes_used >= settings.disk_bytes:
             from aido.config.units import format_size
 
             self.exceeded = f"disk limit reached: {format_size(settings.disk_bytes)} in work/ and outputs/"
         self.exceeded = exceeded_while_running or self.exceeded
         return {
+            "quota": settings.disk_quota,
             "limit_bytes": settings.disk_bytes,
             "limit_files": settings.max_files,
             "bytes_used": self.usage.bytes_used,
@@ -1400,6 +1435,8 @@ class _RunGuard:
             return f"the task was killed: {self.exceeded or 'disk limit exceeded'}"
         if status == "disk_limit":
             return f"the task stopped at its disk limit ({self.exceeded}; exit code {outcome.exit_code})"
+        if self.exceeded and status == "success":
+            return f"the task reached its disk limit ({self.exceeded}) but exited 0"
         if reason == "expired":
             record = self.plan.record
             return f"the task was stopped: sandbox {record.id} expired at {record.expires_at}"

@@ -243,6 +243,7 @@ class RunSettings:
     disk_bytes: int
     max_files: int
     isolation: str
+    disk_quota: str = "soft"
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> RunSettings:
@@ -276,6 +277,7 @@ class RunSettings:
                 disk_bytes=parse_size(resources.get("disk", "1G"), minimum=1 << 20, maximum=1 << 44),
                 max_files=files,
                 isolation=isolation,
+                disk_quota="hard" if resources.get("disk_quota") == "hard" else "soft",
             )
         except (AttributeError, TypeError, ValueError) as exc:
             raise MetadataError(f"the sandbox's stored config is invalid: {exc}") from None
