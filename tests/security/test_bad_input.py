@@ -108,12 +108,15 @@ def test_malformed_sandbox_and_run_ids_are_refused_and_touch_nothing(aido: Aido,
         assert_clear_error(aido("logs", "--run", bad), 2, "invalid run id")
     assert tree_state(project.parent) == before
     # A NUL byte cannot travel in argv (the kernel ends the string there); one planted
-    # in the active-sandbox pointer is ignored, never used as a path.
+    # in the active-sandbox pointer is refused, never used as a path, and never silently
+    # replaced by another sandbox: an explicit --sandbox still works.
     write(project / ".aido" / "active", "../../etc\x00\n")
     before = tree_state(project.parent)
     shown = aido("logs")
-    assert shown.code == 0, shown.stderr
-    assert shown.stdout == "ran\n"
+    assert_clear_error(shown, 3, "does not hold a sandbox id")
+    explicit = aido("logs", "--sandbox", sandbox_id)
+    assert explicit.code == 0, explicit.stderr
+    assert explicit.stdout == "ran\n"
     assert tree_state(project.parent) == before
     assert [r["run_id"] for r in record(project, sandbox_id)["runs"]] == ["run-001"]
 
