@@ -152,8 +152,8 @@ def test_unknown_top_level_key_without_a_close_match(tmp_path: Path) -> None:
 
 def test_unknown_nested_key(tmp_path: Path) -> None:
     assert one_problem(tmp_path, "resources:\n  cpu: 1\n  memroy: 1G\n") == (
-        "sandbox.yaml:3: resources.memroy: unknown key (allowed: cpu, memory, timeout, disk, files, disk_quota); "
-        "did you mean 'memory'?"
+        "sandbox.yaml:3: resources.memroy: unknown key "
+        "(allowed: cpu, memory, timeout, disk, files, disk_quota); did you mean 'memory'?"
     )
     assert one_problem(tmp_path, "permissions:\n  aws:\n    rol: readonly\n") == (
         "sandbox.yaml:3: permissions.aws.rol: unknown key (allowed: role, services); did you mean 'role'?"
