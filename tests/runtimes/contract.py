@@ -288,6 +288,12 @@ class RuntimeContract:
         assert "teleport" in caught.value.message
         assert caught.value.hint
         assert adapter.list_labelled(labels) == []
+        # Asked before any container exists (the manager does, before a run id exists).
+        with pytest.raises(RuntimeUnavailable) as asked:
+            adapter.check_isolation("teleport")
+        assert "teleport" in asked.value.message
+        assert asked.value.hint
+        adapter.check_isolation("default")
 
     def test_file_size_limit_is_enforced(self, adapter: RuntimeAdapter, request_for: RequestFactory) -> None:
         write = (

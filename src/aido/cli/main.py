@@ -129,7 +129,7 @@ def _confirmer(yes: bool) -> Callable[[list[str]], bool]:
     def confirm(warnings: list[str]) -> bool:
         out = Renderer(json_mode=STATE.json)
         for warning in warnings:
-            out.warn(f"{warning}")
+            out.warn(warning)
         if yes:
             return True
         if not (sys.stdin.isatty() and sys.stderr.isatty()):

@@ -109,6 +109,17 @@ class RuntimeAdapter(ABC):
         """The isolation levels this backend can run now ("default" always)."""
         return [ISOLATION_DEFAULT]
 
+    def check_isolation(self, isolation: str) -> None:
+        """Raise RuntimeUnavailable, with the fix, unless this backend can run ``isolation``
+        now; the manager asks before a run id exists, so a refusal leaves no trace."""
+        if isolation not in self.isolation_levels():
+            from aido.errors import RuntimeUnavailable
+
+            raise RuntimeUnavailable(
+                f"isolation {isolation!r} is not available with the {self.name} runtime",
+                hint=f"use one of: {', '.join(self.isolation_levels())}",
+            )
+
     @abstractmethod
     def run(self, request: ExecRequest, on_output: OutputSink, guard: Guard | None = None) -> ExecOutcome:
         """Run to completion in a fresh container, streaming output; always remove the container.

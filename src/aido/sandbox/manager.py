@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from aido import __version__
 from aido.errors import (
     AidoError,
+    ConfigError,
+    MetadataError,
     NotConfirmed,
     RunNotFound,
     RuntimeUnavailable,
@@ -166,7 +168,6 @@ class _Plan:
     env: dict[str, str]  # from -e flags; the sandbox's own env is in settings
     widen: Widening
     warnings: list[str]  # every permission wider than the default, from the sandbox or the flags
-    cancel: threading.Event | None
 
 
 @dataclass
@@ -244,8 +245,6 @@ class SandboxManager:
                 hint="list sandboxes with `aido sandbox list`",
             ) from None
         except (OSError, ValueError) as exc:
-            from aido.errors import MetadataError
-
             raise MetadataError(f"{paths.metadata} is unreadable: {exc}") from None
         return SandboxRecord.from_json(data, source=str(paths.metadata))
 
@@ -305,8 +304,6 @@ class SandboxManager:
 
             matches = match_inputs(spec.inputs, spec_file.parent, source=spec_file.name)
         if spec.isolation == "gvisor" and spec.permissions.network:
-            from aido.errors import ConfigError
-
             raise ConfigError(
                 [
                     f"{spec_file or 'sandbox.yaml'}: permissions.network: true cannot be combined with "
@@ -551,7 +548,7 @@ class SandboxManager:
         actions: list[dict[str, Any]] = []
         try:
             found = self.runtime.list_labelled(
-                {"aido.managed": "true", "aido.workspace": str(workspace.root)[:1024]}
+                {"aido.managed": "true", "aido.workspace": self._workspace_label()}
             )
         except AidoError as exc:
             log.debug("container sweep skipped: %s", exc)
@@ -570,6 +567,10 @@ class SandboxManager:
             self.runtime.remove_labelled({"aido.sandbox": sandbox_id, "aido.run": rid})
             actions.append({"action": "removed_container", "sandbox_id": sandbox_id, "run_id": rid})
         return actions
+
+    def _workspace_label(self) -> str:
+        """The `aido.workspace` label on every container: how a sweep finds this workspace's."""
+        return str(self.workspace.root)[:1024]
 
     def _recover_run(self, sandbox_id: str, rid: str) -> bool:
         """Close the record of a run whose aido process died: stop its container, write a
@@ -745,14 +746,8 @@ class SandboxManager:
                 )
             choice = found
         # Engine, isolation and image before a run id exists: a missing engine leaves no trace.
-        runtime = self.runtime  # its first call (the image check) reports an unreachable engine
-        if settings.isolation != "default" and settings.isolation not in runtime.isolation_levels():
-            from aido.runtimes.docker.adapter import GVISOR_HINT
-
-            raise RuntimeUnavailable(
-                f"sandbox {sid} asks for isolation {settings.isolation!r}, which this engine cannot provide",
-                hint=GVISOR_HINT if settings.isolation == "gvisor" else None,
-            )
+        runtime = self.runtime  # its first call reports an unreachable engine
+        runtime.check_isolation(settings.isolation)
         image_id = runtime.ensure_image(choice.image, (hooks or RunHooks()).on_pull)
         return _Plan(
             record,
@@ -767,19 +762,15 @@ class SandboxManager:
             extra_env,
             widen,
             widened_permissions(record.config) + widen.warnings(),
-            None,
         )
 
     def execute(
         self, plan: _Plan, hooks: RunHooks | None = None, *, cancel: threading.Event | None = None
     ) -> RunResult:
         """Run a prepared plan: allocate the run id, run the task, write the evidence."""
-        from dataclasses import replace
-
-        plan = replace(plan, cancel=cancel)
         rid, run_dir, lock_fd = self._begin_run(plan.record, plan.paths, plan.task.name)
         try:
-            return self._execute(plan, rid, run_dir, hooks or RunHooks())
+            return self._execute(plan, rid, run_dir, hooks or RunHooks(), cancel)
         except BaseException as exc:
             # Whatever failed, the run's record must not stay "running".
             self._abandon_run(plan, rid, run_dir, exc)
@@ -920,7 +911,7 @@ class SandboxManager:
                 "aido.managed": "true",
                 "aido.sandbox": record.id,
                 "aido.run": rid,
-                "aido.workspace": str(self.workspace.root)[:1024],
+                "aido.workspace": self._workspace_label(),
                 "aido.version": __version__,
             },
             name=f"aido-{record.id}-{rid}",
@@ -930,7 +921,9 @@ class SandboxManager:
             masked_paths=masked,
         )
 
-    def _execute(self, plan: _Plan, rid: str, run_dir: Path, hooks: RunHooks) -> RunResult:
+    def _execute(
+        self, plan: _Plan, rid: str, run_dir: Path, hooks: RunHooks, cancel: threading.Event | None
+    ) -> RunResult:
         from aido.evidence.capture import DEFAULT_LIMIT, OutputCapture
         from aido.evidence.gitinfo import git_context
         from aido.evidence.redact import mask_text, secret_values
@@ -968,13 +961,11 @@ class SandboxManager:
             request.network,
             [(m.source, m.target, "ro" if m.read_only else "rw") for m in request.mounts],
         )
+        secrets = secret_values({**settings.env, **plan.env})
         capture = OutputCapture(
-            run_dir,
-            limit=self.output_limit or DEFAULT_LIMIT,
-            echo=hooks.on_output,
-            secrets=secret_values({**settings.env, **plan.env}),
+            run_dir, limit=self.output_limit or DEFAULT_LIMIT, echo=hooks.on_output, secrets=secrets
         )
-        guard = _RunGuard(plan, paths)
+        guard = _RunGuard(plan, paths, cancel)
         if hooks.on_start:
             hooks.on_start(rid, task.name, request.image)
         try:
@@ -992,7 +983,7 @@ class SandboxManager:
             changes.extend(found)
             diffs.append(diff)
         # A task may write a secret it was given into a text file: the diff masks it too.
-        diff_text = mask_text("".join(diffs), secret_values({**settings.env, **plan.env}))
+        diff_text = mask_text("".join(diffs), secrets)
         artifacts = [
             f"{run_dir.name}/task/{task.name}",
             f"{run_dir.name}/stdout.log",
@@ -1214,12 +1205,8 @@ def _read_secrets(paths: SandboxPaths) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        from aido.errors import MetadataError
-
         raise MetadataError(f"{paths.secrets} is unreadable: {exc}") from None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        from aido.errors import MetadataError
-
         raise MetadataError(f"{paths.secrets} is invalid: expected names mapped to strings")
     return {str(k): v for k, v in data.items()}
 
@@ -1363,18 +1350,19 @@ def _status(outcome: ExecOutcome) -> str:
 class _RunGuard:
     """Polled by the runtime adapter while a task runs: says when aido must stop it."""
 
-    def __init__(self, plan: _Plan, paths: SandboxPaths) -> None:
+    def __init__(self, plan: _Plan, paths: SandboxPaths, cancel: threading.Event | None) -> None:
         from aido.sandbox.records import parse_time
 
         self.plan = plan
         self.paths = paths
+        self.cancel = cancel
         self.expires = parse_time(plan.record.expires_at).timestamp()
         self.next_disk_check = 0.0
         self.usage: Any = None
         self.exceeded: str | None = None
 
     def __call__(self) -> str | None:
-        if self.plan.cancel is not None and self.plan.cancel.is_set():
+        if self.cancel is not None and self.cancel.is_set():
             return "cancelled"
         if self.paths.destroying.exists() or not self.paths.metadata.exists():
             return "destroyed"

@@ -225,6 +225,9 @@ class DockerRuntime(RuntimeAdapter):
             self._runtimes = sorted((self.engine_info().get("Runtimes") or {}).keys())
         return [ISOLATION_DEFAULT] + [level for level, oci in OCI_RUNTIMES.items() if oci in self._runtimes]
 
+    def check_isolation(self, isolation: str) -> None:
+        self._oci_runtime(isolation)
+
     def _oci_runtime(self, isolation: str) -> str | None:
         if isolation == ISOLATION_DEFAULT:
             return None
