@@ -329,11 +329,15 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwind through the finally blocks: sandbox, containers, temp dir
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    # Clean up on Ctrl-C and on SIGTERM, even when started in the background (SIGINT ignored).
+def clean_up_on_signals() -> None:
+    """Clean up on Ctrl-C and on SIGTERM, even when started in the background (SIGINT ignored)."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    clean_up_on_signals()
     try:
         stats, notes = benchmark(args.runs)
     except BenchError as exc:

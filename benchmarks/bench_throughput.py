@@ -48,7 +48,6 @@ import os
 import platform
 import resource
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -70,6 +69,7 @@ from bench_run import (
     BenchError,
     aido_command,
     clean_up,
+    clean_up_on_signals,
     docker_binary,
     raw_docker_command,
     run_checked,
@@ -421,14 +421,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # unwind through the finally blocks: sandbox, containers, temp dir
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    clean_up_on_signals()
 
     def progress(message: str) -> None:
         print(f"bench_throughput: {message}", file=sys.stderr, flush=True)
