@@ -418,3 +418,42 @@ def test_sparse_and_over_budget_files_are_recorded_by_size_without_reading(tmp_p
     entry = snap.entries["sparse"]
     assert (entry.kind, entry.size, entry.sha256) == ("file", 200 << 20, None)
     assert any("sparse" in note for note in snap.notes)
+
+
+def test_an_entry_swapped_between_file_and_symlink_is_recorded_consistently(tmp_path: Path) -> None:
+    # A task flips a name between a regular file and a symlink while the host walks it:
+    # each look must pair the type with its own content (a symlink always has its target,
+    # a file its hash), never a symlink type with a missing target.
+    root = tmp_path / "outputs"
+    root.mkdir()
+    target = str(tmp_path / "elsewhere")
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            (root / "x.tmp").write_text("decoy\n")
+            os.replace(root / "x.tmp", root / "x")
+            if os.path.lexists(root / "l.tmp"):
+                os.remove(root / "l.tmp")
+            os.symlink(target, root / "l.tmp")
+            os.replace(root / "l.tmp", root / "x")
+
+    swapper = threading.Thread(target=swap, daemon=True)
+    swapper.start()
+    kinds = set()
+    try:
+        for _ in range(3000):
+            entry = snapshot(root).entries.get("x")
+            if entry is None:
+                continue
+            kinds.add(entry.kind)
+            if entry.kind == "symlink":
+                assert entry.target == target
+            elif entry.kind == "file":
+                assert entry.sha256 == _sha(b"decoy\n")
+            else:
+                assert entry.kind == "other"  # changed under every look: recorded as such
+    finally:
+        stop.set()
+        swapper.join()
+    assert {"file", "symlink"} <= kinds

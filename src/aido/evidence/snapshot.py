@@ -13,6 +13,7 @@ note instead of hanging aido.
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
 import os
 import stat
@@ -70,6 +71,39 @@ def _kind(mode: int) -> str:
     return "other"
 
 
+CHANGED_TYPE = "changed type while being read"
+CHANGING_TRIES = 3  # a task may swap an entry's type between our stat and our read
+
+
+def _look(
+    dir_fd: int, name: str, budget: list[int], hash_budget: list[int]
+) -> tuple[Entry, str | None] | None:
+    """The entry ``name`` in ``dir_fd`` and a note about it; None if it is gone. A task can
+    swap a file for a symlink (or back) between the stat and the read: the entry is then
+    looked at again, so its type and content (or target) come from one consistent look."""
+    for _ in range(CHANGING_TRIES):
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            return None
+        kind = _kind(st.st_mode)
+        mode = stat.S_IMODE(st.st_mode)
+        if kind == "file":
+            digest, text, note = _read_file(dir_fd, name, budget, hash_budget)
+            if note != CHANGED_TYPE:
+                return Entry(kind, st.st_size, mode, digest, text=text), note
+        elif kind == "symlink":
+            try:
+                target = display_name(os.readlink(name, dir_fd=dir_fd)[:4096])
+            except OSError:
+                continue  # no longer a link (or gone): look again
+            return Entry(kind, st.st_size, mode, target=target), None
+        else:
+            # dir, fifo, socket, device: recorded, never opened here (opening a fifo blocks).
+            return Entry(kind, 0, mode), None
+    return Entry("other", 0, 0), f"changed type while being read, {CHANGING_TRIES} times"
+
+
 def _read_file(
     dir_fd: int, name: str, budget: list[int], hash_budget: list[int]
 ) -> tuple[str | None, str | None, str | None]:
@@ -77,11 +111,13 @@ def _read_file(
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, None, CHANGED_TYPE  # swapped for a symlink since the stat
         return None, None, f"unreadable: {exc.strerror}"
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            return None, None, "changed type while being read"
+            return None, None, CHANGED_TYPE
         if st.st_size > HASH_LIMIT:
             return None, None, f"not hashed: larger than {HASH_LIMIT >> 20} MiB"
         if st.st_size > (1 << 20) and st.st_blocks * 512 < st.st_size // 2:
@@ -142,25 +178,14 @@ def snapshot(root: Path, *, max_entries: int = MAX_ENTRIES, max_depth: int = MAX
                     stack.append((dir_fd, prefix, depth))  # closed below
                     raise StopIteration
                 rel = f"{prefix}{display_name(name)}"
-                try:
-                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                except OSError:
+                looked = _look(dir_fd, name, budget, hash_budget)
+                if looked is None:
                     continue
-                kind = _kind(st.st_mode)
-                mode = stat.S_IMODE(st.st_mode)
-                if kind == "file":
-                    digest, text, note = _read_file(dir_fd, name, budget, hash_budget)
-                    if note:
-                        result.notes.append(f"{rel}: {note}")
-                    result.entries[rel] = Entry(kind, st.st_size, mode, digest, text=text)
-                elif kind == "symlink":
-                    try:
-                        target = display_name(os.readlink(name, dir_fd=dir_fd)[:4096])
-                    except OSError:
-                        target = None
-                    result.entries[rel] = Entry(kind, st.st_size, mode, target=target)
-                elif kind == "dir":
-                    result.entries[rel] = Entry(kind, 0, mode)
+                entry, note = looked
+                if note:
+                    result.notes.append(f"{rel}: {note}")
+                result.entries[rel] = entry
+                if entry.kind == "dir":
                     if depth + 1 >= max_depth:
                         result.notes.append(f"{rel}: not descended: deeper than {max_depth} levels")
                         continue
@@ -172,9 +197,6 @@ def snapshot(root: Path, *, max_entries: int = MAX_ENTRIES, max_depth: int = MAX
                         result.notes.append(f"{rel}: not walked: {exc.strerror}")
                         continue
                     stack.append((sub, f"{rel}/", depth + 1))
-                else:
-                    # fifo, socket, device: recorded, never opened (opening a fifo blocks).
-                    result.entries[rel] = Entry(kind, 0, mode)
             os.close(dir_fd)
     except StopIteration:
         pass
