@@ -688,6 +688,46 @@ def test_destroy_removes_a_sandbox_with_invalid_metadata(aido: Aido, project: Pa
         shutil.rmtree(corrupt, ignore_errors=True)
 
 
+# -- containers aido could not remove ---------------------------------------------------------
+
+
+def test_a_container_aido_could_not_remove_goes_with_the_next_command(aido: Aido, project: Path) -> None:
+    # No auto-cleanup: no reaper runs, so only the command's own sweep can remove it.
+    up = aido("sandbox", "up", "--json", "--no-auto-cleanup")
+    assert up.code == 0, up.stderr
+    sandbox_id = up.json["sandbox_id"]
+    assert reaper_pids(project) == []
+    labels = {
+        "aido.managed": "true",
+        "aido.workspace": str(project.resolve()),
+        "aido.sandbox": sandbox_id,
+        "aido.run": "run-007",
+    }
+    started = subprocess.run(
+        ["docker", "run", "-d", "--network", "none"]
+        + [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
+        + ["debian:bookworm-slim", "sleep", "60"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    marker = project / ".aido" / "containers-left"
+    try:
+        # Commands do not ask the engine for containers on every call: that costs each
+        # command a round trip. A run whose container the engine failed to remove leaves
+        # the marker, and that makes the next command look.
+        listed = aido("sandbox", "list")
+        assert listed.code == 0, listed.stderr
+        assert len(labelled_containers(sandbox_id)) == 1
+        marker.touch()
+        listed = aido("sandbox", "list")
+        assert listed.code == 0, listed.stderr
+        assert labelled_containers(sandbox_id) == []
+        assert not marker.exists()
+    finally:
+        subprocess.run(["docker", "rm", "-f", started.stdout.strip()], capture_output=True, check=False)
+
+
 # -- the engine goes away mid-run (LAST: it restarts dockerd) ---------------------------------
 
 DOCKERD_LOG = Path("/var/log/aido-dockerd.log")  # where scripts/bootstrap.sh sends it
@@ -854,6 +894,7 @@ def test_zz_engine_stopped_mid_run_ends_the_run_and_the_engine_comes_back(
     assert stop.fresh_run.stdout == "back\n"
     assert stop.sweep.code == 0, stop.sweep.stderr
     assert stop.old_containers == []
+    assert not (stop.project / ".aido" / "containers-left").exists()
 
 
 def test_zz_engine_stopped_mid_run_is_recorded_as_an_engine_error(

@@ -75,6 +75,7 @@ class ExecOutcome:
     image_id: str = ""
     error: str | None = None  # set when the engine failed: never a success
     stop_reason: str | None = None  # why aido killed the task: TIMEOUT, INTERRUPTED or a guard's reason
+    container_left: bool = False  # the engine could not remove the container: a sweep must
     # The isolation settings read back from the engine after the run, not what we asked for.
     applied: dict[str, Any] = field(default_factory=dict)
 
@@ -132,7 +133,8 @@ class RuntimeAdapter(ABC):
 
     @abstractmethod
     def remove_labelled(self, labels: dict[str, str]) -> list[str]:
-        """Stop and remove every container carrying all these labels; return their ids."""
+        """Stop and remove every container carrying all these labels; return their ids.
+        Raise RuntimeUnavailable if the engine is unreachable or any of them may remain."""
 
     @abstractmethod
     def list_labelled(self, labels: dict[str, str]) -> list[dict[str, Any]]:

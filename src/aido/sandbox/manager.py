@@ -471,7 +471,7 @@ class SandboxManager:
         warning = None
         removed: list[str] = []
         try:
-            removed = self.runtime.remove_labelled({"aido.sandbox": sandbox_id})
+            removed = self._remove_containers({"aido.sandbox": sandbox_id})
         except RuntimeUnavailable as exc:
             warning = f"containers not checked: {exc.message}"
         try:
@@ -505,9 +505,10 @@ class SandboxManager:
     def sweep(self, *, containers: bool = False) -> list[dict[str, Any]]:
         """Destroy expired auto-cleanup sandboxes and close the records of orphaned runs
         (marked running, but the aido process that ran them is gone: killed, crashed, or
-        the machine restarted). With ``containers``, also remove containers of this
-        workspace that no live run owns. Every aido command calls this on its way, and the
-        reaper every interval. Returns what it did; never raises for one bad sandbox."""
+        the machine restarted). With ``containers`` (the reaper), or when an aido process
+        marked the workspace because the engine failed to remove a container, also remove
+        containers of this workspace that no live run owns. Every aido command calls this
+        on its way, and the reaper every interval. Returns what it did; never raises for one bad sandbox."""
         workspace = Workspace.find() if self._workspace is None else self._workspace
         if workspace is None:
             return []
@@ -538,7 +539,7 @@ class SandboxManager:
                     actions.append({"action": "destroyed_expired", "sandbox_id": sandbox_id})
             except (AidoError, OSError) as exc:
                 log.debug("sweep skipped %s: %s", sandbox_id, exc)
-        if containers:
+        if containers or workspace.containers_left.exists():
             actions.extend(self.reap_containers())
         return actions
 
@@ -546,12 +547,15 @@ class SandboxManager:
         """Remove this workspace's containers that no live aido run owns."""
         workspace = self.workspace
         actions: list[dict[str, Any]] = []
+        # Cleared before looking, so that a container left while this sweep runs re-marks it.
+        workspace.containers_left.unlink(missing_ok=True)
         try:
             found = self.runtime.list_labelled(
                 {"aido.managed": "true", "aido.workspace": self._workspace_label()}
             )
         except AidoError as exc:
             log.debug("container sweep skipped: %s", exc)
+            self._mark_containers_left()
             return actions
         for container in found:
             labels = container.get("labels") or {}
@@ -564,9 +568,28 @@ class SandboxManager:
                 continue  # its aido process is alive and will remove it
             if run_dir is not None and run_dir.is_dir():
                 self._recover_run(sandbox_id, rid)
-            self.runtime.remove_labelled({"aido.sandbox": sandbox_id, "aido.run": rid})
+            try:
+                self._remove_containers({"aido.sandbox": sandbox_id, "aido.run": rid})
+            except AidoError as exc:
+                log.debug("container of %s/%s not removed: %s", sandbox_id, rid, exc)
+                continue
             actions.append({"action": "removed_container", "sandbox_id": sandbox_id, "run_id": rid})
         return actions
+
+    def _remove_containers(self, labels: dict[str, str]) -> list[str]:
+        """Remove containers by label; if any may remain, mark the workspace and re-raise."""
+        try:
+            return self.runtime.remove_labelled(labels)
+        except RuntimeUnavailable:
+            self._mark_containers_left()
+            raise
+
+    def _mark_containers_left(self) -> None:
+        """Make the next command's sweep look for containers that could not be removed."""
+        try:
+            self.workspace.containers_left.touch()
+        except OSError as exc:
+            log.debug("could not mark containers left: %s", exc)
 
     def _workspace_label(self) -> str:
         """The `aido.workspace` label on every container: how a sweep finds this workspace's."""
@@ -592,7 +615,7 @@ class SandboxManager:
                 try:
                     labels = {"aido.sandbox": sandbox_id, "aido.run": rid}
                     containers = self.runtime.list_labelled(labels)
-                    self.runtime.remove_labelled(labels)
+                    self._remove_containers(labels)
                 except AidoError as exc:
                     log.warning("could not check %s's container: %s", rid, exc.message)
                 recovered_at = isoformat(utcnow())
@@ -970,8 +993,13 @@ class SandboxManager:
             hooks.on_start(rid, task.name, request.image)
         try:
             outcome = self.runtime.run(request, capture.write, guard)
+        except RuntimeUnavailable:
+            self._mark_containers_left()  # it may have created the container before failing
+            raise
         finally:
             streams = capture.close()
+        if outcome.container_left:
+            self._mark_containers_left()
         if outcome.stop_reason is None and outcome.exit_code != 0 and paths.destroying.exists():
             # Destroyed under us before the guard noticed: that, not an engine error, is why.
             outcome.stop_reason, outcome.error, outcome.exit_code = "destroyed", None, None

@@ -100,6 +100,12 @@ class Workspace:
         """Held by the one TTL reaper process of this workspace while it runs."""
         return self.dir / "reaper.lock"
 
+    @property
+    def containers_left(self) -> Path:
+        """Present while containers may remain that an aido process failed to remove
+        (the engine was down): the next command's sweep looks for them by label."""
+        return self.dir / "containers-left"
+
     @classmethod
     def find(cls, start: Path | None = None) -> Workspace | None:
         here = (start or Path.cwd()).resolve()

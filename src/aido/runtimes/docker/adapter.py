@@ -321,13 +321,17 @@ class DockerRuntime(RuntimeAdapter):
         except EngineError:
             pass
 
-    def _remove(self, container_id: str) -> None:
+    def _remove(self, container_id: str) -> bool:
+        """Force-remove a container; False if it may still exist (the engine is gone or
+        failed). 409 means the engine is already removing it. Never raises: callers mark
+        the workspace so that the next sweep finds it again by its labels."""
         try:
             self._call(
                 "DELETE", f"/containers/{container_id}", query={"force": 1, "v": 1}, ok=(204, 404, 409)
             )
         except (EngineError, RuntimeUnavailable):
-            pass  # found again by its labels on the next sweep
+            return False
+        return True
 
     def run(self, request: ExecRequest, on_output: OutputSink, guard: Guard | None = None) -> ExecOutcome:
         container_id = self._create(request)
@@ -401,7 +405,7 @@ class DockerRuntime(RuntimeAdapter):
                 monitor.join(timeout=5)
             if stream is not None:
                 stream.close()
-            self._remove(container_id)
+            removed = self._remove(container_id)
         duration_ms = int((time.monotonic() - start) * 1000)
         state = inspect.get("State") or {}
         reason = stop_reason[0] if stop_reason else None
@@ -420,6 +424,7 @@ class DockerRuntime(RuntimeAdapter):
             error=error,
             applied=applied_settings(inspect) if inspect else {},
             stop_reason=reason,
+            container_left=not removed,
         )
 
     def _killed_from_outside(self, container_id: str, since: float) -> str | None:
@@ -464,8 +469,15 @@ class DockerRuntime(RuntimeAdapter):
         ]
 
     def remove_labelled(self, labels: dict[str, str]) -> list[str]:
-        removed = []
+        removed, left = [], 0
         for container in self._labelled(labels):
-            self._remove(container["Id"])
-            removed.append(str(container["Id"]))
+            if self._remove(container["Id"]):
+                removed.append(str(container["Id"]))
+            else:
+                left += 1
+        if left:
+            raise RuntimeUnavailable(
+                f"{left} container(s) could not be removed: the engine failed or went away",
+                hint=ENGINE_HINT,
+            )
         return removed
