@@ -159,7 +159,9 @@ def test_the_reaper_destroys_an_expired_sandbox_with_no_command_run_then_exits(
     (reaper,) = reaper_pids(project)
     expires_at = record(project, sandbox_id)["expires_at"]
     # No aido command from here on: only the reaper can remove it.
-    wait_for(lambda: not sandbox_root(project, sandbox_id).exists(), timeout=6, what="the reaper")
+    # The event is written last, after the directory is gone: wait for it, not the directory.
+    wait_for(lambda: destroyed_events(project, sandbox_id), timeout=6, what="the reaper")
+    assert not sandbox_root(project, sandbox_id).exists()
     (event,) = destroyed_events(project, sandbox_id)
     assert event["reason"] == "expired"
     assert event["expired_at"] == expires_at
@@ -254,7 +256,9 @@ def test_a_running_task_is_stopped_when_its_sandbox_expires(aido: Aido, project:
     assert f"The task was stopped: sandbox {sandbox_id} expired at" in stderr
     assert "Traceback" not in stderr
     # The run closed its record; then the reaper removes the sandbox.
-    wait_for(lambda: not sandbox_root(project, sandbox_id).exists(), timeout=6, what="the reaper")
+    # The event is written last, after the directory is gone: wait for it, not the directory.
+    wait_for(lambda: destroyed_events(project, sandbox_id), timeout=6, what="the reaper")
+    assert not sandbox_root(project, sandbox_id).exists()
     (event,) = destroyed_events(project, sandbox_id)
     assert event["reason"] == "expired"
     assert_no_containers(sandbox_id)
