@@ -251,7 +251,7 @@ def test_a_running_task_is_stopped_when_its_sandbox_expires(aido: Aido, project:
             process.kill()
     elapsed = time.monotonic() - created
     assert process.returncode == 3, stderr
-    assert elapsed < 7
+    assert elapsed < 12  # stopped at the 4 s expiry, long before the task's 60 s sleep
     assert stdout == "started\n"
     assert f"The task was stopped: sandbox {sandbox_id} expired at" in stderr
     assert "Traceback" not in stderr
