@@ -457,3 +457,13 @@ def test_an_entry_swapped_between_file_and_symlink_is_recorded_consistently(tmp_
         stop.set()
         swapper.join()
     assert {"file", "symlink"} <= kinds
+
+
+def test_exclude_skips_only_top_level_names(work: Path) -> None:
+    (work / ".aido").mkdir()
+    (work / ".aido" / "state.json").write_text("{}")
+    (work / "sub" / ".aido").mkdir(parents=True)
+    (work / "sub" / ".aido" / "kept.txt").write_text("kept")
+    taken = snapshot(work, exclude=frozenset({".aido"}))
+    assert not [path for path in taken.entries if path.startswith(".aido")]
+    assert "sub/.aido/kept.txt" in taken.entries

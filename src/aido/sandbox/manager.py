@@ -890,6 +890,19 @@ class SandboxManager:
         except (AidoError, OSError):
             pass
 
+    def _writable_trees(self, plan: _Plan) -> dict[str, tuple[Path, frozenset[str]]]:
+        """Every host directory the task can write, by the name its changes are reported
+        under, with the top-level names not to walk: what a run changed is recorded wherever
+        it could change something, including what an escape hatch opened."""
+        paths, settings = plan.paths, plan.settings
+        trees = {"work": (paths.work, frozenset[str]()), "outputs": (paths.outputs, frozenset[str]())}
+        if settings.filesystem != "none" and (settings.filesystem == "readwrite" or plan.widen.mutations):
+            trees["inputs"] = (paths.inputs, frozenset())
+        if plan.widen.host_filesystem and plan.widen.mutations:
+            # aido's own state is hidden from the task (see _request): not the task's change.
+            trees["project"] = (self.workspace.root, frozenset({self.workspace.dir.name}))
+        return trees
+
     def _request(self, plan: _Plan, rid: str) -> ExecRequest:
         """The container request: the sandbox's policy, made explicit."""
         from aido.runtimes.base import ExecRequest, Limits, Mount
@@ -901,15 +914,16 @@ class SandboxManager:
             Mount(str(paths.work.resolve()), "/work", read_only=False),
             Mount(str(paths.outputs.resolve()), "/outputs", read_only=False),
         ]
-        writable_inputs = settings.filesystem == "readwrite" or plan.widen.mutations
+        writable = self._writable_trees(plan)
         if settings.filesystem != "none":
-            mounts.insert(0, Mount(str(paths.inputs.resolve()), "/inputs", read_only=not writable_inputs))
+            inputs = Mount(str(paths.inputs.resolve()), "/inputs", read_only="inputs" not in writable)
+            mounts.insert(0, inputs)
         masked = []
         if plan.widen.host_filesystem:
             # The project directory, but never aido's own state inside it: other sandboxes'
             # evidence and secrets.json stay hidden under an empty read-only tmpfs.
             mounts.append(
-                Mount(str(self.workspace.root), HOST_FILESYSTEM_TARGET, read_only=not plan.widen.mutations)
+                Mount(str(self.workspace.root), HOST_FILESYSTEM_TARGET, read_only="project" not in writable)
             )
             masked.append(f"{HOST_FILESYSTEM_TARGET}/{self.workspace.dir.name}")
         # The task file itself comes from the run's evidence, read-only: what ran is exactly
@@ -974,7 +988,8 @@ class SandboxManager:
                 warnings=plan.warnings,
             )
         git = git_context(self.workspace.root)
-        before = {name: snapshot(getattr(paths, name)) for name in ("work", "outputs")}
+        watched = self._writable_trees(plan)
+        before = {name: snapshot(root, exclude=skip) for name, (root, skip) in watched.items()}
         request = self._request(plan, rid)
         log.debug("container %s: image %s, argv %s", request.name, request.image, request.argv)
         log.debug(
@@ -1003,10 +1018,10 @@ class SandboxManager:
         if outcome.stop_reason is None and outcome.exit_code != 0 and paths.destroying.exists():
             # Destroyed under us before the guard noticed: that, not an engine error, is why.
             outcome.stop_reason, outcome.error, outcome.exit_code = "destroyed", None, None
-        after = {name: snapshot(getattr(paths, name)) for name in ("work", "outputs")}
+        after = {name: snapshot(root, exclude=skip) for name, (root, skip) in watched.items()}
         changes: list[dict[str, object]] = []
         diffs = []
-        for name in ("work", "outputs"):
+        for name in watched:
             found, diff = compare(before[name], after[name], prefix=name)
             changes.extend(found)
             diffs.append(diff)
@@ -1040,8 +1055,7 @@ class SandboxManager:
             image_id=plan.image_id,
             streams=streams,
             changes=changes,
-            snapshot_notes=[f"work: {n}" for n in after["work"].notes]
-            + [f"outputs: {n}" for n in after["outputs"].notes],
+            snapshot_notes=[f"{name}: {n}" for name, taken in after.items() for n in taken.notes],
             # From the snapshot, which never follows a link the task planted.
             declared_outputs=[
                 {"path": p, "present": p in after["outputs"].entries} for p in settings.outputs
