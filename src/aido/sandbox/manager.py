@@ -598,7 +598,7 @@ class SandboxManager:
     def _recover_run(self, sandbox_id: str, rid: str) -> bool:
         """Close the record of a run whose aido process died: stop its container, write a
         summary from what was captured, mark it interrupted. False if it was not orphaned."""
-        from aido.evidence.summary import SUMMARY_VERSION
+        from aido.evidence.summary import closing_summary
 
         paths = self.workspace.sandbox(sandbox_id)
         run_dir = paths.run_dir(rid)
@@ -634,24 +634,22 @@ class SandboxManager:
                 if run_dir.is_dir() and not summary_path.exists():
                     fsutil.atomic_write_json(
                         summary_path,
-                        {
-                            "schema_version": SUMMARY_VERSION,
-                            "sandbox_id": sandbox_id,
-                            "run_id": rid,
-                            "task": ref.task,
-                            "status": "interrupted",
-                            "stop_reason": "aido_lost",
-                            "exit_code": None,
-                            "started_at": ref.started_at,
-                            "completed_at": None,
-                            "recovered_at": recovered_at,
-                            "message": message,
-                            "containers": [
+                        closing_summary(
+                            sandbox_id=sandbox_id,
+                            run_id=rid,
+                            task=ref.task,
+                            status="interrupted",
+                            started_at=ref.started_at,
+                            completed_at=None,
+                            stop_reason="aido_lost",
+                            recovered_at=recovered_at,
+                            message=message,
+                            containers=[
                                 {"name": c.get("name"), "state": c.get("state"), "status": c.get("status")}
                                 for c in containers
                             ],
-                            "output": output,
-                        },
+                            output=output,
+                        ),
                     )
                 ref.status = "interrupted"
                 ref.completed_at = recovered_at
@@ -852,7 +850,7 @@ class SandboxManager:
 
     def _abandon_run(self, plan: _Plan, rid: str, run_dir: Path, exc: BaseException) -> None:
         """Close the record of a run that failed before it produced an outcome."""
-        from aido.evidence.summary import SUMMARY_VERSION
+        from aido.evidence.summary import closing_summary
 
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
         message = str(exc)[:500] or type(exc).__name__
@@ -869,18 +867,16 @@ class SandboxManager:
                 # Every run directory gets a summary, even one that never started a task.
                 fsutil.atomic_write_json(
                     summary_path,
-                    {
-                        "schema_version": SUMMARY_VERSION,
-                        "sandbox_id": sandbox_id,
-                        "run_id": rid,
-                        "task": plan.task.name,
-                        "status": status,
-                        "exit_code": None,
-                        "started_at": ref.started_at,
-                        "completed_at": ref.completed_at,
-                        "error": message,
-                        "image": plan.choice.image,
-                    },
+                    closing_summary(
+                        sandbox_id=sandbox_id,
+                        run_id=rid,
+                        task=plan.task.name,
+                        status=status,
+                        started_at=ref.started_at,
+                        completed_at=ref.completed_at,
+                        error=message,
+                        image=plan.choice.image,
+                    ),
                 )
                 ref.artifacts = [f"runs/{rid}/summary.json"]
             self._finish_run(sandbox_id, paths, ref)
