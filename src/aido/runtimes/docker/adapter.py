@@ -343,6 +343,7 @@ class DockerRuntime(RuntimeAdapter):
         start = time.monotonic()
         error: str | None = None
         exit_code: int | None = None
+        oom = False
         inspect: dict[str, Any] = {}
         try:
             try:
@@ -390,10 +391,8 @@ class DockerRuntime(RuntimeAdapter):
                     time.sleep(0.05)
                     inspect = self._call("GET", f"/containers/{container_id}/json") or {}
                 oom = bool((inspect.get("State") or {}).get("OOMKilled"))
-                if exit_code > 128 and not stop_reason and not oom:
-                    outside = self._killed_from_outside(container_id, wall_start)
-                    if outside:
-                        error = outside
+                if exit_code != 0 and not stop_reason and not oom:
+                    oom, error = self._why_it_died(container_id, wall_start, exit_code)
             except KeyboardInterrupt:
                 stop_reason.insert(0, INTERRUPTED)
                 self._kill(container_id)
@@ -407,7 +406,6 @@ class DockerRuntime(RuntimeAdapter):
                 stream.close()
             removed = self._remove(container_id)
         duration_ms = int((time.monotonic() - start) * 1000)
-        state = inspect.get("State") or {}
         reason = stop_reason[0] if stop_reason else None
         if reason or error:
             exit_code = None
@@ -417,7 +415,7 @@ class DockerRuntime(RuntimeAdapter):
             finished_at=_now(),
             duration_ms=duration_ms,
             timed_out=reason == TIMEOUT,
-            oom_killed=bool(state.get("OOMKilled")),
+            oom_killed=oom,
             interrupted=reason == INTERRUPTED,
             container_id=container_id,
             image_id=str(inspect.get("Image", "")),
@@ -427,11 +425,14 @@ class DockerRuntime(RuntimeAdapter):
             container_left=not removed,
         )
 
-    def _killed_from_outside(self, container_id: str, since: float) -> str | None:
-        """Why a container that died of a signal aido did not send died, if not the task's
-        own doing: the engine records a kill/stop for `docker stop`, `docker kill` and its own
-        shutdown (which SIGTERMs every container), never for a task that signals itself."""
-        filters = json.dumps({"container": [container_id], "event": ["kill", "stop", "die"]})
+    def _why_it_died(self, container_id: str, since: float, exit_code: int) -> tuple[bool, str | None]:
+        """(out of memory, engine-side error) for a container that failed and that aido did
+        not stop, from the engine's events. An OOM kill may not show in the state: under
+        gVisor the kernel kills the sandbox's own process and the container exits 2 without
+        OOMKilled, but the engine still emits an `oom` event. The engine also records a
+        kill/stop for `docker stop`, `docker kill` and its own shutdown (which SIGTERMs every
+        container), never for a task that signals itself."""
+        filters = json.dumps({"container": [container_id], "event": ["oom", "kill", "stop"]})
         query = {"since": f"{since:.6f}", "until": f"{time.time():.6f}", "filters": filters}
         try:
             events = [
@@ -440,16 +441,20 @@ class DockerRuntime(RuntimeAdapter):
                 if isinstance(e, dict)
             ]
         except EngineError as exc:
-            return f"lost the Docker engine while the task ran: {exc.message}"
-        for event in events:
-            if event.get("Action") in ("kill", "stop"):
-                signal = (event.get("Actor") or {}).get("Attributes", {}).get("signal", "")
-                return (
-                    "the container was stopped from outside aido"
-                    + (f" (signal {signal})" if signal else "")
-                    + ": `docker stop`/`docker kill`, or the engine shutting down"
-                )
-        return None
+            return False, f"lost the Docker engine while the task ran: {exc.message}"
+        actions = [e.get("Action") for e in events]
+        if "oom" in actions:
+            return True, None
+        if exit_code > 128:
+            for event in events:
+                if event.get("Action") in ("kill", "stop"):
+                    signal = (event.get("Actor") or {}).get("Attributes", {}).get("signal", "")
+                    return False, (
+                        "the container was stopped from outside aido"
+                        + (f" (signal {signal})" if signal else "")
+                        + ": `docker stop`/`docker kill`, or the engine shutting down"
+                    )
+        return False, None
 
     def _labelled(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
