@@ -92,6 +92,7 @@ def test_full_workflow_up_run_logs_list_destroy(aido: Aido, project: Path) -> No
     run_summary = summary(project, sandbox_id)
     assert run_summary["status"] == "success"
     assert run_summary["exit_code"] == 0
+    assert (run_summary["oom_killed"], run_summary["pids_limit_reached"]) == (False, False)
     assert run_summary["sandbox_id"] == sandbox_id
     assert run_summary["run_id"] == "run-001"
     assert run_summary["task"] == "hello.py"

@@ -58,6 +58,8 @@ def task_ids() -> tuple[int, int]:
 class RuntimeContract:
     """Behaviour every RuntimeAdapter must show against its real backend."""
 
+    reports_pids = False  # True: the adapter must say whether the pids limit was reached
+
     # -- what a concrete suite provides --------------------------------------------------
 
     @pytest.fixture
@@ -362,6 +364,45 @@ class RuntimeContract:
         nofile, threads = captured.stdout.split()
         assert nofile == "256"
         assert 0 < int(threads) < 16
+
+    def test_reaching_the_pids_limit_is_reported(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
+        # Forks until the limit refuses one, then stays a moment so that a runtime that
+        # watches while the task runs sees it; the task itself exits 0.
+        fork = (
+            "import os, time\n"
+            "children = []\n"
+            "try:\n"
+            "    while len(children) < 500:\n"
+            "        pid = os.fork()\n"
+            "        if pid == 0:\n"
+            "            time.sleep(5)\n"
+            "            os._exit(0)\n"
+            "        children.append(pid)\n"
+            "except OSError:\n"
+            "    pass\n"
+            "print(len(children), flush=True)\n"
+            "time.sleep(0.5)\n"
+        )
+        request = request_for(
+            ["python3", "-c", fork], limits=Limits(cpus=1.0, memory_bytes=256 * MIB, pids=24)
+        )
+        outcome, captured = self.run(adapter, request)
+        assert outcome.exit_code == 0, captured.stderr
+        assert int(captured.stdout) < 24
+        assert outcome.pids_limit_hit in (True, None)  # None: this runtime cannot tell
+        if self.reports_pids:
+            assert outcome.pids_limit_hit is True
+
+    def test_a_task_within_its_pids_limit_is_not_reported(
+        self, adapter: RuntimeAdapter, request_for: RequestFactory
+    ) -> None:
+        outcome, captured = self.run(adapter, request_for(["sh", "-c", "sleep 0.3; echo ok"]))
+        assert captured.stdout == "ok\n"
+        assert outcome.pids_limit_hit in (False, None)
+        if self.reports_pids:
+            assert outcome.pids_limit_hit is False
 
     def test_network_is_disabled(self, adapter: RuntimeAdapter, request_for: RequestFactory) -> None:
         probe = (

@@ -169,8 +169,11 @@ def test_fork_bomb_is_contained(aido: Aido, project: Path, kind: str) -> None:
         if run_summary["oom_killed"]:
             assert "out of memory" in run_summary["message"]
     else:
-        # The pids limit holds the bomb at 256 processes until the wall timeout kills it.
+        # The pids limit holds the bomb at 256 processes until the wall timeout kills it,
+        # and the evidence says that the limit was reached.
         assert run_summary["status"] == "timed_out", run_summary
+        assert run_summary["pids_limit_reached"] is True, run_summary
+        assert "it reached its limit of 256 processes and threads" in run_summary["message"]
     if run_summary["status"] == "timed_out":
         assert result.code == 124
         assert run_summary["exit_code"] is None

@@ -64,6 +64,8 @@ def build_summary(
         "duration_ms": outcome.duration_ms,
         "timed_out": outcome.timed_out,
         "oom_killed": outcome.oom_killed,
+        # The pids limit refused the task a process or thread (a fork bomb); null: unknown.
+        "pids_limit_reached": outcome.pids_limit_hit,
         "interrupted": outcome.interrupted,
         # Why aido stopped the task (timeout, interrupted, expired, destroyed, disk_limit, ...).
         "stop_reason": stop_reason,

@@ -76,6 +76,8 @@ class ExecOutcome:
     error: str | None = None  # set when the engine failed: never a success
     stop_reason: str | None = None  # why aido killed the task: TIMEOUT, INTERRUPTED or a guard's reason
     container_left: bool = False  # the engine could not remove the container: a sweep must
+    # Whether the pids limit refused the task a process or thread; None if it cannot tell.
+    pids_limit_hit: bool | None = None
     # The isolation settings read back from the engine after the run, not what we asked for.
     applied: dict[str, Any] = field(default_factory=dict)
 

@@ -935,9 +935,7 @@ class SandboxManager:
                 cpus=settings.cpus,
                 memory_bytes=settings.memory_bytes,
                 fsize_bytes=settings.disk_bytes,
-                # Under gVisor the pids cgroup also counts the sandbox kernel's own threads:
-                # 256 would leave a task about 30 processes. Memory still bounds a fork bomb.
-                pids=GVISOR_PIDS if settings.isolation == "gvisor" else Limits.pids,
+                pids=_pids_limit(settings),
             ),
             timeout_seconds=plan.timeout_seconds,
             labels={
@@ -1372,6 +1370,14 @@ def _same_file_content(path: Path, data: bytes, mode: int) -> bool:
         os.close(fd)
 
 
+def _pids_limit(settings: RunSettings) -> int:
+    """The task's pids limit. Under gVisor the pids cgroup also counts the sandbox kernel's
+    own threads: 256 would leave a task about 30 processes. Memory still bounds a fork bomb."""
+    from aido.runtimes.base import Limits
+
+    return GVISOR_PIDS if settings.isolation == "gvisor" else Limits.pids
+
+
 def _status(outcome: ExecOutcome) -> str:
     reason = outcome.stop_reason
     if outcome.interrupted or reason in ("cancelled", "destroyed"):
@@ -1475,8 +1481,14 @@ class _RunGuard:
         if outcome.oom_killed:
             mib = self.plan.settings.memory_bytes >> 20
             return f"the task was killed: out of memory (limit {mib}M)"
+        pids = f"it reached its limit of {_pids_limit(self.plan.settings)} processes and threads" + (
+            " (gVisor's own included)" if self.plan.settings.isolation == "gvisor" else ""
+        )
         if outcome.timed_out:
-            return f"the task was killed: it ran past its timeout of {self.plan.timeout_seconds:g}s"
+            timed_out = f"the task was killed: it ran past its timeout of {self.plan.timeout_seconds:g}s"
+            return f"{timed_out} ({pids})" if outcome.pids_limit_hit else timed_out
+        if outcome.pids_limit_hit and status != "success":
+            return f"the task failed (exit code {outcome.exit_code}): {pids}"
         return None
 
 

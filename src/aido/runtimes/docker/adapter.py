@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -38,6 +39,39 @@ GVISOR_HINT = (
     "then reload dockerd (`sudo kill -HUP $(pidof dockerd)`); scripts/bootstrap.sh does all of this"
 )
 GUARD_INTERVAL = 0.05  # seconds between guard and deadline checks while a task runs
+# Where a local engine keeps a container's pids cgroup (v1 and v2, cgroupfs and systemd
+# drivers). Its pids.events counts the forks the limit refused; read while the task runs,
+# because the cgroup goes with the container.
+PIDS_EVENTS = (
+    "/sys/fs/cgroup/pids/docker/{id}/pids.events",
+    "/sys/fs/cgroup/pids/system.slice/docker-{id}.scope/pids.events",
+    "/sys/fs/cgroup/docker/{id}/pids.events",
+    "/sys/fs/cgroup/system.slice/docker-{id}.scope/pids.events",
+)
+
+
+class _PidsProbe:
+    """Whether the task ran into its pids limit: None while the cgroup cannot be found
+    (a remote engine, say), then whether its pids.events ever counted a refused fork."""
+
+    def __init__(self, container_id: str) -> None:
+        self._candidates = [Path(t.format(id=container_id)) for t in PIDS_EVENTS]
+        self._path: Path | None = None
+        self.hit: bool | None = None
+
+    def check(self) -> None:
+        if self.hit:
+            return
+        if self._path is None:
+            self._path = next((c for c in self._candidates if c.exists()), None)
+            if self._path is None:
+                return
+        try:
+            text = self._path.read_text()
+        except OSError:
+            return  # gone with the container: keep what was seen
+        counts = dict(line.split(None, 1) for line in text.splitlines() if " " in line)
+        self.hit = counts.get("max", "0").strip() not in ("", "0")
 
 
 def _now() -> str:
@@ -336,6 +370,7 @@ class DockerRuntime(RuntimeAdapter):
     def run(self, request: ExecRequest, on_output: OutputSink, guard: Guard | None = None) -> ExecOutcome:
         container_id = self._create(request)
         stop_reason: list[str] = []  # set once, by the monitor thread or on Ctrl-C
+        pids: _PidsProbe | None = None
         done = threading.Event()
         monitor: threading.Thread | None = None
         stream = None
@@ -357,11 +392,14 @@ class DockerRuntime(RuntimeAdapter):
             deadline = start + request.timeout_seconds
 
             killer = self.engine.clone(timeout=10)  # ready before it is needed: kills are urgent
+            pids = _PidsProbe(container_id)
 
             def watch() -> None:
                 # The deadline and the guard are checked here, off the thread that reads
                 # the output, so a task that prints nothing is still stopped on time.
+                pids.check()
                 while not done.wait(min(GUARD_INTERVAL, max(0.0, deadline - time.monotonic()))):
+                    pids.check()
                     reason = TIMEOUT if time.monotonic() >= deadline else None
                     if reason is None and guard is not None:
                         try:
@@ -423,6 +461,7 @@ class DockerRuntime(RuntimeAdapter):
             applied=applied_settings(inspect) if inspect else {},
             stop_reason=reason,
             container_left=not removed,
+            pids_limit_hit=pids.hit if pids is not None else None,
         )
 
     def _why_it_died(self, container_id: str, since: float, exit_code: int) -> tuple[bool, str | None]:
