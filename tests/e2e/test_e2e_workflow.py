@@ -39,6 +39,7 @@ RUN_ENVELOPE_KEYS = {
     "duration_ms",
     "timed_out",
     "oom_killed",
+    "pids_limit_reached",
     "stop_reason",
     "message",
     "artifacts",
@@ -273,6 +274,7 @@ def test_json_on_every_command_prints_one_envelope(aido: Aido, project: Path) ->
     assert doc["exit_code"] == 0
     assert doc["timed_out"] is False
     assert doc["oom_killed"] is False
+    assert doc["pids_limit_reached"] is False
     assert doc["error"] is None
     assert doc["changes"] == []
     assert isinstance(doc["duration_ms"], int)

@@ -492,6 +492,7 @@ def _run_payload(result: Any) -> dict[str, Any]:
         "duration_ms": result.duration_ms,
         "timed_out": result.timed_out,
         "oom_killed": result.oom_killed,
+        "pids_limit_reached": result.summary.get("pids_limit_reached"),
         "stop_reason": result.stop_reason,
         "message": result.message,
         "artifacts": result.artifacts,
@@ -510,10 +511,13 @@ def _outcome_line(result: Any) -> str:
     if result.status == "failed" and result.oom_killed:
         limit = result.summary["limits"]["memory_bytes"] >> 20
         return f"Task killed: out of memory (limit {limit}M; exit code {result.exit_code})"
+    pids = ""
+    if result.summary.get("pids_limit_reached"):
+        pids = f" (it reached its limit of {result.summary['limits']['pids']} processes)"
     if result.status == "failed":
-        return f"Task failed (exit code: {result.exit_code}) in {seconds}"
+        return f"Task failed (exit code: {result.exit_code}) in {seconds}{pids}"
     if result.status == "timed_out":
-        return f"Task timed out after {result.summary['limits']['timeout_seconds']:g}s and was killed"
+        return f"Task timed out after {result.summary['limits']['timeout_seconds']:g}s and was killed{pids}"
     if result.status == "interrupted" and result.stop_reason in (None, "interrupted"):
         return "Task interrupted; the container was stopped and removed"
     if result.message:
