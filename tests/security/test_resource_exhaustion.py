@@ -160,14 +160,18 @@ def test_fork_bomb_is_contained(aido: Aido, project: Path, kind: str) -> None:
     if GVISOR:
         # gVisor's pids limit (1024) also counts its own threads. The bomb then runs out of
         # memory (the kernel OOM-kills the task or gVisor's own process; the container may
-        # exit 2 without OOMKilled, and the engine's oom event is what says why), or hits
-        # the pids limit: dash exits 2 ("Cannot fork"), and gVisor's own Go runtime exits 2
-        # when it cannot start a thread. Either way nothing survives (checked below).
+        # exit 2 without OOMKilled, and the engine's oom event is what says why), or the
+        # sandbox hits the pids limit and gVisor's own Go runtime exits 2 when it cannot
+        # start a thread (pids_limit_reached, watched every 50 ms, usually says so). Either
+        # way nothing survives (checked below).
         assert run_summary["status"] in ("timed_out", "failed"), run_summary
         if run_summary["status"] == "failed":
-            assert run_summary["oom_killed"] is True or run_summary["exit_code"] == 2, run_summary
+            explained = run_summary["oom_killed"] or run_summary["pids_limit_reached"]
+            assert explained or run_summary["exit_code"] == 2, run_summary
         if run_summary["oom_killed"]:
             assert "out of memory" in run_summary["message"]
+        elif run_summary["pids_limit_reached"]:
+            assert "limit of 1024 processes and threads (gVisor's own included)" in run_summary["message"]
     else:
         # The pids limit holds the bomb at 256 processes until the wall timeout kills it,
         # and the evidence says that the limit was reached.
