@@ -411,7 +411,8 @@ def run(
 
     Escape hatches (--network, --host-filesystem, --dangerous-allow-mutations) print
     a warning and ask y/N; without a terminal they need --yes. They are recorded in
-    the run's evidence and in events.log.
+    the run's evidence and in events.log, and so is every change the task made where
+    they let it write (/inputs, /project).
 
     The interpreter comes from the sandbox's runtime, else from the extension:
     .py python, .js/.mjs/.cjs node, .sh sh.
