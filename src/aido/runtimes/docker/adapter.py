@@ -55,17 +55,22 @@ class _PidsProbe:
     (a remote engine, say), then whether its pids.events ever counted a refused fork."""
 
     def __init__(self, container_id: str) -> None:
-        self._candidates = [Path(t.format(id=container_id)) for t in PIDS_EVENTS]
+        self._container_id = container_id
         self._path: Path | None = None
+        self._looked = False
         self.hit: bool | None = None
 
     def check(self) -> None:
         if self.hit:
             return
+        if not self._looked:
+            # The container is running by the first check: a cgroup not found then never
+            # appears later (a remote engine), so it is looked for once.
+            self._looked = True
+            candidates = (Path(t.format(id=self._container_id)) for t in PIDS_EVENTS)
+            self._path = next((c for c in candidates if c.exists()), None)
         if self._path is None:
-            self._path = next((c for c in self._candidates if c.exists()), None)
-            if self._path is None:
-                return
+            return
         try:
             text = self._path.read_text()
         except OSError:
@@ -475,9 +480,7 @@ class DockerRuntime(RuntimeAdapter):
         query = {"since": f"{since:.6f}", "until": f"{time.time():.6f}", "filters": filters}
         try:
             events = [
-                e
-                for e in self.engine.clone(timeout=10).stream_json("GET", "/events", query=query)
-                if isinstance(e, dict)
+                e for e in self.engine.stream_json("GET", "/events", query=query) if isinstance(e, dict)
             ]
         except EngineError as exc:
             return False, f"lost the Docker engine while the task ran: {exc.message}"
