@@ -658,8 +658,7 @@ class SandboxManager:
                     if run_dir.is_dir()
                     else []
                 )
-                record.runs = [ref if r.run_id == rid else r for r in record.runs]
-                self._save(record)
+                self._save(record)  # ref is the record's own entry, changed in place
             finally:
                 if lock_fd >= 0:
                     os.close(lock_fd)
@@ -738,7 +737,8 @@ class SandboxManager:
         settings = RunSettings.from_config(record.config)
         settings = replace(settings, env={**settings.env, **_read_secrets(paths)})
         # Widened by the sandbox's spec: confirmed at `sandbox up`, repeated here so it is seen.
-        for warning in widened_permissions(record.config):
+        spec_warnings = widened_permissions(record.config)
+        for warning in spec_warnings:
             log.warning("%s", warning)
         if settings.isolation == "gvisor" and widen.network:
             raise UsageError(
@@ -746,7 +746,8 @@ class SandboxManager:
                 "--network=none, so the task could not reach the network anyway",
                 hint="use a sandbox with the default isolation for tasks that need the network",
             )
-        _confirm(widen.warnings(), confirm)
+        hatch_warnings = widen.warnings()
+        _confirm(hatch_warnings, confirm)
         timeout_seconds = settings.timeout_seconds
         if timeout is not None:
             try:
@@ -782,7 +783,7 @@ class SandboxManager:
             timeout_seconds,
             extra_env,
             widen,
-            widened_permissions(record.config) + widen.warnings(),
+            spec_warnings + hatch_warnings,
         )
 
     def execute(
@@ -899,8 +900,11 @@ class SandboxManager:
             trees["project"] = (self.workspace.root, frozenset({self.workspace.dir.name}))
         return trees
 
-    def _request(self, plan: _Plan, rid: str) -> ExecRequest:
-        """The container request: the sandbox's policy, made explicit."""
+    def _request(
+        self, plan: _Plan, rid: str, writable: dict[str, tuple[Path, frozenset[str]]]
+    ) -> ExecRequest:
+        """The container request: the sandbox's policy, made explicit. ``writable`` is
+        ``_writable_trees(plan)``: what it names is mounted writable, the rest read-only."""
         from aido.runtimes.base import ExecRequest, Limits, Mount
         from aido.runtimes.resolve import task_command
 
@@ -910,7 +914,6 @@ class SandboxManager:
             Mount(str(paths.work.resolve()), "/work", read_only=False),
             Mount(str(paths.outputs.resolve()), "/outputs", read_only=False),
         ]
-        writable = self._writable_trees(plan)
         if settings.filesystem != "none":
             inputs = Mount(str(paths.inputs.resolve()), "/inputs", read_only="inputs" not in writable)
             mounts.insert(0, inputs)
@@ -984,7 +987,7 @@ class SandboxManager:
         git = git_context(self.workspace.root)
         watched = self._writable_trees(plan)
         before = {name: snapshot(root, exclude=skip) for name, (root, skip) in watched.items()}
-        request = self._request(plan, rid)
+        request = self._request(plan, rid, watched)
         log.debug("container %s: image %s, argv %s", request.name, request.image, request.argv)
         log.debug(
             "limits %s, user %s, network %s, mounts %s",
@@ -997,7 +1000,7 @@ class SandboxManager:
         capture = OutputCapture(
             run_dir, limit=self.output_limit or DEFAULT_LIMIT, echo=hooks.on_output, secrets=secrets
         )
-        guard = _RunGuard(plan, paths, cancel)
+        guard = _RunGuard(plan, cancel)
         if hooks.on_start:
             hooks.on_start(rid, task.name, request.image)
         try:
@@ -1394,11 +1397,11 @@ def _status(outcome: ExecOutcome) -> str:
 class _RunGuard:
     """Polled by the runtime adapter while a task runs: says when aido must stop it."""
 
-    def __init__(self, plan: _Plan, paths: SandboxPaths, cancel: threading.Event | None) -> None:
+    def __init__(self, plan: _Plan, cancel: threading.Event | None) -> None:
         from aido.sandbox.records import parse_time
 
         self.plan = plan
-        self.paths = paths
+        self.paths = plan.paths
         self.cancel = cancel
         self.expires = parse_time(plan.record.expires_at).timestamp()
         self.next_disk_check = 0.0
