@@ -101,8 +101,6 @@ def _manager() -> Any:
 
 def _sweep(manager: Any) -> None:
     """Every command sweeps on its way: expired sandboxes go, orphaned runs are closed."""
-    from aido.errors import AidoError
-
     try:
         for action in manager.sweep():
             if action["action"] == "recovered_run":
@@ -114,11 +112,11 @@ def _sweep(manager: Any) -> None:
                 )
         # After a reboot (or a killed reaper) the next command brings the reaper back, so
         # TTLs keep applying even if nobody runs `sandbox up` again.
-        from aido.sandbox.reaper import ensure_running, has_work, is_running
+        from aido.sandbox.reaper import ensure_running
 
         workspace = manager.workspace_if_any
-        if workspace is not None and not is_running(workspace) and has_work(workspace):
-            ensure_running(workspace)
+        if workspace is not None and manager.reaper_needed:
+            ensure_running(workspace)  # does nothing while one runs
     except (AidoError, OSError) as exc:  # cleanup must never stop the command the user asked for
         log.debug("sweep failed: %s", exc)
 
@@ -127,7 +125,7 @@ def _confirmer(yes: bool) -> Callable[[list[str]], bool]:
     """Escape hatches: warn, then ask y/N on a terminal; without one, only --yes confirms."""
 
     def confirm(warnings: list[str]) -> bool:
-        out = Renderer(json_mode=STATE.json)
+        out = STATE.renderer
         for warning in warnings:
             out.warn(warning)
         if yes:

@@ -199,6 +199,9 @@ class SandboxManager:
         self._workspace = workspace
         self._runtime = runtime
         self.output_limit = output_limit
+        # Set by each sweep from the metadata it read anyway: whether a sandbox it left has
+        # auto-cleanup or a running run, i.e. whether the TTL reaper has work here.
+        self.reaper_needed = False
 
     def fork(self) -> SandboxManager:
         """A manager for another thread: same workspace and settings, its own engine
@@ -508,7 +511,11 @@ class SandboxManager:
         the machine restarted). With ``containers`` (the reaper), or when an aido process
         marked the workspace because the engine failed to remove a container, also remove
         containers of this workspace that no live run owns. Every aido command calls this
-        on its way, and the reaper every interval. Returns what it did; never raises for one bad sandbox."""
+        on its way, and the reaper every interval. Returns what it did; never raises for one
+        bad sandbox. Also sets ``reaper_needed``."""
+        from aido.sandbox.reaper import wants_reaper
+
+        self.reaper_needed = False
         workspace = Workspace.find() if self._workspace is None else self._workspace
         if workspace is None:
             return []
@@ -518,9 +525,14 @@ class SandboxManager:
         for sandbox_id in workspace.sandbox_ids():
             try:
                 paths = workspace.sandbox(sandbox_id)
-                if not _may_need_sweeping(paths, now):
+                data = _peek(paths)
+                if data is not None and not _may_need_sweeping(data, now):
+                    self.reaper_needed = self.reaper_needed or wants_reaper(data)
                     continue
-                record = self.load(sandbox_id)
+                if data is None:
+                    record = self.load(sandbox_id)  # raises the error that says what is wrong
+                else:
+                    record = SandboxRecord.from_json(data, source=str(paths.metadata))
                 running = [r for r in record.runs if r.status == "running"]
                 live = [r for r in running if fsutil.is_locked(paths.run_dir(r.run_id))]
                 for ref in running:
@@ -537,6 +549,10 @@ class SandboxManager:
                 ):
                     log.info("removed expired sandbox %s (expired at %s)", sandbox_id, record.expires_at)
                     actions.append({"action": "destroyed_expired", "sandbox_id": sandbox_id})
+                else:
+                    # It stays, perhaps with runs recovered just now: its metadata as it is now.
+                    after = _peek(paths)
+                    self.reaper_needed = self.reaper_needed or (after is not None and wants_reaper(after))
             except (AidoError, OSError) as exc:
                 log.debug("sweep skipped %s: %s", sandbox_id, exc)
         if containers or workspace.containers_left.exists():
@@ -1208,14 +1224,21 @@ def _confirm(warnings: list[str], confirm: Confirm | None) -> None:
         )
 
 
-def _may_need_sweeping(paths: SandboxPaths, now: Any) -> bool:
+def _peek(paths: SandboxPaths) -> Any:
+    """sandbox.json parsed but not validated, or None if it cannot be read or parsed."""
+    try:
+        return fsutil.read_json(paths.metadata)
+    except (OSError, ValueError):
+        return None
+
+
+def _may_need_sweeping(data: Any, now: Any) -> bool:
     """A cheap look at sandbox.json, without validating every run (sweeps happen on every
     command): whether it has a run marked running, or is an expired auto-cleanup sandbox.
     Anything unexpected means yes, and the full load decides."""
     from aido.sandbox.records import parse_time
 
     try:
-        data = fsutil.read_json(paths.metadata)
         if any(run.get("status") == "running" for run in data["runs"]):
             return True
         return bool(data.get("auto_cleanup", True)) and now >= parse_time(data["expires_at"])

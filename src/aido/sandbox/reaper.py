@@ -65,6 +65,17 @@ def ensure_running(workspace: Workspace, interval: float | None = None) -> int |
     return process.pid
 
 
+def wants_reaper(data: object) -> bool:
+    """Whether a sandbox, from its parsed sandbox.json, may need the reaper: it has
+    auto-cleanup (to destroy at expiry) or a run marked running (to recover)."""
+    if not isinstance(data, dict):
+        return False
+    if data.get("auto_cleanup", True):
+        return True
+    runs = data.get("runs")
+    return isinstance(runs, list) and any(isinstance(r, dict) and r.get("status") == "running" for r in runs)
+
+
 def has_work(workspace: Workspace) -> bool:
     """Any sandbox left that the reaper may have to destroy (or whose runs it may recover)."""
     for sandbox_id in workspace.sandbox_ids():
@@ -72,9 +83,7 @@ def has_work(workspace: Workspace) -> bool:
             data = fsutil.read_json(workspace.sandbox(sandbox_id).metadata)
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and (
-            data.get("auto_cleanup", True) or any(r.get("status") == "running" for r in data.get("runs", []))
-        ):
+        if wants_reaper(data):
             return True
     return False
 
