@@ -173,7 +173,6 @@ def _time(data: dict[str, Any], key: str) -> str:
 _RUN_FIELDS = frozenset(RunRef.__dataclass_fields__)
 _STATUS_SET = frozenset(RUN_STATUSES)
 _AIDO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")
-_RUN_ID_SHAPE = re.compile(r"run-[0-9]{3,6}")
 _INT_OR_NONE = (int, type(None))
 
 
@@ -187,7 +186,7 @@ def _run_ok(run: Any) -> bool:
     artifacts = run.get("artifacts", [])
     return (
         type(run_id) is str
-        and _RUN_ID_SHAPE.fullmatch(run_id) is not None
+        and run_number(run_id) is not None
         and type(run.get("task")) is str
         and run.get("status") in _STATUS_SET
         and type(started) is str
@@ -206,7 +205,7 @@ def _checked_run(run: Any) -> dict[str, Any]:
         return dict(run)
     if not isinstance(run, dict):
         raise TypeError("runs must be objects")
-    unknown = set(run) - set(RunRef.__dataclass_fields__)
+    unknown = set(run) - _RUN_FIELDS
     if unknown:
         raise ValueError(f"unknown run field(s): {', '.join(sorted(unknown))}")
     for key in ("run_id", "task", "status"):
