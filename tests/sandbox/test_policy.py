@@ -144,6 +144,20 @@ def test_batch_exit_code_is_the_first_failure_in_task_order() -> None:
     assert batch.process_exit_code == 4
 
 
+def test_an_interrupted_batch_exits_as_an_interrupted_run_and_counts_by_status() -> None:
+    items = [
+        BatchItem(0, Path("a.py"), result("success")),
+        BatchItem(1, Path("b.py"), result("interrupted", None, "interrupted")),
+        BatchItem(2, Path("c.py"), result("success")),
+    ]
+    batch = BatchResult(items, 3, interrupted=True)
+    assert batch.status == "interrupted"
+    assert batch.process_exit_code == ExitCode.INTERRUPTED
+    batch.signal_exit = 143
+    assert batch.process_exit_code == 143
+    assert batch.counts == {"success": 2, "interrupted": 1}
+
+
 def test_a_batch_item_that_never_ran_reports_its_error() -> None:
     item = BatchItem(0, Path("a.py"), error=SandboxNotFound("gone"))
     assert item.status == "error"

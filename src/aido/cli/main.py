@@ -565,9 +565,8 @@ def _run_batch(
     for item in batch.items:
         if item.result is not None:
             item.result.signal_exit = STATE.signal_exit
-    code = STATE.signal_exit if batch.interrupted and STATE.signal_exit else batch.process_exit_code
-    if batch.interrupted and not STATE.signal_exit:
-        code = ExitCode.INTERRUPTED
+    batch.signal_exit = STATE.signal_exit
+    code = batch.process_exit_code
     if out.json_mode:
         out.envelope(
             "run",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,7 +53,15 @@ class BatchResult:
     parallel: int
     duration_ms: int = 0
     interrupted: bool = False
-    counts: dict[str, int] = field(default_factory=dict)
+    signal_exit: int | None = None  # set by the CLI when a signal (not Ctrl-C) interrupted it
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many runs ended in each status, in the order the statuses first occur."""
+        counts: dict[str, int] = {}
+        for item in self.items:
+            counts[item.status] = counts.get(item.status, 0) + 1
+        return counts
 
     @property
     def status(self) -> str:
@@ -64,7 +72,10 @@ class BatchResult:
     @property
     def process_exit_code(self) -> int:
         """0 when every run succeeded, else the exit code of the first run (in the order the
-        tasks were given) that did not: the same code that run alone would have given."""
+        tasks were given) that did not: the same code that run alone would have given. An
+        interrupted batch exits as an interrupted run does."""
+        if self.interrupted:
+            return self.signal_exit or ExitCode.INTERRUPTED
         for item in self.items:
             if item.status != "success":
                 return item.exit_code
@@ -146,8 +157,6 @@ def run_batch(
     finally:
         pool.shutdown(wait=True)
     batch.duration_ms = int((time.monotonic() - started) * 1000)
-    for item in items:
-        batch.counts[item.status] = batch.counts.get(item.status, 0) + 1
     return batch
 
 
