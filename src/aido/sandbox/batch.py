@@ -94,7 +94,6 @@ def run_batch(
     widen: Widening | None = None,
     confirm: Confirm | None = None,
     on_result: Callable[[BatchItem], None] | None = None,
-    manager_factory: Callable[[], SandboxManager] | None = None,
 ) -> BatchResult:
     import time
 
@@ -121,13 +120,12 @@ def run_batch(
     ]
     items = [BatchItem(index, task) for index, task in enumerate(tasks)]
     cancel = threading.Event()
-    make = manager_factory or manager.fork
 
     def work(item: BatchItem, plan: _Plan) -> BatchItem:
         if cancel.is_set():
             return item
         try:
-            item.result = make().execute(plan, cancel=cancel)
+            item.result = manager.fork().execute(plan, cancel=cancel)
         except AidoError as exc:
             item.error = exc
         return item

@@ -29,33 +29,30 @@ INTERVAL_ENV = "AIDO_REAPER_INTERVAL"
 LOG_LIMIT = 256 << 10
 
 
-def interval_from_env(default: float = DEFAULT_INTERVAL) -> float:
+def interval_from_env() -> float:
     raw = os.environ.get(INTERVAL_ENV)
     if not raw:
-        return default
+        return DEFAULT_INTERVAL
     try:
         value = float(raw)
     except ValueError:
-        return default
-    return value if 0.1 <= value <= 86400 else default
+        return DEFAULT_INTERVAL
+    return value if 0.1 <= value <= 86400 else DEFAULT_INTERVAL
 
 
 def is_running(workspace: Workspace) -> bool:
     return fsutil.is_locked(workspace.reaper_lock)
 
 
-def ensure_running(workspace: Workspace, interval: float | None = None) -> int | None:
-    """Start the workspace's reaper unless one is running; return the new process id."""
+def ensure_running(workspace: Workspace) -> int | None:
+    """Start the workspace's reaper unless one is running; return the new process id.
+    It inherits the environment, AIDO_REAPER_INTERVAL included."""
     if is_running(workspace):
         return None
-    env = dict(os.environ)
-    if interval is not None:
-        env[INTERVAL_ENV] = str(interval)
     # -P: the project directory (the reaper's cwd) must never shadow aido's own modules.
     process = subprocess.Popen(
         [sys.executable, "-P", "-m", "aido.sandbox.reaper", str(workspace.root)],
         cwd=workspace.root,
-        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
