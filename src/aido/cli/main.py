@@ -18,6 +18,7 @@ import click
 
 from aido import __version__
 from aido.cli.render import Renderer
+from aido.config.limits import ISOLATION_LEVELS
 from aido.errors import AidoError, ConfigError, Interrupted
 from aido.exit_codes import ExitCode
 
@@ -204,7 +205,7 @@ def sandbox() -> None:
 )
 @click.option(
     "--isolation",
-    type=click.Choice(["default", "gvisor"]),
+    type=click.Choice(ISOLATION_LEVELS),
     help="gvisor runs tasks under gVisor's runsc, a user-space kernel (overrides the spec).",
 )
 @yes_option

@@ -15,17 +15,23 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
+from aido.config.limits import (
+    DEFAULT_CPU,
+    DEFAULT_DISK,
+    DEFAULT_FILES,
+    DEFAULT_MEMORY,
+    DEFAULT_TIMEOUT,
+    DEFAULT_TTL,
+    MAX_CPU,
+    MAX_DISK_BYTES,
+    MAX_FILES,
+    MAX_MEMORY_BYTES,
+    MAX_TIMEOUT_SECONDS,
+    MAX_TTL_SECONDS,
+    MIN_DISK_BYTES,
+    MIN_MEMORY_BYTES,
+)
 from aido.config.units import parse_duration, parse_size
-
-DEFAULT_CPU = 1.0
-DEFAULT_MEMORY = "512M"
-DEFAULT_TIMEOUT = "10m"
-DEFAULT_TTL = "15m"
-DEFAULT_DISK = "1G"
-DEFAULT_FILES = 100_000
-ISOLATION_LEVELS = ("default", "gvisor")
-MAX_TIMEOUT_SECONDS = 24 * 3600
-MAX_TTL_SECONDS = 30 * 86400
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}")
@@ -41,7 +47,7 @@ def _duration(maximum: float) -> AfterValidator:
 
 def _size(value: object) -> str:
     # Before pydantic's own coercion: `memory: true` or `memory: 1.5` must not become 1.
-    parse_size(value, minimum=16 << 20, maximum=1 << 40)
+    parse_size(value, minimum=MIN_MEMORY_BYTES, maximum=MAX_MEMORY_BYTES)
     return str(value).strip()
 
 
@@ -111,11 +117,12 @@ Size = Annotated[str, BeforeValidator(_size)]
 
 
 def _disk_size(value: object) -> str:
-    parse_size(value, minimum=1 << 20, maximum=1 << 44)
+    parse_size(value, minimum=MIN_DISK_BYTES, maximum=MAX_DISK_BYTES)
     return str(value).strip()
 
 
 DiskSize = Annotated[str, BeforeValidator(_disk_size)]
+Cpu = Annotated[float, BeforeValidator(_number), Field(gt=0, le=MAX_CPU, allow_inf_nan=False)]
 EnvValue = Annotated[str, BeforeValidator(_env_value)]
 
 
@@ -137,12 +144,12 @@ class Permissions(_Strict):
 
 
 class Resources(_Strict):
-    cpu: Annotated[float, BeforeValidator(_number), Field(gt=0, le=256, allow_inf_nan=False)] = DEFAULT_CPU
+    cpu: Cpu = DEFAULT_CPU
     memory: Size = DEFAULT_MEMORY
     timeout: Timeout = DEFAULT_TIMEOUT
     # What the task may keep in work/ and outputs/ together; also its largest single file.
     disk: DiskSize = DEFAULT_DISK
-    files: Annotated[int, BeforeValidator(_number), Field(gt=0, le=10_000_000)] = DEFAULT_FILES
+    files: Annotated[int, BeforeValidator(_number), Field(gt=0, le=MAX_FILES)] = DEFAULT_FILES
     # soft: measured while the task runs, killed past the limit. hard: a filesystem of exactly
     # that size (needs aido to run as root); writes past it fail with ENOSPC.
     disk_quota: Literal["soft", "hard"] = "soft"
@@ -153,7 +160,7 @@ class Resources(_Strict):
 
     @property
     def disk_bytes(self) -> int:
-        return parse_size(self.disk, maximum=1 << 44)
+        return parse_size(self.disk, maximum=MAX_DISK_BYTES)
 
     @property
     def timeout_seconds(self) -> float:

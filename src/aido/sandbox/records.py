@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from aido.config import limits
 from aido.config.units import parse_duration, parse_size
 from aido.errors import MetadataError
 from aido.sandbox.ids import run_number
@@ -144,7 +145,7 @@ def migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
         # Pre-release files had no version, no expiry and no task user.
         data = dict(data)
         created = parse_time(str(data.get("created_at")))
-        ttl = parse_duration(str((data.get("config") or {}).get("ttl", "15m")))
+        ttl = parse_duration(str((data.get("config") or {}).get("ttl", limits.DEFAULT_TTL)))
         data.setdefault("expires_at", isoformat(datetime.fromtimestamp(created.timestamp() + ttl, UTC)))
         data.setdefault("task_user", "10001:10001")
         data.setdefault("runtime_backend", "docker")
@@ -250,30 +251,38 @@ class RunSettings:
             resources = config.get("resources") or {}
             permissions = config.get("permissions") or {}
             env = config.get("env") or {}
-            cpus = float(resources.get("cpu", 1.0))
-            if not 0 < cpus <= 256:
+            cpus = float(resources.get("cpu", limits.DEFAULT_CPU))
+            if not 0 < cpus <= limits.MAX_CPU:
                 raise ValueError(f"resources.cpu {cpus} is out of range")
             if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
                 raise ValueError("env must map names to strings")
-            files = resources.get("files", 100_000)
-            if isinstance(files, bool) or not isinstance(files, int) or not 0 < files <= 10_000_000:
+            files = resources.get("files", limits.DEFAULT_FILES)
+            if isinstance(files, bool) or not isinstance(files, int) or not 0 < files <= limits.MAX_FILES:
                 raise ValueError(f"resources.files {files!r} is out of range")
             isolation = config.get("isolation", "default")
-            if isolation not in ("default", "gvisor"):
+            if isolation not in limits.ISOLATION_LEVELS:
                 raise ValueError(f"isolation {isolation!r} is invalid")
             filesystem = permissions.get("filesystem", "readonly")
-            if filesystem not in ("readonly", "readwrite", "none"):
+            if filesystem not in limits.FILESYSTEM_MODES:
                 raise ValueError(f"permissions.filesystem {filesystem!r} is invalid")
             return cls(
                 runtime=config.get("runtime"),
                 cpus=cpus,
-                memory_bytes=parse_size(resources.get("memory", "512M"), minimum=16 << 20),
-                timeout_seconds=parse_duration(resources.get("timeout", "10m"), maximum=24 * 3600),
+                memory_bytes=parse_size(
+                    resources.get("memory", limits.DEFAULT_MEMORY), minimum=limits.MIN_MEMORY_BYTES
+                ),
+                timeout_seconds=parse_duration(
+                    resources.get("timeout", limits.DEFAULT_TIMEOUT), maximum=limits.MAX_TIMEOUT_SECONDS
+                ),
                 env=dict(env),
                 network=permissions.get("network", False) is True,
                 filesystem=filesystem,
                 outputs=[str(o) for o in config.get("outputs") or []],
-                disk_bytes=parse_size(resources.get("disk", "1G"), minimum=1 << 20, maximum=1 << 44),
+                disk_bytes=parse_size(
+                    resources.get("disk", limits.DEFAULT_DISK),
+                    minimum=limits.MIN_DISK_BYTES,
+                    maximum=limits.MAX_DISK_BYTES,
+                ),
                 max_files=files,
                 isolation=isolation,
                 disk_quota="hard" if resources.get("disk_quota") == "hard" else "soft",
