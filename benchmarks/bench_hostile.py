@@ -121,11 +121,6 @@ def measure(argv: Sequence[str], cwd: Path) -> Measured:
     return Measured(time.perf_counter() - start, usage.ru_maxrss / 1024, process.returncode)
 
 
-def raw_command(docker: str, root: Path, token: str, task: str, args: list[str]) -> list[str]:
-    base = raw_docker_command(docker, root, token)
-    return [*base[:-1], f"/work/{task}", *args]  # the same flags; this task instead of hello.py
-
-
 def run_scenario(ctx: Context, name: str, what: str, task: str, source: str, args: list[str]) -> Scenario:
     project, raw_root = ctx.project, ctx.raw_root
     (project / task).write_text(source)
@@ -136,7 +131,7 @@ def run_scenario(ctx: Context, name: str, what: str, task: str, source: str, arg
         raise BenchError(f"aido run {task} exited {aido_run.code}: {summary.get('message')}")
     shutil.copy(project / task, raw_root / "work" / task)
     os.chmod(raw_root / "work", 0o777)  # the task's uid writes there, as in aido's work/
-    raw = measure(raw_command(ctx.docker, raw_root, ctx.token, task, args), raw_root)
+    raw = measure(raw_docker_command(ctx.docker, raw_root, ctx.token, task, args), raw_root)
     if raw.code != 0:
         raise BenchError(f"the raw docker run of {task} exited {raw.code}")
     # Neither run's files may weigh on the next scenario.
@@ -175,10 +170,8 @@ def benchmark(files: int, flood_mib: int) -> list[Scenario]:
             run_scenario(ctx, "flood", flood, "flood.py", FLOOD_TASK, [str(flood_mib)]),
         ]
     finally:
-        left = clean_up(aido, project, sandbox_id, docker, token)
+        clean_up(aido, project, sandbox_id, docker, token)  # warns about any leftover itself
         shutil.rmtree(base, ignore_errors=True)
-        if left:
-            print(f"warning: {left} container(s) were left behind", file=sys.stderr)
 
 
 def passed(scenarios: list[Scenario], max_rss: float) -> bool:

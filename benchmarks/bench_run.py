@@ -133,8 +133,11 @@ def timed(argv: Sequence[str], cwd: Path) -> float:
     return elapsed
 
 
-def raw_docker_command(docker: str, sandbox_root: Path, token: str) -> list[str]:
-    """``docker run`` with the HostConfig aido's adapter sets (adapter.host_config), flag for flag."""
+def raw_docker_command(
+    docker: str, sandbox_root: Path, token: str, task: str = TASK_NAME, args: Sequence[str] = ()
+) -> list[str]:
+    """``docker run`` with the HostConfig aido's adapter sets (adapter.host_config), flag for
+    flag, running ``/work/TASK ARGS`` with python."""
     root = sandbox_root.resolve()
     return [
         docker,
@@ -178,7 +181,8 @@ def raw_docker_command(docker: str, sandbox_root: Path, token: str) -> list[str]
         "/work",
         IMAGE,
         "python",
-        f"/work/{TASK_NAME}",
+        f"/work/{task}",
+        *args,
     ]
 
 
