@@ -49,7 +49,7 @@ from bench_run import (  # a sibling script, not a package
     clean_up_on_signals,
     docker_binary,
     raw_docker_command,
-    run_checked,
+    start_sandbox,
 )
 
 FILES_TASK = (
@@ -160,8 +160,7 @@ def benchmark(files: int, flood_mib: int) -> list[Scenario]:
     )
     sandbox_id = None
     try:
-        up = run_checked([*aido, "sandbox", "up", "--json", "--ttl", "2h"], project, "aido sandbox up")
-        sandbox_id = json.loads(up)["sandbox_id"]
+        sandbox_id, _ = start_sandbox(aido, project, "--ttl", "2h")
         ctx = Context(project, raw_root, aido, docker, token, sandbox_id)
         many = f"{files:,} empty files in /work"
         flood = f"{flood_mib:,} MiB on stdout"

@@ -196,6 +196,26 @@ def containers_with_label(docker: str, label: str) -> list[str]:
     return done.stdout.split() if done.returncode == 0 else []
 
 
+def start_sandbox(aido: list[str], project: Path, *options: str) -> tuple[str, Path]:
+    """``aido sandbox up OPTIONS`` in ``project``: the new sandbox's id and directory."""
+    out = run_checked([*aido, "sandbox", "up", *options], project, "aido sandbox up")
+    sandbox_id = out.strip().splitlines()[-1].strip()
+    sandbox_root = project / ".aido" / "sandboxes" / sandbox_id
+    if not sandbox_root.is_dir():
+        raise BenchError(f"`aido sandbox up` printed {sandbox_id!r}, but {sandbox_root} does not exist")
+    return sandbox_id, sandbox_root
+
+
+def environment(notes: dict[str, Any]) -> dict[str, Any]:
+    """The notes plus the interpreter and machine, for a benchmark's JSON document."""
+    return {
+        **notes,
+        "python": sys.executable,
+        "python_version": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+
+
 # -- the benchmark ------------------------------------------------------------------------------
 
 
@@ -238,11 +258,7 @@ def benchmark(runs: int) -> tuple[list[Stats], dict[str, Any]]:
     sandbox_id: str | None = None
     try:
         (project / TASK_NAME).write_text(TASK_SOURCE, encoding="utf-8")
-        out = run_checked([*aido, "sandbox", "up"], project, "aido sandbox up")
-        sandbox_id = out.strip().splitlines()[-1].strip()
-        sandbox_root = project / ".aido" / "sandboxes" / sandbox_id
-        if not sandbox_root.is_dir():
-            raise BenchError(f"`aido sandbox up` printed {sandbox_id!r}, but {sandbox_root} does not exist")
+        sandbox_id, sandbox_root = start_sandbox(aido, project)
         notes["sandbox_id"] = sandbox_id
 
         aido_run = [*aido, "run", TASK_NAME]
@@ -363,12 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "overhead_ms": round(by_name["aido run"].median - by_name["docker run"].median, 2),
             "pass": passed,
             "results": [s.to_json() for s in stats],
-            "environment": {
-                **notes,
-                "python": sys.executable,
-                "python_version": platform.python_version(),
-                "cpus": os.cpu_count(),
-            },
+            "environment": environment(notes),
         }
         print(json.dumps(result, indent=2))
     else:

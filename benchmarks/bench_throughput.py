@@ -45,7 +45,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import resource
 import shlex
 import statistics
@@ -71,8 +70,9 @@ from bench_run import (
     clean_up,
     clean_up_on_signals,
     docker_binary,
+    environment,
     raw_docker_command,
-    run_checked,
+    start_sandbox,
     task_user,
 )
 
@@ -257,11 +257,7 @@ def benchmark(
     sandbox_id: str | None = None
     try:
         (project / TASK_NAME).write_text(TASK_SOURCE, encoding="utf-8")
-        out = run_checked([*aido, "sandbox", "up", "--ttl", SANDBOX_TTL], project, "aido sandbox up")
-        sandbox_id = out.strip().splitlines()[-1].strip()
-        sandbox_root = project / ".aido" / "sandboxes" / sandbox_id
-        if not sandbox_root.is_dir():
-            raise BenchError(f"`aido sandbox up` printed {sandbox_id!r}, but {sandbox_root} does not exist")
+        sandbox_id, sandbox_root = start_sandbox(aido, project, "--ttl", SANDBOX_TTL)
         notes["sandbox_id"] = sandbox_id
         bench = Bench(aido, docker, project, sandbox_root, token)
         notes["commands"] = {
@@ -473,12 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for level in levels
             ],
             "noise": {"max_foreign_containers": foreign, "max_load1": round(load, 2)},
-            "environment": {
-                **notes,
-                "python": sys.executable,
-                "python_version": platform.python_version(),
-                "cpus": os.cpu_count(),
-            },
+            "environment": environment(notes),
         }
         print(json.dumps(result, indent=2))
     else:
