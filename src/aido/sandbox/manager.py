@@ -827,7 +827,7 @@ class SandboxManager:
         process runs the task: a running run whose lock is free was orphaned."""
         try:
             with fsutil.locked(paths.lock):
-                if paths.destroying.exists() or not paths.metadata.exists():
+                if paths.going():
                     raise SandboxNotFound(
                         f"sandbox {record.id} is being destroyed",
                         hint="create a new sandbox with `aido sandbox up`",
@@ -1434,7 +1434,7 @@ class _RunGuard:
     def __call__(self) -> str | None:
         if self.cancel is not None and self.cancel.is_set():
             return "cancelled"
-        if self.paths.destroying.exists() or not self.paths.metadata.exists():
+        if self.paths.going():
             return "destroyed"
         if time.time() >= self.expires:
             return "expired"

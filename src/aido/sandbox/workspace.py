@@ -67,6 +67,10 @@ class SandboxPaths:
         """Present while the sandbox is being destroyed: running tasks stop, new runs are refused."""
         return self.root / ".destroying"
 
+    def going(self) -> bool:
+        """Being destroyed, or already gone: no run may start, a running one must stop."""
+        return self.destroying.exists() or not self.metadata.exists()
+
     @property
     def secrets(self) -> Path:
         """Values of secret-looking env variables (mode 0600), kept out of sandbox.json."""
