@@ -111,23 +111,21 @@ def _engine_checks(runtime: RuntimeAdapter, images: Sequence[str], smoke: bool) 
     """The checks that need a reachable engine: OCI runtimes (smoke runs), cgroup limits, images."""
     checks: list[Check] = []
     lookup = _ImageLookup(runtime)
+
+    def image_checks() -> list[Check]:
+        return [_guarded(f"image:{image}", partial(check_image, lookup, image)) for image in images]
+
     try:
         facts = dict(runtime.diagnose() or {})
     except Exception as exc:
-        return [
-            *(
-                _failed(name, exc, ENGINE_FIX, "cannot read the engine's facts: ")
-                for name in _engine_dependent(())
-            ),
-            *(_guarded(f"image:{image}", partial(check_image, lookup, image)) for image in images),
-        ]
+        why = "cannot read the engine's facts: "
+        return [_failed(name, exc, ENGINE_FIX, why) for name in _engine_dependent(())] + image_checks()
     for oci in OCI_ISOLATION:
         checks.append(
             _guarded(f"oci_runtime:{oci}", partial(check_oci_runtime, runtime, oci, facts, lookup, smoke))
         )
     checks.append(_guarded("cgroup_limits", lambda: check_cgroup_limits(facts), CGROUP_FIX))
-    checks += [_guarded(f"image:{image}", partial(check_image, lookup, image)) for image in images]
-    return checks
+    return checks + image_checks()
 
 
 def check_engine(runtime: RuntimeAdapter) -> Check:

@@ -82,8 +82,8 @@ class OutputCapture:
             self.echo(kind, data)
 
     def close(self) -> dict[str, dict[str, object]]:
-        for kind, masker in self._maskers.items():
-            if self._fds:
+        if self._fds:  # still open: what a masker held back goes to its log
+            for kind, masker in self._maskers.items():
                 self._store(kind, masker.flush())
         for fd in self._fds.values():
             os.close(fd)
