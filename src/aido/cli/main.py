@@ -647,6 +647,30 @@ def logs(
         out.say(f"({ref.run_id} of sandbox {record.id} printed nothing on {shown}; status: {ref.status})")
 
 
+@cli.command("show", context_settings=CONTEXT)
+@click.argument("run_id", required=False, metavar="[RUN]")
+@click.option("--sandbox", "sandbox_id", metavar="ID", help="Sandbox (default: the active one).")
+@global_options
+def show(run_id: str | None, sandbox_id: str | None) -> None:
+    """Show one run, read from its evidence: status and why, exit code, duration, task,
+    image, limits and which were hit, the security settings the engine applied, escape
+    hatches, changes, warnings and the evidence files.
+
+    RUN is run-002 or 2 (default: the latest run of the sandbox).
+    """
+    STATE.command = "show"
+    from aido.cli.show import build_view, render
+
+    manager = _manager()
+    record, ref = manager.run_ref(sandbox_id, run_id)
+    view = build_view(record.id, ref, manager.run_dir(record.id, ref.run_id))
+    out = STATE.renderer
+    if out.json_mode:
+        out.envelope("show", "success", {"sandbox_id": record.id, "run_id": ref.run_id, "run": view})
+    else:
+        render(view)
+
+
 # -- doctor ---------------------------------------------------------------------------------
 
 
