@@ -169,6 +169,7 @@ def cli() -> None:
       aido sandbox up              create a sandbox (reads ./sandbox.yaml if present)
       aido run task.py -- ARGS     run a task in it; its exit code is aido's
       aido logs                    show the last run's output
+      aido show                    how the last run went: status, limits hit, changes
       aido sandbox destroy         remove the sandbox and its containers
 
     Tasks run with no network, as an unprivileged user, with all capabilities
@@ -656,7 +657,14 @@ def show(run_id: str | None, sandbox_id: str | None) -> None:
     image, limits and which were hit, the security settings the engine applied, escape
     hatches, changes, warnings and the evidence files.
 
-    RUN is run-002 or 2 (default: the latest run of the sandbox).
+    \b
+    RUN is run-002 or 2 (default: the latest run of the sandbox):
+      aido show                    the latest run of the active sandbox
+      aido show 2 --json           run-002 as one JSON document
+
+    Values the task could influence (file names, arguments, messages) are shown with
+    control characters escaped, so they cannot act on the terminal. An unknown run
+    exits 3 and lists the runs there are.
     """
     STATE.command = "show"
     from aido.cli.show import build_view, render
