@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from aido.cli.show import clean, limits_hit
+import json
+from pathlib import Path
+
+import pytest
+
+from aido.cli.show import build_view, clean, limits_hit, render
+from aido.sandbox.records import RunRef
 
 
 def test_clean_escapes_every_control_and_format_character() -> None:
@@ -47,3 +53,33 @@ def test_limits_hit_keeps_a_newer_summarys_own_breaches_once() -> None:
         {"limit": "cpu_time", "message": "used all its CPU time"},
         {"limit": "something_new", "message": "something_new"},
     ]
+
+
+ODD_VALUES: list[object] = [None, True, -1, 10**400, 1e308, "x\x1b[2J", [], {}, [1, None, "a"], {"a": {}}]
+
+
+@pytest.mark.parametrize("odd", ODD_VALUES, ids=lambda v: repr(v)[:20])
+def test_any_value_in_any_key_renders_without_crashing(
+    tmp_path: Path, odd: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """summary.json may be older, newer or damaged: show prints what it can, never a traceback."""
+    keys = [
+        "status", "message", "error", "exit_code", "started_at", "duration_ms", "task", "args",
+        "image", "image_id", "limits", "disk", "output", "security", "escape_hatches",
+        "permissions", "warnings", "changes", "changes_notes", "declared_outputs",
+        "timed_out", "oom_killed", "pids_limit_reached", "limit_breaches",
+    ]  # fmt: skip
+    ref = RunRef("run-001", "t.py", "success", "2026-01-01T00:00:00Z")
+    nested = {"memory_bytes": odd, "timeout_seconds": odd, "pids": odd, "limit_bytes": odd}
+    for summary in (
+        dict.fromkeys(keys, odd),
+        {"limits": nested, "disk": nested, "oom_killed": True, "timed_out": True},
+        {"output": {"stdout": {"truncated": True, "limit": odd, "bytes_total": odd}}},
+        {"security": {"applied": {k: odd for k in ("mounts", "cap_drop", "security_opt", "user")}}},
+        {"changes": [odd, {"path": odd, "change": odd}], "declared_outputs": [odd, {"present": False}]},
+    ):
+        (tmp_path / "summary.json").write_text(json.dumps(summary))
+        view = build_view("abc", ref, tmp_path)
+        json.dumps(view)  # the --json document is always serialisable
+        render(view)
+    assert "\x1b" not in capsys.readouterr().out

@@ -12,6 +12,7 @@ summaries (a run that never started) still show what they have.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import unicodedata
@@ -60,11 +61,20 @@ def _list(value: Any) -> list[Any]:
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    # Bounded: a 400-digit integer would overflow the float arithmetic of format_size.
+    ok = isinstance(value, int) and not isinstance(value, bool) and abs(value) < 1 << 63
+    return value if ok else None
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A finite number, or None: json.loads accepts Infinity, NaN and 400-digit integers."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _relative(path: Path) -> str:
@@ -328,7 +338,12 @@ def render(view: dict[str, Any]) -> None:
     if changes["total"] > len(paths):
         paths.append(f"... and {changes['total'] - len(paths)} more (see summary.json)")
     field("changes", summary_line, *paths, *(clean(n) for n in changes["notes"]))
-    field("warnings", *([clean(w) for w in view["warnings"]] or ["none"]))
+    missing = [
+        f"declared output {clean(d.get('path'))!s} was not produced"
+        for d in map(_dict, view["declared_outputs"])
+        if d.get("present") is False
+    ]
+    field("warnings", *([clean(w) for w in view["warnings"]] + missing or ["none"]))
     evidence = view["evidence"]
     files = [
         Path(str(evidence[key])).name
