@@ -230,7 +230,7 @@ def test_show_unknown_run_is_one_clear_line_and_exit_3(aido: Aido, project: Path
 
 def test_show_a_run_in_progress_from_sandbox_json(aido: Aido, project: Path) -> None:
     sandbox_id = sandbox_up(aido)
-    write(project / "slow.py", "import time\ntime.sleep(4)\n")
+    write(project / "slow.py", "import time\ntime.sleep(8)\n")
     process = spawn(project, "run", "slow.py")
     try:
         wait_for(
