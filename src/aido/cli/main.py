@@ -318,24 +318,55 @@ def _relative_time(moment: str) -> str:
 def sandbox_destroy(ids: tuple[str, ...], all_: bool) -> None:
     """Stop a sandbox's containers and delete it with all its files and evidence.
 
-    Without an ID, destroys the active sandbox.
+    Without an ID, destroys the active sandbox. Every ID is checked
+    first: if one is malformed (exit 2) or unknown (exit 3), none is destroyed.
+    Each sandbox's outcome is reported; if one fails midway, the others are still
+    destroyed and aido exits non-zero. --all with no workspace has nothing to do.
     """
     STATE.command = "sandbox destroy"
+    from aido.sandbox.manager import DestroyFailed
+
     if all_ and ids:
         raise click.UsageError("give sandbox IDs or --all, not both")
-    results = _manager().destroy(list(ids), all_sandboxes=all_)
+    failure: DestroyFailed | None = None
+    try:
+        result = _manager().destroy(list(ids), all_sandboxes=all_)
+    except DestroyFailed as exc:
+        result, failure = exc.result, exc
     out = STATE.renderer
     if out.json_mode:
-        out.envelope("sandbox destroy", "success", {"destroyed": results})
-        return
-    if not results:
+        payload: dict[str, Any] = {
+            "destroyed": result.destroyed,
+            "already_gone": result.already_gone,
+            "failed": [
+                {"sandbox_id": sid, "error": {"code": err.code, "message": err.message, "hint": err.hint}}
+                for sid, err in result.failed
+            ],
+        }
+        if failure is None:
+            out.envelope("sandbox destroy", "success", payload)
+            return
+        out.envelope(
+            "sandbox destroy",
+            "error",
+            {"exit_code": int(failure.exit_code), **payload},
+            {"code": failure.code, "message": failure.message, "hint": failure.hint},
+        )
+        sys.exit(int(failure.exit_code))
+    if not (result.destroyed or result.already_gone or result.failed):
         out.say("No sandboxes to destroy.")
-    for item in results:
+    for item in result.destroyed:
         if item["warning"]:
             out.warn(item["warning"])
         removed = item["containers_removed"]
         extra = f" ({removed} container{'s' if removed != 1 else ''} removed)" if removed else ""
         out.success(f"Sandbox destroyed: {item['sandbox_id']}{extra}")
+    for sandbox_id in result.already_gone:
+        out.success(f"Sandbox {sandbox_id} was already destroyed (by another aido command)")
+    for sandbox_id, err in result.failed:
+        out.failure(f"Sandbox {sandbox_id} not destroyed: {err.message}")
+    if failure is not None:
+        raise failure  # the one error line (and hint) and exit code, from main()
 
 
 # -- run ------------------------------------------------------------------------------------

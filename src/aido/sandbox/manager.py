@@ -32,6 +32,7 @@ from aido.errors import (
     TaskNotFound,
     TaskNotRunnable,
     UsageError,
+    WorkspaceError,
 )
 from aido.evidence.events import record_event
 from aido.exit_codes import ExitCode
@@ -168,6 +169,35 @@ class _Plan:
     env: dict[str, str]  # from -e flags; the sandbox's own env is in settings
     widen: Widening
     warnings: list[str]  # every permission wider than the default, from the sandbox or the flags
+
+
+@dataclass
+class DestroyResult:
+    """What `destroy` did, per sandbox: destroyed (the dicts `_destroy_one` returns),
+    already removed by another process meanwhile, or failed midway (with the error)."""
+
+    destroyed: list[dict[str, Any]] = field(default_factory=list)
+    already_gone: list[str] = field(default_factory=list)
+    failed: list[tuple[str, AidoError]] = field(default_factory=list)
+
+
+class DestroyFailed(AidoError):
+    """Some sandboxes could not be destroyed; ``result`` says what happened to each one
+    (the others were destroyed). Exits like the first failure."""
+
+    code = "destroy_failed"
+
+    def __init__(self, result: DestroyResult) -> None:
+        first = result.failed[0][1]
+        count = len(result.failed)
+        total = count + len(result.destroyed) + len(result.already_gone)
+        super().__init__(
+            f"{count} of {total} sandbox{'es' if total != 1 else ''} could not be destroyed: "
+            + "; ".join(f"{sid}: {exc.message}" for sid, exc in result.failed),
+            hint=first.hint or "fix the cause, then run `aido sandbox destroy` again for those",
+        )
+        self.exit_code = first.exit_code
+        self.result = result
 
 
 @dataclass
@@ -421,32 +451,50 @@ class SandboxManager:
             )
         return sorted(out, key=lambda s: s.created_at)
 
-    def destroy(
-        self, sandbox_ids: list[str] | None = None, *, all_sandboxes: bool = False
-    ) -> list[dict[str, Any]]:
+    def destroy(self, sandbox_ids: list[str] | None = None, *, all_sandboxes: bool = False) -> DestroyResult:
+        """Destroy the given sandboxes (or the active one, or with ``all_sandboxes`` every
+        one). Every id is checked first: if any is malformed or unknown, nothing is
+        destroyed. One that fails midway does not stop the others; each id's outcome is in
+        the result."""
         from aido.sandbox.ids import check_sandbox_id
 
-        for given in sandbox_ids or []:
-            check_sandbox_id(given)  # a malformed id is a usage error, workspace or not
+        given = list(dict.fromkeys(sandbox_ids or []))  # in order, each once
+        for item in given:
+            check_sandbox_id(item)  # a malformed id is a usage error, workspace or not
+        if all_sandboxes and self._workspace is None:
+            workspace = Workspace.find()
+            if workspace is None:
+                return DestroyResult()  # no workspace, so nothing to destroy: as `list` shows
+            self._workspace = workspace
         workspace = self.workspace
         if all_sandboxes:
             targets = workspace.sandbox_ids()
-        elif sandbox_ids:
-            targets = [self.resolve_id(i) for i in sandbox_ids]
-        else:
-            targets = [self.resolve_id(None)]
-        results = []
-        for sandbox_id in targets:
-            paths = workspace.sandbox(sandbox_id)
-            if not paths.root.is_dir():
+        elif given:
+            targets = given
+            unknown = [i for i in given if not workspace.sandbox(i).root.is_dir()]
+            if unknown:
+                some = "sandbox" if len(unknown) == 1 else "sandboxes"
                 raise SandboxNotFound(
-                    f"no sandbox {sandbox_id} in {workspace.dir}",
+                    f"no {some} {', '.join(unknown)} in {workspace.dir}; nothing was destroyed",
                     hint="list sandboxes with `aido sandbox list`",
                 )
-            result = self._destroy_one(sandbox_id, reason="destroyed")
-            if result is not None:
-                results.append(result)
-        return results
+        else:
+            targets = [self.resolve_id(None)]
+        result = DestroyResult()
+        for sandbox_id in targets:
+            try:
+                done = self._destroy_one(sandbox_id, reason="destroyed")
+            except (AidoError, OSError) as exc:
+                error = exc if isinstance(exc, AidoError) else WorkspaceError(str(exc))
+                result.failed.append((sandbox_id, error))
+                continue
+            if done is None:
+                result.already_gone.append(sandbox_id)  # another aido process destroyed it meanwhile
+            else:
+                result.destroyed.append(done)
+        if result.failed:
+            raise DestroyFailed(result)
+        return result
 
     def _destroy_one(self, sandbox_id: str, *, reason: str, **event: Any) -> dict[str, Any] | None:
         """Stop a sandbox's runs and containers, then delete it. Runs in progress (in any
@@ -1518,4 +1566,12 @@ class _RunGuard:
         return None
 
 
-__all__ = ["RunHooks", "RunResult", "SandboxManager", "SandboxSummary", "Widening"]
+__all__ = [
+    "DestroyFailed",
+    "DestroyResult",
+    "RunHooks",
+    "RunResult",
+    "SandboxManager",
+    "SandboxSummary",
+    "Widening",
+]
