@@ -5,6 +5,7 @@ sandbox once the active one is gone, `sandbox use`, `sandbox extend`, `sandbox l
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from e2e_support import (  # noqa: F401
     summary,
     wait_for,
 )
+
+from conftest import write
 
 pytestmark = pytest.mark.docker
 
@@ -118,6 +121,155 @@ def test_destroy_goes_on_past_a_sandbox_that_fails_and_reports_each(aido: Aido, 
     finally:
         lock.rmdir()
     assert aido("sandbox", "destroy", broken).code == 0
+
+
+# -- no silent switch to another sandbox ------------------------------------------------------
+
+
+def test_no_active_sandbox_stops_run_logs_and_destroy(aido: Aido, project: Path) -> None:
+    kept = sandbox_up(aido, "--name", "alpha")
+    write(project / "hello.sh", "echo hello\n")
+    assert aido("run", "hello.sh").code == 0  # run-001 of alpha, for `logs` to find
+    doomed = sandbox_up(aido)  # now the active one
+    assert aido("sandbox", "destroy").code == 0
+    assert active(project) is None
+
+    result = aido("run", "hello.sh")
+    assert result.code == 3
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: no active sandbox; this workspace has 1: {kept} (alpha)",
+        "hint: choose one with `aido sandbox use ID`, or give --sandbox ID",
+    ]
+    assert len(record(project, kept)["runs"]) == 1  # the old code ran it in alpha, silently
+
+    logs = aido("logs")
+    assert logs.code == 3
+    assert logs.stdout == ""  # the old code showed alpha's run-001
+    assert f"this workspace has 1: {kept} (alpha)" in logs.stderr
+
+    destroy = aido("sandbox", "destroy")
+    assert destroy.code == 3
+    assert "no active sandbox" in destroy.stderr
+    assert "`aido sandbox destroy ID` (or --all for every one)" in destroy.stderr
+    assert sandbox_root(project, kept).is_dir()  # the old code destroyed alpha
+
+    as_json = aido("run", "hello.sh", "--json")
+    assert as_json.code == 3
+    error = as_json.json["error"]
+    assert error["code"] == "no_active_sandbox"
+    assert error["sandboxes"] == [{"id": kept, "name": "alpha", "status": "created"}]
+    assert doomed not in as_json.stdout
+
+    batch = aido("run", "hello.sh", "hello.sh")
+    assert batch.code == 3
+    assert "no active sandbox" in batch.stderr
+    assert len(record(project, kept)["runs"]) == 1
+
+    # An explicit sandbox still works, and does not change which one is active.
+    explicit = aido("run", "--sandbox", kept, "hello.sh")
+    assert explicit.code == 0, explicit.stderr
+    assert explicit.stdout == "hello\n"
+    assert active(project) is None
+    assert aido("logs", "--sandbox", kept).stdout == "hello\n"
+
+
+def test_the_choice_lists_every_sandbox_and_marks_expired_ones(aido: Aido, project: Path) -> None:
+    old = sandbox_up(aido, "--ttl", "1s", "--no-auto-cleanup", "--name", "old")
+    time.sleep(1.2)  # expired, and created a second before the next (the list is oldest first)
+    plain = sandbox_up(aido)
+    (project / ".aido" / "active").unlink()
+    result = aido("logs", "--json")
+    assert result.code == 3
+    assert result.json["error"]["message"] == (
+        f"no active sandbox; this workspace has 2: {old} (old, expired), {plain}"
+    )
+    assert [s["status"] for s in result.json["error"]["sandboxes"]] == ["expired", "created"]
+
+
+def test_without_any_sandbox_the_hint_is_to_create_one(aido: Aido, project: Path) -> None:
+    sandbox_up(aido)
+    assert aido("sandbox", "destroy").code == 0
+    write(project / "hello.sh", "echo hello\n")
+    result = aido("run", "hello.sh")
+    assert result.code == 3
+    assert result.stderr.splitlines() == [
+        "error: no sandbox in this workspace",
+        "hint: create one with `aido sandbox up`",
+    ]
+
+
+def test_sandbox_up_makes_the_new_sandbox_active_again(aido: Aido, project: Path) -> None:
+    sandbox_up(aido)
+    assert aido("sandbox", "destroy").code == 0
+    fresh = sandbox_up(aido)
+    assert active(project) == fresh
+    write(project / "hello.sh", "echo hello\n")
+    assert aido("run", "hello.sh").code == 0
+    assert len(record(project, fresh)["runs"]) == 1
+
+
+# -- sandbox use ----------------------------------------------------------------------------------
+
+
+def test_use_selects_the_sandbox_run_logs_and_destroy_default_to(aido: Aido, project: Path) -> None:
+    first = sandbox_up(aido, "--name", "first")
+    second = sandbox_up(aido)
+    result = aido("sandbox", "use", first)
+    assert result.code == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"✓ Active sandbox: {first} (first), expires in ")
+    assert active(project) == first
+
+    write(project / "hello.sh", "echo hello\n")
+    assert aido("run", "hello.sh").code == 0
+    assert len(record(project, first)["runs"]) == 1
+    assert_no_run_consumed(project, second)
+    assert aido("logs").stdout == "hello\n"
+
+    as_json = aido("sandbox", "use", second, "--json")
+    assert as_json.code == 0
+    assert as_json.json == {
+        "schema_version": 1,
+        "command": "sandbox use",
+        "status": "success",
+        "sandbox_id": second,
+        "name": None,
+        "previous_sandbox_id": first,
+        "error": None,
+    }
+    assert aido("sandbox", "destroy").code == 0
+    assert not sandbox_root(project, second).exists()
+    assert sandbox_root(project, first).is_dir()
+
+
+def test_use_refuses_what_cannot_be_used_and_keeps_the_active_one(aido: Aido, project: Path) -> None:
+    expired = sandbox_up(aido, "--ttl", "1s", "--no-auto-cleanup")
+    going = sandbox_up(aido)
+    current = sandbox_up(aido)
+    (sandbox_root(project, going) / ".destroying").touch()
+    time.sleep(1.2)
+
+    cases = [
+        (UNKNOWN, 3, f"error: no sandbox {UNKNOWN} in "),
+        ("NOT-AN-ID", 2, "error: invalid sandbox id 'NOT-AN-ID': expected 12 lowercase letters or digits"),
+        (expired, 3, f"error: sandbox {expired} expired at "),
+        (going, 3, f"error: sandbox {going} is being destroyed"),
+    ]
+    for given, code, line in cases:
+        result = aido("sandbox", "use", given)
+        assert result.code == code, (given, result.stderr)
+        assert result.stderr.startswith(line), result.stderr
+        assert result.stderr.count("error:") == 1
+        assert active(project) == current
+
+    as_json = aido("sandbox", "use", expired, "--json")
+    assert as_json.code == 3
+    assert as_json.json["error"]["code"] == "sandbox_expired"
+    missing = aido("sandbox", "use")
+    assert missing.code == 2
+    assert "Missing argument 'ID'" in missing.stderr
+    (sandbox_root(project, going) / ".destroying").unlink()
 
 
 # -- destroy --all without a workspace ----------------------------------------------------------

@@ -19,7 +19,7 @@ import click
 from aido import __version__
 from aido.cli.render import Renderer
 from aido.config.limits import ISOLATION_LEVELS
-from aido.errors import AidoError, ConfigError, Interrupted
+from aido.errors import AidoError, ConfigError, Interrupted, NoActiveSandbox
 from aido.exit_codes import ExitCode
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -169,6 +169,7 @@ def cli() -> None:
       aido sandbox up              create a sandbox (reads ./sandbox.yaml if present)
       aido run task.py -- ARGS     run a task in it; its exit code is aido's
       aido logs                    show the last run's output
+      aido sandbox use ID          make another sandbox the active one
       aido sandbox destroy         remove the sandbox and its containers
 
     Tasks run with no network, as an unprivileged user, with all capabilities
@@ -183,7 +184,7 @@ def cli() -> None:
 @cli.group(context_settings=CONTEXT)
 @global_options
 def sandbox() -> None:
-    """Create, list and destroy sandboxes."""
+    """Create, list, select and destroy sandboxes."""
 
 
 @sandbox.command("up", context_settings=CONTEXT)
@@ -318,7 +319,8 @@ def _relative_time(moment: str) -> str:
 def sandbox_destroy(ids: tuple[str, ...], all_: bool) -> None:
     """Stop a sandbox's containers and delete it with all its files and evidence.
 
-    Without an ID, destroys the active sandbox. Every ID is checked
+    Without an ID, destroys the active sandbox; with none active, it destroys
+    nothing and lists the sandboxes to choose from (exit 3). Every ID is checked
     first: if one is malformed (exit 2) or unknown (exit 3), none is destroyed.
     Each sandbox's outcome is reported; if one fails midway, the others are still
     destroyed and aido exits non-zero. --all with no workspace has nothing to do.
@@ -367,6 +369,33 @@ def sandbox_destroy(ids: tuple[str, ...], all_: bool) -> None:
         out.failure(f"Sandbox {sandbox_id} not destroyed: {err.message}")
     if failure is not None:
         raise failure  # the one error line (and hint) and exit code, from main()
+
+
+@sandbox.command("use", context_settings=CONTEXT)
+@click.argument("sandbox_id", metavar="ID")
+@global_options
+def sandbox_use(sandbox_id: str) -> None:
+    """Make sandbox ID the active one.
+
+    The active sandbox is the one `run`, `logs` and `destroy` use when not
+    given an ID.
+
+    `sandbox up` makes each new sandbox active; destroying the active sandbox
+    leaves none active, and aido never picks another by itself. ID must exist,
+    not have expired and not be being destroyed (exit 3).
+    """
+    STATE.command = "sandbox use"
+    record, previous = _manager().use(sandbox_id)
+    out = STATE.renderer
+    if out.json_mode:
+        out.envelope(
+            "sandbox use",
+            "success",
+            {"sandbox_id": record.id, "name": record.name, "previous_sandbox_id": previous},
+        )
+        return
+    named = f" ({record.name})" if record.name else ""
+    out.success(f"Active sandbox: {record.id}{named}, expires {_relative_time(record.expires_at)}")
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -423,6 +452,9 @@ def run(
     raw_output: bool,
 ) -> None:
     """Run TASK in a fresh container of the sandbox; arguments after -- go to the task.
+
+    It runs in the active sandbox (see `aido sandbox use`) or --sandbox ID. With
+    none active, aido never picks one: it lists the sandboxes and exits 3.
 
     \b
     The task's exit code is aido's exit code. aido's own failures use:
@@ -647,7 +679,11 @@ def _run_batch(
 def logs(
     follow: bool, show_stderr: bool, run_id: str | None, sandbox_id: str | None, raw_output: bool
 ) -> None:
-    """Show a run's captured output: stdout, and stderr when asked or when the run failed."""
+    """Show a run's captured output: stdout, and stderr when asked or when the run failed.
+
+    From the active sandbox, or --sandbox ID; with none active, aido lists the
+    sandboxes and exits 3.
+    """
     STATE.command = "logs"
     manager = _manager()
     out = Renderer(json_mode=STATE.json, raw_output=raw_output)
@@ -773,6 +809,8 @@ def main(argv: list[str] | None = None) -> None:
             error: dict[str, Any] = {"code": exc.code, "message": exc.message, "hint": exc.hint}
             if isinstance(exc, ConfigError):
                 error["problems"] = exc.problems
+            if isinstance(exc, NoActiveSandbox):
+                error["sandboxes"] = exc.sandboxes  # the ones to choose from
             out.envelope(STATE.command or "aido", "error", {"exit_code": int(code)}, error)
         else:
             out.error(exc.message, exc.hint)

@@ -24,6 +24,7 @@ from aido.errors import (
     AidoError,
     ConfigError,
     MetadataError,
+    NoActiveSandbox,
     NotConfirmed,
     RunNotFound,
     RuntimeUnavailable,
@@ -61,6 +62,7 @@ DESTROY_WAIT_SECONDS = 15.0  # how long destroy waits for a stopped run to write
 DISK_CHECK_SECONDS = 0.05  # the shortest interval between two disk-usage checks of a running task
 HOST_FILESYSTEM_TARGET = "/project"  # where --host-filesystem shows the project directory
 GVISOR_PIDS = 1024
+CHOICES_SHOWN = 10  # sandboxes named in a "no active sandbox" error; JSON lists them all
 
 # Environment every task gets. The host environment is never passed implicitly.
 BASE_ENV = {
@@ -284,8 +286,10 @@ class SandboxManager:
     def _save(self, record: SandboxRecord) -> None:
         fsutil.atomic_write_bytes(self.workspace.sandbox(record.id).metadata, record.to_bytes())
 
-    def resolve_id(self, sandbox_id: str | None) -> str:
-        """The given sandbox, or the active one, or the newest one."""
+    def resolve_id(self, sandbox_id: str | None, *, choose: str = "give --sandbox ID") -> str:
+        """The given sandbox, or the active one; never another. With no active sandbox (it
+        was destroyed, or expired and was removed) the user chooses: the error lists the
+        sandboxes there are. ``choose`` says how the calling command takes an id."""
         if sandbox_id:
             from aido.sandbox.ids import check_sandbox_id
 
@@ -293,16 +297,25 @@ class SandboxManager:
         active = self.workspace.active_id(strict=True)
         if active and (self.workspace.sandboxes / active / "sandbox.json").is_file():
             return active
-        if active:
-            # Never fall back silently to another sandbox when the active one is gone.
-            raise SandboxNotFound(
-                f"the active sandbox {active} no longer exists (it expired and was removed, or was deleted)",
-                hint="create a new one with `aido sandbox up`, or pick one with --sandbox ID",
-            )
-        ids = self.workspace.sandbox_ids()
-        if not ids:
+        problem = (
+            f"the active sandbox {active} no longer exists (it expired and was removed, or was deleted)"
+            if active
+            else "no active sandbox"
+        )
+        # Never fall back silently to another sandbox: it has other inputs, env and limits.
+        choices = self.list_sandboxes()
+        if not choices:
+            if active:
+                raise SandboxNotFound(problem, hint="create a new one with `aido sandbox up`")
             raise SandboxNotFound("no sandbox in this workspace", hint="create one with `aido sandbox up`")
-        return max(ids, key=lambda i: (self.workspace.sandboxes / i / "sandbox.json").stat().st_mtime)
+        shown = [_choice(s) for s in choices[-CHOICES_SHOWN:]]
+        more = len(choices) - len(shown)
+        listing = ", ".join(shown) + (f" and {more} older (`aido sandbox list`)" if more else "")
+        raise NoActiveSandbox(
+            f"{problem}; this workspace has {len(choices)}: {listing}",
+            hint=f"choose one with `aido sandbox use ID`, or {choose}",
+            sandboxes=[{"id": s.id, "name": s.name, "status": s.status} for s in choices],
+        )
 
     # -- sandbox up -----------------------------------------------------------------------
 
@@ -479,7 +492,9 @@ class SandboxManager:
                     hint="list sandboxes with `aido sandbox list`",
                 )
         else:
-            targets = [self.resolve_id(None)]
+            targets = [
+                self.resolve_id(None, choose="name it: `aido sandbox destroy ID` (or --all for every one)")
+            ]
         result = DestroyResult()
         for sandbox_id in targets:
             try:
@@ -495,6 +510,50 @@ class SandboxManager:
         if result.failed:
             raise DestroyFailed(result)
         return result
+
+    # -- sandbox use --------------------------------------------------------------------
+
+    def use(self, sandbox_id: str) -> tuple[SandboxRecord, str | None]:
+        """Make a sandbox the active one (what `run`, `logs` and `destroy` use without an
+        id). Returns its record and the id that was active before, if any."""
+        from aido.sandbox.ids import check_sandbox_id
+
+        check_sandbox_id(sandbox_id)
+        workspace = self.workspace
+        previous = workspace.active_id()
+        # Under the sandbox's lock: a destroy cannot slip in between the check and the pointer
+        # (one that starts afterwards clears the pointer again).
+        with self._live(sandbox_id) as record:
+            workspace.set_active(sandbox_id)
+        return record, previous
+
+    @contextlib.contextmanager
+    def _live(self, sandbox_id: str) -> Iterator[SandboxRecord]:
+        """The record of a sandbox that exists, is not being destroyed and has not expired,
+        with its lock held for the block; SandboxNotFound or SandboxExpired otherwise."""
+        workspace = self.workspace
+        paths = workspace.sandbox(sandbox_id)
+        missing = SandboxNotFound(
+            f"no sandbox {sandbox_id} in {workspace.dir}", hint="list sandboxes with `aido sandbox list`"
+        )
+        if not paths.root.is_dir():
+            raise missing
+        try:
+            with fsutil.locked(paths.lock):
+                if paths.destroying.exists():
+                    raise SandboxNotFound(
+                        f"sandbox {sandbox_id} is being destroyed",
+                        hint="create a new sandbox with `aido sandbox up`",
+                    )
+                record = self.load(sandbox_id)
+                if record.expired():
+                    raise SandboxExpired(
+                        f"sandbox {sandbox_id} expired at {record.expires_at}",
+                        hint="create a new sandbox with `aido sandbox up`",
+                    )
+                yield record
+        except FileNotFoundError:
+            raise missing from None  # destroyed meanwhile
 
     def _destroy_one(self, sandbox_id: str, *, reason: str, **event: Any) -> dict[str, Any] | None:
         """Stop a sandbox's runs and containers, then delete it. Runs in progress (in any
@@ -1270,6 +1329,12 @@ def _confirm(warnings: list[str], confirm: Confirm | None) -> None:
             f"refusing to widen the sandbox without confirmation: {'; '.join(warnings)}",
             hint="answer y at the prompt, or pass --yes to confirm without a terminal",
         )
+
+
+def _choice(summary: SandboxSummary) -> str:
+    """A sandbox as named in a "choose one" error: its id, name and status if not plain."""
+    notes = [n for n in (summary.name, summary.status if summary.status != "created" else None) if n]
+    return f"{summary.id} ({', '.join(notes)})" if notes else summary.id
 
 
 def _peek(paths: SandboxPaths) -> Any:
