@@ -6,7 +6,7 @@ sandbox once the active one is gone, `sandbox use`, `sandbox extend`, `sandbox l
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -270,6 +270,100 @@ def test_use_refuses_what_cannot_be_used_and_keeps_the_active_one(aido: Aido, pr
     assert missing.code == 2
     assert "Missing argument 'ID'" in missing.stderr
     (sandbox_root(project, going) / ".destroying").unlink()
+
+
+# -- sandbox extend -------------------------------------------------------------------------------
+
+
+def test_extend_sets_the_expiry_from_now_and_records_it(aido: Aido, project: Path) -> None:
+    sandbox_id = sandbox_up(aido, "--ttl", "5m")
+    before, before_text = expires(project, sandbox_id), record(project, sandbox_id)["expires_at"]
+    result = aido("sandbox", "extend", sandbox_id, "--ttl", "2h", "--json")
+    assert result.code == 0, result.stderr
+    doc = result.json
+    assert doc["sandbox_id"] == sandbox_id
+    assert doc["previous_expires_at"] == before_text
+    after = expires(project, sandbox_id)
+    assert doc["expires_at"] == record(project, sandbox_id)["expires_at"]
+    assert after - before > timedelta(minutes=110)
+    assert abs((after - datetime.now(UTC)) - timedelta(hours=2)) < timedelta(seconds=30)
+    last = events(sandbox_root(project, sandbox_id) / "events.log")[-1]
+    assert last["event"] == "sandbox_extended"
+    assert last["ttl"] == "2h"
+    assert last["previous_expires_at"] == doc["previous_expires_at"]
+    assert last["expires_at"] == doc["expires_at"]
+
+    # Without an id: the active sandbox. It sets, so it can shorten too.
+    human = aido("sandbox", "extend", "--ttl", "10m")
+    assert human.code == 0, human.stderr
+    assert human.stderr.startswith(f"✓ Sandbox {sandbox_id} now expires ")
+    assert expires(project, sandbox_id) < after
+
+
+@pytest.mark.parametrize(
+    ("ttl", "message"),
+    [
+        ("soon", "--ttl: expected a duration like 90s, 15m or 2h, got 'soon'"),
+        ("15", "--ttl: expected a duration like 90s, 15m or 2h, got '15'"),
+        ("0s", "--ttl: duration '0s' is too short: the minimum is 1s"),
+        ("31d", "--ttl: duration '31d' is too long: the maximum is 30d"),
+    ],
+)
+def test_extend_refuses_a_bad_ttl(aido: Aido, project: Path, ttl: str, message: str) -> None:
+    sandbox_id = sandbox_up(aido)
+    before = record(project, sandbox_id)
+    result = aido("sandbox", "extend", sandbox_id, "--ttl", ttl)
+    assert result.code == 2
+    hint = "hint: give a duration like 30m or 2h, at most 30d"
+    assert result.stderr.splitlines() == [f"error: {message}", hint]
+    assert record(project, sandbox_id) == before
+
+
+def test_extend_refuses_a_sandbox_it_cannot_extend(aido: Aido, project: Path) -> None:
+    expired = sandbox_up(aido, "--ttl", "1s", "--no-auto-cleanup")
+    time.sleep(1.2)
+    before = record(project, expired)
+    result = aido("sandbox", "extend", expired, "--ttl", "1h")
+    assert result.code == 3
+    assert result.stderr.startswith(f"error: sandbox {expired} expired at {before['expires_at']}")
+    assert record(project, expired) == before
+    assert aido("run", "--sandbox", expired, "x.sh").code == 3  # still expired
+
+    unknown = aido("sandbox", "extend", UNKNOWN, "--ttl", "1h", "--json")
+    assert unknown.code == 3
+    assert unknown.json["error"]["code"] == "sandbox_not_found"
+    malformed = aido("sandbox", "extend", "../x", "--ttl", "1h")
+    assert malformed.code == 2
+    no_ttl = aido("sandbox", "extend", expired)
+    assert no_ttl.code == 2
+    assert "Missing option '--ttl'" in no_ttl.stderr
+
+    assert aido("sandbox", "destroy", expired).code == 0
+    other = sandbox_up(aido)
+    assert aido("sandbox", "destroy", other).code == 0
+    write(project / "x.sh", "true\n")
+    none_active = aido("sandbox", "extend", "--ttl", "1h")
+    assert none_active.code == 3
+    assert none_active.stderr.splitlines()[0] == "error: no sandbox in this workspace"
+
+
+def test_extend_keeps_a_running_task_going_past_the_old_expiry(aido: Aido, project: Path) -> None:
+    sandbox_id = sandbox_up(aido, "--ttl", "4s")
+    write(project / "slow.sh", "echo started\nsleep 6\necho finished\n")
+    process = spawn(project, "run", "slow.sh", text=True)
+    try:
+        log = sandbox_root(project, sandbox_id) / "runs" / "run-001" / "stdout.log"
+        wait_for(lambda: log.is_file() and b"started" in log.read_bytes(), timeout=30, what="the start")
+        assert aido("sandbox", "extend", "--ttl", "1h").code == 0
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr  # the old code stopped it at the first expiry (exit 3)
+    assert stdout == "started\nfinished\n"
+    assert summary(project, sandbox_id)["status"] == "success"
+    assert_no_containers(sandbox_id)
 
 
 # -- destroy --all without a workspace ----------------------------------------------------------

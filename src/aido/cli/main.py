@@ -184,7 +184,7 @@ def cli() -> None:
 @cli.group(context_settings=CONTEXT)
 @global_options
 def sandbox() -> None:
-    """Create, list, select and destroy sandboxes."""
+    """Create, list, select, extend and destroy sandboxes."""
 
 
 @sandbox.command("up", context_settings=CONTEXT)
@@ -377,8 +377,8 @@ def sandbox_destroy(ids: tuple[str, ...], all_: bool) -> None:
 def sandbox_use(sandbox_id: str) -> None:
     """Make sandbox ID the active one.
 
-    The active sandbox is the one `run`, `logs` and `destroy` use when not
-    given an ID.
+    The active sandbox is the one `run`, `logs`, `extend` and `destroy` use when
+    not given an ID.
 
     `sandbox up` makes each new sandbox active; destroying the active sandbox
     leaves none active, and aido never picks another by itself. ID must exist,
@@ -396,6 +396,36 @@ def sandbox_use(sandbox_id: str) -> None:
         return
     named = f" ({record.name})" if record.name else ""
     out.success(f"Active sandbox: {record.id}{named}, expires {_relative_time(record.expires_at)}")
+
+
+@sandbox.command("extend", context_settings=CONTEXT)
+@click.argument("sandbox_id", metavar="[ID]", required=False)
+@click.option(
+    "--ttl",
+    required=True,
+    metavar="DURATION",
+    help="New time to live from now, e.g. 30m, 2h (at most 30d, as in sandbox.yaml).",
+)
+@global_options
+def sandbox_extend(sandbox_id: str | None, ttl: str) -> None:
+    """Set when a sandbox expires: DURATION from now (default: the active sandbox).
+
+    This replaces the expiry, so it can also shorten it. Runs in progress keep
+    going until the new expiry. An expired sandbox, or one being destroyed, is
+    refused (exit 3): create a new one. Recorded as `sandbox_extended` in the
+    sandbox's events.log.
+    """
+    STATE.command = "sandbox extend"
+    record, previous = _manager().extend(sandbox_id, ttl)
+    out = STATE.renderer
+    if out.json_mode:
+        out.envelope(
+            "sandbox extend",
+            "success",
+            {"sandbox_id": record.id, "expires_at": record.expires_at, "previous_expires_at": previous},
+        )
+        return
+    out.success(f"Sandbox {record.id} now expires {record.expires_at} ({_relative_time(record.expires_at)})")
 
 
 # -- run ------------------------------------------------------------------------------------

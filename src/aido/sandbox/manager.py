@@ -511,7 +511,7 @@ class SandboxManager:
             raise DestroyFailed(result)
         return result
 
-    # -- sandbox use --------------------------------------------------------------------
+    # -- sandbox use / extend -------------------------------------------------------------
 
     def use(self, sandbox_id: str) -> tuple[SandboxRecord, str | None]:
         """Make a sandbox the active one (what `run`, `logs` and `destroy` use without an
@@ -525,6 +525,39 @@ class SandboxManager:
         # (one that starts afterwards clears the pointer again).
         with self._live(sandbox_id) as record:
             workspace.set_active(sandbox_id)
+        return record, previous
+
+    def extend(self, sandbox_id: str | None, ttl: str) -> tuple[SandboxRecord, str]:
+        """Set a sandbox's expiry to ``ttl`` from now (longer or shorter than it was),
+        within sandbox.yaml's bounds. Returns the record and the previous expiry."""
+        from aido.config.limits import MAX_TTL_SECONDS
+        from aido.config.units import format_duration, parse_duration
+
+        if sandbox_id:
+            from aido.sandbox.ids import check_sandbox_id
+
+            check_sandbox_id(sandbox_id)
+        try:
+            seconds = parse_duration(ttl, maximum=MAX_TTL_SECONDS)
+        except ValueError as exc:
+            raise UsageError(
+                f"--ttl: {exc}",
+                hint=f"give a duration like 30m or 2h, at most {format_duration(MAX_TTL_SECONDS)}",
+            ) from None
+        sid = self.resolve_id(sandbox_id, choose="give its id: `aido sandbox extend ID --ttl D`")
+        paths = self.workspace.sandbox(sid)
+        with self._live(sid) as record:
+            previous = record.expires_at
+            record.expires_at = isoformat(utcnow() + timedelta(seconds=seconds))
+            self._save(record)
+            record_event(
+                paths.events,
+                "sandbox_extended",
+                sandbox_id=sid,
+                ttl=format_duration(seconds),
+                previous_expires_at=previous,
+                expires_at=record.expires_at,
+            )
         return record, previous
 
     @contextlib.contextmanager
@@ -1540,6 +1573,7 @@ class _RunGuard:
         self.paths = plan.paths
         self.cancel = cancel
         self.expires = parse_time(plan.record.expires_at).timestamp()
+        self.expires_at = plan.record.expires_at
         self.next_disk_check = 0.0
         self.usage: Any = None
         self.exceeded: str | None = None
@@ -1549,7 +1583,7 @@ class _RunGuard:
             return "cancelled"
         if self.paths.going():
             return "destroyed"
-        if time.time() >= self.expires:
+        if time.time() >= self.expires and not self._extended():
             return "expired"
         now = time.monotonic()
         if self.plan.settings.disk_quota == "hard":
@@ -1561,6 +1595,21 @@ class _RunGuard:
             if self.exceeded:
                 return "disk_limit"
         return None
+
+    def _extended(self) -> bool:
+        """At the expiry the run started with: whether `aido sandbox extend` has moved it
+        later since (read once, at that moment, not on every poll)."""
+        from aido.sandbox.records import parse_time
+
+        data = _peek(self.paths)
+        try:
+            later = parse_time(data["expires_at"]).timestamp()
+        except (TypeError, KeyError, ValueError, AttributeError):
+            return False
+        if later <= self.expires:
+            return False
+        self.expires, self.expires_at = later, data["expires_at"]
+        return time.time() < later
 
     def check_disk(self, *, final: bool = False) -> None:
         from aido.sandbox.diskusage import exceeded, measure
@@ -1609,8 +1658,7 @@ class _RunGuard:
         if self.exceeded and status == "success":
             return f"the task reached its disk limit ({self.exceeded}) but exited 0"
         if reason == "expired":
-            record = self.plan.record
-            return f"the task was stopped: sandbox {record.id} expired at {record.expires_at}"
+            return f"the task was stopped: sandbox {self.plan.record.id} expired at {self.expires_at}"
         if reason == "destroyed":
             return f"the task was stopped: sandbox {self.plan.record.id} was destroyed"
         if reason == "cancelled":
