@@ -366,7 +366,23 @@ def test_extend_keeps_a_running_task_going_past_the_old_expiry(aido: Aido, proje
     assert_no_containers(sandbox_id)
 
 
-# -- destroy --all without a workspace ----------------------------------------------------------
+# -- sandbox list -q, destroy --all without a workspace ---------------------------------------
+
+
+def test_list_quiet_prints_only_ids(aido: Aido, project: Path) -> None:
+    assert aido("sandbox", "list", "-q").stdout == ""  # no workspace: nothing, exit 0
+    ids = [sandbox_up(aido), sandbox_up(aido)]
+    for flag in ("-q", "--quiet"):
+        result = aido("sandbox", "list", flag)
+        assert result.code == 0, result.stderr
+        assert result.stdout.splitlines() == ids
+        assert result.stderr == ""
+    both = aido("sandbox", "list", "-q", "--json")
+    assert both.code == 2
+    assert both.json["error"]["message"] == "give -q or --json, not both"
+    destroyed = aido("sandbox", "destroy", *aido("sandbox", "list", "-q").stdout.split())
+    assert destroyed.code == 0
+    assert aido("sandbox", "list", "-q").stdout == ""
 
 
 def test_destroy_all_without_a_workspace_has_nothing_to_do(aido: Aido, project: Path) -> None:

@@ -270,12 +270,23 @@ def sandbox_up(
 
 
 @sandbox.command("list", context_settings=CONTEXT)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the ids, one per line (for scripts).")
 @global_options
-def sandbox_list() -> None:
-    """List the sandboxes of this workspace (* marks the active one)."""
+def sandbox_list(quiet: bool) -> None:
+    """List the sandboxes of this workspace (* marks the active one).
+
+    With -q, only their ids, one per line, oldest first: e.g.
+    `aido sandbox destroy $(aido sandbox list -q)`. No workspace lists nothing.
+    """
     STATE.command = "sandbox list"
+    if quiet and STATE.json:
+        raise click.UsageError("give -q or --json, not both")
     summaries = _manager().list_sandboxes()
     out = STATE.renderer
+    if quiet:
+        for summary in summaries:
+            print(summary.id)
+        return
     if out.json_mode:
         from dataclasses import asdict
 
