@@ -372,10 +372,13 @@ def test_extend_keeps_a_running_task_going_past_the_old_expiry(aido: Aido, proje
 def test_list_quiet_prints_only_ids(aido: Aido, project: Path) -> None:
     assert aido("sandbox", "list", "-q").stdout == ""  # no workspace: nothing, exit 0
     ids = [sandbox_up(aido), sandbox_up(aido)]
+    # In the order of `list` (oldest first; two made in the same second may come either way).
+    listed = [item["id"] for item in aido("sandbox", "list", "--json").json["sandboxes"]]
+    assert sorted(listed) == sorted(ids)
     for flag in ("-q", "--quiet"):
         result = aido("sandbox", "list", flag)
         assert result.code == 0, result.stderr
-        assert result.stdout.splitlines() == ids
+        assert result.stdout.splitlines() == listed
         assert result.stderr == ""
     both = aido("sandbox", "list", "-q", "--json")
     assert both.code == 2
