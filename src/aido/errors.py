@@ -56,6 +56,17 @@ class SandboxNotFound(AidoError):
     exit_code = ExitCode.SANDBOX_STATE
 
 
+class NoActiveSandbox(SandboxNotFound):
+    """A command that defaults to the active sandbox found none, yet sandboxes exist: aido
+    never picks one for the user. ``sandboxes`` lists them (id, name, status) to choose from."""
+
+    code = "no_active_sandbox"
+
+    def __init__(self, message: str, *, hint: str | None = None, sandboxes: list[dict[str, object]]) -> None:
+        super().__init__(message, hint=hint)
+        self.sandboxes = sandboxes
+
+
 class SandboxExpired(AidoError):
     code = "sandbox_expired"
     exit_code = ExitCode.SANDBOX_STATE

@@ -375,7 +375,15 @@ PINNED_KEYS = {
     ("sandbox", "up"): {"schema_version", "command", "status", "sandbox_id", "sandbox", "error"},
     ("sandbox", "list"): {"schema_version", "command", "status", "sandboxes", "error"},
     ("logs",): {"schema_version", "command", "status", "sandbox_id", "run", "stdout", "stderr", "error"},
-    ("sandbox", "destroy"): {"schema_version", "command", "status", "destroyed", "error"},
+    ("sandbox", "destroy"): {
+        "schema_version",
+        "command",
+        "status",
+        "destroyed",
+        "already_gone",
+        "failed",
+        "error",
+    },
 }
 
 

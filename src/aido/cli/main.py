@@ -19,7 +19,7 @@ import click
 from aido import __version__
 from aido.cli.render import Renderer
 from aido.config.limits import ISOLATION_LEVELS
-from aido.errors import AidoError, ConfigError, Interrupted
+from aido.errors import AidoError, ConfigError, Interrupted, NoActiveSandbox
 from aido.exit_codes import ExitCode
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -170,6 +170,7 @@ def cli() -> None:
       aido run task.py -- ARGS     run a task in it; its exit code is aido's
       aido logs                    show the last run's output
       aido show                    how the last run went: status, limits hit, changes
+      aido sandbox use ID          make another sandbox the active one
       aido sandbox destroy         remove the sandbox and its containers
 
     Tasks run with no network, as an unprivileged user, with all capabilities
@@ -184,7 +185,7 @@ def cli() -> None:
 @cli.group(context_settings=CONTEXT)
 @global_options
 def sandbox() -> None:
-    """Create, list and destroy sandboxes."""
+    """Create, list, select, extend and destroy sandboxes."""
 
 
 @sandbox.command("up", context_settings=CONTEXT)
@@ -270,12 +271,23 @@ def sandbox_up(
 
 
 @sandbox.command("list", context_settings=CONTEXT)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the ids, one per line (for scripts).")
 @global_options
-def sandbox_list() -> None:
-    """List the sandboxes of this workspace (* marks the active one)."""
+def sandbox_list(quiet: bool) -> None:
+    """List the sandboxes of this workspace (* marks the active one).
+
+    With -q, only their ids, one per line, oldest first: e.g.
+    `aido sandbox destroy $(aido sandbox list -q)`. No workspace lists nothing.
+    """
     STATE.command = "sandbox list"
+    if quiet and STATE.json:
+        raise click.UsageError("give -q or --json, not both")
     summaries = _manager().list_sandboxes()
     out = STATE.renderer
+    if quiet:
+        for summary in summaries:
+            print(summary.id)
+        return
     if out.json_mode:
         from dataclasses import asdict
 
@@ -319,24 +331,113 @@ def _relative_time(moment: str) -> str:
 def sandbox_destroy(ids: tuple[str, ...], all_: bool) -> None:
     """Stop a sandbox's containers and delete it with all its files and evidence.
 
-    Without an ID, destroys the active sandbox.
+    Without an ID, destroys the active sandbox; with none active, it destroys
+    nothing and lists the sandboxes to choose from (exit 3). Every ID is checked
+    first: if one is malformed (exit 2) or unknown (exit 3), none is destroyed.
+    Each sandbox's outcome is reported; if one fails midway, the others are still
+    destroyed and aido exits non-zero. --all with no workspace has nothing to do.
     """
     STATE.command = "sandbox destroy"
+    from aido.sandbox.manager import DestroyFailed
+
     if all_ and ids:
         raise click.UsageError("give sandbox IDs or --all, not both")
-    results = _manager().destroy(list(ids), all_sandboxes=all_)
+    failure: DestroyFailed | None = None
+    try:
+        result = _manager().destroy(list(ids), all_sandboxes=all_)
+    except DestroyFailed as exc:
+        result, failure = exc.result, exc
     out = STATE.renderer
     if out.json_mode:
-        out.envelope("sandbox destroy", "success", {"destroyed": results})
-        return
-    if not results:
+        payload: dict[str, Any] = {
+            "destroyed": result.destroyed,
+            "already_gone": result.already_gone,
+            "failed": [
+                {"sandbox_id": sid, "error": {"code": err.code, "message": err.message, "hint": err.hint}}
+                for sid, err in result.failed
+            ],
+        }
+        if failure is None:
+            out.envelope("sandbox destroy", "success", payload)
+            return
+        out.envelope(
+            "sandbox destroy",
+            "error",
+            {"exit_code": int(failure.exit_code), **payload},
+            {"code": failure.code, "message": failure.message, "hint": failure.hint},
+        )
+        sys.exit(int(failure.exit_code))
+    if not (result.destroyed or result.already_gone or result.failed):
         out.say("No sandboxes to destroy.")
-    for item in results:
+    for item in result.destroyed:
         if item["warning"]:
             out.warn(item["warning"])
         removed = item["containers_removed"]
         extra = f" ({removed} container{'s' if removed != 1 else ''} removed)" if removed else ""
         out.success(f"Sandbox destroyed: {item['sandbox_id']}{extra}")
+    for sandbox_id in result.already_gone:
+        out.success(f"Sandbox {sandbox_id} was already destroyed (by another aido command)")
+    for sandbox_id, err in result.failed:
+        out.failure(f"Sandbox {sandbox_id} not destroyed: {err.message}")
+    if failure is not None:
+        raise failure  # the one error line (and hint) and exit code, from main()
+
+
+@sandbox.command("use", context_settings=CONTEXT)
+@click.argument("sandbox_id", metavar="ID")
+@global_options
+def sandbox_use(sandbox_id: str) -> None:
+    """Make sandbox ID the active one.
+
+    The active sandbox is the one `run`, `logs`, `extend` and `destroy` use when
+    not given an ID.
+
+    `sandbox up` makes each new sandbox active; destroying the active sandbox
+    leaves none active, and aido never picks another by itself. ID must exist,
+    not have expired and not be being destroyed (exit 3).
+    """
+    STATE.command = "sandbox use"
+    record, previous = _manager().use(sandbox_id)
+    out = STATE.renderer
+    if out.json_mode:
+        out.envelope(
+            "sandbox use",
+            "success",
+            {"sandbox_id": record.id, "name": record.name, "previous_sandbox_id": previous},
+        )
+        return
+    named = f" ({record.name})" if record.name else ""
+    out.success(f"Active sandbox: {record.id}{named}, expires {_relative_time(record.expires_at)}")
+
+
+@sandbox.command("extend", context_settings=CONTEXT)
+@click.argument("sandbox_id", metavar="[ID]", required=False)
+@click.option(
+    "--ttl",
+    required=True,
+    metavar="DURATION",
+    help="New time to live from now, e.g. 30m, 2h (at most 30d, as in sandbox.yaml).",
+)
+@global_options
+def sandbox_extend(sandbox_id: str | None, ttl: str) -> None:
+    """Set when a sandbox expires: DURATION from now (default: the active sandbox).
+
+    This replaces the expiry, so it can also shorten it. Runs in progress keep
+    going until the new expiry. An expired sandbox, or one being destroyed, is
+    refused (exit 3): create a new one. Recorded as `sandbox_extended` in the
+    sandbox's events.log.
+    """
+    STATE.command = "sandbox extend"
+    record, previous = _manager().extend(sandbox_id, ttl)
+    out = STATE.renderer
+    if out.json_mode:
+        out.envelope(
+            "sandbox extend",
+            "success",
+            {"sandbox_id": record.id, "expires_at": record.expires_at, "previous_expires_at": previous},
+        )
+        return
+    out.success(f"Sandbox {record.id} now expires {record.expires_at} ({_relative_time(record.expires_at)})")
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -393,6 +494,9 @@ def run(
     raw_output: bool,
 ) -> None:
     """Run TASK in a fresh container of the sandbox; arguments after -- go to the task.
+
+    It runs in the active sandbox (see `aido sandbox use`) or --sandbox ID. With
+    none active, aido never picks one: it lists the sandboxes and exits 3.
 
     \b
     The task's exit code is aido's exit code. aido's own failures use:
@@ -617,7 +721,11 @@ def _run_batch(
 def logs(
     follow: bool, show_stderr: bool, run_id: str | None, sandbox_id: str | None, raw_output: bool
 ) -> None:
-    """Show a run's captured output: stdout, and stderr when asked or when the run failed."""
+    """Show a run's captured output: stdout, and stderr when asked or when the run failed.
+
+    From the active sandbox, or --sandbox ID; with none active, aido lists the
+    sandboxes and exits 3.
+    """
     STATE.command = "logs"
     manager = _manager()
     out = Renderer(json_mode=STATE.json, raw_output=raw_output)
@@ -774,6 +882,8 @@ def main(argv: list[str] | None = None) -> None:
             error: dict[str, Any] = {"code": exc.code, "message": exc.message, "hint": exc.hint}
             if isinstance(exc, ConfigError):
                 error["problems"] = exc.problems
+            if isinstance(exc, NoActiveSandbox):
+                error["sandboxes"] = exc.sandboxes  # the ones to choose from
             out.envelope(STATE.command or "aido", "error", {"exit_code": int(code)}, error)
         else:
             out.error(exc.message, exc.hint)

@@ -24,6 +24,7 @@ from aido.errors import (
     AidoError,
     ConfigError,
     MetadataError,
+    NoActiveSandbox,
     NotConfirmed,
     RunNotFound,
     RuntimeUnavailable,
@@ -32,6 +33,7 @@ from aido.errors import (
     TaskNotFound,
     TaskNotRunnable,
     UsageError,
+    WorkspaceError,
 )
 from aido.evidence.events import record_event
 from aido.exit_codes import ExitCode
@@ -60,6 +62,7 @@ DESTROY_WAIT_SECONDS = 15.0  # how long destroy waits for a stopped run to write
 DISK_CHECK_SECONDS = 0.05  # the shortest interval between two disk-usage checks of a running task
 HOST_FILESYSTEM_TARGET = "/project"  # where --host-filesystem shows the project directory
 GVISOR_PIDS = 1024
+CHOICES_SHOWN = 10  # sandboxes named in a "no active sandbox" error; JSON lists them all
 
 # Environment every task gets. The host environment is never passed implicitly.
 BASE_ENV = {
@@ -171,6 +174,35 @@ class _Plan:
 
 
 @dataclass
+class DestroyResult:
+    """What `destroy` did, per sandbox: destroyed (the dicts `_destroy_one` returns),
+    already removed by another process meanwhile, or failed midway (with the error)."""
+
+    destroyed: list[dict[str, Any]] = field(default_factory=list)
+    already_gone: list[str] = field(default_factory=list)
+    failed: list[tuple[str, AidoError]] = field(default_factory=list)
+
+
+class DestroyFailed(AidoError):
+    """Some sandboxes could not be destroyed; ``result`` says what happened to each one
+    (the others were destroyed). Exits like the first failure."""
+
+    code = "destroy_failed"
+
+    def __init__(self, result: DestroyResult) -> None:
+        first = result.failed[0][1]
+        count = len(result.failed)
+        total = count + len(result.destroyed) + len(result.already_gone)
+        super().__init__(
+            f"{count} of {total} sandbox{'es' if total != 1 else ''} could not be destroyed: "
+            + "; ".join(f"{sid}: {exc.message}" for sid, exc in result.failed),
+            hint=first.hint or "fix the cause, then run `aido sandbox destroy` again for those",
+        )
+        self.exit_code = first.exit_code
+        self.result = result
+
+
+@dataclass
 class SandboxSummary:
     id: str
     name: str | None
@@ -254,8 +286,10 @@ class SandboxManager:
     def _save(self, record: SandboxRecord) -> None:
         fsutil.atomic_write_bytes(self.workspace.sandbox(record.id).metadata, record.to_bytes())
 
-    def resolve_id(self, sandbox_id: str | None) -> str:
-        """The given sandbox, or the active one, or the newest one."""
+    def resolve_id(self, sandbox_id: str | None, *, choose: str = "give --sandbox ID") -> str:
+        """The given sandbox, or the active one; never another. With no active sandbox (it
+        was destroyed, or expired and was removed) the user chooses: the error lists the
+        sandboxes there are. ``choose`` says how the calling command takes an id."""
         if sandbox_id:
             from aido.sandbox.ids import check_sandbox_id
 
@@ -263,16 +297,25 @@ class SandboxManager:
         active = self.workspace.active_id(strict=True)
         if active and (self.workspace.sandboxes / active / "sandbox.json").is_file():
             return active
-        if active:
-            # Never fall back silently to another sandbox when the active one is gone.
-            raise SandboxNotFound(
-                f"the active sandbox {active} no longer exists (it expired and was removed, or was deleted)",
-                hint="create a new one with `aido sandbox up`, or pick one with --sandbox ID",
-            )
-        ids = self.workspace.sandbox_ids()
-        if not ids:
+        problem = (
+            f"the active sandbox {active} no longer exists (it expired and was removed, or was deleted)"
+            if active
+            else "no active sandbox"
+        )
+        # Never fall back silently to another sandbox: it has other inputs, env and limits.
+        choices = self.list_sandboxes()
+        if not choices:
+            if active:
+                raise SandboxNotFound(problem, hint="create a new one with `aido sandbox up`")
             raise SandboxNotFound("no sandbox in this workspace", hint="create one with `aido sandbox up`")
-        return max(ids, key=lambda i: (self.workspace.sandboxes / i / "sandbox.json").stat().st_mtime)
+        shown = [_choice(s) for s in choices[-CHOICES_SHOWN:]]
+        more = len(choices) - len(shown)
+        listing = ", ".join(shown) + (f" and {more} older (`aido sandbox list`)" if more else "")
+        raise NoActiveSandbox(
+            f"{problem}; this workspace has {len(choices)}: {listing}",
+            hint=f"choose one with `aido sandbox use ID`, or {choose}",
+            sandboxes=[{"id": s.id, "name": s.name, "status": s.status} for s in choices],
+        )
 
     # -- sandbox up -----------------------------------------------------------------------
 
@@ -421,32 +464,129 @@ class SandboxManager:
             )
         return sorted(out, key=lambda s: s.created_at)
 
-    def destroy(
-        self, sandbox_ids: list[str] | None = None, *, all_sandboxes: bool = False
-    ) -> list[dict[str, Any]]:
+    def destroy(self, sandbox_ids: list[str] | None = None, *, all_sandboxes: bool = False) -> DestroyResult:
+        """Destroy the given sandboxes (or the active one, or with ``all_sandboxes`` every
+        one). Every id is checked first: if any is malformed or unknown, nothing is
+        destroyed. One that fails midway does not stop the others; each id's outcome is in
+        the result."""
         from aido.sandbox.ids import check_sandbox_id
 
-        for given in sandbox_ids or []:
-            check_sandbox_id(given)  # a malformed id is a usage error, workspace or not
+        given = list(dict.fromkeys(sandbox_ids or []))  # in order, each once
+        for item in given:
+            check_sandbox_id(item)  # a malformed id is a usage error, workspace or not
+        if all_sandboxes and self._workspace is None:
+            workspace = Workspace.find()
+            if workspace is None:
+                return DestroyResult()  # no workspace, so nothing to destroy: as `list` shows
+            self._workspace = workspace
         workspace = self.workspace
         if all_sandboxes:
             targets = workspace.sandbox_ids()
-        elif sandbox_ids:
-            targets = [self.resolve_id(i) for i in sandbox_ids]
-        else:
-            targets = [self.resolve_id(None)]
-        results = []
-        for sandbox_id in targets:
-            paths = workspace.sandbox(sandbox_id)
-            if not paths.root.is_dir():
+        elif given:
+            targets = given
+            unknown = [i for i in given if not workspace.sandbox(i).root.is_dir()]
+            if unknown:
+                some = "sandbox" if len(unknown) == 1 else "sandboxes"
                 raise SandboxNotFound(
-                    f"no sandbox {sandbox_id} in {workspace.dir}",
+                    f"no {some} {', '.join(unknown)} in {workspace.dir}; nothing was destroyed",
                     hint="list sandboxes with `aido sandbox list`",
                 )
-            result = self._destroy_one(sandbox_id, reason="destroyed")
-            if result is not None:
-                results.append(result)
-        return results
+        else:
+            targets = [
+                self.resolve_id(None, choose="name it: `aido sandbox destroy ID` (or --all for every one)")
+            ]
+        result = DestroyResult()
+        for sandbox_id in targets:
+            try:
+                done = self._destroy_one(sandbox_id, reason="destroyed")
+            except (AidoError, OSError) as exc:
+                error = exc if isinstance(exc, AidoError) else WorkspaceError(str(exc))
+                result.failed.append((sandbox_id, error))
+                continue
+            if done is None:
+                result.already_gone.append(sandbox_id)  # another aido process destroyed it meanwhile
+            else:
+                result.destroyed.append(done)
+        if result.failed:
+            raise DestroyFailed(result)
+        return result
+
+    # -- sandbox use / extend -------------------------------------------------------------
+
+    def use(self, sandbox_id: str) -> tuple[SandboxRecord, str | None]:
+        """Make a sandbox the active one (what `run`, `logs` and `destroy` use without an
+        id). Returns its record and the id that was active before, if any."""
+        from aido.sandbox.ids import check_sandbox_id
+
+        check_sandbox_id(sandbox_id)
+        workspace = self.workspace
+        previous = workspace.active_id()
+        # Under the sandbox's lock: a destroy cannot slip in between the check and the pointer
+        # (one that starts afterwards clears the pointer again).
+        with self._live(sandbox_id) as record:
+            workspace.set_active(sandbox_id)
+        return record, previous
+
+    def extend(self, sandbox_id: str | None, ttl: str) -> tuple[SandboxRecord, str]:
+        """Set a sandbox's expiry to ``ttl`` from now (longer or shorter than it was),
+        within sandbox.yaml's bounds. Returns the record and the previous expiry."""
+        from aido.config.limits import MAX_TTL_SECONDS
+        from aido.config.units import format_duration, parse_duration
+
+        if sandbox_id:
+            from aido.sandbox.ids import check_sandbox_id
+
+            check_sandbox_id(sandbox_id)
+        try:
+            seconds = parse_duration(ttl, maximum=MAX_TTL_SECONDS)
+        except ValueError as exc:
+            raise UsageError(
+                f"--ttl: {exc}",
+                hint=f"give a duration like 30m or 2h, at most {format_duration(MAX_TTL_SECONDS)}",
+            ) from None
+        sid = self.resolve_id(sandbox_id, choose="give its id: `aido sandbox extend ID --ttl D`")
+        paths = self.workspace.sandbox(sid)
+        with self._live(sid) as record:
+            previous = record.expires_at
+            record.expires_at = isoformat(utcnow() + timedelta(seconds=seconds))
+            self._save(record)
+            record_event(
+                paths.events,
+                "sandbox_extended",
+                sandbox_id=sid,
+                ttl=format_duration(seconds),
+                previous_expires_at=previous,
+                expires_at=record.expires_at,
+            )
+        return record, previous
+
+    @contextlib.contextmanager
+    def _live(self, sandbox_id: str) -> Iterator[SandboxRecord]:
+        """The record of a sandbox that exists, is not being destroyed and has not expired,
+        with its lock held for the block; SandboxNotFound or SandboxExpired otherwise."""
+        workspace = self.workspace
+        paths = workspace.sandbox(sandbox_id)
+        missing = SandboxNotFound(
+            f"no sandbox {sandbox_id} in {workspace.dir}", hint="list sandboxes with `aido sandbox list`"
+        )
+        if not paths.root.is_dir():
+            raise missing
+        try:
+            with fsutil.locked(paths.lock):
+                if paths.destroying.exists():
+                    raise SandboxNotFound(
+                        f"sandbox {sandbox_id} is being destroyed",
+                        hint="create a new sandbox with `aido sandbox up`",
+                    )
+                record = self.load(sandbox_id)
+                if record.expired():
+                    raise SandboxExpired(
+                        f"sandbox {sandbox_id} expired at {record.expires_at}",
+                        hint="create a new sandbox with `aido sandbox up`",
+                    )
+                yield record
+        except FileNotFoundError:
+            raise missing from None  # destroyed meanwhile
 
     def _destroy_one(self, sandbox_id: str, *, reason: str, **event: Any) -> dict[str, Any] | None:
         """Stop a sandbox's runs and containers, then delete it. Runs in progress (in any
@@ -1224,6 +1364,12 @@ def _confirm(warnings: list[str], confirm: Confirm | None) -> None:
         )
 
 
+def _choice(summary: SandboxSummary) -> str:
+    """A sandbox as named in a "choose one" error: its id, name and status if not plain."""
+    notes = [n for n in (summary.name, summary.status if summary.status != "created" else None) if n]
+    return f"{summary.id} ({', '.join(notes)})" if notes else summary.id
+
+
 def _peek(paths: SandboxPaths) -> Any:
     """sandbox.json parsed but not validated, or None if it cannot be read or parsed."""
     try:
@@ -1427,6 +1573,7 @@ class _RunGuard:
         self.paths = plan.paths
         self.cancel = cancel
         self.expires = parse_time(plan.record.expires_at).timestamp()
+        self.expires_at = plan.record.expires_at
         self.next_disk_check = 0.0
         self.usage: Any = None
         self.exceeded: str | None = None
@@ -1436,7 +1583,7 @@ class _RunGuard:
             return "cancelled"
         if self.paths.going():
             return "destroyed"
-        if time.time() >= self.expires:
+        if time.time() >= self.expires and not self._extended():
             return "expired"
         now = time.monotonic()
         if self.plan.settings.disk_quota == "hard":
@@ -1448,6 +1595,21 @@ class _RunGuard:
             if self.exceeded:
                 return "disk_limit"
         return None
+
+    def _extended(self) -> bool:
+        """At the expiry the run started with: whether `aido sandbox extend` has moved it
+        later since (read once, at that moment, not on every poll)."""
+        from aido.sandbox.records import parse_time
+
+        data = _peek(self.paths)
+        try:
+            later = parse_time(data["expires_at"]).timestamp()
+        except (TypeError, KeyError, ValueError, AttributeError):
+            return False
+        if later <= self.expires:
+            return False
+        self.expires, self.expires_at = later, data["expires_at"]
+        return time.time() < later
 
     def check_disk(self, *, final: bool = False) -> None:
         from aido.sandbox.diskusage import exceeded, measure
@@ -1496,8 +1658,7 @@ class _RunGuard:
         if self.exceeded and status == "success":
             return f"the task reached its disk limit ({self.exceeded}) but exited 0"
         if reason == "expired":
-            record = self.plan.record
-            return f"the task was stopped: sandbox {record.id} expired at {record.expires_at}"
+            return f"the task was stopped: sandbox {self.plan.record.id} expired at {self.expires_at}"
         if reason == "destroyed":
             return f"the task was stopped: sandbox {self.plan.record.id} was destroyed"
         if reason == "cancelled":
@@ -1518,4 +1679,12 @@ class _RunGuard:
         return None
 
 
-__all__ = ["RunHooks", "RunResult", "SandboxManager", "SandboxSummary", "Widening"]
+__all__ = [
+    "DestroyFailed",
+    "DestroyResult",
+    "RunHooks",
+    "RunResult",
+    "SandboxManager",
+    "SandboxSummary",
+    "Widening",
+]
