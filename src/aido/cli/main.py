@@ -660,27 +660,28 @@ def doctor(no_smoke: bool) -> None:
     Checks: the engine answers (and its version); the runtimes (runc, and gVisor's
     runsc for --isolation gvisor), each proven with a tiny hardened container; that
     memory, CPU and process limits are enforceable; the default images; that the
-    workspace is writable. Exits 1 if any check failed (warnings do not count).
+    workspace is writable. Checks that need an engine that cannot be reached are
+    skipped, and counted as skipped, not as passed. Exits 1 if any check failed
+    (warnings and skipped checks do not count).
     """
     STATE.command = "doctor"
-    from aido.doctor import as_json, exit_code, render_rows, run_checks
+    from aido.doctor import as_json, counts, exit_code, render_rows, run_checks, summary_line
 
     checks = run_checks(smoke=not no_smoke)
     code = exit_code(checks)
     out = STATE.renderer
     if out.json_mode:
-        out.envelope("doctor", "success" if code == 0 else "failed", {"checks": as_json(checks)})
+        payload = {"checks": as_json(checks), "counts": counts(checks)}
+        out.envelope("doctor", "success" if code == 0 else "failed", payload)
     else:
         out.table(["", "CHECK", "DETAIL"], render_rows(checks))
         for check in checks:
-            if check.fix and check.status != "ok":
+            if check.fix and check.status not in ("ok", "skipped"):  # skipped: see what failed
                 out.say(f"  {check.name}: fix: {check.fix}")
-        failed = sum(c.status == "fail" for c in checks)
-        warned = sum(c.status == "warn" for c in checks)
-        if failed:
-            out.failure(f"{failed} check(s) failed, {warned} warning(s)")
+        if code:
+            out.failure(summary_line(checks))
         else:
-            out.success(f"ready ({warned} warning(s))" if warned else "ready")
+            out.success(summary_line(checks))
     if code:
         sys.exit(code)
 
