@@ -155,7 +155,7 @@ def check_oci_runtime(
             name,
             WARN,
             f"unknown: the {runtime.name or 'runtime'} backend does not report its OCI runtimes",
-            f"check by hand that `aido run --isolation {isolation}` works",
+            f"check by hand that a task runs in `aido sandbox up --isolation {isolation}`",
         )
     present = [str(r) for r in facts.get("oci_runtimes") or []]
     if oci not in present:

@@ -227,6 +227,10 @@ def sandbox_up(
 
     A sandbox.yaml that widens permissions (network: true, filesystem: readwrite)
     must be confirmed: at the y/N prompt, or with --yes when there is no terminal.
+
+    A runtime (--runtime or runtime: in sandbox.yaml) has its image checked now, and
+    pulled with progress on stderr if it is not here; if it cannot be had, nothing is
+    created and aido exits 125.
     """
     STATE.command = "sandbox up"
     from aido.sandbox.manager import SandboxManager
@@ -238,15 +242,20 @@ def sandbox_up(
     manager = SandboxManager(existing)
     if existing is not None:
         _sweep(manager)
-    record = manager.create(
-        spec_file=spec_file,
-        name=name,
-        runtime=runtime,
-        ttl=ttl,
-        auto_cleanup=not no_auto_cleanup,
-        isolation=isolation,
-        confirm=_confirmer(yes),
-    )
+    out = STATE.renderer
+    try:
+        record = manager.create(
+            spec_file=spec_file,
+            name=name,
+            runtime=runtime,
+            ttl=ttl,
+            auto_cleanup=not no_auto_cleanup,
+            isolation=isolation,
+            confirm=_confirmer(yes),
+            on_pull=None if out.json_mode else lambda line: out.progress(f"⬇ pulling {line}"),
+        )
+    finally:
+        out.progress_done()
     if record.auto_cleanup:
         from aido.sandbox.reaper import ensure_running
 
@@ -254,7 +263,6 @@ def sandbox_up(
             ensure_running(manager.workspace)
         except OSError as exc:
             log.warning("could not start the TTL reaper (%s); expired sandboxes go at the next command", exc)
-    out = STATE.renderer
     if out.json_mode:
         from aido.evidence.redact import redact_env
 

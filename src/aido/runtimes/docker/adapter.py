@@ -321,11 +321,13 @@ class DockerRuntime(RuntimeAdapter):
             return existing
         name, tag = split_image(image)
         how = f"image {image} is not available locally and could not be pulled"
+        # Which aido option picks another image depends on the command: its caller adds that.
         fix = (
-            f"provide it locally (`docker load -i image.tar`, or `docker build -t {image} .`; "
-            "scripts/bootstrap.sh builds stand-ins for the default images), "
-            "or choose another image with --runtime docker://IMAGE"
+            f"provide it locally (`docker load -i image.tar`, `docker build -t {image} .`, or "
+            "`docker tag` an image you have; scripts/bootstrap.sh builds stand-ins for the default images)"
         )
+        if progress is not None:
+            progress(f"{image} ...")  # a pull that fails at once still shows it was tried
         try:
             for message in self.engine.stream_json(
                 "POST", "/images/create", query={"fromImage": name, "tag": tag}
