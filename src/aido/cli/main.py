@@ -362,7 +362,9 @@ def sandbox_destroy(ids: tuple[str, ...], all_: bool) -> None:
     "env",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Set a variable for the task; -e KEY passes that one host variable. Repeatable.",
+    help="Set a variable for the task; -e KEY passes that one host variable. Repeatable. Values of "
+    "secret-looking names (*TOKEN*, *PASSWORD*, *KEY*, ...) are masked in the output; one shorter than "
+    "4 characters cannot be, and is warned about.",
 )
 @click.option(
     "-p",

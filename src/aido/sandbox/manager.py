@@ -174,6 +174,7 @@ class _Plan:
     env: dict[str, str]  # from -e flags; the sandbox's own env is in settings
     widen: Widening
     warnings: list[str]  # every permission wider than the default, from the sandbox or the flags
+    env_warnings: list[str] = field(default_factory=list)  # secrets too short to mask, by name
 
 
 @dataclass
@@ -300,7 +301,7 @@ class SandboxManager:
         a runtime has its image checked (and pulled, reporting to ``on_pull``) first: a sandbox
         whose every run would fail is not created."""
         from aido.config.loader import load_spec
-        from aido.evidence.redact import REDACTED, is_secret_name
+        from aido.evidence.redact import REDACTED, is_secret_name, short_secret_warnings
 
         overrides = {
             k: v
@@ -331,6 +332,8 @@ class SandboxManager:
 
             image = parse_runtime(spec.runtime).image
             _ensure_image(self.runtime, image, on_pull, other=f"or choose another runtime: {UP_RUNTIME_HINT}")
+        for warning in short_secret_warnings(spec.env):
+            log.warning("%s", warning)
         widened = widened_permissions(spec.model_dump(mode="json"))
         _confirm(widened, confirm)
         if self._workspace is None:
@@ -785,6 +788,11 @@ class SandboxManager:
             except ValueError as exc:
                 raise UsageError(f"--timeout: {exc}") from None
         extra_env = parse_env_flags(env or [])
+        from aido.evidence.redact import short_secret_warnings
+
+        env_warnings = short_secret_warnings({**settings.env, **extra_env})
+        for warning in env_warnings:
+            log.warning("%s", warning)
         source = _check_task(task)
         if settings.runtime:
             choice = parse_runtime(settings.runtime)
@@ -820,6 +828,7 @@ class SandboxManager:
             extra_env,
             widen,
             spec_warnings + hatch_warnings,
+            env_warnings,
         )
 
     def execute(
@@ -1098,7 +1107,7 @@ class SandboxManager:
             aido_version=__version__,
             artifacts=[f"runs/{a}" for a in artifacts],
             escape_hatches=plan.widen.as_dict(),
-            warnings=plan.warnings,
+            warnings=plan.warnings + plan.env_warnings,
             stop_reason=outcome.stop_reason,
             message=message,
             disk=disk,
