@@ -133,6 +133,13 @@ runsc_registered() {
   docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'
 }
 
+# runsc applies the container's seccomp profile (Docker's default: no unshare(CLONE_NEWUSER),
+# no keyctl, ...) inside its sandbox only with --oci-seccomp; without it a task under gVisor
+# escapes the profile that the evidence records. The engine's view, not daemon.json's, counts.
+runsc_ready() {
+  docker info --format '{{json .Runtimes.runsc}}' 2>/dev/null | grep -q -- '"--oci-seccomp"'
+}
+
 dockerd_pid() {
   local pid
   pid="$(cat /var/run/docker.pid 2>/dev/null || true)"
@@ -151,7 +158,7 @@ reload_engine() {
     if [ -n "$pid" ]; then $SUDO kill -HUP "$pid" || true; fi
   fi
   for _ in $(seq 1 20); do
-    runsc_registered && return 0
+    runsc_ready && return 0
     sleep 0.5
   done
   log "dockerd did not pick up the runtime on reload; restarting it ..."
@@ -168,12 +175,13 @@ reload_engine() {
     fi
     start_engine
   fi
-  runsc_registered
+  runsc_ready
 }
 
-# Add runtimes.runsc to daemon.json, keeping everything else in it. An existing
-# runsc entry is left as it is. --network=none: runsc's own network stack cannot be
-# set up in every VM, and aido's tasks run without a network anyway.
+# Add runtimes.runsc to daemon.json, keeping everything else in it; an existing runsc
+# entry keeps its path and arguments and gets the ones below that it lacks.
+# --network=none: runsc's own network stack cannot be set up in every VM, and aido's
+# tasks run without a network anyway. --oci-seccomp: see runsc_ready.
 register_runsc() {
   local runsc_path="$1"
   $SUDO mkdir -p "$(dirname "$DAEMON_JSON")"
@@ -192,10 +200,19 @@ except ValueError as e:
 if not isinstance(cfg, dict) or not isinstance(cfg.get("runtimes", {}), dict):
     sys.exit(f"{path}: unexpected layout; not touching it")
 runtimes = cfg.setdefault("runtimes", {})
-if "runsc" in runtimes:
-    print(f"{path} already has a runsc runtime; keeping it", file=sys.stderr)
-    sys.exit(0)
-runtimes["runsc"] = {"path": runsc, "runtimeArgs": ["--network=none"]}
+wanted = ["--network=none", "--oci-seccomp"]
+entry = runtimes.get("runsc")
+if entry is None:
+    runtimes["runsc"] = {"path": runsc, "runtimeArgs": wanted}
+else:
+    if not isinstance(entry, dict) or not isinstance(entry.get("runtimeArgs", []), list):
+        sys.exit(f"{path}: unexpected runtimes.runsc; not touching it")
+    args = entry.setdefault("runtimeArgs", [])
+    missing = [a for a in wanted if a not in args]
+    if not missing:
+        sys.exit(0)
+    args.extend(missing)
+    print(path + ": adding " + " ".join(missing) + " to the runsc runtime", file=sys.stderr)
 tmp = path + ".aido-tmp"
 with open(tmp, "w") as f:
     json.dump(cfg, f, indent=2)
@@ -212,9 +229,12 @@ ensure_gvisor() {
     log "gVisor runtime: skipped (AIDO_SKIP_GVISOR=1)"
     return
   fi
-  if runsc_registered; then
-    log "gVisor runtime runsc: already registered"
+  if runsc_ready; then
+    log "gVisor runtime runsc: already registered (with --oci-seccomp)"
     return
+  fi
+  if runsc_registered; then
+    log "gVisor runtime runsc: registered without --oci-seccomp, so seccomp is not applied under gVisor; upgrading"
   fi
   if ! command -v runsc >/dev/null 2>&1; then
     log "installing runsc (gVisor, Debian) ..."
@@ -229,11 +249,11 @@ ensure_gvisor() {
   log "gVisor: $("$runsc_path" --version 2>/dev/null | head -n 1)"
   log "registering runsc ($runsc_path) in $DAEMON_JSON ..."
   if ! register_runsc "$runsc_path"; then
-    warn "could not register runsc in $DAEMON_JSON: the runsc runtime is NOT available"
+    warn "could not register runsc with --network=none --oci-seccomp in $DAEMON_JSON (see above)"
     return
   fi
   if ! reload_engine; then
-    warn "dockerd does not list the runsc runtime after a reload and a restart (see /var/log/aido-dockerd.log)"
+    warn "dockerd does not list the runsc runtime with --oci-seccomp after a reload and a restart (see /var/log/aido-dockerd.log)"
     return
   fi
   log "gVisor runtime runsc: registered"

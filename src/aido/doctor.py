@@ -3,8 +3,9 @@
 Each check is independent: it catches its own errors, so one broken piece (an engine
 that answers ``/version`` but not ``/info``, an unreadable directory) never hides the
 others. When the engine cannot be reached at all, the checks that need it are still
-listed, as failures marked "skipped: engine unreachable", so the report always has the
-same rows. With ``smoke=True`` every isolation level the engine offers is proven by
+listed, as skipped (status ``skipped``, "skipped: engine unreachable"), so the report
+always has the same rows; a skipped check proves nothing, so it is counted apart from the
+checks that passed. With ``smoke=True`` every isolation level the engine offers is proven by
 running a tiny hardened container through the adapter's own ``run()``.
 """
 
@@ -22,12 +23,14 @@ from typing import Any, cast
 
 from aido.errors import AidoError
 from aido.runtimes.base import ISOLATION_DEFAULT, ExecRequest, Limits, RuntimeAdapter
-from aido.runtimes.docker.adapter import GVISOR_HINT, OCI_RUNTIMES
+from aido.runtimes.docker.adapter import GVISOR_HINT, OCI_RUNTIMES, SECCOMP_FLAGS
 from aido.sandbox.workspace import DIRNAME, Workspace
 
 OK = "ok"
 WARN = "warn"
 FAIL = "fail"
+SKIP = "skipped"  # not checked, because a check it depends on failed
+STATUSES = (OK, WARN, FAIL, SKIP)
 
 DEFAULT_IMAGES: tuple[str, ...] = ("python:3.11-slim", "node:18-alpine", "debian:bookworm-slim")
 SMOKE_IMAGES = ("python:3.11-slim", "debian:bookworm-slim")  # the first one present is used
@@ -47,6 +50,10 @@ SWAP_FIX = (
     "enable swap accounting (cgroup v1: boot with `swapaccount=1`; cgroup v2: enable the memory "
     "controller's swap support) or turn swap off on this host"
 )
+SECCOMP_FIX = (
+    'add "{flag}" to runtimes.{oci}.runtimeArgs in /etc/docker/daemon.json (keep "--network=none"), '
+    "then reload dockerd (`sudo kill -HUP $(pidof dockerd)`); scripts/bootstrap.sh does this"
+)
 IMAGE_FIX = "build or load it (scripts/bootstrap.sh builds local stand-ins), or `docker pull {image}`"
 BUG_FIX = "this is a bug in aido doctor: please report it with this output"
 ENGINE_FIX = "check the engine answers: `docker info` (DOCKER_HOST selects which engine aido uses)"
@@ -57,14 +64,14 @@ OCI_ISOLATION = {REQUIRED_OCI: ISOLATION_DEFAULT, **{oci: level for level, oci i
 INSTALL_FIX = {"runsc": GVISOR_HINT}  # how to install an optional runtime (missing: a warning)
 OCI_LABELS = {"runc": "runc", "runsc": "gVisor"}
 
-_MARKS = {OK: "✓", WARN: "!", FAIL: "✗"}
+_MARKS = {OK: "✓", WARN: "!", FAIL: "✗", SKIP: "-"}
 _ENGINE_NAMES = {"docker": "Docker", "podman": "Podman"}
 
 
 @dataclass(frozen=True)
 class Check:
     name: str  # stable id, e.g. "engine", "oci_runtime:runc", "image:python:3.11-slim"
-    status: str  # "ok" | "warn" | "fail"
+    status: str  # "ok" | "warn" | "fail" | "skipped"
     detail: str  # one line: what was found
     fix: str | None  # one line: how to fix it; None when ok
 
@@ -91,7 +98,7 @@ def run_checks(
         engine = _guarded("engine", lambda: check_engine(runtime), ENGINE_FIX)
     checks = [engine]
     if runtime is None or engine.status == FAIL:
-        checks += [Check(name, FAIL, SKIPPED, SKIPPED_FIX) for name in _engine_dependent(images)]
+        checks += [Check(name, SKIP, SKIPPED, SKIPPED_FIX) for name in _engine_dependent(images)]
     else:
         checks += _engine_checks(runtime, images, smoke)
     checks.append(_guarded("workspace", lambda: check_workspace(start)))
@@ -148,7 +155,7 @@ def check_oci_runtime(
             name,
             WARN,
             f"unknown: the {runtime.name or 'runtime'} backend does not report its OCI runtimes",
-            f"check by hand that `aido run --isolation {isolation}` works",
+            f"check by hand that a task runs in `aido sandbox up --isolation {isolation}`",
         )
     present = [str(r) for r in facts.get("oci_runtimes") or []]
     if oci not in present:
@@ -170,9 +177,24 @@ def check_oci_runtime(
     elif oci == REQUIRED_OCI and default:
         parts.append(f"but the engine's default runtime is {default}")
     found = ", ".join(parts)
-    if not smoke:
-        return Check(name, OK, f"present ({found})", None)
-    return _smoke(runtime, name, isolation, found, lookup)
+    checked = Check(name, OK, f"present ({found})", None)
+    if smoke:
+        checked = _smoke(runtime, name, isolation, found, lookup)
+    return _check_seccomp_flag(checked, oci, facts)
+
+
+def _check_seccomp_flag(checked: Check, oci: str, facts: dict[str, Any]) -> Check:
+    """A runtime that applies the seccomp profile only with a flag (runsc: --oci-seccomp) and is
+    registered without it runs tasks without the profile: a warning, as the evidence says too."""
+    flag = SECCOMP_FLAGS.get(oci)
+    args = (facts.get("oci_runtime_args") or {}).get(oci)
+    if flag is None or args is None or flag in args or checked.status == FAIL:
+        return checked
+    detail = (
+        f"{checked.detail}; but registered without {flag}: the seccomp profile is not applied "
+        f"to tasks under {OCI_LABELS.get(oci, oci)}"
+    )
+    return Check(checked.name, WARN, detail, checked.fix or SECCOMP_FIX.format(flag=flag, oci=oci))
 
 
 def check_cgroup_limits(facts: dict[str, Any]) -> Check:
@@ -275,8 +297,26 @@ def exit_code(checks: list[Check]) -> int:
     return 1 if any(check.status == FAIL for check in checks) else 0
 
 
+def counts(checks: Sequence[Check]) -> dict[str, int]:
+    """How many checks passed, warned, failed and were skipped (each status, even at 0)."""
+    return {status: sum(check.status == status for check in checks) for status in STATUSES}
+
+
+def summary_line(checks: Sequence[Check]) -> str:
+    """The human verdict: ``ready`` or how many failed, then every non-zero count by status."""
+    found = counts(checks)
+    parts = [f"{found[OK]} passed"]
+    if found[WARN]:
+        parts.append(f"{found[WARN]} warning(s)")
+    if found[SKIP]:
+        parts.append(f"{found[SKIP]} skipped")
+    if found[FAIL]:
+        return f"{found[FAIL]} check(s) failed; " + ", ".join(parts)
+    return f"ready ({', '.join(parts)})"
+
+
 def render_rows(checks: Sequence[Check]) -> list[list[str]]:
-    """Rows of [mark, name, detail] for a table (✓ ok, ! warn, ✗ fail)."""
+    """Rows of [mark, name, detail] for a table (✓ ok, ! warn, ✗ fail, - skipped)."""
     return [[_MARKS.get(check.status, "?"), check.name, check.detail] for check in checks]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,6 @@ from conftest import write
 
 pytestmark = pytest.mark.docker
 
-MISSING_IMAGE = "aido-test/no-such-image:1"
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent.sock"}
 
 
@@ -171,13 +171,19 @@ def test_a_directory_as_task_exits_126(aido: Aido, project: Path) -> None:
 
 
 def test_missing_image_exits_125_naming_the_image_and_the_fix(aido: Aido, project: Path) -> None:
-    sandbox_id = sandbox_up(aido, "--runtime", f"docker://{MISSING_IMAGE}")
+    # `sandbox up` checks the image (tests/e2e/test_e2e_images.py); here it is removed after.
+    missing = f"aido-test.invalid/gone-{os.getpid()}-{id(project)}:1"
+    subprocess.run(["docker", "tag", "debian:bookworm-slim", missing], check=True)
+    try:
+        sandbox_id = sandbox_up(aido, "--runtime", f"docker://{missing}")
+    finally:
+        subprocess.run(["docker", "rmi", missing], check=True, capture_output=True)
     write(project / "hello.py", "print('hi')\n")
     result = aido("run", "hello.py")
     assert result.code == 125
     assert result.stdout == ""
-    assert f"image {MISSING_IMAGE} is not available" in result.stderr
-    assert f"docker build -t {MISSING_IMAGE}" in result.stderr
+    assert f"image {missing} is not available" in result.stderr
+    assert f"docker build -t {missing}" in result.stderr
     assert "docker load" in result.stderr
     assert "✓" not in result.stderr
     assert_no_run_consumed(project, sandbox_id)
@@ -189,7 +195,7 @@ def test_missing_image_exits_125_naming_the_image_and_the_fix(aido: Aido, projec
     assert doc["status"] == "error"
     assert doc["exit_code"] == 125
     assert doc["error"]["code"] == "image_unavailable"
-    assert MISSING_IMAGE in doc["error"]["message"]
+    assert missing in doc["error"]["message"]
     assert doc["error"]["hint"]
     assert_no_containers(sandbox_id)
 

@@ -115,7 +115,7 @@ def test_newer_schema_version_is_refused() -> None:
     assert caught.value.message == (
         f"{SOURCE} was written by a newer aido (metadata version 2, this aido reads up to 1)"
     )
-    assert caught.value.hint == "upgrade aido (`pip install -U aido`) to use this sandbox"
+    assert caught.value.hint == "use a newer aido (`pip install -U .` in a newer checkout of aido)"
     assert caught.value.exit_code == ExitCode.SANDBOX_STATE
 
 

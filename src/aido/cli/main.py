@@ -229,6 +229,10 @@ def sandbox_up(
 
     A sandbox.yaml that widens permissions (network: true, filesystem: readwrite)
     must be confirmed: at the y/N prompt, or with --yes when there is no terminal.
+
+    A runtime (--runtime or runtime: in sandbox.yaml) has its image checked now, and
+    pulled with progress on stderr if it is not here; if it cannot be had, nothing is
+    created and aido exits 125.
     """
     STATE.command = "sandbox up"
     from aido.sandbox.manager import SandboxManager
@@ -240,15 +244,20 @@ def sandbox_up(
     manager = SandboxManager(existing)
     if existing is not None:
         _sweep(manager)
-    record = manager.create(
-        spec_file=spec_file,
-        name=name,
-        runtime=runtime,
-        ttl=ttl,
-        auto_cleanup=not no_auto_cleanup,
-        isolation=isolation,
-        confirm=_confirmer(yes),
-    )
+    out = STATE.renderer
+    try:
+        record = manager.create(
+            spec_file=spec_file,
+            name=name,
+            runtime=runtime,
+            ttl=ttl,
+            auto_cleanup=not no_auto_cleanup,
+            isolation=isolation,
+            confirm=_confirmer(yes),
+            on_pull=None if out.json_mode else lambda line: out.progress(f"⬇ pulling {line}"),
+        )
+    finally:
+        out.progress_done()
     if record.auto_cleanup:
         from aido.sandbox.reaper import ensure_running
 
@@ -256,7 +265,6 @@ def sandbox_up(
             ensure_running(manager.workspace)
         except OSError as exc:
             log.warning("could not start the TTL reaper (%s); expired sandboxes go at the next command", exc)
-    out = STATE.renderer
     if out.json_mode:
         from aido.evidence.redact import redact_env
 
@@ -456,7 +464,9 @@ def sandbox_extend(sandbox_id: str | None, ttl: str) -> None:
     "env",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Set a variable for the task; -e KEY passes that one host variable. Repeatable.",
+    help="Set a variable for the task; -e KEY passes that one host variable. Repeatable. Values of "
+    "secret-looking names (*TOKEN*, *PASSWORD*, *KEY*, ...) are masked in the output; one shorter than "
+    "4 characters cannot be, and is warned about.",
 )
 @click.option(
     "-p",
@@ -800,27 +810,28 @@ def doctor(no_smoke: bool) -> None:
     Checks: the engine answers (and its version); the runtimes (runc, and gVisor's
     runsc for --isolation gvisor), each proven with a tiny hardened container; that
     memory, CPU and process limits are enforceable; the default images; that the
-    workspace is writable. Exits 1 if any check failed (warnings do not count).
+    workspace is writable. Checks that need an engine that cannot be reached are
+    skipped, and counted as skipped, not as passed. Exits 1 if any check failed
+    (warnings and skipped checks do not count).
     """
     STATE.command = "doctor"
-    from aido.doctor import as_json, exit_code, render_rows, run_checks
+    from aido.doctor import as_json, counts, exit_code, render_rows, run_checks, summary_line
 
     checks = run_checks(smoke=not no_smoke)
     code = exit_code(checks)
     out = STATE.renderer
     if out.json_mode:
-        out.envelope("doctor", "success" if code == 0 else "failed", {"checks": as_json(checks)})
+        payload = {"checks": as_json(checks), "counts": counts(checks)}
+        out.envelope("doctor", "success" if code == 0 else "failed", payload)
     else:
         out.table(["", "CHECK", "DETAIL"], render_rows(checks))
         for check in checks:
-            if check.fix and check.status != "ok":
+            if check.fix and check.status not in ("ok", "skipped"):  # skipped: see what failed
                 out.say(f"  {check.name}: fix: {check.fix}")
-        failed = sum(c.status == "fail" for c in checks)
-        warned = sum(c.status == "warn" for c in checks)
-        if failed:
-            out.failure(f"{failed} check(s) failed, {warned} warning(s)")
+        if code:
+            out.failure(summary_line(checks))
         else:
-            out.success(f"ready ({warned} warning(s))" if warned else "ready")
+            out.success(summary_line(checks))
     if code:
         sys.exit(code)
 

@@ -47,6 +47,24 @@ def secret_values(env: dict[str, str]) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
+def short_secret_warnings(env: dict[str, str]) -> list[str]:
+    """One warning per secret-looking variable whose value cannot be masked: shorter than
+    MIN_SECRET_LENGTH (masking it would mask ordinary text, so the task's output shows it as is),
+    or empty (nothing to hide, but likely a mistake: ``-e TOKEN=$UNSET``). Names, never values."""
+    warnings = []
+    for name, value in env.items():
+        if not is_secret_name(name):
+            continue
+        if not value:
+            warnings.append(f"secret-looking variable {name} is empty")
+        elif len(value) < MIN_SECRET_LENGTH:
+            warnings.append(
+                f"secret-looking variable {name} is shorter than {MIN_SECRET_LENGTH} characters: "
+                "too short to mask, it is shown as is wherever the task prints it"
+            )
+    return warnings
+
+
 def _encode(secret: str) -> bytes:
     # What the task prints is the value's bytes: os.environ keeps undecodable bytes as lone
     # surrogates (surrogateescape), which map back to the very bytes.

@@ -23,6 +23,7 @@ from aido import __version__
 from aido.errors import (
     AidoError,
     ConfigError,
+    ImageUnavailable,
     MetadataError,
     NoActiveSandbox,
     NotConfirmed,
@@ -54,6 +55,11 @@ if TYPE_CHECKING:
     from aido.sandbox.batch import BatchResult
 
 log = logging.getLogger("aido")
+
+# How to pick another image: a flag of `sandbox up` or a key of sandbox.yaml (`run` has neither).
+UP_RUNTIME_HINT = (
+    "`aido sandbox up --runtime python:VERSION|node:VERSION|sh|docker://IMAGE`, or `runtime:` in sandbox.yaml"
+)
 
 UNPRIVILEGED_UID = 10001  # the task's uid when aido itself runs as root
 MAX_TASK_BYTES = 64 << 20
@@ -171,6 +177,7 @@ class _Plan:
     env: dict[str, str]  # from -e flags; the sandbox's own env is in settings
     widen: Widening
     warnings: list[str]  # every permission wider than the default, from the sandbox or the flags
+    env_warnings: list[str] = field(default_factory=list)  # secrets too short to mask, by name
 
 
 @dataclass
@@ -330,11 +337,14 @@ class SandboxManager:
         isolation: str | None = None,
         start: Path | None = None,
         confirm: Confirm | None = None,
+        on_pull: Callable[[str], None] | None = None,
     ) -> SandboxRecord:
         """Create a sandbox. A spec that widens permissions (network, writable inputs) must be
-        confirmed: ``confirm`` gets the warnings and returns True to go ahead."""
+        confirmed: ``confirm`` gets the warnings and returns True to go ahead. A spec that names
+        a runtime has its image checked (and pulled, reporting to ``on_pull``) first: a sandbox
+        whose every run would fail is not created."""
         from aido.config.loader import load_spec
-        from aido.evidence.redact import REDACTED, is_secret_name
+        from aido.evidence.redact import REDACTED, is_secret_name, short_secret_warnings
 
         overrides = {
             k: v
@@ -360,6 +370,13 @@ class SandboxManager:
             from aido.sandbox import volume
 
             volume.check_possible()
+        if spec.runtime:
+            from aido.runtimes.resolve import parse_runtime
+
+            image = parse_runtime(spec.runtime).image
+            _ensure_image(self.runtime, image, on_pull, other=f"or choose another runtime: {UP_RUNTIME_HINT}")
+        for warning in short_secret_warnings(spec.env):
+            log.warning("%s", warning)
         widened = widened_permissions(spec.model_dump(mode="json"))
         _confirm(widened, confirm)
         if self._workspace is None:
@@ -911,6 +928,11 @@ class SandboxManager:
             except ValueError as exc:
                 raise UsageError(f"--timeout: {exc}") from None
         extra_env = parse_env_flags(env or [])
+        from aido.evidence.redact import short_secret_warnings
+
+        env_warnings = short_secret_warnings({**settings.env, **extra_env})
+        for warning in env_warnings:
+            log.warning("%s", warning)
         source = _check_task(task)
         if settings.runtime:
             choice = parse_runtime(settings.runtime)
@@ -926,7 +948,13 @@ class SandboxManager:
         # Engine, isolation and image before a run id exists: a missing engine leaves no trace.
         runtime = self.runtime  # its first call reports an unreachable engine
         runtime.check_isolation(settings.isolation)
-        image_id = runtime.ensure_image(choice.image, (hooks or RunHooks()).on_pull)
+        # Checked at `sandbox up` too, but the image may have been removed since.
+        image_id = _ensure_image(
+            runtime,
+            choice.image,
+            (hooks or RunHooks()).on_pull,
+            other=f"or create a sandbox with another runtime: {UP_RUNTIME_HINT}",
+        )
         return _Plan(
             record,
             paths,
@@ -940,6 +968,7 @@ class SandboxManager:
             extra_env,
             widen,
             spec_warnings + hatch_warnings,
+            env_warnings,
         )
 
     def execute(
@@ -1218,7 +1247,7 @@ class SandboxManager:
             aido_version=__version__,
             artifacts=[f"runs/{a}" for a in artifacts],
             escape_hatches=plan.widen.as_dict(),
-            warnings=plan.warnings,
+            warnings=plan.warnings + plan.env_warnings,
             stop_reason=outcome.stop_reason,
             message=message,
             disk=disk,
@@ -1351,6 +1380,17 @@ def widened_permissions(config: dict[str, Any]) -> list[str]:
     if permissions.get("aws"):
         warnings.append("permissions.aws is recorded but not enforced by the docker runtime")
     return warnings
+
+
+def _ensure_image(
+    runtime: RuntimeAdapter, image: str, on_pull: Callable[[str], None] | None, *, other: str
+) -> str:
+    """The image's id, pulled if need be; when it cannot be had, the runtime's hint (how to
+    provide it) plus ``other``: how to choose another image from the command at hand."""
+    try:
+        return runtime.ensure_image(image, on_pull)
+    except ImageUnavailable as exc:
+        raise ImageUnavailable(exc.message, hint=f"{exc.hint}, {other}" if exc.hint else other) from None
 
 
 def _confirm(warnings: list[str], confirm: Confirm | None) -> None:

@@ -115,7 +115,7 @@ class SandboxRecord:
             raise MetadataError(
                 f"{source} was written by a newer aido (metadata version {version}, this aido reads up to "
                 f"{SCHEMA_VERSION})",
-                hint="upgrade aido (`pip install -U aido`) to use this sandbox",
+                hint="use a newer aido (`pip install -U .` in a newer checkout of aido)",
             )
         try:
             data = migrate(data, version)

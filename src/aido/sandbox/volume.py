@@ -51,7 +51,8 @@ def check_possible() -> None:
     if os.getuid() != 0:
         raise ConfigError(
             ["resources.disk_quota: hard needs aido to run as root (it mounts a filesystem for the sandbox)"],
-            hint="run aido as root, or use disk_quota: soft (the default: measured, killed past the limit)",
+            hint="run aido as root, or set `resources.disk_quota: soft` in sandbox.yaml "
+            "(the default: measured, the task killed past the limit)",
         )
     missing = [tool for tool in ("mkfs.ext4", "mount", "umount") if shutil.which(tool) is None]
     if missing:

@@ -184,7 +184,7 @@ class Workspace:
             # A pointer that is there but unreadable must not silently mean "the newest sandbox".
             raise WorkspaceError(
                 f"{self._active_file} does not hold a sandbox id",
-                hint="pick a sandbox with --sandbox ID, or remove that file",
+                hint="name the sandbox (`--sandbox ID`; `aido sandbox destroy ID`), or remove that file",
             )
         return value
 

@@ -35,9 +35,14 @@ ENGINE_HINT = (
 OCI_RUNTIMES = {"gvisor": "runsc"}
 GVISOR_HINT = (
     "install gVisor (`sudo apt-get install runsc`) and register it in /etc/docker/daemon.json as "
-    '{"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}}}, '
+    '{"runtimes": {"runsc": {"path": "/usr/bin/runsc", '
+    '"runtimeArgs": ["--network=none", "--oci-seccomp"]}}}, '
     "then reload dockerd (`sudo kill -HUP $(pidof dockerd)`); scripts/bootstrap.sh does all of this"
 )
+# An OCI runtime that applies the container's seccomp profile only when registered with a flag:
+# runsc without --oci-seccomp runs the task under gVisor's own syscall table, and the engine's
+# profile (which refuses unshare(CLONE_NEWUSER), among others) is not applied inside the sandbox.
+SECCOMP_FLAGS = {"runsc": "--oci-seccomp"}
 GUARD_INTERVAL = 0.05  # seconds between guard and deadline checks while a task runs
 # Where a local engine keeps a container's pids cgroup (v1 and v2, cgroupfs and systemd
 # drivers). Its pids.events counts the forks the limit refused; read while the task runs,
@@ -142,8 +147,21 @@ def host_config(request: ExecRequest) -> dict[str, Any]:
     }
 
 
-def applied_settings(inspect: dict[str, Any]) -> dict[str, Any]:
-    """What the engine actually applied, from `docker inspect`. Never includes Config.Env."""
+def seccomp_applied(security_opt: list[str], oci: str | None, oci_args: list[str] | None) -> str:
+    """The seccomp profile in force: the container's (``default`` unless a SecurityOpt names one),
+    unless its OCI runtime ignores profiles without a flag that it was not registered with."""
+    profile = next((o.split("=", 1)[1] for o in security_opt if o.startswith("seccomp")), "default")
+    flag = SECCOMP_FLAGS.get(oci or "")
+    if flag is None or profile == "unconfined":
+        return profile
+    if oci_args is None:
+        return f"unknown (could not read {oci}'s registration with the engine)"
+    return profile if flag in oci_args else f"not enforced ({oci} without {flag})"
+
+
+def applied_settings(inspect: dict[str, Any], oci_args: list[str] | None = None) -> dict[str, Any]:
+    """What the engine actually applied, from `docker inspect` and, for an OCI runtime other
+    than the default, the arguments it is registered with (``oci_args``). Never includes Config.Env."""
     hc = inspect.get("HostConfig") or {}
     security_opt = hc.get("SecurityOpt") or []
     return {
@@ -153,7 +171,7 @@ def applied_settings(inspect: dict[str, Any]) -> dict[str, Any]:
         "cap_drop": hc.get("CapDrop") or [],
         "cap_add": hc.get("CapAdd") or [],
         "security_opt": security_opt,
-        "seccomp": next((o.split("=", 1)[1] for o in security_opt if o.startswith("seccomp")), "default"),
+        "seccomp": seccomp_applied(security_opt, hc.get("Runtime"), oci_args),
         "apparmor_profile": inspect.get("AppArmorProfile") or None,
         "readonly_rootfs": hc.get("ReadonlyRootfs"),
         "tmpfs": hc.get("Tmpfs") or {},
@@ -236,11 +254,16 @@ class DockerRuntime(RuntimeAdapter):
     def diagnose(self) -> dict[str, Any]:
         """What `aido doctor` reports about the engine: runtimes, cgroup support, security."""
         info = self.engine_info()
-        runtimes = sorted((info.get("Runtimes") or {}).keys())
+        registered = info.get("Runtimes") or {}
+        runtimes = sorted(registered.keys())
         self._runtimes = runtimes
         return {
             "server_version": info.get("ServerVersion"),
             "oci_runtimes": runtimes,
+            "oci_runtime_args": {
+                name: [str(a) for a in (spec or {}).get("runtimeArgs") or []]
+                for name, spec in registered.items()
+            },
             "default_oci_runtime": info.get("DefaultRuntime"),
             "isolation_levels": self.isolation_levels(),
             "runc_version": (info.get("RuncCommit") or {}).get("ID"),
@@ -298,11 +321,13 @@ class DockerRuntime(RuntimeAdapter):
             return existing
         name, tag = split_image(image)
         how = f"image {image} is not available locally and could not be pulled"
+        # Which aido option picks another image depends on the command: its caller adds that.
         fix = (
-            f"provide it locally (`docker load -i image.tar`, or `docker build -t {image} .`; "
-            "scripts/bootstrap.sh builds stand-ins for the default images), "
-            "or choose another image with --runtime docker://IMAGE"
+            f"provide it locally (`docker load -i image.tar`, `docker build -t {image} .`, or "
+            "`docker tag` an image you have; scripts/bootstrap.sh builds stand-ins for the default images)"
         )
+        if progress is not None:
+            progress(f"{image} ...")  # a pull that fails at once still shows it was tried
         try:
             for message in self.engine.stream_json(
                 "POST", "/images/create", query={"fromImage": name, "tag": tag}
@@ -322,9 +347,13 @@ class DockerRuntime(RuntimeAdapter):
             raise ImageUnavailable(f"{how}: the pull finished but the image is missing", hint=fix)
         return pulled
 
-    def _create(self, request: ExecRequest) -> str:
+    def _create(self, request: ExecRequest) -> tuple[str, list[str] | None]:
+        """Create the container; returns its id and, for a runtime that needs a flag to apply the
+        seccomp profile, the arguments that runtime is registered with (read now: they are the
+        ones the container starts with, even if the engine is reloaded during the run)."""
         hc = host_config(request)
         oci = self._oci_runtime(request.isolation)
+        oci_args = self._oci_args(oci) if oci in SECCOMP_FLAGS else None
         if oci:
             hc["Runtime"] = oci
         body = {
@@ -349,7 +378,16 @@ class DockerRuntime(RuntimeAdapter):
             if exc.status == 404:
                 raise ImageUnavailable(f"image {request.image} is not available: {exc.message}") from None
             raise RuntimeFailure(f"the engine refused the container: {exc.message}") from None
-        return str(created["Id"])
+        return str(created["Id"]), oci_args
+
+    def _oci_args(self, oci: str) -> list[str] | None:
+        """The arguments the engine passes to the OCI runtime ``oci``; None if they cannot be read."""
+        try:
+            runtimes = self.engine_info().get("Runtimes") or {}
+        except (EngineError, RuntimeUnavailable):
+            return None
+        args = (runtimes.get(oci) or {}).get("runtimeArgs") or []
+        return [str(a) for a in args]
 
     def _kill(self, container_id: str, engine: Engine | None = None) -> None:
         # Runs on the monitor thread: its own connection, since http.client is not thread-safe.
@@ -373,7 +411,7 @@ class DockerRuntime(RuntimeAdapter):
         return True
 
     def run(self, request: ExecRequest, on_output: OutputSink, guard: Guard | None = None) -> ExecOutcome:
-        container_id = self._create(request)
+        container_id, oci_args = self._create(request)
         stop_reason: list[str] = []  # set once, by the monitor thread or on Ctrl-C
         pids: _PidsProbe | None = None
         done = threading.Event()
@@ -463,7 +501,7 @@ class DockerRuntime(RuntimeAdapter):
             container_id=container_id,
             image_id=str(inspect.get("Image", "")),
             error=error,
-            applied=applied_settings(inspect) if inspect else {},
+            applied=applied_settings(inspect, oci_args) if inspect else {},
             stop_reason=reason,
             container_left=not removed,
             pids_limit_hit=pids.hit if pids is not None else None,
