@@ -285,7 +285,7 @@ def sandbox_list(quiet: bool) -> None:
     """List the sandboxes of this workspace (* marks the active one).
 
     With -q, only their ids, one per line, oldest first: e.g.
-    `aido sandbox destroy $(aido sandbox list -q)`. No workspace lists nothing.
+    `aido sandbox list -q | xargs aido sandbox destroy`. No workspace lists nothing.
     """
     STATE.command = "sandbox list"
     if quiet and STATE.json:
