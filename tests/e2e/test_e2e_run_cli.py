@@ -7,7 +7,9 @@ JSON envelopes.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from pathlib import Path
 
 # destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
@@ -171,14 +173,56 @@ def test_i_forwards_a_large_stream_and_does_not_hang_on_a_task_that_ignores_it(
     assert done.stdout == "done\n"
 
 
-def test_i_is_for_one_task(aido: Aido, project: Path) -> None:
+def test_i_is_for_one_task_and_needs_a_stdin(aido: Aido, project: Path) -> None:
     sandbox_id = sandbox_up_python(aido)
     write(project / "up.py", READ_STDIN)
     for args in (("up.py", "up.py"), ("--parallel", "2", "up.py")):
         result = aido("run", "-i", *args)
         assert result.code == 2
         assert "one task" in result.stderr
+    no_stdin = subprocess.run(
+        aido_argv("run", "-i", "up.py"),
+        env=aido_env(),
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        preexec_fn=lambda: os.close(0),  # `aido run -i up.py <&-`
+    )
+    assert no_stdin.returncode == 2, no_stdin.stderr
+    assert "no stdin to forward" in no_stdin.stderr
     assert_no_run_consumed(project, sandbox_id)
+
+
+def test_i_waits_on_a_non_blocking_stdin(aido: Aido, project: Path) -> None:
+    sandbox_up_python(aido)
+    write(project / "up.py", READ_STDIN)
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)  # as some parents leave it: reads fail with EAGAIN
+    try:
+        process = subprocess.Popen(
+            aido_argv("run", "-i", "up.py"),
+            stdin=read_end,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=aido_env(),
+            cwd=project,
+            text=True,
+        )
+        try:
+            time.sleep(2)
+            os.write(write_end, b"late\n")
+            os.close(write_end)
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    finally:
+        os.close(read_end)
+    assert process.returncode == 0, stderr
+    assert stdout == "'LATE\\n'\n"
 
 
 # -- runtime and extension ----------------------------------------------------------------------

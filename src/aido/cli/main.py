@@ -484,7 +484,11 @@ def run(
                 yes,
             )
             return
-        stdin = sys.stdin.fileno() if interactive else None
+        stdin = None
+        if interactive:
+            if sys.stdin is None:  # started with stdin closed (`aido run -i x.py <&-`)
+                raise click.UsageError("-i/--interactive: aido has no stdin to forward")
+            stdin = sys.stdin.fileno()
         _run_one(manager, out, task_list[0], args, sandbox_id, timeout, env, widen, yes, stdin)
     except TaskNotFound as exc:
         hint = _arguments_hint(list(given))

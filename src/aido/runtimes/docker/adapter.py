@@ -540,8 +540,17 @@ def _forward_stdin(fd: int, stream: AttachStream, name: str) -> None:
     A daemon thread: it may sit in a read of a terminal after the task has ended."""
 
     def pump() -> None:
+        import select
+
         try:
-            while chunk := os.read(fd, 65536):
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:  # a stdin left non-blocking by whoever started aido
+                    select.select([fd], [], [])
+                    continue
+                if not chunk:
+                    break
                 stream.send(chunk)
         except OSError:
             return  # the task ended (or the stream closed): nothing left to feed
