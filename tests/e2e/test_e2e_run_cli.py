@@ -84,6 +84,8 @@ def test_batch_copies_are_labelled_apart(aido: Aido, project: Path) -> None:
     assert sorted(result.stdout.splitlines()) == ["a.py#1 | hi", "a.py#2 | hi"]
     labels = aido("run", "--parallel", "2", "a.py", "--json")
     assert [r["label"] for r in labels.json["runs"]] == ["a.py#1", "a.py#2"]
+    twice = aido("run", "a.py", "./a.py", "a.py", "--json")
+    assert [r["label"] for r in twice.json["runs"]] == ["a.py#1", "./a.py", "a.py#2"]
 
 
 def test_a_bad_task_stops_the_batch_before_its_banner(aido: Aido, project: Path) -> None:

@@ -468,7 +468,7 @@ def run(
     try:
         sandbox_id = STATE.context["sandbox_id"] = manager.resolve_id(sandbox_id)
         if len(task_list) > 1 or (parallel or 1) > 1:
-            labels = list(given) if len(given) > 1 else [f"{given[0]}#{n + 1}" for n in range(parallel or 1)]
+            labels = _labels(list(given) if len(given) > 1 else list(given) * (parallel or 1))
             batch = task_list if len(task_list) > 1 else task_list * (parallel or 1)
             _run_batch(
                 manager,
@@ -495,6 +495,17 @@ def run(
         if hint:
             exc.hint = hint
         raise
+
+
+def _labels(tasks: list[str]) -> list[str]:
+    """Each run of a batch by its path as given; a path given more than once (or the copies
+    of --parallel N) numbered apart: a.py#1, a.py#2."""
+    seen: dict[str, int] = {}
+    labels = []
+    for task in tasks:
+        seen[task] = seen.get(task, 0) + 1
+        labels.append(f"{task}#{seen[task]}" if tasks.count(task) > 1 else task)
+    return labels
 
 
 def _arguments_hint(given: list[str]) -> str | None:
