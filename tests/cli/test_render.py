@@ -119,11 +119,12 @@ def test_envelope_shape(capsys: pytest.CaptureFixture[str]) -> None:
     Renderer(json_mode=True).envelope("sandbox list", "success", {"sandboxes": []})
     out, err = capsys.readouterr()
     document = json.loads(out)
-    assert list(document) == ["schema_version", "command", "status", "sandboxes", "error"]
+    assert list(document) == ["schema_version", "command", "status", "exit_code", "sandboxes", "error"]
     assert document == {
         "schema_version": ENVELOPE_VERSION,
         "command": "sandbox list",
         "status": "success",
+        "exit_code": 0,
         "sandboxes": [],
         "error": None,
     }

@@ -397,7 +397,8 @@ def test_json_envelopes_are_pinned(aido: Aido, project: Path) -> None:
         assert result.code == 0, result.stderr
         documents[args] = result.json
     for args, keys in PINNED_KEYS.items():
-        assert set(documents[args]) == keys, args
+        assert set(documents[args]) == keys | {"exit_code"}, args  # every envelope has one
+        assert documents[args]["exit_code"] == 0
         assert documents[args]["command"] == " ".join(args)
         assert documents[args]["status"] == "success"
     (listed,) = documents[("sandbox", "list")]["sandboxes"]

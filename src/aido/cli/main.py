@@ -37,6 +37,9 @@ class State:
         self.command = ""
         self.signal_exit: int | None = None
         self.after_dashdash = 0  # how many trailing arguments came after `--` (task arguments)
+        self.argv_json = False  # --json among the arguments (seen before click parses them)
+        # What the command knew when it failed (sandbox_id, run_id): kept in error envelopes.
+        self.context: dict[str, str] = {}
 
     @property
     def renderer(self) -> Renderer:
@@ -157,8 +160,27 @@ def _relative(path: Path) -> str:
 # -- the root group ------------------------------------------------------------------------
 
 
+def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    # --version is eager (it runs before --json is parsed), so --json is read from argv.
+    if STATE.json or STATE.argv_json:
+        Renderer(json_mode=True).envelope("version", "success", {"version": __version__})
+    else:
+        click.echo(f"aido {__version__}")
+    ctx.exit()
+
+
 @click.group(context_settings=CONTEXT)
-@click.version_option(__version__, "-v", "--version", prog_name="aido", message="%(prog)s %(version)s")
+@click.option(
+    "-v",
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help="Show the version and exit (with --json: as a JSON envelope).",
+)
 @global_options
 def cli() -> None:
     """Run untrusted or AI-generated tasks in hardened container sandboxes, and keep
@@ -486,6 +508,13 @@ def sandbox_extend(sandbox_id: str | None, ttl: str) -> None:
     is_flag=True,
     help="ESCAPE HATCH: make /inputs (and /project with --host-filesystem) writable.",
 )
+@click.option(
+    "-i",
+    "--interactive",
+    is_flag=True,
+    help="Forward this terminal's or pipe's stdin to the task (one task only); without it "
+    "the task's stdin is closed.",
+)
 @yes_option
 @click.option(
     "--raw-output", is_flag=True, help="Echo the task's output unfiltered, escape sequences included."
@@ -500,10 +529,12 @@ def run(
     network: bool,
     host_filesystem: bool,
     dangerous_allow_mutations: bool,
+    interactive: bool,
     yes: bool,
     raw_output: bool,
 ) -> None:
-    """Run TASK in a fresh container of the sandbox; arguments after -- go to the task.
+    """Run TASK in a fresh container of the sandbox; arguments after -- go to the task
+    (aido run a.py -- 5). The task's stdin is closed unless -i forwards aido's own.
 
     It runs in the active sandbox (see `aido sandbox use`) or --sandbox ID. With
     none active, aido never picks one: it lists the sandboxes and exits 3.
@@ -518,7 +549,9 @@ def run(
 
     \b
     Several tasks run concurrently, each in its own container with its own run
-    record, and a combined summary; aido then exits 0 only if every run succeeded:
+    record (ids in the order given), their output shown live with each line prefixed
+    by the task's path ("a.py | ..."), and a combined summary; every task is checked
+    before any starts; aido then exits 0 only if every run succeeded:
       aido run a.py b.py c.py            all three at once
       aido run --parallel 2 *.py         at most two at a time
       aido run --parallel 8 task.py      eight copies of task.py
@@ -529,28 +562,106 @@ def run(
     they let it write (/inputs, /project).
 
     The interpreter comes from the sandbox's runtime, else from the extension:
-    .py python, .js/.mjs/.cjs node, .sh sh.
+    .py python, .js/.mjs/.cjs node, .sh sh. A task whose extension names another
+    interpreter than the sandbox's runtime gets a warning (kept in its evidence).
     """
     STATE.command = "run"
-    from aido.sandbox.manager import RunHooks, Widening
+    from aido.errors import TaskNotFound
+    from aido.sandbox.manager import Widening
 
     task_args = list(tasks[len(tasks) - STATE.after_dashdash :]) if STATE.after_dashdash else []
     given = tasks[: len(tasks) - STATE.after_dashdash] if STATE.after_dashdash else tasks
     task_list = [Path(t) for t in given]
     if not task_list:
         raise click.UsageError("missing TASK before --")
+    if interactive and (len(task_list) > 1 or (parallel or 1) > 1):
+        raise click.UsageError("-i/--interactive forwards stdin to one task; give a single TASK")
     args = [str(a) for a in task_args]
     widen = Widening(network, host_filesystem, dangerous_allow_mutations)
     out = Renderer(json_mode=STATE.json, raw_output=raw_output)
     manager = _manager()
-    if len(task_list) > 1 or (parallel or 1) > 1:
-        batch = task_list if len(task_list) > 1 else task_list * (parallel or 1)
-        _run_batch(manager, out, batch, args, parallel or len(batch), sandbox_id, timeout, env, widen, yes)
-        return
+    try:
+        sandbox_id = STATE.context["sandbox_id"] = manager.resolve_id(sandbox_id)
+        if len(task_list) > 1 or (parallel or 1) > 1:
+            labels = _labels(list(given) if len(given) > 1 else list(given) * (parallel or 1))
+            batch = task_list if len(task_list) > 1 else task_list * (parallel or 1)
+            _run_batch(
+                manager,
+                out,
+                batch,
+                labels,
+                args,
+                parallel or len(batch),
+                sandbox_id,
+                timeout,
+                env,
+                widen,
+                yes,
+            )
+            return
+        stdin = None
+        if interactive:
+            if sys.stdin is None:  # started with stdin closed (`aido run -i x.py <&-`)
+                raise click.UsageError("-i/--interactive: aido has no stdin to forward")
+            stdin = sys.stdin.fileno()
+        _run_one(manager, out, task_list[0], args, sandbox_id, timeout, env, widen, yes, stdin)
+    except TaskNotFound as exc:
+        hint = _arguments_hint(list(given))
+        if hint:
+            exc.hint = hint
+        raise
+
+
+def _labels(tasks: list[str]) -> list[str]:
+    """Each run of a batch by its path as given; a path given more than once (or the copies
+    of --parallel N) numbered apart: a.py#1, a.py#2."""
+    seen: dict[str, int] = {}
+    labels = []
+    for task in tasks:
+        seen[task] = seen.get(task, 0) + 1
+        labels.append(f"{task}#{seen[task]}" if tasks.count(task) > 1 else task)
+    return labels
+
+
+def _arguments_hint(given: list[str]) -> str | None:
+    """`aido run a.py 5`: 5 was meant as an argument. Say so when a missing "task" after an
+    existing one does not look like a task file."""
+    from aido.runtimes.resolve import interpreter_for_task
+
+    if STATE.after_dashdash or len(given) < 2 or not os.path.isfile(given[0]):
+        return None
+    for i, name in enumerate(given[1:], start=1):
+        if not os.path.lexists(name):
+            if interpreter_for_task(name) is not None:
+                return None  # a task file that is really missing
+            import shlex
+
+            tasks, rest = given[:i], given[i:]
+            shown = " ".join(shlex.quote(t) for t in tasks)
+            return f"arguments for the task go after `--`: aido run {shown} -- " + " ".join(
+                shlex.quote(a) for a in rest
+            )
+    return None
+
+
+def _run_one(
+    manager: Any,
+    out: Renderer,
+    task: Path,
+    args: list[str],
+    sandbox_id: str,
+    timeout: str | None,
+    env: tuple[str, ...],
+    widen: Any,
+    yes: bool,
+    stdin: int | None,
+) -> None:
+    from aido.sandbox.manager import RunHooks
 
     def on_start(run_id: str, name: str, image: str) -> None:
+        STATE.context["run_id"] = run_id
         out.progress_done()
-        out.say(f"⚡ Running task: {name} ({run_id} in sandbox {manager.resolve_id(sandbox_id)}, {image})")
+        out.say(f"⚡ Running task: {name} ({run_id} in sandbox {sandbox_id}, {image})")
         out.separator()
 
     def on_pull(line: str) -> None:
@@ -562,7 +673,7 @@ def run(
         on_output=None if out.json_mode else out.task_output,
     )
     result = manager.run(
-        task_list[0],
+        task,
         args,
         sandbox_id=sandbox_id,
         timeout=timeout,
@@ -570,6 +681,7 @@ def run(
         hooks=hooks,
         widen=widen,
         confirm=_confirmer(yes),
+        stdin=stdin,
     )
     out.progress_done()
     result.signal_exit = STATE.signal_exit
@@ -644,6 +756,7 @@ def _run_batch(
     manager: Any,
     out: Renderer,
     tasks: list[Path],
+    labels: list[str],
     args: list[str],
     parallel: int,
     sandbox_id: str | None,
@@ -652,21 +765,37 @@ def _run_batch(
     widen: Any,
     yes: bool,
 ) -> None:
+    """Each task's output is shown live, its lines prefixed with its label (the path as
+    given), and each run ends with its outcome line."""
+    from aido.cli.render import PrefixedOutput
     from aido.sandbox.batch import BatchItem
+    from aido.sandbox.manager import RunHooks
+
+    width = max(len(label) for label in labels)
+    sinks: dict[int, PrefixedOutput] = {}
+
+    def hooks_for(item: BatchItem) -> RunHooks:
+        if out.json_mode:
+            return RunHooks()
+        sink = sinks[item.index] = out.prefixed(labels[item.index], width, item.index)
+        return RunHooks(on_output=sink)
 
     def on_result(item: BatchItem) -> None:
+        if item.index in sinks:
+            sinks.pop(item.index).close()
         if out.json_mode:
             return
+        label = labels[item.index]
         if item.result is None:
-            out.failure(f"{item.task.name}: {item.error}")
+            out.failure(f"{label}: {item.error}")
             return
         result = item.result
-        out.say_result(
-            f"{result.run_id} {result.task}: {_outcome_line(result)}", ok=result.status == "success"
-        )
+        out.say_result(f"{result.run_id} {label}: {_outcome_line(result)}", ok=result.status == "success")
 
-    if not out.json_mode:
+    def on_ready() -> None:
+        # Only once every task has been checked: a bad task stops the batch before this line.
         out.say(f"⚡ Running {len(tasks)} tasks, up to {min(parallel, len(tasks))} at a time")
+
     batch = manager.run_batch(
         tasks,
         args,
@@ -677,7 +806,11 @@ def _run_batch(
         widen=widen,
         confirm=_confirmer(yes),
         on_result=on_result,
+        on_ready=on_ready,
+        hooks_for=hooks_for,
     )
+    for sink in sinks.values():
+        sink.close()
     for item in batch.items:
         if item.result is not None:
             item.result.signal_exit = STATE.signal_exit
@@ -693,7 +826,12 @@ def _run_batch(
                 "duration_ms": batch.duration_ms,
                 "counts": batch.counts,
                 "runs": [
-                    {"task": str(item.task), "status": item.status, "exit_code_of_run": item.exit_code}
+                    {
+                        "task": str(item.task),
+                        "label": labels[item.index],
+                        "status": item.status,
+                        "exit_code_of_run": item.exit_code,
+                    }
                     | (_run_payload(item.result) if item.result is not None else {})
                     | (
                         {"error": {"code": item.error.code, "message": item.error.message}}
@@ -822,7 +960,7 @@ def doctor(no_smoke: bool) -> None:
     out = STATE.renderer
     if out.json_mode:
         payload = {"checks": as_json(checks), "counts": counts(checks)}
-        out.envelope("doctor", "success" if code == 0 else "failed", payload)
+        out.envelope("doctor", "success" if code == 0 else "failed", payload, exit_code=code)
     else:
         out.table(["", "CHECK", "DETAIL"], render_rows(checks))
         for check in checks:
@@ -859,6 +997,7 @@ def main(argv: list[str] | None = None) -> None:
     json_mode = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     # Everything after `--` is positional, so its count tells task arguments from tasks.
     STATE.after_dashdash = len(args) - args.index("--") - 1 if "--" in args else 0
+    STATE.argv_json = json_mode
     out = Renderer(json_mode=json_mode)
     try:
         cli.main(args=args, prog_name="aido", standalone_mode=False)
@@ -895,7 +1034,7 @@ def main(argv: list[str] | None = None) -> None:
                 error["problems"] = exc.problems
             if isinstance(exc, NoActiveSandbox):
                 error["sandboxes"] = exc.sandboxes  # the ones to choose from
-            out.envelope(STATE.command or "aido", "error", {"exit_code": int(code)}, error)
+            out.envelope(STATE.command or "aido", "error", {"exit_code": int(code), **STATE.context}, error)
         else:
             out.error(exc.message, exc.hint)
         sys.exit(code)
@@ -905,7 +1044,7 @@ def main(argv: list[str] | None = None) -> None:
             out.envelope(
                 STATE.command or "aido",
                 "error",
-                {"exit_code": int(code)},
+                {"exit_code": int(code), **STATE.context},
                 {"code": Interrupted.code, "message": "interrupted", "hint": None},
             )
         else:
@@ -929,7 +1068,7 @@ def main(argv: list[str] | None = None) -> None:
             out.envelope(
                 STATE.command or "aido",
                 "error",
-                {"exit_code": int(ExitCode.INTERNAL)},
+                {"exit_code": int(ExitCode.INTERNAL), **STATE.context},
                 {"code": "internal", "message": message, "hint": hint},
             )
         else:

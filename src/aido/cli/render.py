@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 from typing import Any
 
 ENVELOPE_VERSION = 1
@@ -130,6 +131,7 @@ class Renderer:
         self._closed: set[int] = set()  # streams whose reader went away (`aido run x.py | head`)
         self._filters = {1: TerminalFilter(), 2: TerminalFilter()}
         self._progress_shown = False
+        self._lock = threading.Lock()  # a batch's tasks write from several threads
         self.color = "NO_COLOR" not in os.environ and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
     # -- human --------------------------------------------------------------------------
@@ -188,11 +190,19 @@ class Renderer:
 
     def task_output(self, kind: int, data: bytes) -> None:
         """Echo a chunk of the task's output to the matching stream of ours."""
-        if kind in self._closed:
-            return  # still captured as evidence; just no longer shown
         stream = sys.stdout if kind == 1 else sys.stderr
         if not self.raw_output and stream.isatty():
             data = self._filters[kind].feed(data)
+        self._write(kind, data)
+
+    def prefixed(self, label: str, width: int, index: int = 0) -> PrefixedOutput:
+        """An output sink for one task of a batch: each line shown as ``label | line``."""
+        return PrefixedOutput(self, label.ljust(width), index)
+
+    def _write(self, kind: int, data: bytes) -> None:
+        if kind in self._closed:
+            return  # still captured as evidence; just no longer shown
+        stream = sys.stdout if kind == 1 else sys.stderr
         try:
             stream.buffer.write(data)
             stream.buffer.flush()
@@ -219,14 +229,75 @@ class Renderer:
     # -- JSON -----------------------------------------------------------------------------
 
     def envelope(
-        self, command: str, status: str, data: dict[str, Any], error: dict[str, Any] | None = None
+        self,
+        command: str,
+        status: str,
+        data: dict[str, Any],
+        error: dict[str, Any] | None = None,
+        *,
+        exit_code: int = 0,
     ) -> None:
-        document = {
-            "schema_version": ENVELOPE_VERSION,
-            "command": command,
-            "status": status,
-            **data,
-            "error": error,
-        }
+        """``exit_code`` is the process's exit code, in every envelope; a command whose data
+        already has one (``run``: the task's own) keeps it."""
+        document: dict[str, Any] = {"schema_version": ENVELOPE_VERSION, "command": command, "status": status}
+        if "exit_code" not in data:
+            document["exit_code"] = exit_code
+        document.update(data)
+        document["error"] = error
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
         sys.stdout.flush()
+
+
+MAX_LINE = 16384  # a task that never prints a newline still gets its output shown, in pieces
+_LABEL_COLOURS = ("36", "33", "32", "35", "34")
+
+
+class PrefixedOutput:
+    """One task's output in a batch, shown line by line with a ``label | `` prefix (as
+    docker compose does) so that concurrent tasks stay readable. Sanitised like a single
+    task's output (on a terminal, unless --raw-output), before it is cut into lines, so a
+    sequence split across chunks is still recognised."""
+
+    def __init__(self, renderer: Renderer, label: str, index: int) -> None:
+        self._out = renderer
+        self._label = label
+        self._colour = _LABEL_COLOURS[index % len(_LABEL_COLOURS)]
+        self._partial = {1: b"", 2: b""}
+        self._filters = {1: TerminalFilter(), 2: TerminalFilter()}
+
+    def _prefix(self, kind: int) -> bytes:
+        stream = sys.stdout if kind == 1 else sys.stderr
+        text = f"{self._label} | "
+        if "NO_COLOR" not in os.environ and stream.isatty() and os.environ.get("TERM") != "dumb":
+            text = f"\x1b[{self._colour}m{self._label}\x1b[0m | "
+        return text.encode()
+
+    def __call__(self, kind: int, data: bytes) -> None:
+        stream = sys.stdout if kind == 1 else sys.stderr
+        if not self._out.raw_output and stream.isatty():
+            data = self._filters[kind].feed(data)
+        lines = (self._partial[kind] + data).split(b"\n")
+        rest = lines.pop()
+        while len(rest) > MAX_LINE:
+            cut = MAX_LINE
+            esc = rest.rfind(b"\x1b", 0, cut)
+            if esc > 0 and b"m" not in rest[esc:cut]:
+                cut = esc  # never put a prefix inside a colour sequence: it could form another
+            lines.append(rest[:cut])
+            rest = rest[cut:]
+        self._partial[kind] = rest
+        self._emit(kind, lines)
+
+    def close(self) -> None:
+        """Show what is left of an unterminated last line."""
+        for kind in (1, 2):
+            if self._partial[kind]:
+                self._emit(kind, [self._partial[kind]])
+                self._partial[kind] = b""
+
+    def _emit(self, kind: int, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        prefix = self._prefix(kind)
+        with self._out._lock:  # whole lines only: two tasks' lines never interleave mid-line
+            self._out._write(kind, b"".join(prefix + line + b"\n" for line in lines))

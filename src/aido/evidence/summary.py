@@ -84,6 +84,7 @@ def build_summary(
                 "isolation": request.isolation,
                 "mounts": [asdict(m) for m in request.mounts],
                 "masked_paths": request.masked_paths,
+                "stdin": "forwarded" if request.stdin is not None else "closed",
             },
             "applied": outcome.applied,
         },

@@ -60,6 +60,9 @@ class ExecRequest:
     # Paths inside the container that get an empty read-only tmpfs over them (e.g. the
     # workspace's .aido/ inside a --host-filesystem mount, so evidence is not readable).
     masked_paths: list[str] = field(default_factory=list)
+    # A host file descriptor whose bytes become the task's stdin (`aido run -i`); None: the
+    # task's stdin is closed, it reads end-of-file at once.
+    stdin: int | None = None
 
 
 @dataclass

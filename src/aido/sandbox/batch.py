@@ -4,14 +4,16 @@ container with its own run record, reported together.
 Every task is checked before any runs (a typo in the fifth task name must not leave
 four runs behind), escape hatches are confirmed once for the whole batch, and each
 worker thread gets its own manager and engine connection (the engine client is not
-thread-safe). Ctrl-C stops every running task; each is recorded as interrupted.
+thread-safe). Run ids follow the order the tasks were given, whichever worker gets to
+its task first. Ctrl-C stops every running task; each is recorded as interrupted.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +22,7 @@ from aido.errors import AidoError
 from aido.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from aido.sandbox.manager import Confirm, RunResult, SandboxManager, Widening, _Plan
+    from aido.sandbox.manager import Confirm, RunHooks, RunResult, SandboxManager, Widening, _Plan
 
 MAX_PARALLEL = 64
 
@@ -82,6 +84,31 @@ class BatchResult:
         return int(ExitCode.OK)
 
 
+class _Turnstile:
+    """Lets run ids be allocated in argument order: task i takes its id only after task
+    i-1 has taken (or skipped) its own. Workers take tasks from a FIFO queue, so task i-1
+    is always already with a worker when task i waits: the wait is short and cannot
+    deadlock."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next = 0
+
+    @contextmanager
+    def turn(self, index: int) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._next >= index)
+        try:
+            yield
+        finally:
+            self.skip(index)
+
+    def skip(self, index: int) -> None:
+        with self._cond:
+            self._next = max(self._next, index + 1)
+            self._cond.notify_all()
+
+
 def run_batch(
     manager: SandboxManager,
     tasks: list[Path],
@@ -94,7 +121,11 @@ def run_batch(
     widen: Widening | None = None,
     confirm: Confirm | None = None,
     on_result: Callable[[BatchItem], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
+    hooks_for: Callable[[BatchItem], RunHooks] | None = None,
 ) -> BatchResult:
+    """``on_ready`` is called once every task has been checked, just before the first
+    starts; ``hooks_for`` gives each task its own hooks (e.g. to show its output)."""
     import time
 
     from aido.errors import UsageError
@@ -120,14 +151,21 @@ def run_batch(
     ]
     items = [BatchItem(index, task) for index, task in enumerate(tasks)]
     cancel = threading.Event()
+    turnstile = _Turnstile()
+    if on_ready is not None:
+        on_ready()
 
     def work(item: BatchItem, plan: _Plan) -> BatchItem:
         if cancel.is_set():
+            turnstile.skip(item.index)
             return item
         try:
-            item.result = manager.fork().execute(plan, cancel=cancel)
+            hooks = hooks_for(item) if hooks_for is not None else None
+            item.result = manager.fork().execute(plan, hooks, cancel=cancel, turn=turnstile.turn(item.index))
         except AidoError as exc:
             item.error = exc
+        finally:
+            turnstile.skip(item.index)  # whatever happened, the next task must not wait forever
         return item
 
     started = time.monotonic()

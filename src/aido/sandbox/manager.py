@@ -50,6 +50,8 @@ from aido.sandbox.records import (
 from aido.sandbox.workspace import SandboxPaths, Workspace
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from aido.runtimes.base import ExecOutcome, ExecRequest, RuntimeAdapter
     from aido.runtimes.resolve import RuntimeChoice
     from aido.sandbox.batch import BatchResult
@@ -177,7 +179,8 @@ class _Plan:
     env: dict[str, str]  # from -e flags; the sandbox's own env is in settings
     widen: Widening
     warnings: list[str]  # every permission wider than the default, from the sandbox or the flags
-    env_warnings: list[str] = field(default_factory=list)  # secrets too short to mask, by name
+    notes: list[str] = field(default_factory=list)  # other warnings for the run's evidence
+    stdin: int | None = None  # host descriptor forwarded to the task (`run -i`); None: closed
 
 
 @dataclass
@@ -859,11 +862,13 @@ class SandboxManager:
         widen: Widening | None = None,
         confirm: Confirm | None = None,
         cancel: threading.Event | None = None,
+        stdin: int | None = None,
     ) -> RunResult:
         """Run one task in a fresh container of the sandbox and record its evidence.
 
         ``widen`` asks for escape hatches; they need ``confirm`` to return True for their
         warnings. Setting ``cancel`` (from another thread) stops the task as interrupted.
+        ``stdin``, a file descriptor, is forwarded to the task's stdin (else it is closed).
         """
         plan = self.prepare(
             task,
@@ -875,6 +880,10 @@ class SandboxManager:
             confirm=confirm,
             hooks=hooks,
         )
+        if stdin is not None:
+            from dataclasses import replace
+
+            plan = replace(plan, stdin=stdin)
         return self.execute(plan, hooks, cancel=cancel)
 
     def prepare(
@@ -894,7 +903,7 @@ class SandboxManager:
         from dataclasses import replace
 
         from aido.config.units import parse_duration
-        from aido.runtimes.resolve import parse_runtime, runtime_for_task
+        from aido.runtimes.resolve import interpreter_for_task, parse_runtime, runtime_for_task
 
         args = list(args or [])
         widen = widen or Widening()
@@ -945,6 +954,15 @@ class SandboxManager:
                     "(e.g. docker://IMAGE to run the file itself)",
                 )
             choice = found
+        notes = []
+        by_extension = interpreter_for_task(task.name)
+        if choice.interpreter and by_extension and by_extension != choice.interpreter:
+            # The sandbox's runtime wins; a .js file fed to python is almost always a mistake.
+            notes.append(
+                f"{str(task)!r} looks like a {by_extension} task but the sandbox's runtime is "
+                f"{choice.runtime}: it runs with {choice.interpreter}"
+            )
+            log.warning("%s", notes[-1])
         # Engine, isolation and image before a run id exists: a missing engine leaves no trace.
         runtime = self.runtime  # its first call reports an unreachable engine
         runtime.check_isolation(settings.isolation)
@@ -968,14 +986,22 @@ class SandboxManager:
             extra_env,
             widen,
             spec_warnings + hatch_warnings,
-            env_warnings,
+            env_warnings + notes,
         )
 
     def execute(
-        self, plan: _Plan, hooks: RunHooks | None = None, *, cancel: threading.Event | None = None
+        self,
+        plan: _Plan,
+        hooks: RunHooks | None = None,
+        *,
+        cancel: threading.Event | None = None,
+        turn: AbstractContextManager[object] | None = None,
     ) -> RunResult:
-        """Run a prepared plan: allocate the run id, run the task, write the evidence."""
-        rid, run_dir, lock_fd = self._begin_run(plan.record, plan.paths, plan.task.name)
+        """Run a prepared plan: allocate the run id, run the task, write the evidence.
+        ``turn`` is held while the run id is allocated (a batch uses it to number runs in
+        the order the tasks were given)."""
+        with turn or contextlib.nullcontext():
+            rid, run_dir, lock_fd = self._begin_run(plan.record, plan.paths, plan.task.name)
         try:
             return self._execute(plan, rid, run_dir, hooks or RunHooks(), cancel)
         except BaseException as exc:
@@ -1138,6 +1164,7 @@ class SandboxManager:
             network=settings.network or plan.widen.network,
             isolation=settings.isolation,
             masked_paths=masked,
+            stdin=plan.stdin,
         )
 
     def _execute(
@@ -1247,7 +1274,7 @@ class SandboxManager:
             aido_version=__version__,
             artifacts=[f"runs/{a}" for a in artifacts],
             escape_hatches=plan.widen.as_dict(),
-            warnings=plan.warnings + plan.env_warnings,
+            warnings=plan.warnings + plan.notes,
             stop_reason=outcome.stop_reason,
             message=message,
             disk=disk,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from aido.runtimes.base import (
     RuntimeAdapter,
     RuntimeInfo,
 )
-from aido.runtimes.docker.engine import Engine, EngineError
+from aido.runtimes.docker.engine import AttachStream, Engine, EngineError
 
 ENGINE_HINT = (
     "start the Docker engine (`sudo systemctl start docker`, or `sudo dockerd &`) "
@@ -364,11 +365,13 @@ class DockerRuntime(RuntimeAdapter):
             "User": request.user,
             "WorkingDir": request.workdir,
             "Labels": request.labels,
-            "AttachStdin": False,
+            # stdin is open only for `aido run -i`; StdinOnce closes it at the host's EOF.
+            "AttachStdin": request.stdin is not None,
             "AttachStdout": True,
             "AttachStderr": True,
             "Tty": False,
-            "OpenStdin": False,
+            "OpenStdin": request.stdin is not None,
+            "StdinOnce": request.stdin is not None,
             "NetworkDisabled": not request.network,
             "HostConfig": hc,
         }
@@ -425,10 +428,12 @@ class DockerRuntime(RuntimeAdapter):
         inspect: dict[str, Any] = {}
         try:
             try:
-                stream = self.engine.attach(container_id)
+                stream = self.engine.attach(container_id, stdin=request.stdin is not None)
                 self._call("POST", f"/containers/{container_id}/start")
             except EngineError as exc:
                 raise _start_error(exc.message) from None
+            if request.stdin is not None:
+                _forward_stdin(request.stdin, stream, request.name)
             started_at = _now()
             start = time.monotonic()
             wall_start = time.time() - 1
@@ -566,3 +571,27 @@ class DockerRuntime(RuntimeAdapter):
                 hint=ENGINE_HINT,
             )
         return removed
+
+
+def _forward_stdin(fd: int, stream: AttachStream, name: str) -> None:
+    """Copy the host's stdin to the task until end-of-file, then close the task's stdin.
+    A daemon thread: it may sit in a read of a terminal after the task has ended."""
+
+    def pump() -> None:
+        import select
+
+        try:
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:  # a stdin left non-blocking by whoever started aido
+                    select.select([fd], [], [])
+                    continue
+                if not chunk:
+                    break
+                stream.send(chunk)
+        except OSError:
+            return  # the task ended (or the stream closed): nothing left to feed
+        stream.close_stdin()
+
+    threading.Thread(target=pump, name=f"aido-stdin-{name}", daemon=True).start()

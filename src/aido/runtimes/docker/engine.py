@@ -207,12 +207,15 @@ class Engine:
         finally:
             conn.close()
 
-    def attach(self, container_id: str) -> AttachStream:
-        """Attach to stdout/stderr of a created container, before it starts, so no output is missed."""
+    def attach(self, container_id: str, *, stdin: bool = False) -> AttachStream:
+        """Attach to stdout/stderr (and stdin if asked) of a created container, before it
+        starts, so no output is missed."""
         if not self.api_version:
             self.negotiate()
         sock = self._raw_socket()
         path = f"{self._prefix}/containers/{quote(container_id)}/attach?stream=1&stdout=1&stderr=1"
+        if stdin:
+            path += "&stdin=1"
         request = (
             f"POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
             "Content-Length: 0\r\n\r\n"
@@ -275,6 +278,18 @@ class AttachStream:
                 del self._buffer[:take]
                 length -= take
                 yield (2 if kind == 2 else 1), data
+
+    def send(self, data: bytes) -> None:
+        """Write to the task's stdin (an attach with stdin=1)."""
+        self._sock.sendall(data)
+
+    def close_stdin(self) -> None:
+        """End of the task's stdin: half-close the connection (the engine closes the
+        container's stdin, as with StdinOnce) and keep reading its output."""
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
     def close(self) -> None:
         try:
