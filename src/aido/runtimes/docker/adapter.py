@@ -432,6 +432,10 @@ class DockerRuntime(RuntimeAdapter):
                 self._call("POST", f"/containers/{container_id}/start")
             except EngineError as exc:
                 raise _start_error(exc.message) from None
+            # Find the pids cgroup at once: it goes when the task exits, and a short task
+            # can be gone before the monitor thread's first look (then nothing is known).
+            pids = _PidsProbe(container_id)
+            pids.check()
             if request.stdin is not None:
                 _forward_stdin(request.stdin, stream, request.name)
             started_at = _now()
@@ -440,14 +444,14 @@ class DockerRuntime(RuntimeAdapter):
             deadline = start + request.timeout_seconds
 
             killer = self.engine.clone(timeout=10)  # ready before it is needed: kills are urgent
-            pids = _PidsProbe(container_id)
+            probe = pids
 
             def watch() -> None:
                 # The deadline and the guard are checked here, off the thread that reads
                 # the output, so a task that prints nothing is still stopped on time.
-                pids.check()
+                probe.check()
                 while not done.wait(min(GUARD_INTERVAL, max(0.0, deadline - time.monotonic()))):
-                    pids.check()
+                    probe.check()
                     reason = TIMEOUT if time.monotonic() >= deadline else None
                     if reason is None and guard is not None:
                         try:
