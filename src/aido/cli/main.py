@@ -741,7 +741,9 @@ def main(argv: list[str] | None = None) -> None:
         if json_mode:
             error: dict[str, Any] = {"code": exc.code, "message": exc.message, "hint": exc.hint}
             if isinstance(exc, ConfigError):
-                error["problems"] = exc.problems
+                # Objects, so a program need not parse "file:line: key: message" (the human
+                # form, one line each, is in `message`).
+                error["problems"] = [problem.as_json() for problem in exc.details]
             out.envelope(STATE.command or "aido", "error", {"exit_code": int(code)}, error)
         else:
             out.error(exc.message, exc.hint)

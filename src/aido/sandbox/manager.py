@@ -25,6 +25,7 @@ from aido.errors import (
     ConfigError,
     MetadataError,
     NotConfirmed,
+    Problem,
     RunNotFound,
     RuntimeUnavailable,
     SandboxExpired,
@@ -290,7 +291,7 @@ class SandboxManager:
     ) -> SandboxRecord:
         """Create a sandbox. A spec that widens permissions (network, writable inputs) must be
         confirmed: ``confirm`` gets the warnings and returns True to go ahead."""
-        from aido.config.loader import load_spec
+        from aido.config.loader import load_spec_and_lines
         from aido.evidence.redact import REDACTED, is_secret_name
 
         overrides = {
@@ -298,21 +299,21 @@ class SandboxManager:
             for k, v in (("name", name), ("runtime", runtime), ("ttl", ttl), ("isolation", isolation))
             if v is not None
         }
-        spec = load_spec(spec_file, overrides=overrides)
+        spec, lines = load_spec_and_lines(spec_file, overrides=overrides)
         matches: list[tuple[Path, Path]] = []
         if spec.inputs:
             if spec_file is None:
                 raise UsageError("inputs need a sandbox.yaml to be relative to")
             from aido.sandbox.inputs import match_inputs
 
-            matches = match_inputs(spec.inputs, spec_file.parent, source=spec_file.name)
+            matches = match_inputs(spec.inputs, spec_file.parent, source=spec_file.name, lines=lines)
         if spec.isolation == "gvisor" and spec.permissions.network:
-            raise ConfigError(
-                [
-                    f"{spec_file or 'sandbox.yaml'}: permissions.network: true cannot be combined with "
-                    "isolation: gvisor (runsc is registered with --network=none)"
-                ]
+            message = (
+                "true cannot be combined with isolation: gvisor (runsc is registered with --network=none)"
             )
+            where = spec_file.name if spec_file else "sandbox.yaml"
+            line = lines.get(("permissions", "network"))
+            raise ConfigError([Problem(message, where, line, "permissions.network")])
         if spec.resources.disk_quota == "hard":
             from aido.sandbox import volume
 
