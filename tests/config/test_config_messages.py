@@ -295,3 +295,27 @@ def test_an_input_outside_the_project_names_its_line(tmp_path: Path) -> None:
         f"sandbox.yaml:3: inputs[0]: expected a file pattern inside {tmp_path.resolve()} like data/*.csv "
         "(no '..'), got '../secrets/*'"
     ]
+
+
+def test_an_input_that_names_only_links_is_refused_not_silently_empty(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "link.csv").symlink_to("/etc/passwd")
+    (tmp_path / "data" / "real.txt").write_text("x")
+    error = _inputs_problem(tmp_path, "inputs:\n  - data/*.txt\n  - data/*.csv\n")
+    assert error.problems == [
+        f"sandbox.yaml:3: inputs[1]: 'data/*.csv' matched no regular files under {tmp_path.resolve()} "
+        "(links, special files and empty folders are not copied)"
+    ]
+
+
+def test_inputs_keep_their_folders_and_a_folder_is_copied_whole(tmp_path: Path) -> None:
+    for name in ("data/a.csv", "data/sub/b.csv", "data/.hidden.csv", "data/notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+
+    def matched(*patterns: str) -> list[str]:
+        return sorted(str(rel) for _, rel in match_inputs(list(patterns), tmp_path, source="sandbox.yaml"))
+
+    assert matched("data/*.csv") == ["data/a.csv"]  # globs skip hidden names
+    assert matched("data/**/*.csv") == ["data/a.csv", "data/sub/b.csv"]
+    assert matched("data") == ["data/.hidden.csv", "data/a.csv", "data/notes.txt", "data/sub/b.csv"]

@@ -70,6 +70,7 @@ def match_inputs(
         matches = sorted(glob.glob(pattern, root_dir=base, recursive=True, include_hidden=False))
         if not matches:
             raise problem(f"{pattern!r} matched no files under {base}")
+        usable = 0
         for match in matches:
             path = base / match
             files = [path] if not path.is_dir() else sorted(p for p in path.rglob("*") if not p.is_dir())
@@ -77,6 +78,7 @@ def match_inputs(
                 # Only regular files, and never through a link out of the project.
                 if file.is_symlink() or not file.is_file() or not file.resolve().is_relative_to(base):
                     continue
+                usable += 1
                 rel = file.relative_to(base)
                 if rel in found:
                     continue  # matched by two patterns
@@ -84,6 +86,12 @@ def match_inputs(
                 total += file.stat().st_size
                 if len(found) > MAX_INPUT_FILES or total > MAX_INPUT_BYTES:
                     raise problem(f"inputs exceed {MAX_INPUT_FILES} files or {MAX_INPUT_BYTES >> 20} MiB")
+        if not usable:
+            # Not silently nothing: a pattern that names only links (never followed) copies nothing.
+            raise problem(
+                f"{pattern!r} matched no regular files under {base} "
+                "(links, special files and empty folders are not copied)"
+            )
     return [(file, rel) for rel, file in found.items()]
 
 
