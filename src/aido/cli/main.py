@@ -225,8 +225,15 @@ def sandbox_up(
     has one; it is created here if there is none. A background reaper destroys the
     sandbox when its ttl has passed (unless --no-auto-cleanup).
 
+    Files listed under `inputs:` in sandbox.yaml are copied in once, keeping their
+    folders (data/a.csv is /inputs/data/a.csv); up says how many and how large.
+
     A sandbox.yaml that widens permissions (network: true, filesystem: readwrite)
     must be confirmed: at the y/N prompt, or with --yes when there is no terminal.
+
+    An invalid sandbox.yaml (an unknown or repeated key, a bad value) is refused with
+    one line per problem (file:line: key: expected ..., got ...), exit 2, and nothing
+    created; with --json, error.problems lists them as {file, line, key, message}.
     """
     STATE.command = "sandbox up"
     from aido.sandbox.manager import SandboxManager
@@ -255,17 +262,48 @@ def sandbox_up(
         except OSError as exc:
             log.warning("could not start the TTL reaper (%s); expired sandboxes go at the next command", exc)
     out = STATE.renderer
+    inputs = _inputs_summary(record.config, manager.copied_inputs(record.id))
     if out.json_mode:
         from aido.evidence.redact import redact_env
 
         shown = record.to_json()
         # Output may end up in an agent's transcript or a CI log: secret-looking values stay hidden.
         shown["config"] = {**shown["config"], "env": redact_env(shown["config"].get("env") or {})}
-        out.envelope("sandbox up", "success", {"sandbox": shown, "sandbox_id": record.id})
+        out.envelope(
+            "sandbox up",
+            "success",
+            {"sandbox": shown, "sandbox_id": record.id, "inputs": inputs},
+        )
         return
     out.success(f"Sandbox created: {record.id}")
     out.say(f"  expires {record.expires_at} (ttl {record.config['ttl']}); run a task with `aido run TASK`")
+    if record.config.get("inputs"):
+        out.say(f"  inputs: {_inputs_line(inputs)}")
     print(record.id)  # the id alone on stdout, for scripts: ID=$(aido sandbox up)
+
+
+def _inputs_summary(config: dict[str, Any], copied: list[dict[str, Any]]) -> dict[str, Any]:
+    """What `sandbox up` copied, for --json: how many files, how many bytes, and where (and
+    whether) tasks see them."""
+    filesystem = (config.get("permissions") or {}).get("filesystem", "readonly")
+    return {
+        "files": len(copied),
+        "bytes": sum(int(item.get("size") or 0) for item in copied),
+        "mounted_at": None if filesystem == "none" else "/inputs",
+        "writable": filesystem == "readwrite",
+    }
+
+
+def _inputs_line(inputs: dict[str, Any]) -> str:
+    """`12 files, 3.4 MiB copied to /inputs`."""
+    from aido.config.units import format_size
+
+    count, size = inputs["files"], inputs["bytes"]
+    shown = f"{size} bytes" if size < 1024 else f"{format_size(size)[:-1]} {format_size(size)[-1]}iB"
+    line = f"{count} file{'s' if count != 1 else ''}, {shown} copied"
+    if inputs["mounted_at"] is None:
+        return line + ", not mounted (permissions.filesystem: none)"
+    return line + f" to {inputs['mounted_at']}" + (" (writable)" if inputs["writable"] else " (read-only)")
 
 
 @sandbox.command("list", context_settings=CONTEXT)

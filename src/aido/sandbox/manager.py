@@ -388,6 +388,10 @@ class SandboxManager:
         workspace.set_active(sandbox_id)
         return record
 
+    def copied_inputs(self, sandbox_id: str) -> list[dict[str, Any]]:
+        """What `sandbox up` copied into the sandbox's inputs/ (path, size, SHA-256)."""
+        return _read_inputs_manifest(self.workspace.sandbox(sandbox_id))
+
     # -- sandbox list / destroy -----------------------------------------------------------
 
     def list_sandboxes(self) -> list[SandboxSummary]:
