@@ -122,8 +122,9 @@ def _sweep(manager: Any) -> None:
         log.debug("sweep failed: %s", exc)
 
 
-def _confirmer(yes: bool) -> Callable[[list[str]], bool]:
-    """Escape hatches: warn, then ask y/N on a terminal; without one, only --yes confirms."""
+def _confirmer(yes: bool, action: str) -> Callable[[list[str]], bool]:
+    """Widened permissions (a sandbox.yaml's at `sandbox up`, escape hatches at `run`): one
+    warning each, then the same y/N question on a terminal; without one, only --yes confirms."""
 
     def confirm(warnings: list[str]) -> bool:
         out = STATE.renderer
@@ -133,7 +134,7 @@ def _confirmer(yes: bool) -> Callable[[list[str]], bool]:
             return True
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
             return False
-        return click.confirm("aido: widen the sandbox as above?", default=False, err=True)
+        return click.confirm(f"aido: {action} with the permissions above?", default=False, err=True)
 
     return confirm
 
@@ -230,6 +231,7 @@ def sandbox_up(
 
     A sandbox.yaml that widens permissions (network: true, filesystem: readwrite)
     must be confirmed: at the y/N prompt, or with --yes when there is no terminal.
+    permissions.aws is recorded but not enforced, so it is noted, not asked about.
 
     An invalid sandbox.yaml (an unknown or repeated key, a bad value) is refused with
     one line per problem (file:line: key: expected ..., got ...), exit 2, and nothing
@@ -252,7 +254,7 @@ def sandbox_up(
         ttl=ttl,
         auto_cleanup=not no_auto_cleanup,
         isolation=isolation,
-        confirm=_confirmer(yes),
+        confirm=_confirmer(yes, "create the sandbox"),
     )
     if record.auto_cleanup:
         from aido.sandbox.reaper import ensure_running
@@ -262,7 +264,10 @@ def sandbox_up(
         except OSError as exc:
             log.warning("could not start the TTL reaper (%s); expired sandboxes go at the next command", exc)
     out = STATE.renderer
+    from aido.sandbox.manager import unenforced_permissions
+
     inputs = _inputs_summary(record.config, manager.copied_inputs(record.id))
+    notes = unenforced_permissions(record.config)
     if out.json_mode:
         from aido.evidence.redact import redact_env
 
@@ -272,13 +277,15 @@ def sandbox_up(
         out.envelope(
             "sandbox up",
             "success",
-            {"sandbox": shown, "sandbox_id": record.id, "inputs": inputs},
+            {"sandbox": shown, "sandbox_id": record.id, "inputs": inputs, "notes": notes},
         )
         return
     out.success(f"Sandbox created: {record.id}")
     out.say(f"  expires {record.expires_at} (ttl {record.config['ttl']}); run a task with `aido run TASK`")
     if record.config.get("inputs"):
         out.say(f"  inputs: {_inputs_line(inputs)}")
+    for note in notes:
+        out.note(note)
     print(record.id)  # the id alone on stdout, for scripts: ID=$(aido sandbox up)
 
 
@@ -492,7 +499,7 @@ def run(
         env=list(env),
         hooks=hooks,
         widen=widen,
-        confirm=_confirmer(yes),
+        confirm=_confirmer(yes, "run the task"),
     )
     out.progress_done()
     result.signal_exit = STATE.signal_exit
@@ -598,7 +605,7 @@ def _run_batch(
         timeout=timeout,
         env=list(env),
         widen=widen,
-        confirm=_confirmer(yes),
+        confirm=_confirmer(yes, "run the tasks"),
         on_result=on_result,
     )
     for item in batch.items:

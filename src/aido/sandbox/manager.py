@@ -84,17 +84,18 @@ class Widening:
     mutations: bool = False
 
     def warnings(self) -> list[str]:
+        """One line per hatch, shaped like widened_permissions': `<option>: <what the task can do>`."""
         found = []
         if self.network:
             found.append("--network: the task can reach the network, including your local network")
         if self.host_filesystem:
             found.append(
-                f"--host-filesystem: the task can read the project directory (at {HOST_FILESYSTEM_TARGET})"
+                f"--host-filesystem: the task can read the project directory ({HOST_FILESYSTEM_TARGET})"
             )
         if self.mutations:
             found.append(
-                "--dangerous-allow-mutations: the task can modify the sandbox inputs"
-                + (" and the project directory" if self.host_filesystem else "")
+                "--dangerous-allow-mutations: the task can modify the sandbox inputs (/inputs)"
+                + (f" and the project directory ({HOST_FILESYSTEM_TARGET})" if self.host_filesystem else "")
             )
         return found
 
@@ -379,6 +380,7 @@ class SandboxManager:
                 spec_file=str(spec_file) if spec_file else None,
                 isolation=spec.isolation,
                 auto_cleanup=auto_cleanup,
+                notes=unenforced_permissions(config) or None,
             )
             if widened:
                 record_event(paths.events, "permissions_widened", sandbox_id=sandbox_id, warnings=widened)
@@ -1088,6 +1090,7 @@ class SandboxManager:
             message=message,
             disk=disk,
         )
+        summary["notes"] = unenforced_permissions(record.config)  # not enforced, so not in `warnings`
         fsutil.atomic_write_json(run_dir / "summary.json", summary)
         ref = RunRef(
             run_id=rid,
@@ -1206,16 +1209,28 @@ class SandboxManager:
 
 
 def widened_permissions(config: dict[str, Any]) -> list[str]:
-    """Warnings for every permission wider than the default; recorded in the evidence too."""
+    """Warnings for every permission wider than the default, shaped like Widening.warnings:
+    `<option>: <what the task can do>`. Each needs confirmation; recorded in the evidence too."""
     permissions = config.get("permissions") or {}
     warnings = []
     if permissions.get("network") is True:
-        warnings.append("sandbox has network access (permissions.network: true): tasks can reach the network")
+        warnings.append("permissions.network: every task can reach the network, including your local network")
     if permissions.get("filesystem") == "readwrite":
-        warnings.append("sandbox inputs are writable (permissions.filesystem: readwrite)")
-    if permissions.get("aws"):
-        warnings.append("permissions.aws is recorded but not enforced by the docker runtime")
+        warnings.append("permissions.filesystem: every task can modify the sandbox inputs (/inputs)")
     return warnings
+
+
+def unenforced_permissions(config: dict[str, Any]) -> list[str]:
+    """Notes on permissions the spec accepts but aido does not enforce. They widen nothing,
+    so they are not asked about: said once at `sandbox up`, and recorded in the evidence
+    (the sandbox_created event and each run's summary) so that nobody reads them as granted."""
+    permissions = config.get("permissions") or {}
+    notes = []
+    if permissions.get("aws"):
+        notes.append(
+            "permissions.aws: recorded only, not enforced: tasks get no AWS access or credentials from it"
+        )
+    return notes
 
 
 def _confirm(warnings: list[str], confirm: Confirm | None) -> None:
