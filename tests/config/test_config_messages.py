@@ -319,3 +319,12 @@ def test_inputs_keep_their_folders_and_a_folder_is_copied_whole(tmp_path: Path) 
     assert matched("data/*.csv") == ["data/a.csv"]  # globs skip hidden names
     assert matched("data/**/*.csv") == ["data/a.csv", "data/sub/b.csv"]
     assert matched("data") == ["data/.hidden.csv", "data/a.csv", "data/notes.txt", "data/sub/b.csv"]
+
+
+def test_a_huge_wrong_value_is_shown_cut_short(tmp_path: Path) -> None:
+    [problem] = _problems(tmp_path, "outputs: '" + "x" * 10_000 + "'\n")
+    assert problem.startswith(
+        "sandbox.yaml:1: outputs: expected a list of file paths like [report.json], got 'xxx"
+    )
+    assert problem.endswith("...")
+    assert len(problem) < 200

@@ -3,7 +3,8 @@
 Each problem names the file, the line and the key path, e.g.
 ``sandbox.yaml:7: resources.memory: expected a size like 512M or 1G, got 'lots'``.
 YAML is loaded with the safe loader only; anchors and aliases are refused
-outright, which also rules out "billion laughs" expansion.
+outright, which also rules out "billion laughs" expansion; a key given twice in
+one mapping is refused too (safe_load alone would keep the last one silently).
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def _message(error: Any, fields: dict[str, list[str]], expected: dict[str, str])
     if kind == "value_error":
         return str(error["ctx"]["error"])  # aido's own validators word their messages
     if kind == "literal_error":
-        return f"expected {error['ctx']['expected']}, got {error['input']!r}"
+        return f"expected {error['ctx']['expected']}, got {_shown(error['input'])}"
     if kind == "missing":
         return "required"
     if kind == "invalid_key":
@@ -151,8 +152,14 @@ def _message(error: Any, fields: dict[str, list[str]], expected: dict[str, str])
         return f"expected a key name (allowed: {', '.join(fields.get(parent, []))}), got {loc[-1]!r}"
     wanted = expected.get(_pattern(loc, expected))
     if wanted is not None:
-        return f"expected {wanted}, got {error['input']!r}"
-    return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {error['input']!r}"
+        return f"expected {wanted}, got {_shown(error['input'])}"
+    return f"{error['msg'][0].lower()}{error['msg'][1:]}, got {_shown(error['input'])}"
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """The given value as in the file, cut short: `env: [...]` of 200 KB stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def parse_yaml_text(text: str, *, source: str) -> tuple[Any, dict[Loc, int]]:
