@@ -57,15 +57,20 @@ def _line_index(root: yaml.Node, *, source: str) -> tuple[dict[Loc, int], dict[i
     return lines, mappings
 
 
-def _load_strict(text: str, *, source: str) -> tuple[Any, dict[Loc, int]]:
+def _load_strict(
+    text: str, *, source: str, duplicates: list[Problem] | None = None
+) -> tuple[Any, dict[Loc, int]]:
     """yaml.safe_load, except that a key given twice in one mapping is a problem (plain
     safe_load keeps the last one silently, so a second `memory:` would override the first
     unseen) and merge keys (`<<`) are refused: with aliases refused they could only merge an
-    inline mapping, whose keys the mapping's own keys would silently override."""
+    inline mapping, whose keys the mapping's own keys would silently override.
+
+    Repeated keys are raised as a ConfigError, or added to ``duplicates`` when the caller
+    gives that list (to report them with the other problems of the file)."""
     import yaml
 
     mappings: dict[int, Loc] = {}
-    duplicates: list[Problem] = []
+    found_duplicates: list[Problem] = []
 
     class StrictLoader(yaml.SafeLoader):
         def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -87,7 +92,7 @@ def _load_strict(text: str, *, source: str) -> tuple[Any, dict[Loc, int]]:
                 # By value, as the dict sees it: `1` and `1.0`, or `yes` and `true`, collide too.
                 name = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key)
                 message = f"duplicate key (first at line {first})"
-                duplicates.append(Problem(message, source, line, _dotted((*loc, name))))
+                found_duplicates.append(Problem(message, source, line, _dotted((*loc, name))))
             return super().construct_mapping(node, deep=deep)
 
     loader = StrictLoader(text)
@@ -100,9 +105,11 @@ def _load_strict(text: str, *, source: str) -> tuple[Any, dict[Loc, int]]:
         data = loader.construct_document(root)
     finally:
         loader.dispose()
-    if duplicates:
-        duplicates.sort(key=_by_line)
-        raise ConfigError(duplicates)
+    if found_duplicates and duplicates is None:
+        found_duplicates.sort(key=_by_line)
+        raise ConfigError(found_duplicates)
+    if duplicates is not None:
+        duplicates.extend(found_duplicates)
     return data, lines
 
 
@@ -162,8 +169,11 @@ def _shown(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
-def parse_yaml_text(text: str, *, source: str) -> tuple[Any, dict[Loc, int]]:
-    """Safe-load YAML text; return the data and a key-path -> line index."""
+def parse_yaml_text(
+    text: str, *, source: str, duplicates: list[Problem] | None = None
+) -> tuple[Any, dict[Loc, int]]:
+    """Safe-load YAML text; return the data and a key-path -> line index (for
+    ``duplicates``, see _load_strict)."""
     import yaml
 
     if len(text.encode("utf-8", "surrogateescape")) > MAX_CONFIG_BYTES:
@@ -176,7 +186,7 @@ def parse_yaml_text(text: str, *, source: str) -> tuple[Any, dict[Loc, int]]:
                 raise ConfigError(
                     [Problem(f"YAML aliases (*{event.anchor}) are not supported", source, line)]
                 )
-        data, lines = _load_strict(text, source=source)
+        data, lines = _load_strict(text, source=source, duplicates=duplicates)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = mark.line + 1 if mark else None
@@ -228,7 +238,9 @@ def validation_problems(
     return flagged + sorted(located, key=_by_line)
 
 
-def load_mapping(path: Path, *, missing_hint: str) -> tuple[dict[str, Any], dict[Loc, int]]:
+def load_mapping(
+    path: Path, *, missing_hint: str, duplicates: list[Problem] | None = None
+) -> tuple[dict[str, Any], dict[Loc, int]]:
     """Read a YAML (or JSON) file whose top level must be a mapping; data and line index."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -236,7 +248,7 @@ def load_mapping(path: Path, *, missing_hint: str) -> tuple[dict[str, Any], dict
         raise ConfigError([Problem("no such file", str(path))], hint=missing_hint) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(f"cannot read: {exc}", str(path))]) from None
-    data, lines = parse_yaml_text(text, source=path.name)
+    data, lines = parse_yaml_text(text, source=path.name, duplicates=duplicates)
     if not isinstance(data, dict):
         message = f"expected a mapping of keys, got {type(data).__name__}"
         raise ConfigError([Problem(message, path.name, 1, "(top level)")])
@@ -265,9 +277,26 @@ def load_spec_and_lines(
     data: Any = {}
     lines: dict[Loc, int] = {}
     source = path.name if path is not None else "defaults"
+    duplicates: list[Problem] = []
     if path is not None:
-        data, lines = load_mapping(path, missing_hint="pass an existing file with -f")
+        data, lines = load_mapping(path, missing_hint="pass an existing file with -f", duplicates=duplicates)
+    problems: list[Problem] = []
     try:
-        return SandboxSpec.model_validate({**data, **overrides}), lines
+        spec = SandboxSpec.model_validate({**data, **overrides})
     except ValidationError as exc:
-        raise ConfigError(validation_problems(exc, source=source, lines=lines, flags=overrides)) from None
+        problems = validation_problems(exc, source=source, lines=lines, flags=overrides)
+    if not problems and not duplicates:
+        return spec, lines
+    # Repeated keys are reported with every other problem, at once. What validation says
+    # under a repeated key is left out: it judged the last value but would name the first line.
+    repeated = [p.key for p in duplicates if p.key]
+    problems = [p for p in problems if p.file is None or not _under(p.key, repeated)]
+    flagged = [p for p in problems if p.file is None]
+    located = sorted([p for p in problems if p.file is not None] + duplicates, key=_by_line)
+    raise ConfigError(flagged + located)
+
+
+def _under(key: str | None, parents: list[str]) -> bool:
+    return key is not None and any(
+        key == parent or key.startswith((f"{parent}.", f"{parent}[")) for parent in parents
+    )
