@@ -105,6 +105,25 @@ def test_an_inputs_problem_has_its_line_in_human_and_json_output(aido: Aido, pro
     _nothing_created(project)
 
 
+def test_a_hard_quota_this_machine_cannot_give_is_a_problem_at_its_line(
+    aido: Aido, project: Path, tmp_path: Path
+) -> None:
+    write(project / "sandbox.yaml", "resources:\n  disk: 20M\n  disk_quota: hard\n")
+    no_tools = tmp_path / "empty-bin"  # no mkfs.ext4, mount or umount on this PATH
+    no_tools.mkdir()
+    result = aido("sandbox", "up", "--json", env={"PATH": str(no_tools)})
+    assert result.code == 2
+    assert result.json["error"]["problems"] == [
+        {
+            "file": "sandbox.yaml",
+            "line": 3,
+            "key": "resources.disk_quota",
+            "message": "hard needs mkfs.ext4, mount, umount on this machine",
+        }
+    ]
+    _nothing_created(project)
+
+
 # -- what `sandbox up` copied --------------------------------------------------------------------
 
 

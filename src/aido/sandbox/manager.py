@@ -318,7 +318,16 @@ class SandboxManager:
         if spec.resources.disk_quota == "hard":
             from aido.sandbox import volume
 
-            volume.check_possible()
+            try:
+                volume.check_possible()
+            except ConfigError as exc:  # at the line that asked for it
+                from dataclasses import replace
+
+                where = spec_file.name if spec_file else "sandbox.yaml"
+                line = lines.get(("resources", "disk_quota"))
+                raise ConfigError(
+                    [replace(p, file=where, line=line) for p in exc.details], hint=exc.hint
+                ) from None
         widened = widened_permissions(spec.model_dump(mode="json"))
         _confirm(widened, confirm)
         if self._workspace is None:
