@@ -275,3 +275,20 @@ def test_sandbox_up_and_run_ask_the_same_question(aido: Aido, project: Path) -> 
     assert "warning: --host-filesystem: the task can read the project directory (/project)\n" in shown
     assert "aido: run the task with the permissions above? [y/N]" in shown
     assert "refusing to widen the sandbox without confirmation" in shown
+
+
+@pytest.mark.docker
+def test_run_repeats_the_sandbox_warnings_like_its_own(engine: None, aido: Aido, project: Path) -> None:
+    write(project / "sandbox.yaml", "permissions:\n  filesystem: readwrite\n")
+    sandbox_id = aido("sandbox", "up", "--yes").stdout.strip()
+    write(project / "task.sh", "echo hi\n")
+    try:
+        result = aido("run", "task.sh", input="")
+        assert result.code == 0, result.stderr
+        # The same "warning: <option>: ..." line as an escape hatch's, not a log record.
+        assert "\nwarning: permissions.filesystem: every task can modify the sandbox inputs (/inputs)\n" in (
+            "\n" + result.stderr
+        )
+        assert "aido: warning" not in result.stderr
+    finally:
+        aido("sandbox", "destroy", sandbox_id)

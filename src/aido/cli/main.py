@@ -490,6 +490,7 @@ def run(
         on_pull=None if out.json_mode else on_pull,
         on_start=on_start,
         on_output=None if out.json_mode else out.task_output,
+        on_warning=out.warn,  # printed like the escape hatches' warnings
     )
     result = manager.run(
         task_list[0],

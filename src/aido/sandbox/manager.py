@@ -117,6 +117,9 @@ class RunHooks:
     on_pull: Callable[[str], None] | None = None
     on_start: Callable[[str, str, str], None] | None = None  # (run_id, task, image)
     on_output: Callable[[int, bytes], None] | None = None
+    # The sandbox's own widened permissions, repeated before each run (confirmed at `up`);
+    # without it they go to the log.
+    on_warning: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -771,7 +774,10 @@ class SandboxManager:
         # Widened by the sandbox's spec: confirmed at `sandbox up`, repeated here so it is seen.
         spec_warnings = widened_permissions(record.config)
         for warning in spec_warnings:
-            log.warning("%s", warning)
+            if hooks is not None and hooks.on_warning is not None:
+                hooks.on_warning(warning)
+            else:
+                log.warning("%s", warning)
         if settings.isolation == "gvisor" and widen.network:
             raise UsageError(
                 "--network is not available with isolation gvisor: runsc is registered with "
