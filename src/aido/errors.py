@@ -7,6 +7,10 @@ the process exit code. The CLI maps these in exactly one place (cli/main.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 from aido.exit_codes import ExitCode
 
 
@@ -34,15 +38,40 @@ class NotConfirmed(UsageError):
     code = "not_confirmed"
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One problem in a config file (or flag): where it is and what is wrong.
+
+    Shown as one line, ``sandbox.yaml:7: resources.memory: expected ...``; with ``--json``
+    as an object, so that a program need not parse that line.
+    """
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    key: str | None = None  # the key path (resources.memory, inputs[0]) or the flag (--ttl)
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.file and self.line else self.file
+        return ": ".join([part for part in (where, self.key) if part] + [self.message])
+
+    def as_json(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "key": self.key, "message": self.message}
+
+
 class ConfigError(AidoError):
-    """An invalid sandbox.yaml or config file; ``problems`` has one line per issue."""
+    """An invalid sandbox.yaml or config file; ``problems`` has one line per issue and
+    ``details`` the same problems as Problem objects (a plain string is a Problem with only
+    a message)."""
 
     code = "config_invalid"
     exit_code = ExitCode.USAGE
 
-    def __init__(self, problems: list[str], *, hint: str | None = None) -> None:
-        self.problems = problems
-        message = problems[0] if len(problems) == 1 else f"{len(problems)} problems:\n" + "\n".join(problems)
+    def __init__(self, problems: Sequence[str | Problem], *, hint: str | None = None) -> None:
+        self.details = [p if isinstance(p, Problem) else Problem(p) for p in problems]
+        self.problems = [str(p) for p in self.details]
+        lines = self.problems
+        message = lines[0] if len(lines) == 1 else f"{len(lines)} problems:\n" + "\n".join(lines)
         super().__init__(message, hint=hint)
 
 

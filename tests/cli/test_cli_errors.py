@@ -23,6 +23,15 @@ BAD_MEMORY = (
 MEMORY_PROBLEM = "sandbox.yaml:7: resources.memory: expected a size like 512M or 1G, got 'lots'"
 
 
+def _as_lines(problems: list[dict[str, Any]]) -> list[str]:
+    """`problems` objects of a --json error, back in their one-line human form."""
+    lines = []
+    for p in problems:
+        where = f"{p['file']}:{p['line']}" if p["file"] and p["line"] else p["file"]
+        lines.append(": ".join([part for part in (where, p["key"]) if part] + [p["message"]]))
+    return lines
+
+
 def _nothing_created(project: Path) -> None:
     assert not (project / ".aido").exists()
     assert sorted(p.name for p in project.iterdir()) == ["sandbox.yaml"]
@@ -90,7 +99,7 @@ def test_up_reports_every_problem_one_per_line(aido: Aido, project: Path) -> Non
         "error: 3 problems:",
         "sandbox.yaml:2: runtme: unknown key (allowed: name, runtime, ttl, inputs, outputs, permissions, "
         "env, resources, isolation); did you mean 'runtime'?",
-        "sandbox.yaml:5: permissions.network: input should be a valid boolean, got 'yes'",
+        "sandbox.yaml:5: permissions.network: expected true or false, got 'yes'",
         MEMORY_PROBLEM,
     ]
     _nothing_created(project)
@@ -111,7 +120,14 @@ def test_up_with_bad_spec_json_envelope(aido: Aido, project: Path) -> None:
     assert document["error"]["code"] == "config_invalid"
     assert document["error"]["message"] == MEMORY_PROBLEM
     assert document["error"]["hint"] is None or isinstance(document["error"]["hint"], str)
-    assert document["error"]["problems"] == [MEMORY_PROBLEM]
+    assert document["error"]["problems"] == [
+        {
+            "file": "sandbox.yaml",
+            "line": 7,
+            "key": "resources.memory",
+            "message": "expected a size like 512M or 1G, got 'lots'",
+        }
+    ]
     _nothing_created(project)
 
 
@@ -119,11 +135,13 @@ def test_json_flag_before_the_command(aido: Aido, project: Path) -> None:
     (project / "sandbox.yaml").write_text("ttl: soon\nresources:\n  cpu: .nan\n")
     result = aido("--json", "sandbox", "up")
     assert result.code == 2
-    assert result.json["error"]["problems"] == [
+    lines = [
         "sandbox.yaml:1: ttl: expected a duration like 90s, 15m or 2h, got 'soon'",
-        "sandbox.yaml:3: resources.cpu: input should be a finite number, got nan",
+        "sandbox.yaml:3: resources.cpu: expected a number of CPUs like 1 or 0.5 (more than 0, at most 256), "
+        "got nan",
     ]
-    assert result.json["error"]["message"] == "2 problems:\n" + "\n".join(result.json["error"]["problems"])
+    assert _as_lines(result.json["error"]["problems"]) == lines
+    assert result.json["error"]["message"] == "2 problems:\n" + "\n".join(lines)
     _nothing_created(project)
 
 
@@ -143,7 +161,7 @@ def test_up_with_unsafe_or_malformed_yaml(aido: Aido, project: Path, text: str, 
     (project / "sandbox.yaml").write_text(text)
     result = aido("sandbox", "up", "--json")
     assert result.code == 2
-    assert result.json["error"]["problems"] == [problem]
+    assert _as_lines(result.json["error"]["problems"]) == [problem]
     _nothing_created(project)
 
 
@@ -175,7 +193,7 @@ def test_up_bad_flag_value_names_the_flag(aido: Aido, project: Path) -> None:
 def test_up_bad_runtime_flag_json(aido: Aido, project: Path) -> None:
     result = aido("sandbox", "up", "--runtime", "docker://--privileged", "--json")
     assert result.code == 2
-    assert result.json["error"]["problems"] == [
+    assert _as_lines(result.json["error"]["problems"]) == [
         "--runtime: invalid image reference '--privileged': expected something like 'python:3.12-slim'"
     ]
     assert not (project / ".aido").exists()
@@ -295,7 +313,7 @@ def test_up_with_inputs_matching_nothing_creates_nothing(aido: Aido, project: Pa
     (project / "sandbox.yaml").write_text("inputs:\n  - data/*.csv\n")
     result = aido("sandbox", "up")
     assert result.code == 2
-    assert result.stderr.startswith("error: sandbox.yaml: inputs[0]: 'data/*.csv' matched no files under ")
+    assert result.stderr.startswith("error: sandbox.yaml:2: inputs[0]: 'data/*.csv' matched no files under ")
     assert not (project / ".aido").exists()
 
 
@@ -303,7 +321,8 @@ def test_up_with_inputs_escaping_the_project_creates_nothing(aido: Aido, project
     (project / "sandbox.yaml").write_text("inputs:\n  - ../secret/*\n")
     result = aido("sandbox", "up")
     assert result.code == 2
-    assert "inputs[0]: '../secret/*' must be a path inside" in result.stderr
+    assert "sandbox.yaml:2: inputs[0]: expected a file pattern inside " in result.stderr
+    assert "got '../secret/*'" in result.stderr
     assert not (project / ".aido").exists()
 
 

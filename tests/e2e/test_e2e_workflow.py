@@ -372,7 +372,16 @@ def test_summary_and_sandbox_json_agree(aido: Aido, project: Path) -> None:
 
 # The JSON contract of every command, pinned: scripts and agents parse these.
 PINNED_KEYS = {
-    ("sandbox", "up"): {"schema_version", "command", "status", "sandbox_id", "sandbox", "error"},
+    ("sandbox", "up"): {
+        "schema_version",
+        "command",
+        "status",
+        "sandbox_id",
+        "sandbox",
+        "inputs",
+        "notes",
+        "error",
+    },
     ("sandbox", "list"): {"schema_version", "command", "status", "sandboxes", "error"},
     ("logs",): {"schema_version", "command", "status", "sandbox_id", "run", "stdout", "stderr", "error"},
     ("sandbox", "destroy"): {

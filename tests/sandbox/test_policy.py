@@ -62,7 +62,8 @@ def test_widened_spec_permissions_are_warned_about() -> None:
     assert widened_permissions({"permissions": {"network": False, "filesystem": "readonly"}}) == []
     found = widened_permissions({"permissions": {"network": True, "filesystem": "readwrite"}})
     assert len(found) == 2
-    assert "network" in found[0] and "writable" in found[1]
+    assert found[0].startswith("permissions.network: ") and found[1].startswith("permissions.filesystem: ")
+    assert "modify the sandbox inputs" in found[1]
 
 
 def test_nothing_to_confirm_needs_no_answer() -> None:

@@ -301,7 +301,13 @@ def test_inputs_never_follow_a_link_out_of_the_project(aido: Aido, project: Path
     (project / "data" / "key").symlink_to(host / "id_rsa")
     (project / "data" / "home").symlink_to(host)
     (project / "linked").symlink_to(host)
+    # A pattern that reaches only links copies nothing, and says so rather than silently.
     write(project / "sandbox.yaml", "inputs:\n  - data/*\n  - data/**\n  - linked/*\n")
+    refused = aido("sandbox", "up", "--isolation", ISOLATION)
+    assert refused.code == 2
+    assert "sandbox.yaml:4: inputs[2]: 'linked/*' matched no regular files" in refused.stderr
+    assert not (project / ".aido").exists()
+    write(project / "sandbox.yaml", "inputs:\n  - data/*\n  - data/**\n")
     sandbox_id = hostile_sandbox(aido)
     inputs = sandbox_root(project, sandbox_id) / "inputs"
     copied = sorted(str(p.relative_to(inputs)) for p in inputs.rglob("*") if not p.is_dir())

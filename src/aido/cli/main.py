@@ -125,8 +125,9 @@ def _sweep(manager: Any) -> None:
         log.debug("sweep failed: %s", exc)
 
 
-def _confirmer(yes: bool) -> Callable[[list[str]], bool]:
-    """Escape hatches: warn, then ask y/N on a terminal; without one, only --yes confirms."""
+def _confirmer(yes: bool, action: str) -> Callable[[list[str]], bool]:
+    """Widened permissions (a sandbox.yaml's at `sandbox up`, escape hatches at `run`): one
+    warning each, then the same y/N question on a terminal; without one, only --yes confirms."""
 
     def confirm(warnings: list[str]) -> bool:
         out = STATE.renderer
@@ -136,7 +137,7 @@ def _confirmer(yes: bool) -> Callable[[list[str]], bool]:
             return True
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
             return False
-        return click.confirm("aido: widen the sandbox as above?", default=False, err=True)
+        return click.confirm(f"aido: {action} with the permissions above?", default=False, err=True)
 
     return confirm
 
@@ -249,12 +250,21 @@ def sandbox_up(
     has one; it is created here if there is none. A background reaper destroys the
     sandbox when its ttl has passed (unless --no-auto-cleanup).
 
+    Files listed under `inputs:` in sandbox.yaml are copied in once, keeping their
+    folders (data/a.csv is /inputs/data/a.csv); up says how many and how large.
+
     A sandbox.yaml that widens permissions (network: true, filesystem: readwrite)
     must be confirmed: at the y/N prompt, or with --yes when there is no terminal.
 
     A runtime (--runtime or runtime: in sandbox.yaml) has its image checked now, and
     pulled with progress on stderr if it is not here; if it cannot be had, nothing is
     created and aido exits 125.
+
+    permissions.aws is recorded but not enforced, so it is noted, not asked about.
+
+    An invalid sandbox.yaml (an unknown or repeated key, a bad value) is refused with
+    one line per problem (file:line: key: expected ..., got ...), exit 2, and nothing
+    created; with --json, error.problems lists them as {file, line, key, message}.
     """
     STATE.command = "sandbox up"
     from aido.sandbox.manager import SandboxManager
@@ -275,7 +285,7 @@ def sandbox_up(
             ttl=ttl,
             auto_cleanup=not no_auto_cleanup,
             isolation=isolation,
-            confirm=_confirmer(yes),
+            confirm=_confirmer(yes, "create the sandbox"),
             on_pull=None if out.json_mode else lambda line: out.progress(f"⬇ pulling {line}"),
         )
     finally:
@@ -287,17 +297,53 @@ def sandbox_up(
             ensure_running(manager.workspace)
         except OSError as exc:
             log.warning("could not start the TTL reaper (%s); expired sandboxes go at the next command", exc)
+    from aido.sandbox.manager import unenforced_permissions
+
+    inputs = _inputs_summary(record.config, manager.copied_inputs(record.id))
+    notes = unenforced_permissions(record.config)
     if out.json_mode:
         from aido.evidence.redact import redact_env
 
         shown = record.to_json()
         # Output may end up in an agent's transcript or a CI log: secret-looking values stay hidden.
         shown["config"] = {**shown["config"], "env": redact_env(shown["config"].get("env") or {})}
-        out.envelope("sandbox up", "success", {"sandbox": shown, "sandbox_id": record.id})
+        out.envelope(
+            "sandbox up",
+            "success",
+            {"sandbox": shown, "sandbox_id": record.id, "inputs": inputs, "notes": notes},
+        )
         return
     out.success(f"Sandbox created: {record.id}")
     out.say(f"  expires {record.expires_at} (ttl {record.config['ttl']}); run a task with `aido run TASK`")
+    if record.config.get("inputs"):
+        out.say(f"  inputs: {_inputs_line(inputs)}")
+    for note in notes:
+        out.note(note)
     print(record.id)  # the id alone on stdout, for scripts: ID=$(aido sandbox up)
+
+
+def _inputs_summary(config: dict[str, Any], copied: list[dict[str, Any]]) -> dict[str, Any]:
+    """What `sandbox up` copied, for --json: how many files, how many bytes, and where (and
+    whether) tasks see them."""
+    filesystem = (config.get("permissions") or {}).get("filesystem", "readonly")
+    return {
+        "files": len(copied),
+        "bytes": sum(int(item.get("size") or 0) for item in copied),
+        "mounted_at": None if filesystem == "none" else "/inputs",
+        "writable": filesystem == "readwrite",
+    }
+
+
+def _inputs_line(inputs: dict[str, Any]) -> str:
+    """`12 files, 3.4 MiB copied to /inputs`."""
+    from aido.config.units import format_size
+
+    count, size = inputs["files"], inputs["bytes"]
+    shown = f"{size} bytes" if size < 1024 else f"{format_size(size)[:-1]} {format_size(size)[-1]}iB"
+    line = f"{count} file{'s' if count != 1 else ''}, {shown} copied"
+    if inputs["mounted_at"] is None:
+        return line + ", not mounted (permissions.filesystem: none)"
+    return line + f" to {inputs['mounted_at']}" + (" (writable)" if inputs["writable"] else " (read-only)")
 
 
 @sandbox.command("list", context_settings=CONTEXT)
@@ -671,6 +717,7 @@ def _run_one(
         on_pull=None if out.json_mode else on_pull,
         on_start=on_start,
         on_output=None if out.json_mode else out.task_output,
+        on_warning=out.warn,  # printed like the escape hatches' warnings
     )
     result = manager.run(
         task,
@@ -680,7 +727,7 @@ def _run_one(
         env=list(env),
         hooks=hooks,
         widen=widen,
-        confirm=_confirmer(yes),
+        confirm=_confirmer(yes, "run the task"),
         stdin=stdin,
     )
     out.progress_done()
@@ -804,7 +851,7 @@ def _run_batch(
         timeout=timeout,
         env=list(env),
         widen=widen,
-        confirm=_confirmer(yes),
+        confirm=_confirmer(yes, "run the tasks"),
         on_result=on_result,
         on_ready=on_ready,
         hooks_for=hooks_for,
@@ -1031,7 +1078,9 @@ def main(argv: list[str] | None = None) -> None:
         if json_mode:
             error: dict[str, Any] = {"code": exc.code, "message": exc.message, "hint": exc.hint}
             if isinstance(exc, ConfigError):
-                error["problems"] = exc.problems
+                # Objects, so a program need not parse "file:line: key: message" (the human
+                # form, one line each, is in `message`).
+                error["problems"] = [problem.as_json() for problem in exc.details]
             if isinstance(exc, NoActiveSandbox):
                 error["sandboxes"] = exc.sandboxes  # the ones to choose from
             out.envelope(STATE.command or "aido", "error", {"exit_code": int(code), **STATE.context}, error)

@@ -160,6 +160,11 @@ class Renderer:
         # Warnings reach the user even in JSON mode: stderr never carries the JSON document.
         print(f"{self._style('warning:', '33')} {message}", file=sys.stderr, flush=True)
 
+    def note(self, message: str) -> None:
+        """Something worth knowing that needs no action (stderr; in the envelope with --json)."""
+        if not self.json_mode:
+            print(f"{self._style('note:', '36')} {message}", file=sys.stderr, flush=True)
+
     def error(self, message: str, hint: str | None = None) -> None:
         print(f"{self._style('error:', '31;1')} {message}", file=sys.stderr)
         if hint:

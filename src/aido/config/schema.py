@@ -35,6 +35,44 @@ from aido.config.units import parse_duration, parse_size
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}")
+_DURATION = "a duration like 90s, 15m or 2h"
+_SIZE = "a size like 512M or 1G"
+
+# What each key expects, with an example: every problem pydantic finds with a value is
+# reported as "expected <this>, got <the value>" (config/loader.py). `[]` stands for any list
+# item, `.*` for any key of a mapping.
+EXPECTED: dict[str, str] = {
+    "name": "a name like nightly-report (1-63 letters, digits, spaces, '.', '_' or '-', "
+    "starting with a letter or digit)",
+    "runtime": "a runtime like python:3.12, node:18, sh or docker://IMAGE",
+    "ttl": _DURATION,
+    "inputs": "a list of file patterns like [data/*.csv]",
+    "inputs[]": "a file pattern like data/*.csv (1-4096 characters)",
+    "outputs": "a list of file paths like [report.json]",
+    "outputs[]": "a path inside /outputs like report.json or out/plot.png (no leading '/', no '..')",
+    "permissions": "a mapping like {filesystem: readonly, network: false}",
+    "permissions.filesystem": "'readonly', 'readwrite' or 'none'",
+    "permissions.network": "true or false",
+    "permissions.aws": "a mapping like {role: readonly, services: [s3]}",
+    "permissions.aws.role": "'readonly' or 'readwrite'",
+    "permissions.aws.services": "a list of service names like [s3, dynamodb]",
+    "permissions.aws.services[]": "a service name like s3 (1-64 characters)",
+    "env": "a mapping of variable names to values like {MODE: fast}",
+    "env.*": "a string like fast (quote values such as yes, no or on)",
+    "env.*[key]": "a variable name like MODE or API_URL (letters, digits and '_', not starting with a digit)",
+    "resources": "a mapping like {cpu: 1, memory: 512M, timeout: 10m}",
+    "resources.cpu": f"a number of CPUs like 1 or 0.5 (more than 0, at most {MAX_CPU})",
+    "resources.memory": _SIZE,
+    "resources.timeout": _DURATION,
+    "resources.disk": _SIZE,
+    "resources.files": f"a whole number of files like {DEFAULT_FILES} (1 to {MAX_FILES})",
+    "resources.disk_quota": "'soft' or 'hard'",
+    "isolation": "'default' or 'gvisor'",
+}
+
+
+def _expected(key: str, value: object) -> ValueError:
+    return ValueError(f"expected {EXPECTED[key]}, got {value!r}")
 
 
 def _duration(maximum: float) -> AfterValidator:
@@ -51,26 +89,26 @@ def _size(value: object) -> str:
     return str(value).strip()
 
 
-def _number(value: object) -> object:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}")
-    number = value
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return value  # pydantic reports it as "not a valid number"
-    if isinstance(number, float) and not math.isfinite(number):
-        raise ValueError(f"input should be a finite number, got {value!r}")
-    return value
+def _number(key: str) -> BeforeValidator:
+    def check(value: object) -> object:
+        if isinstance(value, bool):
+            raise _expected(key, value)  # `cpu: true` must not silently mean one CPU
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                return value  # pydantic reports it (as "expected ..., got 'lots'")
+        if isinstance(number, float) and not math.isfinite(number):
+            raise _expected(key, value)
+        return value
+
+    return BeforeValidator(check)
 
 
 def _name(value: str) -> str:
     if not _NAME.fullmatch(value):
-        raise ValueError(
-            f"expected 1-63 letters, digits, spaces, '.', '_' or '-' starting with a letter or digit, "
-            f"got {value!r}"
-        )
+        raise _expected("name", value)
     return value
 
 
@@ -84,7 +122,7 @@ def _runtime(value: str) -> str:
 def _relative_path(value: str) -> str:
     parts = value.replace("\\", "/").split("/")
     if value.startswith("/") or ".." in parts or "\0" in value or not value.strip():
-        raise ValueError(f"expected a relative path without '..', got {value!r}")
+        raise _expected("outputs[]", value)
     return value
 
 
@@ -92,22 +130,20 @@ def _env_value(value: object) -> str:
     # YAML turns `PORT: 8080` into an int and `DEBUG: yes` into a bool; the
     # first is harmless to stringify, the second is almost always a mistake.
     if isinstance(value, bool) or value is None:
-        raise ValueError(f"expected a string (quote it in YAML), got {value!r}")
+        raise ValueError(f'expected a string (quote it in YAML, e.g. "yes"), got {value!r}')
     if isinstance(value, int | float):
         return str(value)
     if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {type(value).__name__}")
+        kind = "mapping" if isinstance(value, dict) else type(value).__name__
+        raise ValueError(f"expected a string like fast, got a {kind}")
     if "\0" in value:
-        raise ValueError("environment values cannot contain NUL bytes")
+        raise ValueError("expected a string without NUL bytes")
     return value
 
 
-def _env(value: object) -> object:
-    if isinstance(value, dict):
-        bad = [key for key in value if not isinstance(key, str) or not _ENV_NAME.fullmatch(key)]
-        if bad:
-            names = ", ".join(repr(k) for k in bad)
-            raise ValueError(f"invalid environment variable name(s) {names}: use letters, digits and '_'")
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise _expected("env.*[key]", value)
     return value
 
 
@@ -122,7 +158,8 @@ def _disk_size(value: object) -> str:
 
 
 DiskSize = Annotated[str, BeforeValidator(_disk_size)]
-Cpu = Annotated[float, BeforeValidator(_number), Field(gt=0, le=MAX_CPU, allow_inf_nan=False)]
+Cpu = Annotated[float, _number("resources.cpu"), Field(gt=0, le=MAX_CPU, allow_inf_nan=False)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
 EnvValue = Annotated[str, BeforeValidator(_env_value)]
 
 
@@ -149,7 +186,7 @@ class Resources(_Strict):
     timeout: Timeout = DEFAULT_TIMEOUT
     # What the task may keep in work/ and outputs/ together; also its largest single file.
     disk: DiskSize = DEFAULT_DISK
-    files: Annotated[int, BeforeValidator(_number), Field(gt=0, le=MAX_FILES)] = DEFAULT_FILES
+    files: Annotated[int, _number("resources.files"), Field(gt=0, le=MAX_FILES)] = DEFAULT_FILES
     # soft: measured while the task runs, killed past the limit. hard: a filesystem of exactly
     # that size (needs aido to run as root); writes past it fail with ENOSPC.
     disk_quota: Literal["soft", "hard"] = "soft"
@@ -174,7 +211,7 @@ class SandboxSpec(_Strict):
     inputs: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(default_factory=list)
     outputs: list[Annotated[str, AfterValidator(_relative_path)]] = Field(default_factory=list)
     permissions: Permissions = Field(default_factory=Permissions)
-    env: Annotated[dict[str, EnvValue], BeforeValidator(_env)] = Field(default_factory=dict)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     resources: Resources = Field(default_factory=Resources)
     # "gvisor" runs tasks under gVisor's runsc: a user-space kernel between task and host.
     isolation: Literal["default", "gvisor"] = "default"

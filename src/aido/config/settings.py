@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aido.config.units import parse_size
-from aido.errors import ConfigError
+from aido.errors import ConfigError, Problem
 
 DEFAULT_OUTPUT_LIMIT = 16 << 20
 
@@ -37,10 +37,17 @@ def load_settings(path: Path | None) -> Settings:
         parsed = _File.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            validation_problems(exc, source=path.name, lines=lines, fields={"": list(_File.model_fields)})
+            validation_problems(
+                exc,
+                source=path.name,
+                lines=lines,
+                fields={"": list(_File.model_fields)},
+                expected={"output_limit": "a size like 16M or 1G"},
+            )
         ) from None
     try:
         limit = parse_size(parsed.output_limit, minimum=1024, maximum=1 << 34)
     except ValueError as exc:
-        raise ConfigError([f"{path.name}:{lines.get(('output_limit',), 1)}: output_limit: {exc}"]) from None
+        line = lines.get(("output_limit",), 1)
+        raise ConfigError([Problem(str(exc), path.name, line, "output_limit")]) from None
     return Settings(output_limit=limit, source=str(path))

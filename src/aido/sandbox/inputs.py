@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from aido.errors import ConfigError
+from aido.errors import ConfigError, Problem
 from aido.sandbox.fsutil import create_new
 
 MAX_INPUT_FILES = 10_000
@@ -27,7 +27,7 @@ def _copy_file(source: Path, dest: Path) -> tuple[int, str]:
     try:
         st = os.fstat(fd_in)
         if not stat.S_ISREG(st.st_mode):
-            raise ConfigError([f"inputs: {source} is not a regular file"])
+            raise ConfigError([Problem(f"{source} is not a regular file", key="inputs")])
         dest.parent.mkdir(parents=True, exist_ok=True)
         # Read-only for everyone, executable only if the source was: no setuid/setgid bits survive.
         mode = 0o555 if st.st_mode & 0o111 else 0o444
@@ -47,22 +47,30 @@ def _copy_file(source: Path, dest: Path) -> tuple[int, str]:
         os.close(fd_in)
 
 
-def match_inputs(patterns: list[str], base: Path, *, source: str) -> list[tuple[Path, Path]]:
+def match_inputs(
+    patterns: list[str], base: Path, *, source: str, lines: dict[tuple[str | int, ...], int] | None = None
+) -> list[tuple[Path, Path]]:
     """(file, path relative to base) for every regular file the patterns name.
 
     Run before anything is created, so a pattern that matches nothing, or too much,
-    leaves no half-made sandbox (or workspace) behind.
+    leaves no half-made sandbox (or workspace) behind. ``lines`` (key path -> line, from
+    the loader) puts each problem at its pattern's line.
     """
     base = base.resolve()
     found: dict[Path, Path] = {}
     total = 0
     for index, pattern in enumerate(patterns):
-        where = f"{source}: inputs[{index}]"
+
+        def problem(message: str, index: int = index) -> ConfigError:
+            line = (lines or {}).get(("inputs", index))
+            return ConfigError([Problem(message, source, line, f"inputs[{index}]")])
+
         if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
-            raise ConfigError([f"{where}: {pattern!r} must be a path inside {base}, without '..'"])
+            raise problem(f"expected a file pattern inside {base} like data/*.csv (no '..'), got {pattern!r}")
         matches = sorted(glob.glob(pattern, root_dir=base, recursive=True, include_hidden=False))
         if not matches:
-            raise ConfigError([f"{where}: {pattern!r} matched no files under {base}"])
+            raise problem(f"{pattern!r} matched no files under {base}")
+        usable = 0
         for match in matches:
             path = base / match
             files = [path] if not path.is_dir() else sorted(p for p in path.rglob("*") if not p.is_dir())
@@ -70,15 +78,20 @@ def match_inputs(patterns: list[str], base: Path, *, source: str) -> list[tuple[
                 # Only regular files, and never through a link out of the project.
                 if file.is_symlink() or not file.is_file() or not file.resolve().is_relative_to(base):
                     continue
+                usable += 1
                 rel = file.relative_to(base)
                 if rel in found:
                     continue  # matched by two patterns
                 found[rel] = file
                 total += file.stat().st_size
                 if len(found) > MAX_INPUT_FILES or total > MAX_INPUT_BYTES:
-                    raise ConfigError(
-                        [f"{where}: inputs exceed {MAX_INPUT_FILES} files or {MAX_INPUT_BYTES >> 20} MiB"]
-                    )
+                    raise problem(f"inputs exceed {MAX_INPUT_FILES} files or {MAX_INPUT_BYTES >> 20} MiB")
+        if not usable:
+            # Not silently nothing: a pattern that names only links (never followed) copies nothing.
+            raise problem(
+                f"{pattern!r} matched no regular files under {base} "
+                "(links, special files and empty folders are not copied)"
+            )
     return [(file, rel) for rel, file in found.items()]
 
 

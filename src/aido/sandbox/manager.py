@@ -27,6 +27,7 @@ from aido.errors import (
     MetadataError,
     NoActiveSandbox,
     NotConfirmed,
+    Problem,
     RunNotFound,
     RuntimeUnavailable,
     SandboxExpired,
@@ -94,17 +95,18 @@ class Widening:
     mutations: bool = False
 
     def warnings(self) -> list[str]:
+        """One line per hatch, shaped like widened_permissions': `<option>: <what the task can do>`."""
         found = []
         if self.network:
             found.append("--network: the task can reach the network, including your local network")
         if self.host_filesystem:
             found.append(
-                f"--host-filesystem: the task can read the project directory (at {HOST_FILESYSTEM_TARGET})"
+                f"--host-filesystem: the task can read the project directory ({HOST_FILESYSTEM_TARGET})"
             )
         if self.mutations:
             found.append(
-                "--dangerous-allow-mutations: the task can modify the sandbox inputs"
-                + (" and the project directory" if self.host_filesystem else "")
+                "--dangerous-allow-mutations: the task can modify the sandbox inputs (/inputs)"
+                + (f" and the project directory ({HOST_FILESYSTEM_TARGET})" if self.host_filesystem else "")
             )
         return found
 
@@ -126,6 +128,9 @@ class RunHooks:
     on_pull: Callable[[str], None] | None = None
     on_start: Callable[[str, str, str], None] | None = None  # (run_id, task, image)
     on_output: Callable[[int, bytes], None] | None = None
+    # The sandbox's own widened permissions, repeated before each run (confirmed at `up`);
+    # without it they go to the log.
+    on_warning: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -346,7 +351,7 @@ class SandboxManager:
         confirmed: ``confirm`` gets the warnings and returns True to go ahead. A spec that names
         a runtime has its image checked (and pulled, reporting to ``on_pull``) first: a sandbox
         whose every run would fail is not created."""
-        from aido.config.loader import load_spec
+        from aido.config.loader import load_spec_and_lines
         from aido.evidence.redact import REDACTED, is_secret_name, short_secret_warnings
 
         overrides = {
@@ -354,25 +359,34 @@ class SandboxManager:
             for k, v in (("name", name), ("runtime", runtime), ("ttl", ttl), ("isolation", isolation))
             if v is not None
         }
-        spec = load_spec(spec_file, overrides=overrides)
+        spec, lines = load_spec_and_lines(spec_file, overrides=overrides)
         matches: list[tuple[Path, Path]] = []
         if spec.inputs:
             if spec_file is None:
                 raise UsageError("inputs need a sandbox.yaml to be relative to")
             from aido.sandbox.inputs import match_inputs
 
-            matches = match_inputs(spec.inputs, spec_file.parent, source=spec_file.name)
+            matches = match_inputs(spec.inputs, spec_file.parent, source=spec_file.name, lines=lines)
         if spec.isolation == "gvisor" and spec.permissions.network:
-            raise ConfigError(
-                [
-                    f"{spec_file or 'sandbox.yaml'}: permissions.network: true cannot be combined with "
-                    "isolation: gvisor (runsc is registered with --network=none)"
-                ]
+            message = (
+                "true cannot be combined with isolation: gvisor (runsc is registered with --network=none)"
             )
+            where = spec_file.name if spec_file else "sandbox.yaml"
+            line = lines.get(("permissions", "network"))
+            raise ConfigError([Problem(message, where, line, "permissions.network")])
         if spec.resources.disk_quota == "hard":
             from aido.sandbox import volume
 
-            volume.check_possible()
+            try:
+                volume.check_possible()
+            except ConfigError as exc:  # at the line that asked for it
+                from dataclasses import replace
+
+                where = spec_file.name if spec_file else "sandbox.yaml"
+                line = lines.get(("resources", "disk_quota"))
+                raise ConfigError(
+                    [replace(p, file=where, line=line) for p in exc.details], hint=exc.hint
+                ) from None
         if spec.runtime:
             from aido.runtimes.resolve import parse_runtime
 
@@ -441,6 +455,7 @@ class SandboxManager:
                 spec_file=str(spec_file) if spec_file else None,
                 isolation=spec.isolation,
                 auto_cleanup=auto_cleanup,
+                notes=unenforced_permissions(config) or None,
             )
             if widened:
                 record_event(paths.events, "permissions_widened", sandbox_id=sandbox_id, warnings=widened)
@@ -449,6 +464,10 @@ class SandboxManager:
             raise
         workspace.set_active(sandbox_id)
         return record
+
+    def copied_inputs(self, sandbox_id: str) -> list[dict[str, Any]]:
+        """What `sandbox up` copied into the sandbox's inputs/ (path, size, SHA-256)."""
+        return _read_inputs_manifest(self.workspace.sandbox(sandbox_id))
 
     # -- sandbox list / destroy -----------------------------------------------------------
 
@@ -921,7 +940,10 @@ class SandboxManager:
         # Widened by the sandbox's spec: confirmed at `sandbox up`, repeated here so it is seen.
         spec_warnings = widened_permissions(record.config)
         for warning in spec_warnings:
-            log.warning("%s", warning)
+            if hooks is not None and hooks.on_warning is not None:
+                hooks.on_warning(warning)
+            else:
+                log.warning("%s", warning)
         if settings.isolation == "gvisor" and widen.network:
             raise UsageError(
                 "--network is not available with isolation gvisor: runsc is registered with "
@@ -1279,6 +1301,7 @@ class SandboxManager:
             message=message,
             disk=disk,
         )
+        summary["notes"] = unenforced_permissions(record.config)  # not enforced, so not in `warnings`
         fsutil.atomic_write_json(run_dir / "summary.json", summary)
         ref = RunRef(
             run_id=rid,
@@ -1397,15 +1420,14 @@ class SandboxManager:
 
 
 def widened_permissions(config: dict[str, Any]) -> list[str]:
-    """Warnings for every permission wider than the default; recorded in the evidence too."""
+    """Warnings for every permission wider than the default, shaped like Widening.warnings:
+    `<option>: <what the task can do>`. Each needs confirmation; recorded in the evidence too."""
     permissions = config.get("permissions") or {}
     warnings = []
     if permissions.get("network") is True:
-        warnings.append("sandbox has network access (permissions.network: true): tasks can reach the network")
+        warnings.append("permissions.network: every task can reach the network, including your local network")
     if permissions.get("filesystem") == "readwrite":
-        warnings.append("sandbox inputs are writable (permissions.filesystem: readwrite)")
-    if permissions.get("aws"):
-        warnings.append("permissions.aws is recorded but not enforced by the docker runtime")
+        warnings.append("permissions.filesystem: every task can modify the sandbox inputs (/inputs)")
     return warnings
 
 
@@ -1418,6 +1440,19 @@ def _ensure_image(
         return runtime.ensure_image(image, on_pull)
     except ImageUnavailable as exc:
         raise ImageUnavailable(exc.message, hint=f"{exc.hint}, {other}" if exc.hint else other) from None
+
+
+def unenforced_permissions(config: dict[str, Any]) -> list[str]:
+    """Notes on permissions the spec accepts but aido does not enforce. They widen nothing,
+    so they are not asked about: said once at `sandbox up`, and recorded in the evidence
+    (the sandbox_created event and each run's summary) so that nobody reads them as granted."""
+    permissions = config.get("permissions") or {}
+    notes = []
+    if permissions.get("aws"):
+        notes.append(
+            "permissions.aws: recorded only, not enforced: tasks get no AWS access or credentials from it"
+        )
+    return notes
 
 
 def _confirm(warnings: list[str], confirm: Confirm | None) -> None:

@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aido.errors import ConfigError, RuntimeFailure
+from aido.errors import ConfigError, Problem, RuntimeFailure
 
 if TYPE_CHECKING:
     from aido.sandbox.workspace import SandboxPaths
@@ -50,14 +50,19 @@ def check_possible() -> None:
     """Refuse before anything is created if this machine cannot give a hard quota."""
     if os.getuid() != 0:
         raise ConfigError(
-            ["resources.disk_quota: hard needs aido to run as root (it mounts a filesystem for the sandbox)"],
+            [
+                Problem(
+                    "hard needs aido to run as root (it mounts a filesystem for the sandbox)",
+                    key="resources.disk_quota",
+                )
+            ],
             hint="run aido as root, or set `resources.disk_quota: soft` in sandbox.yaml "
             "(the default: measured, the task killed past the limit)",
         )
     missing = [tool for tool in ("mkfs.ext4", "mount", "umount") if shutil.which(tool) is None]
     if missing:
         raise ConfigError(
-            [f"resources.disk_quota: hard needs {', '.join(missing)} on this machine"],
+            [Problem(f"hard needs {', '.join(missing)} on this machine", key="resources.disk_quota")],
             hint="install e2fsprogs and util-linux (`apt-get install e2fsprogs mount`)",
         )
 
