@@ -130,8 +130,8 @@ def test_a_file_limit_breach_is_reported_and_the_next_run_is_refused_until_clean
     assert refused.code == 3, refused.stderr
     assert refused.stdout == ""
     assert "Running task" not in refused.stderr
-    assert f"error: sandbox {sandbox_id}: work/ and outputs/ already hold" in refused.stderr
-    assert "file limit exceeded" in refused.stderr
+    assert f"error: sandbox {sandbox_id} is over its limits: file limit exceeded: " in refused.stderr
+    assert "files of 100 in work/ and outputs/ (left by earlier runs: " in refused.stderr
     assert f"hint: clear them with `aido sandbox clean {sandbox_id}`" in refused.stderr
     as_json = aido("run", "hello.py", "--json")
     assert as_json.code == 3

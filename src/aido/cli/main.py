@@ -183,7 +183,7 @@ def cli() -> None:
 @cli.group(context_settings=CONTEXT)
 @global_options
 def sandbox() -> None:
-    """Create, list and destroy sandboxes."""
+    """Create, list, clean and destroy sandboxes."""
 
 
 @sandbox.command("up", context_settings=CONTEXT)
@@ -425,10 +425,17 @@ def run(
     \b
     The task's exit code is aido's exit code. aido's own failures use:
       2 usage, config error or unconfirmed escape hatch
-      3 sandbox missing or expired (also: it expired or was destroyed mid-run)
+      3 sandbox missing, expired or over its disk or file limit
+        (also: it expired or was destroyed mid-run)
       124 timed out   125 engine or image error   126 task not runnable
-      127 task not found   137 killed at the disk limit
+      127 task not found   137 killed at the disk or file limit, or exited 0
+      although a limit was reached (out of memory, processes, disk, files)
       130 interrupted (Ctrl-C)   143 SIGTERM   129 SIGHUP
+
+    A run that a limit stopped or refused something is never a success: the
+    outcome line names every limit reached (--json: limits_exceeded). When a run
+    leaves work/ and outputs/ over the sandbox's disk or file limit, later runs
+    are refused (exit 3) until `aido sandbox clean`.
 
     \b
     Several tasks run concurrently, each in its own container with its own run
@@ -628,7 +635,12 @@ def _run_batch(
 
 
 @cli.command("logs", context_settings=CONTEXT)
-@click.option("-f", "--follow", is_flag=True, help="Keep streaming while the run is in progress.")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Stream the run until it ends, then print its outcome line and exit with its exit code.",
+)
 @click.option("--stderr", "show_stderr", is_flag=True, help="Show stderr too (always shown for failed runs).")
 @click.option("--run", "run_id", metavar="RUN", help="Run to show, e.g. run-002 or 2 (default: the latest).")
 @click.option("--sandbox", "sandbox_id", metavar="ID", help="Sandbox (default: the active one).")

@@ -90,11 +90,13 @@ def check_room(paths: SandboxPaths, settings: RunSettings, sandbox_id: str) -> N
     if not usage.complete:
         from aido.sandbox.diskusage import measure as walk
 
+        # Refusing anyway: count further, to say how much is there.
         usage = walk([paths.work, paths.outputs], stop_files=max(RECOUNT_FILES, settings.max_files))
+        found = breaches(paths, settings, usage) or found
     held = f"{usage.files}{'' if usage.complete else '+'} files, {format_size(usage.bytes_used)}"
     raise SandboxOverLimit(
-        f"sandbox {sandbox_id}: {WHERE} already hold {held}, over its limits "
-        f"({'; '.join(b.text for b in found)}); a run would breach them at once",
+        f"sandbox {sandbox_id} is over its limits: {'; '.join(b.text for b in found)} "
+        f"(left by earlier runs: {held}); a run now would be stopped at once",
         hint=f"clear them with `aido sandbox clean {sandbox_id}` (--work or --outputs for one of them), "
         "or create a new sandbox with `aido sandbox up`",
     )
