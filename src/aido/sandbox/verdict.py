@@ -196,6 +196,8 @@ def decide(facts: Facts) -> Verdict:
         else:
             message = "the task was interrupted; the container was stopped and removed"
         message += also()
+    elif status == "expired" and not facts.expires_at and facts.detail:
+        message = facts.detail  # decided again from a summary: its own words name the time
     elif status == "expired":
         message = f"the task was stopped: sandbox {facts.sandbox_id} expired at {facts.expires_at}" + also()
     elif status == "timed_out":
