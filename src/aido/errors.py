@@ -101,6 +101,20 @@ class SandboxExpired(AidoError):
     exit_code = ExitCode.SANDBOX_STATE
 
 
+class SandboxBusy(AidoError):
+    """The sandbox has a run in progress, and the command would change what it uses."""
+
+    code = "sandbox_busy"
+    exit_code = ExitCode.SANDBOX_STATE
+
+
+class SandboxOverLimit(AidoError):
+    """work/ and outputs/ already breach the sandbox's limits: a run would be stopped at once."""
+
+    code = "sandbox_over_limit"
+    exit_code = ExitCode.SANDBOX_STATE
+
+
 class RunNotFound(AidoError):
     code = "run_not_found"
     exit_code = ExitCode.SANDBOX_STATE

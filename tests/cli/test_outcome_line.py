@@ -1,4 +1,7 @@
-"""The one-line outcome of a run and its JSON payload (cli/main.py), from a run's result."""
+"""The one-line outcome of a run and its JSON payload (cli/main.py), from a run's result.
+
+The line itself is decided with the rest of the verdict (tests/sandbox/test_verdict.py);
+these check that the CLI shows that line, also for a summary written without one."""
 
 from __future__ import annotations
 
@@ -11,7 +14,14 @@ from aido.cli.main import _outcome_line, _run_payload
 
 
 def result(status: str, **fields: Any) -> SimpleNamespace:
+    exit_code = fields.pop("exit_code", 0 if status == "success" else 1)
     summary = {
+        "status": status,
+        "exit_code": exit_code,
+        "duration_ms": 1234,
+        "timed_out": status == "timed_out",
+        "oom_killed": fields.get("oom_killed", False),
+        "stop_reason": "timeout" if status == "timed_out" else None,
         "limits": {"memory_bytes": 512 << 20, "pids": 256, "timeout_seconds": 5.0},
         "pids_limit_reached": fields.pop("pids_limit_reached", False),
         "output": {},
@@ -22,17 +32,18 @@ def result(status: str, **fields: Any) -> SimpleNamespace:
         "run_id": "run-001",
         "task": "t.py",
         "status": status,
-        "exit_code": 0 if status == "success" else 1,
+        "exit_code": exit_code,
         "duration_ms": 1234,
         "timed_out": status == "timed_out",
         "oom_killed": False,
-        "stop_reason": None,
+        "stop_reason": summary["stop_reason"],
         "message": None,
         "error": None,
         "artifacts": [],
         "outputs_dir": "outputs",
         "evidence_dir": "runs/run-001",
         "summary": summary,
+        "process_exit_code": exit_code or 0,
     }
     base.update(fields)
     return SimpleNamespace(**base)
@@ -45,23 +56,43 @@ def result(status: str, **fields: Any) -> SimpleNamespace:
         (result("failed", exit_code=3), "Task failed (exit code: 3) in 1.23s"),
         (
             result("failed", exit_code=137, oom_killed=True),
-            "Task killed: out of memory (limit 512M; exit code 137)",
+            "Task killed (exit code: 137) in 1.23s: out of memory (limit 512M)",
         ),
         (result("timed_out", exit_code=None), "Task timed out after 5s and was killed"),
         (
             result("timed_out", exit_code=None, pids_limit_reached=True),
-            "Task timed out after 5s and was killed (it reached its limit of 256 processes)",
+            "Task timed out after 5s and was killed (it reached its limit of 256 processes and threads)",
         ),
         (
             result("failed", exit_code=2, pids_limit_reached=True),
-            "Task failed (exit code: 2) in 1.23s (it reached its limit of 256 processes)",
+            "Task failed (exit code: 2) in 1.23s: it reached its limit of 256 processes and threads",
+        ),
+        (
+            result("failed", exit_code=0, oom_killed=True),
+            "Task failed in 1.23s, although it exited 0: out of memory (limit 512M)",
         ),
     ],
 )
-def test_outcome_line_says_how_the_run_ended(run: SimpleNamespace, line: str) -> None:
+def test_outcome_line_of_a_summary_without_one_is_decided_from_its_facts(
+    run: SimpleNamespace, line: str
+) -> None:
     assert _outcome_line(run) == line
+
+
+def test_outcome_line_is_the_one_the_run_recorded() -> None:
+    run = result("success", outcome="Task completed (exit code: 0) in 9.99s")
+    assert _outcome_line(run) == "Task completed (exit code: 0) in 9.99s"
 
 
 def test_run_payload_carries_the_pids_flag_from_the_summary() -> None:
     assert _run_payload(result("failed", pids_limit_reached=True))["pids_limit_reached"] is True
     assert _run_payload(result("success"))["pids_limit_reached"] is False
+
+
+def test_run_payload_lists_the_limits_exceeded_and_the_exit_code_of_the_run() -> None:
+    run = result("failed", exit_code=0, process_exit_code=137)
+    run.summary["limits_exceeded"] = [{"kind": "memory", "limit": 1, "measured": None}]
+    payload = _run_payload(run)
+    assert payload["limits_exceeded"] == run.summary["limits_exceeded"]
+    assert payload["exit_code_of_run"] == 137
+    assert _run_payload(result("success"))["limits_exceeded"] == []

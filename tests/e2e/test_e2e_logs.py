@@ -186,10 +186,12 @@ def test_logs_follow_does_not_hang_on_a_run_whose_aido_was_killed(aido: Aido, pr
         if runner.poll() is None:
             runner.kill()
         subprocess.run(["docker", "rm", "-f", f"aido-{sandbox_id}-run-001"], capture_output=True, check=False)
-    assert followed.code == 0
+    # It ends like the run did: recovered as interrupted, with that outcome and exit code.
+    assert followed.code == 130, followed.stderr
     assert followed.stdout == "started\n"
     # The command's sweep finds the orphaned run first and closes its record.
     assert "recovered run-001" in followed.stderr
+    assert followed.stderr.rstrip().splitlines()[-1].startswith("✗ Aido stopped while the task ran")
     assert record(project, sandbox_id)["runs"][0]["status"] == "interrupted"
     assert elapsed < 20
 

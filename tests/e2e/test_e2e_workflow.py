@@ -42,6 +42,8 @@ RUN_ENVELOPE_KEYS = {
     "pids_limit_reached",
     "stop_reason",
     "message",
+    "limits_exceeded",
+    "exit_code_of_run",
     "artifacts",
     "outputs_dir",
     "evidence_dir",

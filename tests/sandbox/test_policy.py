@@ -9,15 +9,15 @@ import pytest
 
 from aido.errors import NotConfirmed, SandboxNotFound
 from aido.exit_codes import ExitCode
-from aido.runtimes.base import ExecOutcome
 from aido.sandbox.batch import BatchItem, BatchResult
-from aido.sandbox.manager import RunResult, Widening, _confirm, _status, widened_permissions
+from aido.sandbox.manager import RunResult, Widening, _confirm, widened_permissions
+from aido.sandbox.verdict import Facts, decide
 
 
-def outcome(**fields: object) -> ExecOutcome:
-    base: dict[str, object] = {"exit_code": 0, "started_at": "t", "finished_at": "t", "duration_ms": 1}
+def outcome(**fields: object) -> Facts:
+    base: dict[str, object] = {"exit_code": 0, "duration_ms": 1}
     base.update(fields)
-    return ExecOutcome(**base)  # type: ignore[arg-type]
+    return Facts(**base)  # type: ignore[arg-type]
 
 
 def result(status: str, exit_code: int | None = 0, stop_reason: str | None = None) -> RunResult:
@@ -101,7 +101,7 @@ def test_confirm_sees_every_warning() -> None:
     ],
 )
 def test_outcome_to_status(fields: dict[str, object], status: str) -> None:
-    assert _status(outcome(**fields)) == status
+    assert decide(outcome(**fields)).status == status
 
 
 @pytest.mark.parametrize(

@@ -208,7 +208,7 @@ def cli() -> None:
 @cli.group(context_settings=CONTEXT)
 @global_options
 def sandbox() -> None:
-    """Create, list, select, extend and destroy sandboxes."""
+    """Create, list, select, extend, clean and destroy sandboxes."""
 
 
 @sandbox.command("up", context_settings=CONTEXT)
@@ -516,6 +516,35 @@ def sandbox_extend(sandbox_id: str | None, ttl: str) -> None:
     out.success(f"Sandbox {record.id} now expires {record.expires_at} ({_relative_time(record.expires_at)})")
 
 
+@sandbox.command("clean", context_settings=CONTEXT)
+@click.argument("sandbox_id", required=False, metavar="[ID]")
+@click.option("--work", "work", is_flag=True, help="Clear work/ (the default is work/ and outputs/).")
+@click.option("--outputs", "outputs", is_flag=True, help="Clear outputs/ (the default is both).")
+@global_options
+def sandbox_clean(sandbox_id: str | None, work: bool, outputs: bool) -> None:
+    """Delete everything tasks left in a sandbox's work/ and outputs/.
+
+    Without an ID, cleans the active sandbox. Use it when a run left them over the
+    sandbox's disk or file limit: until then every run is refused (exit 3). Refused
+    while a run is in progress. Links the task planted are removed, never followed.
+    Recorded as a sandbox_cleaned event in the sandbox's events.log.
+    """
+    STATE.command = "sandbox clean"
+    trees = [name for name, wanted in (("work", work), ("outputs", outputs)) if wanted] or None
+    result = _manager().clean(sandbox_id, trees=trees)
+    out = STATE.renderer
+    if out.json_mode:
+        out.envelope("sandbox clean", "success", result)
+        return
+    from aido.config.units import format_size
+
+    for name, held in result["cleared"].items():
+        out.success(
+            f"Cleaned {name}/ of sandbox {result['sandbox_id']}: "
+            f"removed {held['files']} files and directories ({format_size(held['bytes'])})"
+        )
+
+
 # -- run ------------------------------------------------------------------------------------
 
 
@@ -588,10 +617,17 @@ def run(
     \b
     The task's exit code is aido's exit code. aido's own failures use:
       2 usage, config error or unconfirmed escape hatch
-      3 sandbox missing or expired (also: it expired or was destroyed mid-run)
+      3 sandbox missing, expired or over its disk or file limit
+        (also: it expired or was destroyed mid-run)
       124 timed out   125 engine or image error   126 task not runnable
-      127 task not found   137 killed at the disk limit
+      127 task not found   137 killed at the disk or file limit, or exited 0
+      although a limit was reached (out of memory, processes, disk, files)
       130 interrupted (Ctrl-C)   143 SIGTERM   129 SIGHUP
+
+    A run that a limit stopped or refused something is never a success: the
+    outcome line names every limit reached (--json: limits_exceeded). When a run
+    leaves work/ and outputs/ over the sandbox's disk or file limit, later runs
+    are refused (exit 3) until `aido sandbox clean`.
 
     \b
     Several tasks run concurrently, each in its own container with its own run
@@ -718,6 +754,7 @@ def _run_one(
         on_start=on_start,
         on_output=None if out.json_mode else out.task_output,
         on_warning=out.warn,  # printed like the escape hatches' warnings
+        signal_exit=lambda: STATE.signal_exit,
     )
     result = manager.run(
         task,
@@ -769,6 +806,10 @@ def _run_payload(result: Any) -> dict[str, Any]:
         "pids_limit_reached": result.summary.get("pids_limit_reached"),
         "stop_reason": result.stop_reason,
         "message": result.message,
+        # Every limit the task reached (kind, limit, measured, unit, message), and what
+        # aido exits with for this run: one verdict with status and message.
+        "limits_exceeded": result.summary.get("limits_exceeded", []),
+        "exit_code_of_run": result.process_exit_code,
         "artifacts": result.artifacts,
         "outputs_dir": _relative(result.outputs_dir),
         "evidence_dir": _relative(result.evidence_dir),
@@ -778,25 +819,12 @@ def _run_payload(result: Any) -> dict[str, Any]:
 
 
 def _outcome_line(result: Any) -> str:
-    """One line on how a run ended, in words."""
-    seconds = f"{result.duration_ms / 1000:.2f}s"
-    if result.status == "success":
-        return f"Task completed (exit code: 0) in {seconds}"
-    if result.status == "failed" and result.oom_killed:
-        limit = result.summary["limits"]["memory_bytes"] >> 20
-        return f"Task killed: out of memory (limit {limit}M; exit code {result.exit_code})"
-    pids = ""
-    if result.summary.get("pids_limit_reached"):
-        pids = f" (it reached its limit of {result.summary['limits']['pids']} processes)"
-    if result.status == "failed":
-        return f"Task failed (exit code: {result.exit_code}) in {seconds}{pids}"
-    if result.status == "timed_out":
-        return f"Task timed out after {result.summary['limits']['timeout_seconds']:g}s and was killed{pids}"
-    if result.status == "interrupted" and result.stop_reason in (None, "interrupted"):
-        return "Task interrupted; the container was stopped and removed"
-    if result.message:
-        return str(result.message[0].upper() + result.message[1:])
-    return f"Task did not complete: {result.error}"
+    """One line on how a run ended, in words: the run's verdict (sandbox/verdict.py)."""
+    if getattr(result, "outcome", ""):
+        return str(result.outcome)
+    from aido.sandbox.verdict import outcome_of_summary
+
+    return outcome_of_summary(result.summary)[0]
 
 
 def _run_batch(
@@ -907,7 +935,12 @@ def _run_batch(
 
 
 @cli.command("logs", context_settings=CONTEXT)
-@click.option("-f", "--follow", is_flag=True, help="Keep streaming while the run is in progress.")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Stream the run until it ends, then print its outcome line and exit with its exit code.",
+)
 @click.option("--stderr", "show_stderr", is_flag=True, help="Show stderr too (always shown for failed runs).")
 @click.option("--run", "run_id", metavar="RUN", help="Run to show, e.g. run-002 or 2 (default: the latest).")
 @click.option("--sandbox", "sandbox_id", metavar="ID", help="Sandbox (default: the active one).")
@@ -917,6 +950,10 @@ def logs(
     follow: bool, show_stderr: bool, run_id: str | None, sandbox_id: str | None, raw_output: bool
 ) -> None:
     """Show a run's captured output: stdout, and stderr when asked or when the run failed.
+
+    With --follow, stream a run in progress until it ends, then print its outcome line
+    (the one `aido run` printed) and exit with the run's exit code, as `aido run` did;
+    also for a run that had already ended.
 
     From the active sandbox, or --sandbox ID; with none active, aido lists the
     sandboxes and exits 3.
@@ -929,7 +966,7 @@ def logs(
         if follow:
             for _ in manager.stream_logs(record.id, ref.run_id, streams=(), follow=True):
                 pass
-            record, ref = manager.run_ref(record.id, ref.run_id)
+            record, ref = _ended_ref(manager, record.id, ref.run_id)
         run_dir = manager.run_dir(record.id, ref.run_id)
         texts = {}
         for name in ("stdout", "stderr"):
@@ -939,16 +976,59 @@ def logs(
                 texts[name] = ""
         from dataclasses import asdict
 
-        out.envelope("logs", "success", {"sandbox_id": record.id, "run": asdict(ref), **texts})
+        data: dict[str, Any] = {"sandbox_id": record.id, "run": asdict(ref), **texts}
+        ending = _run_ending(manager, record.id, ref) if follow else None
+        if ending is not None:
+            data.update(outcome=ending[0], exit_code_of_run=ending[1])
+        out.envelope("logs", "success", data)
+        if ending is not None and ending[1]:
+            sys.exit(ending[1])
         return
     streams = (1, 2) if show_stderr or ref.status not in ("success", "running") else (1,)
     printed = 0
-    for kind, data in manager.stream_logs(record.id, ref.run_id, streams=streams, follow=follow):
-        printed += len(data)
-        out.task_output(kind, data)
+    for kind, chunk in manager.stream_logs(record.id, ref.run_id, streams=streams, follow=follow):
+        printed += len(chunk)
+        out.task_output(kind, chunk)
+    if follow:
+        record, ref = _ended_ref(manager, record.id, ref.run_id)
     if not printed:
         shown = "stdout or stderr" if len(streams) == 2 else "stdout"
         out.say(f"({ref.run_id} of sandbox {record.id} printed nothing on {shown}; status: {ref.status})")
+    ending = _run_ending(manager, record.id, ref) if follow else None
+    if ending is not None:
+        line, code, ok = ending
+        out.say_result(line, ok=ok)
+        if code:
+            sys.exit(code)
+
+
+def _ended_ref(manager: Any, sandbox_id: str, run: str) -> Any:
+    """The run's record once following it has ended. One still marked running has lost
+    its aido process (following stops then): a sweep closes its record first."""
+    record, ref = manager.run_ref(sandbox_id, run)
+    if ref.status == "running":
+        _sweep(manager)
+        record, ref = manager.run_ref(sandbox_id, run)
+    return record, ref
+
+
+def _run_ending(manager: Any, sandbox_id: str, ref: Any) -> tuple[str, int, bool] | None:
+    """(outcome line, exit code, ok) of an ended run, from its summary.json; None while
+    it has none (still running in another process)."""
+    from aido.sandbox import fsutil
+    from aido.sandbox.verdict import outcome_of_summary
+
+    if ref.status == "running":
+        log.warning("%s is still marked running; it has no outcome yet", ref.run_id)
+        return None
+    try:
+        summary = fsutil.read_json(manager.run_dir(sandbox_id, ref.run_id) / "summary.json")
+    except (OSError, ValueError):
+        summary = None
+    if not isinstance(summary, dict):
+        # No summary (lost or unreadable): the record's status is all there is to go on.
+        summary = {"status": ref.status, "exit_code": ref.exit_code, "duration_ms": ref.duration_ms}
+    return outcome_of_summary(summary)
 
 
 @cli.command("show", context_settings=CONTEXT)

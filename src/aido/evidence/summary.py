@@ -47,6 +47,9 @@ def build_summary(
     stop_reason: str | None,
     message: str | None,
     disk: dict[str, Any],
+    limits_exceeded: list[dict[str, Any]],
+    outcome_line: str,
+    exit_code_of_run: int,
 ) -> dict[str, Any]:
     limits = asdict(request.limits)
     return {
@@ -58,7 +61,11 @@ def build_summary(
         "args": args,
         "command": request.argv,
         "status": status,
+        # The task's own exit code (null: it never gave one); exit_code_of_run is what aido
+        # exited with for it, and outcome the line it printed (one verdict: sandbox/verdict.py).
         "exit_code": outcome.exit_code,
+        "exit_code_of_run": exit_code_of_run,
+        "outcome": outcome_line,
         "started_at": outcome.started_at,
         "completed_at": outcome.finished_at,
         "duration_ms": outcome.duration_ms,
@@ -69,7 +76,10 @@ def build_summary(
         "interrupted": outcome.interrupted,
         # Why aido stopped the task (timeout, interrupted, expired, destroyed, disk_limit, ...).
         "stop_reason": stop_reason,
-        "disk_limit_exceeded": stop_reason == "disk_limit",
+        "disk_limit_exceeded": any(b["kind"] in ("disk", "files") for b in limits_exceeded),
+        # Every limit the task reached (kind, limit, measured, unit, message), whichever
+        # decided the status: timeout, memory, pids, disk, files.
+        "limits_exceeded": limits_exceeded,
         "message": message,
         "error": outcome.error,
         "runtime": runtime,
@@ -120,8 +130,11 @@ def closing_summary(
     **details: Any,
 ) -> dict[str, Any]:
     """The summary of a run that ended without an outcome from the runtime (it failed to
-    start, or its aido process died and a sweep closed it): what is known, nothing guessed."""
-    return {
+    start, or its aido process died and a sweep closed it): what is known, nothing guessed.
+    Its outcome line and exit code come from the same verdict as every other run's."""
+    from aido.sandbox.verdict import decide, facts_from_summary
+
+    summary = {
         "schema_version": SUMMARY_VERSION,
         "sandbox_id": sandbox_id,
         "run_id": run_id,
@@ -132,3 +145,7 @@ def closing_summary(
         "completed_at": completed_at,
         **details,
     }
+    verdict = decide(facts_from_summary(summary))
+    summary["exit_code_of_run"] = verdict.exit_code
+    summary["outcome"] = verdict.line
+    return summary

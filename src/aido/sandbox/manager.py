@@ -30,6 +30,7 @@ from aido.errors import (
     Problem,
     RunNotFound,
     RuntimeUnavailable,
+    SandboxBusy,
     SandboxExpired,
     SandboxNotFound,
     TaskNotFound,
@@ -38,7 +39,6 @@ from aido.errors import (
     WorkspaceError,
 )
 from aido.evidence.events import record_event
-from aido.exit_codes import ExitCode
 from aido.sandbox import fsutil
 from aido.sandbox.ids import check_run_id, new_sandbox_id, run_id, run_number
 from aido.sandbox.records import (
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from aido.runtimes.base import ExecOutcome, ExecRequest, RuntimeAdapter
     from aido.runtimes.resolve import RuntimeChoice
     from aido.sandbox.batch import BatchResult
+    from aido.sandbox.verdict import Breach, Verdict
 
 log = logging.getLogger("aido")
 
@@ -131,6 +132,9 @@ class RunHooks:
     # The sandbox's own widened permissions, repeated before each run (confirmed at `up`);
     # without it they go to the log.
     on_warning: Callable[[str], None] | None = None
+    # What aido exits with when a signal (SIGTERM 143, SIGHUP 129; None for Ctrl-C)
+    # interrupted the run: recorded with the run's verdict.
+    signal_exit: Callable[[], int | None] | None = None
 
 
 @dataclass
@@ -150,22 +154,16 @@ class RunResult:
     error: str | None = None
     signal_exit: int | None = None
     stop_reason: str | None = None
-    message: str | None = None  # why aido stopped the task, in words
+    message: str | None = None  # why the run ended as it did, in words (see verdict.py)
+    limits_exceeded: list[dict[str, Any]] = field(default_factory=list)
+    outcome: str = ""  # the human outcome line, as `aido run` and `aido logs --follow` print it
 
     @property
     def process_exit_code(self) -> int:
         """What ``aido run`` exits with: the task's own code, or aido's documented codes."""
-        if self.status == "timed_out":
-            return ExitCode.TIMED_OUT
-        if self.status == "expired" or self.stop_reason == "destroyed":
-            return ExitCode.SANDBOX_STATE
-        if self.status == "disk_limit":
-            return ExitCode.KILLED if self.exit_code is None else self.exit_code
-        if self.status == "interrupted":
-            return self.signal_exit or ExitCode.INTERRUPTED
-        if self.status == "error" or self.exit_code is None:
-            return ExitCode.RUNTIME
-        return self.exit_code
+        from aido.sandbox.verdict import exit_code_for
+
+        return exit_code_for(self.status, self.exit_code, self.stop_reason, self.signal_exit)
 
 
 @dataclass(frozen=True)
@@ -627,6 +625,41 @@ class SandboxManager:
         except FileNotFoundError:
             raise missing from None  # destroyed meanwhile
 
+    def clean(self, sandbox_id: str | None = None, *, trees: list[str] | None = None) -> dict[str, Any]:
+        """Empty a sandbox's work/ and outputs/ (or the ``trees`` named), e.g. after a run
+        left them over the sandbox's limits. Refused (exit 3) while a run is in progress;
+        never follows a link the task planted; recorded as a ``sandbox_cleaned`` event."""
+        from aido.sandbox import trees as task_trees
+
+        names = list(trees or task_trees.TREES)
+        sid = self.resolve_id(sandbox_id)
+        record = self.load(sid)
+        paths = self.workspace.sandbox(sid)
+        try:
+            with fsutil.locked(paths.lock):  # no run can start meanwhile: it allocates under this lock
+                if paths.going():
+                    raise SandboxNotFound(f"sandbox {sid} is being destroyed")
+                live = sorted(p.name for p in _subdirs(paths.runs) if fsutil.is_locked(p))
+                if live:
+                    raise SandboxBusy(
+                        f"sandbox {sid} has a run in progress ({', '.join(live)}): "
+                        "its task may be writing to the trees being cleaned",
+                        hint=f"wait for it to end (`aido logs --follow --sandbox {sid}`), then clean again",
+                    )
+                settings = RunSettings.from_config(record.config)
+                if settings.disk_quota == "hard":
+                    from aido.sandbox import volume
+
+                    uid, _, gid = record.task_user.partition(":")
+                    volume.ensure_mounted(paths, uid=int(uid), gid=int(gid))  # the trees live there
+                cleared = task_trees.clear(paths, names)
+        except FileNotFoundError:
+            raise SandboxNotFound(
+                f"sandbox {sid} was destroyed", hint="create a new sandbox with `aido sandbox up`"
+            ) from None
+        record_event(paths.events, "sandbox_cleaned", sandbox_id=sid, cleared=cleared)
+        return {"sandbox_id": sid, "cleared": cleared}
+
     def _destroy_one(self, sandbox_id: str, *, reason: str, **event: Any) -> dict[str, Any] | None:
         """Stop a sandbox's runs and containers, then delete it. Runs in progress (in any
         process) see the marker, stop their task and write their evidence first; returns
@@ -937,6 +970,10 @@ class SandboxManager:
             )
         settings = RunSettings.from_config(record.config)
         settings = replace(settings, env={**settings.env, **_read_secrets(paths)})
+        from aido.sandbox.trees import check_room
+
+        # What an earlier run left over a limit would stop this one at once: refuse it now.
+        check_room(paths, settings, sid)
         # Widened by the sandbox's spec: confirmed at `sandbox up`, repeated here so it is seen.
         spec_warnings = widened_permissions(record.config)
         for warning in spec_warnings:
@@ -1268,11 +1305,8 @@ class SandboxManager:
             fsutil.write_new(run_dir / "changes.diff", diff_text.encode("utf-8"))
             artifacts.insert(3, f"{run_dir.name}/changes.diff")
         disk = guard.disk_report()
-        status = _status(outcome)
-        if status == "failed" and disk["exceeded"]:
-            # The file-size limit stopped it (EFBIG, or SIGXFSZ for node) before a check did.
-            status = "disk_limit"
-        message = guard.message(outcome, status)
+        verdict = guard.verdict(outcome, hooks.signal_exit() if hooks.signal_exit else None)
+        status, message = verdict.status, verdict.message
         summary = build_summary(
             record=record,
             run_id=rid,
@@ -1300,6 +1334,9 @@ class SandboxManager:
             stop_reason=outcome.stop_reason,
             message=message,
             disk=disk,
+            limits_exceeded=verdict.limits_exceeded,
+            outcome_line=verdict.line,
+            exit_code_of_run=verdict.exit_code,
         )
         summary["notes"] = unenforced_permissions(record.config)  # not enforced, so not in `warnings`
         fsutil.atomic_write_json(run_dir / "summary.json", summary)
@@ -1326,6 +1363,7 @@ class SandboxManager:
             timed_out=outcome.timed_out or None,
             oom_killed=outcome.oom_killed or None,
             stop_reason=outcome.stop_reason,
+            limits_exceeded=[b["kind"] for b in verdict.limits_exceeded] or None,
         )
         return RunResult(
             sandbox_id=record.id,
@@ -1343,6 +1381,8 @@ class SandboxManager:
             error=outcome.error,
             stop_reason=outcome.stop_reason,
             message=message,
+            limits_exceeded=verdict.limits_exceeded,
+            outcome=verdict.line,
         )
 
     # -- aido logs ------------------------------------------------------------------------
@@ -1652,19 +1692,6 @@ def _pids_limit(settings: RunSettings) -> int:
     return GVISOR_PIDS if settings.isolation == "gvisor" else Limits.pids
 
 
-def _status(outcome: ExecOutcome) -> str:
-    reason = outcome.stop_reason
-    if outcome.interrupted or reason in ("cancelled", "destroyed"):
-        return "interrupted"
-    if outcome.timed_out:
-        return "timed_out"
-    if reason in ("expired", "disk_limit"):
-        return reason
-    if outcome.error is not None or outcome.exit_code is None:
-        return "error"
-    return "success" if outcome.exit_code == 0 else "failed"
-
-
 class _RunGuard:
     """Polled by the runtime adapter while a task runs: says when aido must stop it."""
 
@@ -1679,6 +1706,7 @@ class _RunGuard:
         self.next_disk_check = 0.0
         self.usage: Any = None
         self.exceeded: str | None = None
+        self.breaches: tuple[Breach, ...] = ()
 
     def __call__(self) -> str | None:
         if self.cancel is not None and self.cancel.is_set():
@@ -1727,20 +1755,19 @@ class _RunGuard:
         self.exceeded = exceeded(self.usage, max_bytes=settings.disk_bytes, max_files=settings.max_files)
 
     def disk_report(self) -> dict[str, Any]:
+        """Disk use at the end (what the task left), and every disk or file-count limit
+        breached: while it ran (why the guard killed it) or by what it left."""
+        from aido.sandbox.trees import breaches
+
         settings = self.plan.settings
-        exceeded_while_running = self.exceeded
+        while_running = (
+            breaches(self.paths, settings, self.usage) if self.exceeded and self.usage is not None else []
+        )
         self.check_disk(final=True)  # once more, after the task ended: what it left behind
-        if settings.disk_quota == "hard":
-            from aido.sandbox import volume
-
-            # The filesystem, not a measurement, is the judge (it may hold a little more
-            # than the limit: ext4 rounds to whole blocks and groups).
-            self.exceeded = volume.full(self.paths, settings.disk_bytes)
-        elif not self.exceeded and self.usage.bytes_used >= settings.disk_bytes:
-            from aido.config.units import format_size
-
-            self.exceeded = f"disk limit reached: {format_size(settings.disk_bytes)} in work/ and outputs/"
-        self.exceeded = exceeded_while_running or self.exceeded
+        found = breaches(self.paths, settings, self.usage)
+        kinds = {b.kind for b in found}
+        self.breaches = tuple(found + [b for b in while_running if b.kind not in kinds])
+        self.exceeded = "; ".join(b.text for b in self.breaches) or None
         return {
             "quota": settings.disk_quota,
             "limit_bytes": settings.disk_bytes,
@@ -1751,34 +1778,31 @@ class _RunGuard:
             "exceeded": self.exceeded,
         }
 
-    def message(self, outcome: ExecOutcome, status: str) -> str | None:
-        reason = outcome.stop_reason
-        if reason == "disk_limit":
-            return f"the task was killed: {self.exceeded or 'disk limit exceeded'}"
-        if status == "disk_limit":
-            return f"the task stopped at its disk limit ({self.exceeded}; exit code {outcome.exit_code})"
-        if self.exceeded and status == "success":
-            return f"the task reached its disk limit ({self.exceeded}) but exited 0"
-        if reason == "expired":
-            return f"the task was stopped: sandbox {self.plan.record.id} expired at {self.expires_at}"
-        if reason == "destroyed":
-            return f"the task was stopped: sandbox {self.plan.record.id} was destroyed"
-        if reason == "cancelled":
-            return "the task was stopped: the batch was interrupted"
-        if reason and reason.startswith("guard_failed"):
-            return f"the task was stopped: {reason}"
-        if outcome.oom_killed:
-            mib = self.plan.settings.memory_bytes >> 20
-            return f"the task was killed: out of memory (limit {mib}M)"
-        pids = f"it reached its limit of {_pids_limit(self.plan.settings)} processes and threads" + (
-            " (gVisor's own included)" if self.plan.settings.isolation == "gvisor" else ""
+    def verdict(self, outcome: ExecOutcome, signal_exit: int | None) -> Verdict:
+        """The run's one verdict (status, message, exit code, line): see verdict.py."""
+        from aido.sandbox.verdict import Facts, decide
+
+        plan = self.plan
+        return decide(
+            Facts(
+                exit_code=outcome.exit_code,
+                duration_ms=outcome.duration_ms,
+                stop_reason=outcome.stop_reason,
+                timed_out=outcome.timed_out,
+                oom_killed=outcome.oom_killed,
+                pids_limit_hit=outcome.pids_limit_hit,
+                interrupted=outcome.interrupted,
+                error=outcome.error,
+                disk=self.breaches,
+                memory_bytes=plan.settings.memory_bytes,
+                pids_limit=_pids_limit(plan.settings),
+                timeout_seconds=plan.timeout_seconds,
+                isolation=plan.settings.isolation,
+                sandbox_id=plan.record.id,
+                expires_at=self.expires_at,
+                signal_exit=signal_exit,
+            )
         )
-        if outcome.timed_out:
-            timed_out = f"the task was killed: it ran past its timeout of {self.plan.timeout_seconds:g}s"
-            return f"{timed_out} ({pids})" if outcome.pids_limit_hit else timed_out
-        if outcome.pids_limit_hit and status != "success":
-            return f"the task failed (exit code {outcome.exit_code}): {pids}"
-        return None
 
 
 __all__ = [
