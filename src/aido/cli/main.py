@@ -86,18 +86,26 @@ def global_options(func: F) -> F:
 def _manager() -> Any:
     """The manager for this directory's workspace. A missing workspace is reported by the
     manager when a command needs one, after the command has checked its own arguments."""
-    from aido.config.settings import load_settings
     from aido.sandbox.manager import SandboxManager
     from aido.sandbox.workspace import Workspace
 
     workspace = Workspace.find()
+    settings = _settings(workspace)
+    manager = SandboxManager(
+        workspace, output_limit=settings.output_limit, evidence_retention=settings.evidence_retention
+    )
+    _sweep(manager)
+    return manager
+
+
+def _settings(workspace: Any) -> Any:
+    """aido's settings: --config, else the workspace's .aido/config.json, else the defaults."""
+    from aido.config.settings import load_settings
+
     config = STATE.config
     if config is None and workspace is not None and workspace.config_file.is_file():
         config = workspace.config_file
-    settings = load_settings(config)
-    manager = SandboxManager(workspace, output_limit=settings.output_limit)
-    _sweep(manager)
-    return manager
+    return load_settings(config)
 
 
 def _sweep(manager: Any) -> None:
@@ -169,11 +177,14 @@ def cli() -> None:
       aido sandbox up              create a sandbox (reads ./sandbox.yaml if present)
       aido run task.py -- ARGS     run a task in it; its exit code is aido's
       aido logs                    show the last run's output
-      aido sandbox destroy         remove the sandbox and its containers
+      aido runs --all              list runs, those of destroyed sandboxes too
+      aido sandbox destroy         remove the sandbox and its containers (its evidence is kept)
 
     Tasks run with no network, as an unprivileged user, with all capabilities
     dropped, a read-only root filesystem and CPU, memory and process limits.
-    Evidence of each run is kept in .aido/sandboxes/ID/runs/RUN/.
+    Evidence of each run is kept in .aido/sandboxes/ID/runs/RUN/, and once the
+    sandbox is destroyed in .aido/archive/ID/runs/RUN/ (for 30 days by default:
+    the evidence_retention setting).
     """
 
 
@@ -235,7 +246,7 @@ def sandbox_up(
     if spec_file is None and Path("sandbox.yaml").is_file():
         spec_file = Path("sandbox.yaml")
     existing = Workspace.find()
-    manager = SandboxManager(existing)
+    manager = SandboxManager(existing, evidence_retention=_settings(existing).evidence_retention)
     if existing is not None:
         _sweep(manager)
     record = manager.create(
@@ -269,34 +280,57 @@ def sandbox_up(
 
 
 @sandbox.command("list", context_settings=CONTEXT)
+@click.option(
+    "-a",
+    "--all",
+    "all_",
+    is_flag=True,
+    help="Also list destroyed sandboxes whose evidence is archived (.aido/archive/), and when they went.",
+)
 @global_options
-def sandbox_list() -> None:
+def sandbox_list(all_: bool) -> None:
     """List the sandboxes of this workspace (* marks the active one)."""
     STATE.command = "sandbox list"
-    summaries = _manager().list_sandboxes()
+    manager = _manager()
+    summaries = manager.list_sandboxes(include_archived=all_)
     out = STATE.renderer
     if out.json_mode:
         from dataclasses import asdict
 
         out.envelope("sandbox list", "success", {"sandboxes": [asdict(s) for s in summaries]})
         return
+    archived = 0 if all_ or manager.workspace_if_any is None else len(manager.workspace.archived_ids())
     if not summaries:
         out.say("No sandboxes. Create one with `aido sandbox up`.")
-        return
-    out.table(
-        ["ID", "NAME", "STATUS", "CREATED", "EXPIRES", "RUNS"],
-        [
+    else:
+        columns = ["ID", "NAME", "STATUS", "CREATED", "EXPIRES", "RUNS"]
+        out.table(
+            [*columns, "DESTROYED"] if all_ else columns,
             [
-                ("* " if s.active else "  ") + s.id,
-                s.name or "-",
-                s.status,
-                s.created_at.replace("T", " ").removesuffix("Z"),
-                _relative_time(s.expires_at),
-                str(s.runs),
-            ]
-            for s in summaries
-        ],
-    )
+                [
+                    ("* " if s.active else "  ") + s.id,
+                    s.name or "-",
+                    s.status,
+                    s.created_at.replace("T", " ").removesuffix("Z"),
+                    "-" if s.archived else _relative_time(s.expires_at),
+                    str(s.runs),
+                    *([_destroyed(s)] if all_ else []),
+                ]
+                for s in summaries
+            ],
+        )
+    if archived:
+        out.say(f"({archived} destroyed sandbox(es) with archived evidence: `aido sandbox list --all`)")
+
+
+def _destroyed(summary: Any) -> str:
+    """When and why a sandbox was destroyed, for `sandbox list --all`."""
+    if not summary.archived:
+        return "-"
+    if not summary.destroyed_at:
+        return "yes"
+    why = "ttl" if summary.destroy_reason == "expired" else "destroy"
+    return f"{_relative_time(summary.destroyed_at)} ({why})"
 
 
 def _relative_time(moment: str) -> str:
@@ -313,17 +347,36 @@ def _relative_time(moment: str) -> str:
 
 @sandbox.command("destroy", context_settings=CONTEXT)
 @click.argument("ids", nargs=-1, metavar="[ID]...")
-@click.option("--all", "all_", is_flag=True, help="Destroy every sandbox in this workspace.")
+@click.option(
+    "--all",
+    "all_",
+    is_flag=True,
+    help="Destroy every sandbox in this workspace (with --purge: every archive too).",
+)
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also delete the evidence (of a live or an already destroyed sandbox). Irreversible; asks y/N.",
+)
+@click.option("-y", "--yes", is_flag=True, help="Confirm --purge without asking (needed without a terminal).")
 @global_options
-def sandbox_destroy(ids: tuple[str, ...], all_: bool) -> None:
-    """Stop a sandbox's containers and delete it with all its files and evidence.
+def sandbox_destroy(ids: tuple[str, ...], all_: bool, purge: bool, yes: bool) -> None:
+    """Stop a sandbox's containers and delete its files; keep its runs' evidence.
 
-    Without an ID, destroys the active sandbox.
+    Without an ID, destroys the active sandbox. Its containers, inputs/, work/,
+    outputs/ and secrets go; sandbox.json (marked destroyed), events.log and every
+    runs/RUN/ move to .aido/archive/ID/, kept for the evidence_retention setting
+    (30d by default). Read them with `aido runs --sandbox ID` and `aido logs
+    --sandbox ID --run RUN`.
+
+    --purge deletes the evidence too, irreversibly, also of a sandbox destroyed
+    earlier; it asks y/N (without a terminal it needs --yes).
     """
     STATE.command = "sandbox destroy"
     if all_ and ids:
         raise click.UsageError("give sandbox IDs or --all, not both")
-    results = _manager().destroy(list(ids), all_sandboxes=all_)
+    manager = _manager()
+    results = manager.destroy(list(ids), all_sandboxes=all_, purge=purge, confirm=_purge_confirmer(yes))
     out = STATE.renderer
     if out.json_mode:
         out.envelope("sandbox destroy", "success", {"destroyed": results})
@@ -333,9 +386,41 @@ def sandbox_destroy(ids: tuple[str, ...], all_: bool) -> None:
     for item in results:
         if item["warning"]:
             out.warn(item["warning"])
+        if item["already_destroyed"] and item["purged"]:
+            out.success(f"Evidence purged: {item['sandbox_id']} ({item['runs']} run(s) deleted)")
+            continue
         removed = item["containers_removed"]
         extra = f" ({removed} container{'s' if removed != 1 else ''} removed)" if removed else ""
         out.success(f"Sandbox destroyed: {item['sandbox_id']}{extra}")
+        if item["purged"]:
+            out.say(f"  its evidence was purged ({item['runs']} run(s) deleted)")
+        elif item["evidence_dir"]:
+            kept = "for good" if manager.evidence_retention is None else f"for {_duration(manager)}"
+            out.say(
+                f"  evidence of {item['runs']} run(s) kept {kept} in {_relative(Path(item['evidence_dir']))}/"
+            )
+
+
+def _duration(manager: Any) -> str:
+    from aido.config.units import format_duration
+
+    return str(format_duration(manager.evidence_retention))
+
+
+def _purge_confirmer(yes: bool) -> Callable[[list[str]], bool]:
+    """--purge: say what goes, then ask y/N on a terminal; without one, only --yes confirms."""
+
+    def confirm(warnings: list[str]) -> bool:
+        out = STATE.renderer
+        for warning in warnings:
+            out.warn(warning)
+        if yes:
+            return True
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return False
+        return click.confirm("aido: delete this evidence for good?", default=False, err=True)
+
+    return confirm
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -610,13 +695,22 @@ def _run_batch(
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming while the run is in progress.")
 @click.option("--stderr", "show_stderr", is_flag=True, help="Show stderr too (always shown for failed runs).")
 @click.option("--run", "run_id", metavar="RUN", help="Run to show, e.g. run-002 or 2 (default: the latest).")
-@click.option("--sandbox", "sandbox_id", metavar="ID", help="Sandbox (default: the active one).")
+@click.option(
+    "--sandbox",
+    "sandbox_id",
+    metavar="ID",
+    help="Sandbox (default: the active one); a destroyed one's archived runs need its ID here.",
+)
 @click.option("--raw-output", is_flag=True, help="Print the output unfiltered, escape sequences included.")
 @global_options
 def logs(
     follow: bool, show_stderr: bool, run_id: str | None, sandbox_id: str | None, raw_output: bool
 ) -> None:
-    """Show a run's captured output: stdout, and stderr when asked or when the run failed."""
+    """Show a run's captured output: stdout, and stderr when asked or when the run failed.
+
+    Works on runs of destroyed sandboxes too (their evidence is archived): give
+    --sandbox ID (`aido runs --all` lists them).
+    """
     STATE.command = "logs"
     manager = _manager()
     out = Renderer(json_mode=STATE.json, raw_output=raw_output)
@@ -645,6 +739,51 @@ def logs(
     if not printed:
         shown = "stdout or stderr" if len(streams) == 2 else "stdout"
         out.say(f"({ref.run_id} of sandbox {record.id} printed nothing on {shown}; status: {ref.status})")
+
+
+@cli.command("runs", context_settings=CONTEXT)
+@click.option("--sandbox", "sandbox_id", metavar="ID", help="Only this sandbox's runs (live or destroyed).")
+@click.option("-a", "--all", "all_", is_flag=True, help="Also list the archived runs of destroyed sandboxes.")
+@global_options
+def runs(sandbox_id: str | None, all_: bool) -> None:
+    """List runs: of every sandbox in this workspace, or of one with --sandbox.
+
+    Runs of destroyed sandboxes are kept in .aido/archive/ID/runs/ (see the
+    evidence_retention setting); --all lists them too. Read one with
+    `aido logs --sandbox ID --run RUN`.
+    """
+    STATE.command = "runs"
+    manager = _manager()
+    listed = manager.list_runs(sandbox_id, include_archived=all_)
+    out = STATE.renderer
+    if out.json_mode:
+        from dataclasses import asdict
+
+        out.envelope(
+            "runs",
+            "success",
+            {"runs": [asdict(r) | {"evidence_dir": _relative(r.evidence_dir)} for r in listed]},
+        )
+        return
+    if not listed:
+        out.say(
+            "No runs." + ("" if all_ or sandbox_id else " (`aido runs --all` lists destroyed sandboxes' too)")
+        )
+        return
+    out.table(
+        ["RUN", "SANDBOX", "STATUS", "EXIT", "STARTED", "TASK"],
+        [
+            [
+                r.run_id,
+                r.sandbox_id + (" (destroyed)" if r.archived else ""),
+                r.status,
+                "-" if r.exit_code is None else str(r.exit_code),
+                r.started_at.replace("T", " ").removesuffix("Z"),
+                r.task,
+            ]
+            for r in listed
+        ],
+    )
 
 
 # -- doctor ---------------------------------------------------------------------------------
