@@ -746,7 +746,7 @@ def logs(
 @click.option("-a", "--all", "all_", is_flag=True, help="Also list the archived runs of destroyed sandboxes.")
 @global_options
 def runs(sandbox_id: str | None, all_: bool) -> None:
-    """List runs: of every sandbox in this workspace, or of one with --sandbox.
+    """List runs: of every live sandbox in this workspace, or of one with --sandbox.
 
     Runs of destroyed sandboxes are kept in .aido/archive/ID/runs/ (see the
     evidence_retention setting); --all lists them too. Read one with
