@@ -1138,7 +1138,8 @@ class SandboxManager:
             if not plan.paths.metadata.exists() and isinstance(exc, OSError):
                 raise SandboxNotFound(
                     f"sandbox {plan.record.id} was destroyed while {rid} ran",
-                    hint="nothing of the run was kept; create a new sandbox with `aido sandbox up`",
+                    hint=f"its output so far is archived unless purged (`aido logs --sandbox "
+                    f"{plan.record.id} --run {rid}`); create a new sandbox with `aido sandbox up`",
                 ) from None
             raise
         finally:
