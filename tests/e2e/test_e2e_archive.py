@@ -415,3 +415,20 @@ def test_the_runs_listing_of_live_sandboxes(aido: Aido, project: Path) -> None:
     assert f"{sandbox_id} " in result.stdout
     assert "(destroyed)" not in result.stdout
     assert aido("runs", "--sandbox", "zzzzzzzzzzzz").code == 3
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="a hard disk quota mounts a filesystem: root only")
+def test_a_hard_quota_sandbox_is_unmounted_before_its_evidence_is_archived(aido: Aido, project: Path) -> None:
+    write(project / "sandbox.yaml", "resources:\n  disk: 20M\n  disk_quota: hard\n")
+    sandbox_id = sandbox_up(aido)
+    write(project / "task.py", PRINTS)
+    assert aido("run", "task.py").code == 0
+    assert (sandbox_root(project, sandbox_id) / "disk.img").is_file()
+
+    result = aido("sandbox", "destroy", sandbox_id)
+    assert result.code == 0, result.stderr
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    assert [m for m in mounts if m.startswith(str(project))] == []
+    root = archive_root(project, sandbox_id)
+    assert sorted(p.name for p in root.iterdir()) == ["events.log", "runs", "sandbox.json"]
+    assert (root / "runs" / "run-001" / "stdout.log").read_text() == "hello from the task\n"
