@@ -340,8 +340,18 @@ def test_json_on_every_command_prints_one_envelope(aido: Aido, project: Path) ->
     doc = _document(destroyed.stdout)
     assert doc["command"] == "sandbox destroy"
     assert doc["status"] == "success"
+    archived = project / ".aido" / "archive" / sandbox_id
     assert doc["destroyed"] == [
-        {"sandbox_id": sandbox_id, "containers_removed": 0, "runs_stopped": [], "warning": None}
+        {
+            "sandbox_id": sandbox_id,
+            "containers_removed": 0,
+            "runs_stopped": [],
+            "warning": None,
+            "runs": 2,
+            "evidence_dir": str(archived),  # the runs' evidence is kept there
+            "purged": False,
+            "already_destroyed": False,
+        }
     ]
     assert not sandbox_root(project, sandbox_id).exists()
     assert_no_containers(sandbox_id)
@@ -413,7 +423,18 @@ def test_json_envelopes_are_pinned(aido: Aido, project: Path) -> None:
         assert documents[args]["command"] == " ".join(args)
         assert documents[args]["status"] == "success"
     (listed,) = documents[("sandbox", "list")]["sandboxes"]
-    assert set(listed) == {"id", "name", "status", "created_at", "expires_at", "runs", "active"}
+    assert set(listed) == {
+        "id",
+        "name",
+        "status",
+        "created_at",
+        "expires_at",
+        "runs",
+        "active",
+        "archived",
+        "destroyed_at",
+        "destroy_reason",
+    }
     assert set(documents[("logs",)]["run"]) == {
         "run_id",
         "task",
@@ -426,7 +447,16 @@ def test_json_envelopes_are_pinned(aido: Aido, project: Path) -> None:
         "artifacts",
     }
     (destroyed,) = documents[("sandbox", "destroy")]["destroyed"]
-    assert set(destroyed) == {"sandbox_id", "containers_removed", "runs_stopped", "warning"}
+    assert set(destroyed) == {
+        "sandbox_id",
+        "containers_removed",
+        "runs_stopped",
+        "warning",
+        "runs",
+        "evidence_dir",
+        "purged",
+        "already_destroyed",
+    }
 
 
 def test_sandbox_up_json_hides_secret_looking_env_values(aido: Aido, project: Path) -> None:

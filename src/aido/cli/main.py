@@ -89,18 +89,26 @@ def global_options(func: F) -> F:
 def _manager() -> Any:
     """The manager for this directory's workspace. A missing workspace is reported by the
     manager when a command needs one, after the command has checked its own arguments."""
-    from aido.config.settings import load_settings
     from aido.sandbox.manager import SandboxManager
     from aido.sandbox.workspace import Workspace
 
     workspace = Workspace.find()
+    settings = _settings(workspace)
+    manager = SandboxManager(
+        workspace, output_limit=settings.output_limit, evidence_retention=settings.evidence_retention
+    )
+    _sweep(manager)
+    return manager
+
+
+def _settings(workspace: Any) -> Any:
+    """aido's settings: --config, else the workspace's .aido/config.json, else the defaults."""
+    from aido.config.settings import load_settings
+
     config = STATE.config
     if config is None and workspace is not None and workspace.config_file.is_file():
         config = workspace.config_file
-    settings = load_settings(config)
-    manager = SandboxManager(workspace, output_limit=settings.output_limit)
-    _sweep(manager)
-    return manager
+    return load_settings(config)
 
 
 def _sweep(manager: Any) -> None:
@@ -193,12 +201,15 @@ def cli() -> None:
       aido run task.py -- ARGS     run a task in it; its exit code is aido's
       aido logs                    show the last run's output
       aido show                    how the last run went: status, limits hit, changes
+      aido runs --all              list runs, those of destroyed sandboxes too
       aido sandbox use ID          make another sandbox the active one
-      aido sandbox destroy         remove the sandbox and its containers
+      aido sandbox destroy         remove the sandbox and its containers (its evidence is kept)
 
     Tasks run with no network, as an unprivileged user, with all capabilities
     dropped, a read-only root filesystem and CPU, memory and process limits.
-    Evidence of each run is kept in .aido/sandboxes/ID/runs/RUN/.
+    Evidence of each run is kept in .aido/sandboxes/ID/runs/RUN/, and once the
+    sandbox is destroyed in .aido/archive/ID/runs/RUN/ (for 30 days by default:
+    the evidence_retention setting).
     """
 
 
@@ -273,7 +284,7 @@ def sandbox_up(
     if spec_file is None and Path("sandbox.yaml").is_file():
         spec_file = Path("sandbox.yaml")
     existing = Workspace.find()
-    manager = SandboxManager(existing)
+    manager = SandboxManager(existing, evidence_retention=_settings(existing).evidence_retention)
     if existing is not None:
         _sweep(manager)
     out = STATE.renderer
@@ -348,8 +359,15 @@ def _inputs_line(inputs: dict[str, Any]) -> str:
 
 @sandbox.command("list", context_settings=CONTEXT)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the ids, one per line (for scripts).")
+@click.option(
+    "-a",
+    "--all",
+    "all_",
+    is_flag=True,
+    help="Also list destroyed sandboxes whose evidence is archived (.aido/archive/), and when they went.",
+)
 @global_options
-def sandbox_list(quiet: bool) -> None:
+def sandbox_list(quiet: bool, all_: bool) -> None:
     """List the sandboxes of this workspace (* marks the active one).
 
     With -q, only their ids, one per line, oldest first: e.g.
@@ -358,7 +376,8 @@ def sandbox_list(quiet: bool) -> None:
     STATE.command = "sandbox list"
     if quiet and STATE.json:
         raise click.UsageError("give -q or --json, not both")
-    summaries = _manager().list_sandboxes()
+    manager = _manager()
+    summaries = manager.list_sandboxes(include_archived=all_)
     out = STATE.renderer
     if quiet:
         for summary in summaries:
@@ -369,23 +388,38 @@ def sandbox_list(quiet: bool) -> None:
 
         out.envelope("sandbox list", "success", {"sandboxes": [asdict(s) for s in summaries]})
         return
+    archived = 0 if all_ or manager.workspace_if_any is None else len(manager.workspace.archived_ids())
     if not summaries:
         out.say("No sandboxes. Create one with `aido sandbox up`.")
-        return
-    out.table(
-        ["ID", "NAME", "STATUS", "CREATED", "EXPIRES", "RUNS"],
-        [
+    else:
+        columns = ["ID", "NAME", "STATUS", "CREATED", "EXPIRES", "RUNS"]
+        out.table(
+            [*columns, "DESTROYED"] if all_ else columns,
             [
-                ("* " if s.active else "  ") + s.id,
-                s.name or "-",
-                s.status,
-                s.created_at.replace("T", " ").removesuffix("Z"),
-                _relative_time(s.expires_at),
-                str(s.runs),
-            ]
-            for s in summaries
-        ],
-    )
+                [
+                    ("* " if s.active else "  ") + s.id,
+                    s.name or "-",
+                    s.status,
+                    s.created_at.replace("T", " ").removesuffix("Z"),
+                    "-" if s.archived else _relative_time(s.expires_at),
+                    str(s.runs),
+                    *([_destroyed(s)] if all_ else []),
+                ]
+                for s in summaries
+            ],
+        )
+    if archived:
+        out.say(f"({archived} destroyed sandbox(es) with archived evidence: `aido sandbox list --all`)")
+
+
+def _destroyed(summary: Any) -> str:
+    """When and why a sandbox was destroyed, for `sandbox list --all`."""
+    if not summary.archived:
+        return "-"
+    if not summary.destroyed_at:
+        return "yes"
+    why = "ttl" if summary.destroy_reason == "expired" else "destroy"
+    return f"{_relative_time(summary.destroyed_at)} ({why})"
 
 
 def _relative_time(moment: str) -> str:
@@ -402,25 +436,46 @@ def _relative_time(moment: str) -> str:
 
 @sandbox.command("destroy", context_settings=CONTEXT)
 @click.argument("ids", nargs=-1, metavar="[ID]...")
-@click.option("--all", "all_", is_flag=True, help="Destroy every sandbox in this workspace.")
+@click.option(
+    "--all",
+    "all_",
+    is_flag=True,
+    help="Destroy every sandbox in this workspace (with --purge: every archive too).",
+)
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also delete the evidence (of a live or an already destroyed sandbox). Irreversible; asks y/N.",
+)
+@click.option("-y", "--yes", is_flag=True, help="Confirm --purge without asking (needed without a terminal).")
 @global_options
-def sandbox_destroy(ids: tuple[str, ...], all_: bool) -> None:
-    """Stop a sandbox's containers and delete it with all its files and evidence.
+def sandbox_destroy(ids: tuple[str, ...], all_: bool, purge: bool, yes: bool) -> None:
+    """Stop a sandbox's containers and delete its files; keep its runs' evidence.
 
-    Without an ID, destroys the active sandbox; with none active, it destroys
-    nothing and lists the sandboxes to choose from (exit 3). Every ID is checked
-    first: if one is malformed (exit 2) or unknown (exit 3), none is destroyed.
-    Each sandbox's outcome is reported; if one fails midway, the others are still
-    destroyed and aido exits non-zero. --all with no workspace has nothing to do.
+    Without an ID, destroys the active sandbox (with none active, it destroys
+    nothing and lists the sandboxes to choose from, exit 3). Its containers, inputs/, work/,
+    outputs/ and secrets go; sandbox.json (marked destroyed), events.log and every
+    runs/RUN/ move to .aido/archive/ID/, kept for the evidence_retention setting
+    (30d by default). Read them with `aido runs --sandbox ID` and `aido logs
+    --sandbox ID --run RUN`.
+
+    --purge deletes the evidence too, irreversibly, also of a sandbox destroyed
+    earlier; it asks y/N (without a terminal it needs --yes).
+
+    Every ID is checked first: if one is malformed (exit 2) or unknown (exit 3),
+    none is destroyed. Each sandbox's outcome is reported; if one fails midway, the
+    others are still destroyed and aido exits non-zero. --all with no workspace has
+    nothing to do.
     """
     STATE.command = "sandbox destroy"
     from aido.sandbox.manager import DestroyFailed
 
     if all_ and ids:
         raise click.UsageError("give sandbox IDs or --all, not both")
+    manager = _manager()
     failure: DestroyFailed | None = None
     try:
-        result = _manager().destroy(list(ids), all_sandboxes=all_)
+        result = manager.destroy(list(ids), all_sandboxes=all_, purge=purge, confirm=_purge_confirmer(yes))
     except DestroyFailed as exc:
         result, failure = exc.result, exc
     out = STATE.renderer
@@ -448,9 +503,19 @@ def sandbox_destroy(ids: tuple[str, ...], all_: bool) -> None:
     for item in result.destroyed:
         if item["warning"]:
             out.warn(item["warning"])
+        if item["already_destroyed"] and item["purged"]:
+            out.success(f"Evidence purged: {item['sandbox_id']} ({item['runs']} run(s) deleted)")
+            continue
         removed = item["containers_removed"]
         extra = f" ({removed} container{'s' if removed != 1 else ''} removed)" if removed else ""
         out.success(f"Sandbox destroyed: {item['sandbox_id']}{extra}")
+        if item["purged"]:
+            out.say(f"  its evidence was purged ({item['runs']} run(s) deleted)")
+        elif item["evidence_dir"]:
+            kept = "for good" if manager.evidence_retention is None else f"for {_duration(manager)}"
+            out.say(
+                f"  evidence of {item['runs']} run(s) kept {kept} in {_relative(Path(item['evidence_dir']))}/"
+            )
     for sandbox_id in result.already_gone:
         out.success(f"Sandbox {sandbox_id} was already destroyed (by another aido command)")
     for sandbox_id, err in result.failed:
@@ -543,6 +608,27 @@ def sandbox_clean(sandbox_id: str | None, work: bool, outputs: bool) -> None:
             f"Cleaned {name}/ of sandbox {result['sandbox_id']}: "
             f"removed {held['files']} files and directories ({format_size(held['bytes'])})"
         )
+
+def _duration(manager: Any) -> str:
+    from aido.config.units import format_duration
+
+    return str(format_duration(manager.evidence_retention))
+
+
+def _purge_confirmer(yes: bool) -> Callable[[list[str]], bool]:
+    """--purge: say what goes, then ask y/N on a terminal; without one, only --yes confirms."""
+
+    def confirm(warnings: list[str]) -> bool:
+        out = STATE.renderer
+        for warning in warnings:
+            out.warn(warning)
+        if yes:
+            return True
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return False
+        return click.confirm("aido: delete this evidence for good?", default=False, err=True)
+
+    return confirm
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -943,7 +1029,12 @@ def _run_batch(
 )
 @click.option("--stderr", "show_stderr", is_flag=True, help="Show stderr too (always shown for failed runs).")
 @click.option("--run", "run_id", metavar="RUN", help="Run to show, e.g. run-002 or 2 (default: the latest).")
-@click.option("--sandbox", "sandbox_id", metavar="ID", help="Sandbox (default: the active one).")
+@click.option(
+    "--sandbox",
+    "sandbox_id",
+    metavar="ID",
+    help="Sandbox (default: the active one); a destroyed one's archived runs need its ID here.",
+)
 @click.option("--raw-output", is_flag=True, help="Print the output unfiltered, escape sequences included.")
 @global_options
 def logs(
@@ -957,6 +1048,9 @@ def logs(
 
     From the active sandbox, or --sandbox ID; with none active, aido lists the
     sandboxes and exits 3.
+
+    Works on runs of destroyed sandboxes too (their evidence is archived): give
+    --sandbox ID (`aido runs --all` lists them).
     """
     STATE.command = "logs"
     manager = _manager()
@@ -1060,6 +1154,51 @@ def show(run_id: str | None, sandbox_id: str | None) -> None:
         out.envelope("show", "success", {"sandbox_id": record.id, "run_id": ref.run_id, "run": view})
     else:
         render(view)
+
+
+@cli.command("runs", context_settings=CONTEXT)
+@click.option("--sandbox", "sandbox_id", metavar="ID", help="Only this sandbox's runs (live or destroyed).")
+@click.option("-a", "--all", "all_", is_flag=True, help="Also list the archived runs of destroyed sandboxes.")
+@global_options
+def runs(sandbox_id: str | None, all_: bool) -> None:
+    """List runs: of every live sandbox in this workspace, or of one with --sandbox.
+
+    Runs of destroyed sandboxes are kept in .aido/archive/ID/runs/ (see the
+    evidence_retention setting); --all lists them too. Read one with
+    `aido logs --sandbox ID --run RUN`.
+    """
+    STATE.command = "runs"
+    manager = _manager()
+    listed = manager.list_runs(sandbox_id, include_archived=all_)
+    out = STATE.renderer
+    if out.json_mode:
+        from dataclasses import asdict
+
+        out.envelope(
+            "runs",
+            "success",
+            {"runs": [asdict(r) | {"evidence_dir": _relative(r.evidence_dir)} for r in listed]},
+        )
+        return
+    if not listed:
+        out.say(
+            "No runs." + ("" if all_ or sandbox_id else " (`aido runs --all` lists destroyed sandboxes' too)")
+        )
+        return
+    out.table(
+        ["RUN", "SANDBOX", "STATUS", "EXIT", "STARTED", "TASK"],
+        [
+            [
+                r.run_id,
+                r.sandbox_id + (" (destroyed)" if r.archived else ""),
+                r.status,
+                "-" if r.exit_code is None else str(r.exit_code),
+                r.started_at.replace("T", " ").removesuffix("Z"),
+                r.task,
+            ]
+            for r in listed
+        ],
+    )
 
 
 # -- doctor ---------------------------------------------------------------------------------

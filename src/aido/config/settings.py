@@ -9,16 +9,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aido.config.units import parse_size
+from aido.config.units import parse_duration, parse_size
 from aido.errors import ConfigError, Problem
 
 DEFAULT_OUTPUT_LIMIT = 16 << 20
+DEFAULT_EVIDENCE_RETENTION = 30 * 86400.0
+MAX_EVIDENCE_RETENTION = 100 * 365 * 86400.0
 
 
 @dataclass(frozen=True)
 class Settings:
     output_limit: int = DEFAULT_OUTPUT_LIMIT  # bytes kept per stream per run
     source: str | None = None
+    # How long a destroyed sandbox's archived evidence is kept, in seconds; None: forever.
+    evidence_retention: float | None = DEFAULT_EVIDENCE_RETENTION
+
+
+def parse_retention(value: object) -> float | None:
+    """``evidence_retention``: a duration (30d, 12h), or ``never`` / 0 to keep evidence forever."""
+    if (isinstance(value, int) and not isinstance(value, bool) and value == 0) or (
+        isinstance(value, str) and value.strip().lower() in ("never", "0")
+    ):
+        return None
+    try:
+        return parse_duration(value, maximum=MAX_EVIDENCE_RETENTION)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (or never, to keep evidence forever)") from None
 
 
 def load_settings(path: Path | None) -> Settings:
@@ -31,6 +47,7 @@ def load_settings(path: Path | None) -> Settings:
     class _File(BaseModel):
         model_config = ConfigDict(extra="forbid")
         output_limit: str | int = Field(default="16M")
+        evidence_retention: str | int = Field(default="30d")
 
     data, lines = load_mapping(path, missing_hint="check the --config path")
     try:
@@ -50,4 +67,9 @@ def load_settings(path: Path | None) -> Settings:
     except ValueError as exc:
         line = lines.get(("output_limit",), 1)
         raise ConfigError([Problem(str(exc), path.name, line, "output_limit")]) from None
-    return Settings(output_limit=limit, source=str(path))
+    try:
+        retention = parse_retention(parsed.evidence_retention)
+    except ValueError as exc:
+        line = lines.get(("evidence_retention",), 1)
+        raise ConfigError([Problem(str(exc), path.name, line, "evidence_retention")]) from None
+    return Settings(output_limit=limit, source=str(path), evidence_retention=retention)

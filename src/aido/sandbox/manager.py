@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aido import __version__
+from aido.config.settings import DEFAULT_EVIDENCE_RETENTION
 from aido.errors import (
     AidoError,
     ConfigError,
@@ -224,6 +225,25 @@ class SandboxSummary:
     expires_at: str
     runs: int
     active: bool
+    archived: bool = False  # destroyed; its evidence is in .aido/archive/<id>/
+    destroyed_at: str | None = None
+    destroy_reason: str | None = None  # "destroyed" (by a command) or "expired" (its ttl)
+
+
+@dataclass
+class RunSummary:
+    """One run, as `aido runs` lists it (its sandbox live or destroyed)."""
+
+    sandbox_id: str
+    archived: bool
+    run_id: str
+    task: str
+    status: str
+    exit_code: int | None
+    started_at: str
+    completed_at: str | None
+    duration_ms: int | None
+    evidence_dir: Path
 
 
 def task_user() -> tuple[int, int]:
@@ -240,10 +260,13 @@ class SandboxManager:
         *,
         runtime: RuntimeAdapter | None = None,
         output_limit: int | None = None,
+        evidence_retention: float | None = DEFAULT_EVIDENCE_RETENTION,
     ) -> None:
         self._workspace = workspace
         self._runtime = runtime
         self.output_limit = output_limit
+        # How long a destroyed sandbox's archived evidence is kept (seconds); None: forever.
+        self.evidence_retention = evidence_retention
         # Set by each sweep from the metadata it read anyway: whether a sandbox it left has
         # auto-cleanup or a running run, i.e. whether the TTL reaper has work here.
         self.reaper_needed = False
@@ -252,7 +275,12 @@ class SandboxManager:
         """A manager for another thread: same workspace and settings, its own engine
         connection (adapters are not thread-safe)."""
         runtime = type(self._runtime)() if self._runtime is not None else None
-        return SandboxManager(self.workspace, runtime=runtime, output_limit=self.output_limit)
+        return SandboxManager(
+            self.workspace,
+            runtime=runtime,
+            output_limit=self.output_limit,
+            evidence_retention=self.evidence_retention,
+        )
 
     def run_batch(self, tasks: list[Path], args: list[str] | None = None, **kwargs: Any) -> BatchResult:
         """Run several tasks concurrently (see aido.sandbox.batch.run_batch)."""
@@ -284,7 +312,28 @@ class SandboxManager:
     # -- metadata -----------------------------------------------------------------------
 
     def load(self, sandbox_id: str) -> SandboxRecord:
-        paths = self.workspace.sandbox(sandbox_id)
+        return self._load_at(self.workspace.sandbox(sandbox_id), sandbox_id)
+
+    def load_evidence(self, sandbox_id: str) -> tuple[SandboxRecord, SandboxPaths]:
+        """A sandbox's record and paths for reading its runs: the live sandbox, or else its
+        archive once it was destroyed. Never for starting a run."""
+        paths = self._evidence_paths(sandbox_id)
+        try:
+            return self._load_at(paths, sandbox_id), paths
+        except SandboxNotFound:
+            archived = self.workspace.archived(sandbox_id)
+            if paths == archived or not archived.root.is_dir():
+                raise
+            return self._load_at(archived, sandbox_id), archived  # archived just now
+
+    def _evidence_paths(self, sandbox_id: str) -> SandboxPaths:
+        live = self.workspace.sandbox(sandbox_id)
+        if live.metadata.exists():
+            return live
+        archived = self.workspace.archived(sandbox_id)
+        return archived if archived.root.is_dir() else live
+
+    def _load_at(self, paths: SandboxPaths, sandbox_id: str) -> SandboxRecord:
         try:
             data = fsutil.read_json(paths.metadata)
         except FileNotFoundError:
@@ -398,7 +447,8 @@ class SandboxManager:
             self._workspace = Workspace.find_or_create(start)
         workspace = self.workspace
         sandbox_id = new_sandbox_id()
-        while (workspace.sandboxes / sandbox_id).exists():  # 36^12: a collision is astronomically rare
+        # 36^12: a collision is astronomically rare; an archived id is taken too.
+        while (workspace.sandboxes / sandbox_id).exists() or (workspace.archive / sandbox_id).exists():
             sandbox_id = new_sandbox_id()
         paths = workspace.sandbox(sandbox_id)
         uid, gid = task_user()
@@ -469,7 +519,8 @@ class SandboxManager:
 
     # -- sandbox list / destroy -----------------------------------------------------------
 
-    def list_sandboxes(self) -> list[SandboxSummary]:
+    def list_sandboxes(self, *, include_archived: bool = False) -> list[SandboxSummary]:
+        """The live sandboxes; with ``include_archived``, destroyed ones whose evidence is kept too."""
         workspace = Workspace.find() if self._workspace is None else self._workspace
         if workspace is None:
             return []
@@ -499,13 +550,87 @@ class SandboxManager:
                     active=record.id == active,
                 )
             )
+        if include_archived:
+            out.extend(self._archived_summary(i) for i in workspace.archived_ids())
         return sorted(out, key=lambda s: s.created_at)
 
-    def destroy(self, sandbox_ids: list[str] | None = None, *, all_sandboxes: bool = False) -> DestroyResult:
+    def _archived_summary(self, sandbox_id: str) -> SandboxSummary:
+        from aido.sandbox import archive
+
+        paths = self.workspace.archived(sandbox_id)
+        try:
+            record = self._load_at(paths, sandbox_id)
+        except AidoError:
+            return SandboxSummary(sandbox_id, None, "invalid", "", "", archive.run_count(paths), False, True)
+        return SandboxSummary(
+            id=record.id,
+            name=record.name,
+            status=record.status,
+            created_at=record.created_at,
+            expires_at=record.expires_at,
+            runs=len(record.runs),
+            active=False,
+            archived=True,
+            destroyed_at=record.destroyed_at,
+            destroy_reason=record.destroy_reason,
+        )
+
+    def list_runs(self, sandbox_id: str | None = None, *, include_archived: bool = False) -> list[RunSummary]:
+        """Runs of one sandbox (live or archived), or of every live sandbox (and, with
+        ``include_archived``, of every destroyed one whose evidence is kept)."""
+        from aido.sandbox.ids import check_sandbox_id
+
+        found: list[tuple[SandboxRecord, SandboxPaths, bool]] = []
+        if sandbox_id is not None:
+            record, paths = self.load_evidence(check_sandbox_id(sandbox_id))
+            found.append((record, paths, paths.root.parent == self.workspace.archive))
+        else:
+            workspace = Workspace.find() if self._workspace is None else self._workspace
+            if workspace is None:
+                return []
+            self._workspace = workspace
+            ids = [(i, False) for i in workspace.sandbox_ids()]
+            if include_archived:
+                ids += [(i, True) for i in workspace.archived_ids()]
+            for sid, archived in ids:
+                paths = workspace.archived(sid) if archived else workspace.sandbox(sid)
+                try:
+                    found.append((self._load_at(paths, sid), paths, archived))
+                except AidoError as exc:
+                    log.debug("runs of %s not listed: %s", sid, exc)
+        out = []
+        for record, paths, archived in sorted(found, key=lambda f: f[0].created_at):
+            for ref in sorted(record.runs, key=lambda r: run_number(r.run_id) or 0):
+                out.append(
+                    RunSummary(
+                        sandbox_id=record.id,
+                        archived=archived,
+                        run_id=ref.run_id,
+                        task=ref.task,
+                        status=ref.status,
+                        exit_code=ref.exit_code,
+                        started_at=ref.started_at,
+                        completed_at=ref.completed_at,
+                        duration_ms=ref.duration_ms,
+                        evidence_dir=paths.run_dir(ref.run_id),
+                    )
+                )
+        return out
+
+    def destroy(
+        self,
+        sandbox_ids: list[str] | None = None,
+        *,
+        all_sandboxes: bool = False,
+        purge: bool = False,
+        confirm: Confirm | None = None,
+    ) -> DestroyResult:
         """Destroy the given sandboxes (or the active one, or with ``all_sandboxes`` every
-        one). Every id is checked first: if any is malformed or unknown, nothing is
-        destroyed. One that fails midway does not stop the others; each id's outcome is in
-        the result."""
+        one), keeping each one's evidence in the workspace's archive. Every id is checked
+        first: if any is malformed or unknown, nothing is destroyed. One that fails midway
+        does not stop the others; each id's outcome is in the result. ``purge`` deletes the
+        evidence too (of live or already destroyed sandboxes; with ``all_sandboxes``, every
+        archive as well) once ``confirm`` returns True."""
         from aido.sandbox.ids import check_sandbox_id
 
         given = list(dict.fromkeys(sandbox_ids or []))  # in order, each once
@@ -519,23 +644,32 @@ class SandboxManager:
         workspace = self.workspace
         if all_sandboxes:
             targets = workspace.sandbox_ids()
+            if purge:
+                targets += [i for i in workspace.archived_ids() if i not in targets]
         elif given:
             targets = given
-            unknown = [i for i in given if not workspace.sandbox(i).root.is_dir()]
+            unknown = [
+                i
+                for i in given
+                if not workspace.sandbox(i).root.is_dir() and not self._archive_destroyable(i, purge=purge)
+            ]
+            if len(unknown) == 1:
+                raise self._not_found(unknown[0], nothing_done=len(given) > 1)
             if unknown:
-                some = "sandbox" if len(unknown) == 1 else "sandboxes"
                 raise SandboxNotFound(
-                    f"no {some} {', '.join(unknown)} in {workspace.dir}; nothing was destroyed",
+                    f"no sandboxes {', '.join(unknown)} in {workspace.dir}; nothing was destroyed",
                     hint="list sandboxes with `aido sandbox list`",
                 )
         else:
             targets = [
                 self.resolve_id(None, choose="name it: `aido sandbox destroy ID` (or --all for every one)")
             ]
+        if purge:
+            self._confirm_purge(targets, confirm)
         result = DestroyResult()
         for sandbox_id in targets:
             try:
-                done = self._destroy_one(sandbox_id, reason="destroyed")
+                done = self._destroy_one(sandbox_id, reason="destroyed", purge=purge)
             except (AidoError, OSError) as exc:
                 error = exc if isinstance(exc, AidoError) else WorkspaceError(str(exc))
                 result.failed.append((sandbox_id, error))
@@ -660,52 +794,133 @@ class SandboxManager:
         record_event(paths.events, "sandbox_cleaned", sandbox_id=sid, cleared=cleared)
         return {"sandbox_id": sid, "cleared": cleared}
 
-    def _destroy_one(self, sandbox_id: str, *, reason: str, **event: Any) -> dict[str, Any] | None:
-        """Stop a sandbox's runs and containers, then delete it. Runs in progress (in any
-        process) see the marker, stop their task and write their evidence first; returns
-        None if another process destroyed the sandbox meanwhile."""
+    def _archive_destroyable(self, sandbox_id: str, *, purge: bool) -> bool:
+        """Whether destroy has work on a sandbox that is no longer live: an archive a crash
+        left unfinished, or (with purge) a finished one."""
+        from aido.sandbox.archive import PARTIAL
+
+        archive = self.workspace.archive
+        return (archive / f"{sandbox_id}{PARTIAL}").is_dir() or (purge and (archive / sandbox_id).is_dir())
+
+    def _not_found(self, sandbox_id: str, *, nothing_done: bool = False) -> SandboxNotFound:
+        """The error for an id that names no live sandbox (``nothing_done``: others were
+        named too, and none of them was destroyed)."""
+        archived = self.workspace.archived(sandbox_id).root
+        tail = "; nothing was destroyed" if nothing_done else ""
+        if archived.is_dir():
+            return SandboxNotFound(
+                f"sandbox {sandbox_id} was already destroyed; its evidence is kept in {archived}{tail}",
+                hint=f"read it with `aido runs --sandbox {sandbox_id}` and "
+                f"`aido logs --sandbox {sandbox_id}`; "
+                f"delete it with `aido sandbox destroy --purge {sandbox_id}`",
+            )
+        return SandboxNotFound(
+            f"no sandbox {sandbox_id} in {self.workspace.dir}{tail}",
+            hint="list sandboxes with `aido sandbox list`",
+        )
+
+    def _confirm_purge(self, targets: list[str], confirm: Confirm | None) -> None:
+        """--purge deletes evidence for good: every id must exist (else nothing is deleted),
+        and the caller must say yes to the list of what goes."""
+        from aido.sandbox import archive
+
+        warnings = []
+        for sandbox_id in targets:
+            live = self.workspace.sandbox(sandbox_id)
+            archived = self.workspace.archived(sandbox_id)
+            if live.root.is_dir():
+                runs, state = archive.run_count(live), ""
+            elif self._archive_destroyable(sandbox_id, purge=True):
+                runs, state = archive.run_count(archived), " (already destroyed)"
+            else:
+                raise self._not_found(sandbox_id)
+            warnings.append(
+                f"--purge deletes the evidence of sandbox {sandbox_id}{state}: {runs} run(s), "
+                "irreversibly (it is not kept in .aido/archive/)"
+            )
+        if warnings and (confirm is None or not confirm(warnings)):
+            raise NotConfirmed(
+                "refusing to delete evidence without confirmation",
+                hint="answer y at the prompt, or pass --yes to confirm without a terminal",
+            )
+
+    def _destroy_one(
+        self, sandbox_id: str, *, reason: str, purge: bool = False, wait: bool = True, **event: Any
+    ) -> dict[str, Any] | None:
+        """Stop a sandbox's runs and containers, delete its working trees and keep its runs'
+        evidence in the archive (with ``purge``, delete that too); see aido.sandbox.archive.
+        Runs in progress (in any process) see the marker, stop their task and write their
+        evidence first. Returns None if another process destroyed the sandbox meanwhile, or,
+        without ``wait``, is destroying it now."""
+        from aido.sandbox import archive
+
         workspace = self.workspace
         paths = workspace.sandbox(sandbox_id)
-        try:
-            with fsutil.locked(paths.lock):
-                if not paths.root.is_dir():
-                    return None
-                paths.destroying.touch(exist_ok=True)
-                # From the run directories' locks, not sandbox.json: a sandbox whose metadata
-                # is corrupt or from a newer aido must still be destroyable.
-                live = sorted(p.name for p in _subdirs(paths.runs) if fsutil.is_locked(p))
-        except FileNotFoundError:
-            return None  # removed by a concurrent destroy
-        # The runs' own processes notice the marker within a fraction of a second, stop
-        # their task and close their records; wait for them so that each ends cleanly and
-        # nothing writes into a tree being deleted. Containers go afterwards (and at once
-        # for runs whose aido process is gone, or one that does not finish in time).
-        deadline = time.monotonic() + DESTROY_WAIT_SECONDS
-        while any(fsutil.is_locked(paths.run_dir(r)) for r in live) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        warning = None
-        removed: list[str] = []
-        try:
-            removed = self._remove_containers({"aido.sandbox": sandbox_id})
-        except RuntimeUnavailable as exc:
-            warning = f"containers not checked: {exc.message}"
-        try:
-            with fsutil.locked(paths.lock):
-                if not paths.root.is_dir():
-                    return None
-                _delete_sandbox_tree(paths)
-        except FileNotFoundError:
-            return None
+        if not paths.root.is_dir():
+            return self._destroy_archived(sandbox_id, purge=purge, wait=wait)
+        # One destroyer at a time: this lock follows the directory into the archive, and is
+        # held until the archive is finished (a sweep never finishes a destroy in progress).
+        with archive.holding(paths.root, wait=wait) as held:
+            if not held:
+                return None
+            try:
+                with fsutil.locked(paths.lock):
+                    if not paths.root.is_dir():
+                        return None  # destroyed by the process we waited for
+                    marker = archive.mark(paths, reason=reason, purge=purge)
+                    # From the run directories' locks, not sandbox.json: a sandbox whose metadata
+                    # is corrupt or from a newer aido must still be destroyable.
+                    live = sorted(p.name for p in _subdirs(paths.runs) if fsutil.is_locked(p))
+            except FileNotFoundError:
+                return None  # removed by a concurrent destroy
+            # The runs' own processes notice the marker within a fraction of a second, stop
+            # their task and close their records; wait for them so that each ends cleanly and
+            # nothing writes into a tree being moved. Containers go afterwards (and at once
+            # for runs whose aido process is gone, or one that does not finish in time).
+            deadline = time.monotonic() + DESTROY_WAIT_SECONDS
+            while any(fsutil.is_locked(paths.run_dir(r)) for r in live) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            warning = None
+            removed: list[str] = []
+            try:
+                removed = self._remove_containers({"aido.sandbox": sandbox_id})
+            except RuntimeUnavailable as exc:
+                warning = f"containers not checked: {exc.message}"
+            purging = bool(marker["purge"])
+            runs = archive.run_count(paths)
+            try:
+                with fsutil.locked(paths.lock):
+                    if not paths.root.is_dir():
+                        return None
+                    if not purging:
+                        record_event(
+                            paths.events,
+                            "sandbox_destroyed",
+                            sandbox_id=sandbox_id,
+                            reason=marker["reason"],
+                            containers_removed=len(removed),
+                            runs_stopped=live or None,
+                            **event,
+                        )
+                    staging = archive.move_out(workspace, paths, sandbox_id, purge=purging)
+            except FileNotFoundError:
+                return None
+            kept = archive.finish(workspace, staging)
         record_event(
             workspace.events,
             "sandbox_destroyed",
             sandbox_id=sandbox_id,
-            reason=reason,
+            reason=marker["reason"],
             containers_removed=len(removed),
             runs_stopped=live or None,
             warning=warning,
+            evidence=None if kept is None else str(kept.relative_to(workspace.dir)),
             **event,
         )
+        if purging:
+            record_event(
+                workspace.events, "evidence_purged", sandbox_id=sandbox_id, reason="purge", runs=runs
+            )
         if reason == "destroyed" and workspace.active_id() == sandbox_id:
             workspace.set_active(None)
         return {
@@ -713,6 +928,49 @@ class SandboxManager:
             "containers_removed": len(removed),
             "runs_stopped": live,
             "warning": warning,
+            "runs": runs,
+            "evidence_dir": None if kept is None else str(kept),
+            "purged": purging,
+            "already_destroyed": False,
+        }
+
+    def _destroy_archived(self, sandbox_id: str, *, purge: bool, wait: bool) -> dict[str, Any] | None:
+        """A sandbox that is no longer live: finish an archive that a crash left unfinished,
+        and with ``purge`` delete the archive."""
+        from aido.sandbox import archive
+
+        workspace = self.workspace
+        staging = workspace.archive / f"{sandbox_id}{archive.PARTIAL}"
+        kept = None
+        with archive.holding(staging, wait=wait) as held:
+            if held and staging.is_dir():
+                kept = archive.finish(workspace, staging)
+                record_event(
+                    workspace.events,
+                    "sandbox_destroyed",
+                    sandbox_id=sandbox_id,
+                    reason="destroyed",
+                    evidence=str(kept.relative_to(workspace.dir)) if kept else None,
+                    recovered=True,
+                )
+        paths = workspace.archived(sandbox_id)
+        runs = archive.run_count(paths)
+        purged = purge and archive.purge(workspace, sandbox_id, wait=wait)
+        if purged:
+            record_event(
+                workspace.events, "evidence_purged", sandbox_id=sandbox_id, reason="purge", runs=runs
+            )
+        if kept is None and not purged:
+            return None
+        return {
+            "sandbox_id": sandbox_id,
+            "containers_removed": 0,
+            "runs_stopped": [],
+            "warning": None,
+            "runs": runs,
+            "evidence_dir": None if purged or kept is None else str(kept),
+            "purged": purged,
+            "already_destroyed": True,
         }
 
     # -- lifecycle: TTL sweep and crash recovery ----------------------------------------
@@ -737,6 +995,10 @@ class SandboxManager:
         for sandbox_id in workspace.sandbox_ids():
             try:
                 paths = workspace.sandbox(sandbox_id)
+                if paths.destroying.exists():
+                    if self._finish_abandoned_destroy(sandbox_id, paths):
+                        actions.append({"action": "finished_destroy", "sandbox_id": sandbox_id})
+                    continue
                 data = _peek(paths)
                 if data is not None and not _may_need_sweeping(data, now):
                     self.reaper_needed = self.reaper_needed or wants_reaper(data)
@@ -757,9 +1019,16 @@ class SandboxManager:
                     record.auto_cleanup
                     and record.expired(now)
                     and not live
-                    and self._destroy_one(sandbox_id, reason="expired", expired_at=record.expires_at)
+                    and self._destroy_one(
+                        sandbox_id, reason="expired", wait=False, expired_at=record.expires_at
+                    )
                 ):
-                    log.info("removed expired sandbox %s (expired at %s)", sandbox_id, record.expires_at)
+                    log.info(
+                        "removed expired sandbox %s (expired at %s); its runs are kept in .aido/archive/%s/",
+                        sandbox_id,
+                        record.expires_at,
+                        sandbox_id,
+                    )
                     actions.append({"action": "destroyed_expired", "sandbox_id": sandbox_id})
                 else:
                     # It stays, perhaps with runs recovered just now: its metadata as it is now.
@@ -767,8 +1036,74 @@ class SandboxManager:
                     self.reaper_needed = self.reaper_needed or (after is not None and wants_reaper(after))
             except (AidoError, OSError) as exc:
                 log.debug("sweep skipped %s: %s", sandbox_id, exc)
+        actions.extend(self._sweep_archive(now))
         if containers or workspace.containers_left.exists():
             actions.extend(self.reap_containers())
+        return actions
+
+    def _finish_abandoned_destroy(self, sandbox_id: str, paths: SandboxPaths) -> bool:
+        """A sandbox marked ``.destroying`` whose destroyer died (nobody holds its directory):
+        destroy it again, once its runs have closed their records (they stop at the marker)."""
+        from aido.sandbox import archive
+
+        if fsutil.is_locked(paths.root) or any(fsutil.is_locked(p) for p in _subdirs(paths.runs)):
+            return False
+        reason = archive.read_marker(paths.destroying).get("reason")
+        return (
+            self._destroy_one(
+                sandbox_id, reason=reason if isinstance(reason, str) else "destroyed", wait=False
+            )
+            is not None
+        )
+
+    def _sweep_archive(self, now: Any) -> list[dict[str, Any]]:
+        """Finish archives (and purges) a crash left halfway, and delete archives whose
+        sandbox was destroyed longer than ``evidence_retention`` ago."""
+        from aido.config.units import format_duration
+        from aido.sandbox import archive
+
+        workspace = self.workspace
+        actions: list[dict[str, Any]] = []
+        finished, left = archive.scan(workspace)
+        for staging in left:
+            sandbox_id = staging.name.split(".")[0]
+            try:
+                with archive.holding(staging, wait=False) as held:
+                    if not held:
+                        continue  # its destroyer is at work
+                    kept = archive.finish(workspace, staging)
+                record_event(
+                    workspace.events,
+                    "sandbox_destroyed" if kept is not None else "evidence_purged",
+                    sandbox_id=sandbox_id,
+                    reason="destroyed" if kept is not None else "purge",
+                    evidence=None if kept is None else str(kept.relative_to(workspace.dir)),
+                    recovered=True,
+                )
+                actions.append({"action": "finished_archive", "sandbox_id": sandbox_id})
+            except (AidoError, OSError) as exc:
+                log.debug("sweep could not finish %s: %s", staging, exc)
+        if self.evidence_retention is None:
+            return actions
+        for sandbox_id in finished:
+            try:
+                destroyed_at = archive.older_than(workspace, sandbox_id, self.evidence_retention, now)
+                if destroyed_at is None:
+                    continue
+                runs = archive.run_count(workspace.archived(sandbox_id))
+                if archive.purge(workspace, sandbox_id, wait=False):
+                    record_event(
+                        workspace.events,
+                        "evidence_purged",
+                        sandbox_id=sandbox_id,
+                        reason="retention",
+                        destroyed_at=destroyed_at,
+                        retention=format_duration(self.evidence_retention),
+                        runs=runs,
+                    )
+                    actions.append({"action": "pruned_evidence", "sandbox_id": sandbox_id})
+            except (AidoError, OSError) as exc:
+                log.debug("sweep could not prune %s: %s", sandbox_id, exc)
         return actions
 
     def reap_containers(self) -> list[dict[str, Any]]:
@@ -1069,7 +1404,8 @@ class SandboxManager:
             if not plan.paths.metadata.exists() and isinstance(exc, OSError):
                 raise SandboxNotFound(
                     f"sandbox {plan.record.id} was destroyed while {rid} ran",
-                    hint="nothing of the run was kept; create a new sandbox with `aido sandbox up`",
+                    hint=f"its output so far is archived unless purged (`aido logs --sandbox "
+                    f"{plan.record.id} --run {rid}`); create a new sandbox with `aido sandbox up`",
                 ) from None
             raise
         finally:
@@ -1388,7 +1724,9 @@ class SandboxManager:
     # -- aido logs ------------------------------------------------------------------------
 
     def run_ref(self, sandbox_id: str | None, run: str | None) -> tuple[SandboxRecord, RunRef]:
-        record = self.load(self.resolve_id(sandbox_id))
+        """A run of the given (live or destroyed) sandbox, or of the active one; the latest
+        run without ``run``."""
+        record, _ = self.load_evidence(self.resolve_id(sandbox_id))
         if not record.runs:
             raise RunNotFound(f"sandbox {record.id} has no runs yet", hint="run a task with `aido run TASK`")
         if run is None:
@@ -1403,7 +1741,8 @@ class SandboxManager:
         return record, ref
 
     def run_dir(self, sandbox_id: str, run: str) -> Path:
-        return self.workspace.sandbox(sandbox_id).run_dir(check_run_id(run))
+        """Where a run's evidence is: in the sandbox, or in the archive once it was destroyed."""
+        return self._evidence_paths(sandbox_id).run_dir(check_run_id(run))
 
     def stream_logs(
         self,
@@ -1416,15 +1755,16 @@ class SandboxManager:
     ) -> Iterator[tuple[int, bytes]]:
         """Yield (stream, bytes) from a run's logs; with ``follow``, keep going as they grow
         until the run has ended (the run may be in progress in another process)."""
-        run_dir = self.run_dir(sandbox_id, run)
         names = {1: "stdout.log", 2: "stderr.log"}
         offsets = dict.fromkeys(streams, 0)
         next_check, orphaned = time.monotonic() + ORPHAN_CHECK_SECONDS, 0
         while True:
             ended = (
                 not follow
-                or (self.load(sandbox_id).run(run) or RunRef(run, "", "error", "")).status != "running"
+                or (self.load_evidence(sandbox_id)[0].run(run) or RunRef(run, "", "error", "")).status
+                != "running"
             )
+            run_dir = self.run_dir(sandbox_id, run)  # again each time: it moves when archived
             for kind in streams:
                 try:
                     fd = os.open(run_dir / names[kind], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -1810,6 +2150,7 @@ __all__ = [
     "DestroyResult",
     "RunHooks",
     "RunResult",
+    "RunSummary",
     "SandboxManager",
     "SandboxSummary",
     "Widening",

@@ -5,8 +5,10 @@ keeps running after the command returns, and exits on its own once no sandbox wi
 auto-cleanup is left. An flock on ``.aido/reaper.lock`` makes it single-instance:
 a second one exits at once, and a crashed one leaves no stale lock behind.
 
-Each sweep also recovers runs orphaned by a killed ``aido run`` and removes
-containers of this workspace that no live run owns. Every aido command sweeps on
+Each sweep also recovers runs orphaned by a killed ``aido run``, removes
+containers of this workspace that no live run owns, and deletes archived evidence
+older than the ``evidence_retention`` setting (re-read from ``.aido/config.json``
+at each sweep; an invalid file means nothing is pruned). Every aido command sweeps on
 its way too, so the reaper is a safety net, not the only line of cleanup.
 """
 
@@ -96,6 +98,20 @@ def _log(workspace: Workspace, message: str) -> None:
         pass
 
 
+def _retention(workspace: Workspace) -> float | None:
+    """The workspace's evidence_retention; None (prune nothing) if its settings are invalid:
+    a broken file must never shorten how long evidence is kept."""
+    from aido.config.settings import load_settings
+    from aido.errors import AidoError
+
+    config = workspace.config_file
+    try:
+        return load_settings(config if config.is_file() else None).evidence_retention
+    except AidoError as exc:
+        _log(workspace, f"not pruning evidence: {config} is invalid: {exc}")
+        return None
+
+
 def serve(root: Path, interval: float) -> int:
     """The reaper's loop. Returns when there is nothing left to reap (or another reaper runs)."""
     from aido.sandbox.manager import SandboxManager
@@ -122,6 +138,7 @@ def serve(root: Path, interval: float) -> int:
         while workspace.sandboxes.is_dir() and has_work(workspace):
             if time.monotonic() >= next_sweep:
                 try:
+                    manager.evidence_retention = _retention(workspace)
                     for action in manager.sweep(containers=True):
                         _log(workspace, f"{action}")
                 except Exception:  # the reaper must outlive any one bad sweep

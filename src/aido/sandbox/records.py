@@ -74,11 +74,17 @@ class SandboxRecord:
     auto_cleanup: bool = True
     runs: list[RunRef] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
+    # Set once, when the sandbox is destroyed and its evidence archived (status "destroyed").
+    destroyed_at: str | None = None
+    destroy_reason: str | None = None  # "destroyed" (by a command) or "expired" (its ttl)
 
     def to_json(self) -> dict[str, Any]:
         # Not dataclasses.asdict: its deep copy of every run cost ~40 ms per save at 1000 runs.
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["runs"] = [dict(vars(run)) for run in self.runs]
+        for key in ("destroyed_at", "destroy_reason"):
+            if data[key] is None:
+                del data[key]  # a live sandbox's file stays as it always was
         # Keep the spec's key order at the top: id, created_at, status, config, runs.
         ordered = {
             k: data.pop(k) for k in ("schema_version", "id", "name", "created_at", "expires_at", "status")
@@ -132,6 +138,10 @@ class SandboxRecord:
                 auto_cleanup=_typed(data, "auto_cleanup", bool),
                 runs=runs,
                 schema_version=SCHEMA_VERSION,
+                destroyed_at=_time(data, "destroyed_at") if data.get("destroyed_at") is not None else None,
+                destroy_reason=_typed(data, "destroy_reason", (str, type(None)))
+                if "destroy_reason" in data
+                else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MetadataError(

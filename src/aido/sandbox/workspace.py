@@ -11,6 +11,8 @@ Layout::
         inputs/ work/ outputs/     # mounted into the container
         sandbox.json  events.log   # metadata, written only by aido
         runs/run-001/              # per-run evidence; only the task file is mounted (read-only)
+      archive/<id>/                # a destroyed sandbox's evidence (see aido.sandbox.archive)
+        sandbox.json  events.log  inputs.json  runs/run-001/
 """
 
 from __future__ import annotations
@@ -96,6 +98,11 @@ class Workspace:
         return self.dir / "events.log"
 
     @property
+    def archive(self) -> Path:
+        """Destroyed sandboxes' evidence, one directory per sandbox (see aido.sandbox.archive)."""
+        return self.dir / "archive"
+
+    @property
     def config_file(self) -> Path:
         return self.dir / "config.json"
 
@@ -153,6 +160,23 @@ class Workspace:
         if root.resolve().parent != self.sandboxes.resolve():
             raise WorkspaceError(f"sandbox path {root} escapes the workspace")
         return SandboxPaths(root)
+
+    def archived(self, sandbox_id: str) -> SandboxPaths:
+        """Paths of a destroyed sandbox's archived evidence (runs/, sandbox.json, events.log)."""
+        check_sandbox_id(sandbox_id)
+        return SandboxPaths(self.archive / sandbox_id)
+
+    def archived_ids(self) -> list[str]:
+        """Destroyed sandboxes whose evidence is archived (finished archives only)."""
+        try:
+            names = os.listdir(self.archive)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(
+            n
+            for n in names
+            if is_sandbox_id(n) and (self.archive / n).is_dir() and not (self.archive / n).is_symlink()
+        )
 
     def sandbox_ids(self) -> list[str]:
         try:
