@@ -5,7 +5,7 @@ One invocation of this script:
 1. creates a throwaway project directory with ``hello.py`` and runs ``aido sandbox up`` in it;
 2. after 2 warm-up runs of each, times N whole-process ``aido run hello.py`` invocations
    interleaved with N ``docker run --rm`` of the same image and command with the same
-   hardening aido applies (see ``host_config`` in src/aido/runtimes/docker/adapter.py);
+   hardening aido applies (see ``host_config`` in src/aido/backends/docker/adapter.py);
 3. times N ``aido --version`` (CLI start-up alone) and N ``python -c pass`` (interpreter floor);
 4. prints median / p90 / min per command and the ratio of the medians, PASS/FAIL against
    ``--target`` (or one JSON document with ``--json``);

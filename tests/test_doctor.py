@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from aido import doctor
+from aido.backends.base import ExecOutcome, ExecRequest, Guard, OutputSink, RuntimeInfo
+from aido.backends.docker.adapter import ENGINE_HINT, GVISOR_HINT, DockerBackend
 from aido.doctor import (
     CGROUP_FIX,
     DEFAULT_IMAGES,
@@ -26,9 +28,7 @@ from aido.doctor import (
     run_checks,
 )
 from aido.errors import RuntimeFailure
-from aido.runtimes.base import ExecOutcome, ExecRequest, Guard, OutputSink, RuntimeInfo
-from aido.runtimes.docker.adapter import ENGINE_HINT, GVISOR_HINT, DockerRuntime
-from aido.sandbox.workspace import DIRNAME, Workspace
+from aido.store.workspace import DIRNAME, Workspace
 from conftest import as_unprivileged
 
 NAMES = [
@@ -116,7 +116,7 @@ def test_a_missing_image_is_a_warning(engine: None, tmp_path: Path) -> None:
 
 
 def test_an_unreachable_engine_fails_and_skips_what_needs_it(tmp_path: Path) -> None:
-    checks = run_checks(DockerRuntime("unix:///nonexistent.sock"), start=tmp_path)
+    checks = run_checks(DockerBackend("unix:///nonexistent.sock"), start=tmp_path)
     assert [check.name for check in checks] == NAMES
     found = by_name(checks)
     assert found["engine"].status == FAIL
@@ -215,7 +215,7 @@ def test_a_refused_probe_fails_the_workspace_check(tmp_path: Path, monkeypatch: 
         return real_open(path, flags, mode, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", refuse)  # the module doctor.py uses
-    checks = run_checks(DockerRuntime("unix:///nonexistent.sock"), start=tmp_path)
+    checks = run_checks(DockerBackend("unix:///nonexistent.sock"), start=tmp_path)
     check = by_name(checks)["workspace"]
     assert check.status == FAIL
     assert check.detail == f"{workspace.dir} is not writable: Permission denied"
@@ -241,7 +241,7 @@ GOOD_FACTS: dict[str, Any] = {
 }
 
 
-class FakeRuntime(DockerRuntime):
+class FakeBackend(DockerBackend):
     """The Docker adapter with the engine replaced: facts, images and run results are given."""
 
     def __init__(
@@ -283,7 +283,7 @@ class FakeRuntime(DockerRuntime):
 
 
 def test_the_smoke_request_is_tiny_hardened_and_labelled(tmp_path: Path) -> None:
-    runtime = FakeRuntime()
+    runtime = FakeBackend()
     checks = run_checks(runtime, start=tmp_path)
     assert exit_code(checks) == 0, checks
     assert [r.isolation for r in runtime.requests] == ["default", "gvisor"]
@@ -309,13 +309,13 @@ def test_the_smoke_request_is_tiny_hardened_and_labelled(tmp_path: Path) -> None
 
 
 def test_the_smoke_run_falls_back_to_debian(tmp_path: Path) -> None:
-    runtime = FakeRuntime(images={"debian:bookworm-slim"})
+    runtime = FakeBackend(images={"debian:bookworm-slim"})
     run_checks(runtime, start=tmp_path, images=())
     assert {r.image for r in runtime.requests} == {"debian:bookworm-slim"}
 
 
 def test_without_a_smoke_image_the_runtime_is_a_warning(tmp_path: Path) -> None:
-    runtime = FakeRuntime(images=set())
+    runtime = FakeBackend(images=set())
     found = by_name(run_checks(runtime, start=tmp_path, images=()))
     assert runtime.requests == []
     assert found["oci_runtime:runc"].status == WARN
@@ -328,7 +328,7 @@ def test_without_a_smoke_image_the_runtime_is_a_warning(tmp_path: Path) -> None:
     [(b"ok\n", 1, "exit code 1: sh: boom"), (b"nope\n", 0, "unexpected output b'nope\\n'")],
 )
 def test_a_failed_smoke_run_fails(tmp_path: Path, stdout: bytes, code: int, expected: str) -> None:
-    checks = run_checks(FakeRuntime(stdout=stdout, exit_code=code), start=tmp_path, images=())
+    checks = run_checks(FakeBackend(stdout=stdout, exit_code=code), start=tmp_path, images=())
     check = by_name(checks)["oci_runtime:runsc"]
     assert check.status == FAIL
     assert expected in check.detail
@@ -338,7 +338,7 @@ def test_a_failed_smoke_run_fails(tmp_path: Path, stdout: bytes, code: int, expe
 
 
 def test_missing_runc_fails_and_missing_gvisor_warns(tmp_path: Path) -> None:
-    runtime = FakeRuntime(facts={**GOOD_FACTS, "oci_runtimes": ["crun"], "default_oci_runtime": "crun"})
+    runtime = FakeBackend(facts={**GOOD_FACTS, "oci_runtimes": ["crun"], "default_oci_runtime": "crun"})
     found = by_name(run_checks(runtime, start=tmp_path, images=()))
     assert found["oci_runtime:runc"].status == FAIL
     assert "the engine has: crun" in found["oci_runtime:runc"].detail
@@ -350,20 +350,20 @@ def test_missing_runc_fails_and_missing_gvisor_warns(tmp_path: Path) -> None:
 
 def test_unenforceable_limits_fail_and_swap_warns(tmp_path: Path) -> None:
     no_limits = {**GOOD_FACTS, "memory_limit": False, "pids_limit": False, "rootless": True}
-    check = by_name(run_checks(FakeRuntime(facts=no_limits), start=tmp_path, images=()))["cgroup_limits"]
+    check = by_name(run_checks(FakeBackend(facts=no_limits), start=tmp_path, images=()))["cgroup_limits"]
     assert check.status == FAIL
     assert check.detail == "not enforceable: memory, pids limits (cgroup v2, systemd, rootless engine)"
     assert check.fix == CGROUP_FIX
 
     no_swap = {**GOOD_FACTS, "swap_limit": False}
-    check = by_name(run_checks(FakeRuntime(facts=no_swap), start=tmp_path, images=()))["cgroup_limits"]
+    check = by_name(run_checks(FakeBackend(facts=no_swap), start=tmp_path, images=()))["cgroup_limits"]
     assert check.status == WARN
     assert "memory+swap" in check.detail
     assert check.fix
 
 
 def test_a_broken_diagnose_fails_only_what_needs_it(tmp_path: Path) -> None:
-    class Broken(FakeRuntime):
+    class Broken(FakeBackend):
         def diagnose(self) -> dict[str, Any]:
             raise RuntimeFailure("the engine said 500")
 
@@ -380,7 +380,7 @@ def test_a_broken_diagnose_fails_only_what_needs_it(tmp_path: Path) -> None:
 
 
 def test_an_unexpected_error_in_one_check_hides_no_other(tmp_path: Path) -> None:
-    class Crashing(FakeRuntime):
+    class Crashing(FakeBackend):
         def image_id(self, image: str) -> str | None:
             if image == "node:18-alpine":
                 raise ValueError("surprise")
@@ -395,7 +395,7 @@ def test_an_unexpected_error_in_one_check_hides_no_other(tmp_path: Path) -> None
 
 
 def test_a_backend_that_cannot_tell_is_a_warning(tmp_path: Path) -> None:
-    class Opaque(FakeRuntime):
+    class Opaque(FakeBackend):
         image_id = None  # type: ignore[assignment]  # a backend without image lookups
 
         def diagnose(self) -> dict[str, Any]:

@@ -24,14 +24,14 @@ __all__ = [
 if TYPE_CHECKING:
     from aido.errors import AidoError
     from aido.sandbox.manager import RunResult, SandboxManager, Widening
-    from aido.sandbox.workspace import Workspace
+    from aido.store.workspace import Workspace
 
 _LAZY = {
     "AidoError": "aido.errors",
     "RunResult": "aido.sandbox.manager",
     "SandboxManager": "aido.sandbox.manager",
     "Widening": "aido.sandbox.manager",
-    "Workspace": "aido.sandbox.workspace",
+    "Workspace": "aido.store.workspace",
 }
 
 

@@ -21,10 +21,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
+from aido.backends.base import ISOLATION_DEFAULT, Backend, ExecRequest, Limits
+from aido.backends.docker.adapter import GVISOR_HINT, OCI_RUNTIMES, SECCOMP_FLAGS
 from aido.errors import AidoError
-from aido.runtimes.base import ISOLATION_DEFAULT, ExecRequest, Limits, RuntimeAdapter
-from aido.runtimes.docker.adapter import GVISOR_HINT, OCI_RUNTIMES, SECCOMP_FLAGS
-from aido.sandbox.workspace import DIRNAME, Workspace
+from aido.store.workspace import DIRNAME, Workspace
 
 OK = "ok"
 WARN = "warn"
@@ -80,27 +80,27 @@ class Check:
 
 
 def run_checks(
-    runtime: RuntimeAdapter | None = None,
+    backend: Backend | None = None,
     *,
     start: Path | None = None,
     images: Sequence[str] = DEFAULT_IMAGES,
     smoke: bool = True,
 ) -> list[Check]:
     """Every check, in a stable order: engine, OCI runtimes, cgroup limits, images, workspace, python."""
-    if runtime is None:
+    if backend is None:
         try:
-            from aido.runtimes.registry import get_runtime
+            from aido.backends.registry import get_backend
 
-            runtime = get_runtime()
+            backend = get_backend()
         except Exception as exc:
             engine = _failed("engine", exc, ENGINE_FIX)
-    if runtime is not None:
-        engine = _guarded("engine", lambda: check_engine(runtime), ENGINE_FIX)
+    if backend is not None:
+        engine = _guarded("engine", lambda: check_engine(backend), ENGINE_FIX)
     checks = [engine]
-    if runtime is None or engine.status == FAIL:
+    if backend is None or engine.status == FAIL:
         checks += [Check(name, SKIP, SKIPPED, SKIPPED_FIX) for name in _engine_dependent(images)]
     else:
-        checks += _engine_checks(runtime, images, smoke)
+        checks += _engine_checks(backend, images, smoke)
     checks.append(_guarded("workspace", lambda: check_workspace(start)))
     checks.append(_guarded("python", check_python))
     return checks
@@ -114,30 +114,30 @@ def _engine_dependent(images: Sequence[str]) -> list[str]:
     ]
 
 
-def _engine_checks(runtime: RuntimeAdapter, images: Sequence[str], smoke: bool) -> list[Check]:
+def _engine_checks(backend: Backend, images: Sequence[str], smoke: bool) -> list[Check]:
     """The checks that need a reachable engine: OCI runtimes (smoke runs), cgroup limits, images."""
     checks: list[Check] = []
-    lookup = _ImageLookup(runtime)
+    lookup = _ImageLookup(backend)
 
     def image_checks() -> list[Check]:
         return [_guarded(f"image:{image}", partial(check_image, lookup, image)) for image in images]
 
     try:
-        facts = dict(runtime.diagnose() or {})
+        facts = dict(backend.diagnose() or {})
     except Exception as exc:
         why = "cannot read the engine's facts: "
         return [_failed(name, exc, ENGINE_FIX, why) for name in _engine_dependent(())] + image_checks()
     for oci in OCI_ISOLATION:
         checks.append(
-            _guarded(f"oci_runtime:{oci}", partial(check_oci_runtime, runtime, oci, facts, lookup, smoke))
+            _guarded(f"oci_runtime:{oci}", partial(check_oci_runtime, backend, oci, facts, lookup, smoke))
         )
     checks.append(_guarded("cgroup_limits", lambda: check_cgroup_limits(facts), CGROUP_FIX))
     return checks + image_checks()
 
 
-def check_engine(runtime: RuntimeAdapter) -> Check:
-    info = runtime.info()
-    engine = _ENGINE_NAMES.get(info.engine, info.engine or runtime.name)
+def check_engine(backend: Backend) -> Check:
+    info = backend.info()
+    engine = _ENGINE_NAMES.get(info.engine, info.engine or backend.name)
     detail = f"{engine} {info.version or '(unknown version)'}"
     if info.api_version:
         detail += f", API {info.api_version}"
@@ -145,7 +145,7 @@ def check_engine(runtime: RuntimeAdapter) -> Check:
 
 
 def check_oci_runtime(
-    runtime: RuntimeAdapter, oci: str, facts: dict[str, Any], lookup: _ImageLookup, smoke: bool
+    backend: Backend, oci: str, facts: dict[str, Any], lookup: _ImageLookup, smoke: bool
 ) -> Check:
     name = f"oci_runtime:{oci}"
     label = OCI_LABELS.get(oci, oci)
@@ -154,7 +154,7 @@ def check_oci_runtime(
         return Check(
             name,
             WARN,
-            f"unknown: the {runtime.name or 'runtime'} backend does not report its OCI runtimes",
+            f"unknown: the {backend.name or 'runtime'} backend does not report its OCI runtimes",
             f"check by hand that a task runs in `aido sandbox up --isolation {isolation}`",
         )
     present = [str(r) for r in facts.get("oci_runtimes") or []]
@@ -179,7 +179,7 @@ def check_oci_runtime(
     found = ", ".join(parts)
     checked = Check(name, OK, f"present ({found})", None)
     if smoke:
-        checked = _smoke(runtime, name, isolation, found, lookup)
+        checked = _smoke(backend, name, isolation, found, lookup)
     return _check_seccomp_flag(checked, oci, facts)
 
 
@@ -331,10 +331,10 @@ def as_json(checks: Sequence[Check]) -> list[dict[str, Any]]:
 class _ImageLookup:
     """``image_id`` through the adapter when it has one (Docker-specific), each image asked once."""
 
-    def __init__(self, runtime: RuntimeAdapter) -> None:
-        found = getattr(runtime, "image_id", None)
+    def __init__(self, backend: Backend) -> None:
+        found = getattr(backend, "image_id", None)
         self._image_id = cast("Callable[[str], str | None] | None", found if callable(found) else None)
-        self.backend = runtime.name or "runtime"
+        self.backend = backend.name or "runtime"
         self._cache: dict[str, str | None] = {}
 
     @property
@@ -360,7 +360,7 @@ class _ImageLookup:
             return None
 
 
-def _smoke(runtime: RuntimeAdapter, name: str, isolation: str, found: str, lookup: _ImageLookup) -> Check:
+def _smoke(backend: Backend, name: str, isolation: str, found: str, lookup: _ImageLookup) -> Check:
     """Prove an isolation level works: a tiny hardened container must print ``ok``."""
     image = next((i for i in SMOKE_IMAGES if lookup.present(i)), None)
     if image is None:
@@ -391,7 +391,7 @@ def _smoke(runtime: RuntimeAdapter, name: str, isolation: str, found: str, looku
     )
     began = time.monotonic()
     try:
-        outcome = runtime.run(request, sink)
+        outcome = backend.run(request, sink)
     except AidoError as exc:
         return Check(
             name,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aido.cli.show import build_view, clean, limits_hit, render
-from aido.sandbox.records import RunRef
+from aido.store.records import RunRef
 
 
 def test_clean_escapes_every_control_and_format_character() -> None:

@@ -11,7 +11,7 @@ import pytest
 from aido.config.loader import load_spec, load_spec_and_lines
 from aido.config.settings import load_settings
 from aido.errors import ConfigError, Problem
-from aido.sandbox.inputs import match_inputs
+from aido.host.inputs import match_inputs
 
 
 def _write(tmp_path: Path, text: str, name: str = "sandbox.yaml") -> Path:

@@ -30,7 +30,7 @@ from e2e_support import (  # noqa: F401
 )
 
 from aido.sandbox.manager import SandboxManager
-from aido.sandbox.workspace import Workspace
+from aido.store.workspace import Workspace
 from conftest import write
 
 pytestmark = pytest.mark.docker

@@ -66,8 +66,8 @@ def alive(pid: int) -> bool:
 
 
 def reaper_pids(project: Path) -> list[int]:
-    """Live reaper processes serving this workspace: `python -P -m aido.sandbox.reaper ROOT`."""
-    wanted = ["-P", "-m", "aido.sandbox.reaper", str(project.resolve())]
+    """Live reaper processes serving this workspace: `python -P -m aido.lifecycle.reaper ROOT`."""
+    wanted = ["-P", "-m", "aido.lifecycle.reaper", str(project.resolve())]
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -297,7 +297,7 @@ def test_one_reaper_per_workspace(aido: Aido, project: Path) -> None:
     (serving,) = reaper_pids(project)
     extra = [
         subprocess.Popen(
-            [sys.executable, "-P", "-m", "aido.sandbox.reaper", str(project.resolve())],
+            [sys.executable, "-P", "-m", "aido.lifecycle.reaper", str(project.resolve())],
             cwd=project,
             env=aido_env(FAST_REAPER),
             stdin=subprocess.DEVNULL,

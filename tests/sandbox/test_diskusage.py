@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from aido.sandbox import diskusage
-from aido.sandbox.diskusage import DiskUsage, exceeded, measure
+from aido.host import diskusage
+from aido.host.diskusage import DiskUsage, exceeded, measure
 from conftest import as_unprivileged
 
 MiB = 1 << 20

@@ -8,7 +8,7 @@ import pytest
 
 from aido.errors import UsageError
 from aido.exit_codes import ExitCode
-from aido.sandbox.ids import (
+from aido.store.ids import (
     SANDBOX_ID_LENGTH,
     check_run_id,
     check_sandbox_id,

@@ -9,9 +9,9 @@ import pytest
 
 from aido.errors import NotConfirmed, SandboxNotFound
 from aido.exit_codes import ExitCode
-from aido.sandbox.batch import BatchItem, BatchResult
+from aido.run.batch import BatchItem, BatchResult
+from aido.run.verdict import Facts, decide
 from aido.sandbox.manager import RunResult, Widening, _confirm, widened_permissions
-from aido.sandbox.verdict import Facts, decide
 
 
 def outcome(**fields: object) -> Facts:

@@ -1,4 +1,4 @@
-"""The TTL reaper's in-process pieces (sandbox/reaper.py): interval parsing, when it has
+"""The TTL reaper's in-process pieces (lifecycle/reaper.py): interval parsing, when it has
 work, its single-instance lock. The reaper against a real engine is in
 tests/e2e/test_e2e_lifecycle.py."""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from aido.sandbox import fsutil, reaper
-from aido.sandbox.workspace import DIRNAME, Workspace
+from aido import fs, reaper
+from aido.store.workspace import DIRNAME, Workspace
 
 SID = "abcdefabcdef"
 OTHER = "0123456789ab"
@@ -95,7 +95,7 @@ def test_serve_exits_0_when_another_reaper_holds_the_lock(tmp_path: Path) -> Non
     workspace = _workspace(tmp_path)
     _sandbox(workspace, SID)  # there is work, so only the lock can make it return
     workspace.reaper_lock.touch()
-    held = fsutil.hold_lock(workspace.reaper_lock)
+    held = fs.hold_lock(workspace.reaper_lock)
     assert held is not None
     try:
         assert reaper.is_running(workspace)
@@ -121,4 +121,4 @@ def test_serve_writes_its_pid_into_the_lock_file(tmp_path: Path) -> None:
 def test_main_needs_exactly_one_argument(capsys: pytest.CaptureFixture[str]) -> None:
     assert reaper.main([]) == 2
     assert reaper.main(["a", "b"]) == 2
-    assert "usage: python -m aido.sandbox.reaper WORKSPACE_ROOT" in capsys.readouterr().err
+    assert "usage: python -m aido.lifecycle.reaper WORKSPACE_ROOT" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""sandbox.json records: round trip, versioning, validation (sandbox/records.py)."""
+"""sandbox.json records: round trip, versioning, validation (store/records.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from aido.config.loader import load_spec
 from aido.errors import MetadataError
 from aido.exit_codes import ExitCode
-from aido.sandbox.records import (
+from aido.store.records import (
     RUN_STATUSES,
     SCHEMA_VERSION,
     RunRef,

@@ -1,4 +1,4 @@
-"""One verdict per run (aido.sandbox.verdict): over every combination of how a run can
+"""One verdict per run (aido.run.verdict): over every combination of how a run can
 end (stopped at its timeout, interrupted, killed at the disk limit, or not stopped;
 OOM-killed or not; the pids limit reached or not; the disk or file limit breached by
 what it left; the task's own exit code 0, non-zero or none), the status, the flags, the
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from aido.exit_codes import ExitCode
+from aido.run.verdict import Breach, Facts, Verdict, decide, facts_from_summary, outcome_of_summary
 from aido.sandbox.manager import RunResult
-from aido.sandbox.verdict import Breach, Facts, Verdict, decide, facts_from_summary, outcome_of_summary
 
 MEMORY = 64 << 20
 DISK_BREACHES = {

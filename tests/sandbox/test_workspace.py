@@ -1,4 +1,4 @@
-"""The .aido workspace: discovery, creation, sandbox paths, the active pointer (sandbox/workspace.py)."""
+"""The .aido workspace: discovery, creation, sandbox paths, the active pointer (store/workspace.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from aido.errors import UsageError, WorkspaceError
 from aido.exit_codes import ExitCode
-from aido.sandbox.workspace import DIRNAME, SandboxPaths, Workspace
+from aido.store.workspace import DIRNAME, SandboxPaths, Workspace
 
 SID = "abcdefabcdef"
 OTHER = "0123456789ab"

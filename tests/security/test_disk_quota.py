@@ -14,7 +14,7 @@ import pytest
 from e2e_support import Aido, record, sandbox_root, summary, wait_for
 
 from aido.errors import ConfigError
-from aido.sandbox import volume
+from aido.host import volume
 from conftest import as_unprivileged, write
 
 from .conftest import hostile_sandbox

@@ -90,7 +90,7 @@ def _manager() -> Any:
     """The manager for this directory's workspace. A missing workspace is reported by the
     manager when a command needs one, after the command has checked its own arguments."""
     from aido.sandbox.manager import SandboxManager
-    from aido.sandbox.workspace import Workspace
+    from aido.store.workspace import Workspace
 
     workspace = Workspace.find()
     settings = _settings(workspace)
@@ -124,7 +124,7 @@ def _sweep(manager: Any) -> None:
                 )
         # After a reboot (or a killed reaper) the next command brings the reaper back, so
         # TTLs keep applying even if nobody runs `sandbox up` again.
-        from aido.sandbox.reaper import ensure_running
+        from aido.lifecycle.reaper import ensure_running
 
         workspace = manager.workspace_if_any
         if workspace is not None and manager.reaper_needed:
@@ -279,7 +279,7 @@ def sandbox_up(
     """
     STATE.command = "sandbox up"
     from aido.sandbox.manager import SandboxManager
-    from aido.sandbox.workspace import Workspace
+    from aido.store.workspace import Workspace
 
     if spec_file is None and Path("sandbox.yaml").is_file():
         spec_file = Path("sandbox.yaml")
@@ -302,7 +302,7 @@ def sandbox_up(
     finally:
         out.progress_done()
     if record.auto_cleanup:
-        from aido.sandbox.reaper import ensure_running
+        from aido.lifecycle.reaper import ensure_running
 
         try:
             ensure_running(manager.workspace)
@@ -427,7 +427,7 @@ def _relative_time(moment: str) -> str:
     if not moment:
         return "-"
     from aido.config.units import format_duration
-    from aido.sandbox.records import parse_time, utcnow
+    from aido.store.records import parse_time, utcnow
 
     delta = (parse_time(moment) - utcnow()).total_seconds()
     shown = format_duration(max(1, abs(int(delta))))
@@ -608,6 +608,7 @@ def sandbox_clean(sandbox_id: str | None, work: bool, outputs: bool) -> None:
             f"Cleaned {name}/ of sandbox {result['sandbox_id']}: "
             f"removed {held['files']} files and directories ({format_size(held['bytes'])})"
         )
+
 
 def _duration(manager: Any) -> str:
     from aido.config.units import format_duration
@@ -794,7 +795,7 @@ def _labels(tasks: list[str]) -> list[str]:
 def _arguments_hint(given: list[str]) -> str | None:
     """`aido run a.py 5`: 5 was meant as an argument. Say so when a missing "task" after an
     existing one does not look like a task file."""
-    from aido.runtimes.resolve import interpreter_for_task
+    from aido.config.runtimes import interpreter_for_task
 
     if STATE.after_dashdash or len(given) < 2 or not os.path.isfile(given[0]):
         return None
@@ -908,7 +909,7 @@ def _outcome_line(result: Any) -> str:
     """One line on how a run ended, in words: the run's verdict (sandbox/verdict.py)."""
     if getattr(result, "outcome", ""):
         return str(result.outcome)
-    from aido.sandbox.verdict import outcome_of_summary
+    from aido.run.verdict import outcome_of_summary
 
     return outcome_of_summary(result.summary)[0]
 
@@ -929,7 +930,7 @@ def _run_batch(
     """Each task's output is shown live, its lines prefixed with its label (the path as
     given), and each run ends with its outcome line."""
     from aido.cli.render import PrefixedOutput
-    from aido.sandbox.batch import BatchItem
+    from aido.run.batch import BatchItem
     from aido.sandbox.manager import RunHooks
 
     width = max(len(label) for label in labels)
@@ -1109,14 +1110,14 @@ def _ended_ref(manager: Any, sandbox_id: str, run: str) -> Any:
 def _run_ending(manager: Any, sandbox_id: str, ref: Any) -> tuple[str, int, bool] | None:
     """(outcome line, exit code, ok) of an ended run, from its summary.json; None while
     it has none (still running in another process)."""
-    from aido.sandbox import fsutil
-    from aido.sandbox.verdict import outcome_of_summary
+    from aido import fs
+    from aido.run.verdict import outcome_of_summary
 
     if ref.status == "running":
         log.warning("%s is still marked running; it has no outcome yet", ref.run_id)
         return None
     try:
-        summary = fsutil.read_json(manager.run_dir(sandbox_id, ref.run_id) / "summary.json")
+        summary = fs.read_json(manager.run_dir(sandbox_id, ref.run_id) / "summary.json")
     except (OSError, ValueError):
         summary = None
     if not isinstance(summary, dict):

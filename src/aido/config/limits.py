@@ -1,7 +1,7 @@
 """The defaults and bounds of sandbox.yaml's settings, in one place and without pydantic.
 
 The schema (config/schema.py) validates a sandbox.yaml with them at `sandbox up`; the
-stored config is checked again with them on every `aido run` (sandbox/records.py), which
+stored config is checked again with them on every `aido run` (store/records.py), which
 must not import pydantic (about 100 ms of start-up).
 """
 

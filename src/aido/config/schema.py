@@ -113,7 +113,7 @@ def _name(value: str) -> str:
 
 
 def _runtime(value: str) -> str:
-    from aido.runtimes.resolve import parse_runtime
+    from aido.config.runtimes import parse_runtime
 
     parse_runtime(value)
     return value.strip()

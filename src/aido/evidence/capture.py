@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aido.evidence.redact import StreamMasker
-from aido.sandbox.fsutil import create_new
+from aido.fs import create_new
 
 DEFAULT_LIMIT = 16 << 20  # bytes per stream
 STREAM_NAMES = {1: "stdout", 2: "stderr"}

@@ -1,4 +1,4 @@
-"""``events.log``: one JSON object per line, appended whole (see fsutil.append_line)."""
+"""``events.log``: one JSON object per line, appended whole (see fs.append_line)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aido.sandbox.fsutil import append_line
+from aido.fs import append_line
 
 
 def timestamp() -> str:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from aido.evidence.redact import redact_env
 
 if TYPE_CHECKING:
-    from aido.runtimes.base import ExecOutcome, ExecRequest
-    from aido.sandbox.records import SandboxRecord
+    from aido.backends.base import ExecOutcome, ExecRequest
+    from aido.store.records import SandboxRecord
 
 SUMMARY_VERSION = 1
 
@@ -132,7 +132,7 @@ def closing_summary(
     """The summary of a run that ended without an outcome from the runtime (it failed to
     start, or its aido process died and a sweep closed it): what is known, nothing guessed.
     Its outcome line and exit code come from the same verdict as every other run's."""
-    from aido.sandbox.verdict import decide, facts_from_summary
+    from aido.run.verdict import decide, facts_from_summary
 
     summary = {
         "schema_version": SUMMARY_VERSION,

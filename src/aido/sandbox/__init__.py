@@ -1,1 +1,2 @@
-"""Sandbox lifecycle: workspace discovery, ids, metadata and the manager that runs tasks."""
+"""Kept for compatibility: ``aido.sandbox.manager`` (the old home of the facade) and
+``python -m aido.sandbox.reaper`` (reapers started by an older aido)."""

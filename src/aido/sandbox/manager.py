@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aido import __version__
+from aido import __version__, fs
 from aido.config.settings import DEFAULT_EVIDENCE_RETENTION
 from aido.errors import (
     AidoError,
@@ -40,24 +40,23 @@ from aido.errors import (
     WorkspaceError,
 )
 from aido.evidence.events import record_event
-from aido.sandbox import fsutil
-from aido.sandbox.ids import check_run_id, new_sandbox_id, run_id, run_number
-from aido.sandbox.records import (
+from aido.store.ids import check_run_id, new_sandbox_id, run_id, run_number
+from aido.store.records import (
     RunRef,
     RunSettings,
     SandboxRecord,
     isoformat,
     utcnow,
 )
-from aido.sandbox.workspace import SandboxPaths, Workspace
+from aido.store.workspace import SandboxPaths, Workspace
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from aido.runtimes.base import ExecOutcome, ExecRequest, RuntimeAdapter
-    from aido.runtimes.resolve import RuntimeChoice
-    from aido.sandbox.batch import BatchResult
-    from aido.sandbox.verdict import Breach, Verdict
+    from aido.backends.base import Backend, ExecOutcome, ExecRequest
+    from aido.config.runtimes import RuntimeChoice
+    from aido.run.batch import BatchResult
+    from aido.run.verdict import Breach, Verdict
 
 log = logging.getLogger("aido")
 
@@ -162,7 +161,7 @@ class RunResult:
     @property
     def process_exit_code(self) -> int:
         """What ``aido run`` exits with: the task's own code, or aido's documented codes."""
-        from aido.sandbox.verdict import exit_code_for
+        from aido.run.verdict import exit_code_for
 
         return exit_code_for(self.status, self.exit_code, self.stop_reason, self.signal_exit)
 
@@ -258,12 +257,12 @@ class SandboxManager:
         self,
         workspace: Workspace | None = None,
         *,
-        runtime: RuntimeAdapter | None = None,
+        backend: Backend | None = None,
         output_limit: int | None = None,
         evidence_retention: float | None = DEFAULT_EVIDENCE_RETENTION,
     ) -> None:
         self._workspace = workspace
-        self._runtime = runtime
+        self._backend = backend
         self.output_limit = output_limit
         # How long a destroyed sandbox's archived evidence is kept (seconds); None: forever.
         self.evidence_retention = evidence_retention
@@ -274,17 +273,17 @@ class SandboxManager:
     def fork(self) -> SandboxManager:
         """A manager for another thread: same workspace and settings, its own engine
         connection (adapters are not thread-safe)."""
-        runtime = type(self._runtime)() if self._runtime is not None else None
+        backend = type(self._backend)() if self._backend is not None else None
         return SandboxManager(
             self.workspace,
-            runtime=runtime,
+            backend=backend,
             output_limit=self.output_limit,
             evidence_retention=self.evidence_retention,
         )
 
     def run_batch(self, tasks: list[Path], args: list[str] | None = None, **kwargs: Any) -> BatchResult:
-        """Run several tasks concurrently (see aido.sandbox.batch.run_batch)."""
-        from aido.sandbox.batch import run_batch
+        """Run several tasks concurrently (see aido.run.batch.run_batch)."""
+        from aido.run.batch import run_batch
 
         return run_batch(self, tasks, list(args or []), **kwargs)
 
@@ -302,12 +301,13 @@ class SandboxManager:
         return self._workspace
 
     @property
-    def runtime(self) -> RuntimeAdapter:
-        if self._runtime is None:
-            from aido.runtimes.registry import get_runtime
+    def backend(self) -> Backend:
+        """The engine adapter runs go through (the spec's "runtime" is the task's image)."""
+        if self._backend is None:
+            from aido.backends.registry import get_backend
 
-            self._runtime = get_runtime()
-        return self._runtime
+            self._backend = get_backend()
+        return self._backend
 
     # -- metadata -----------------------------------------------------------------------
 
@@ -335,7 +335,7 @@ class SandboxManager:
 
     def _load_at(self, paths: SandboxPaths, sandbox_id: str) -> SandboxRecord:
         try:
-            data = fsutil.read_json(paths.metadata)
+            data = fs.read_json(paths.metadata)
         except FileNotFoundError:
             raise SandboxNotFound(
                 f"no sandbox {sandbox_id} in {self.workspace.dir}",
@@ -346,14 +346,14 @@ class SandboxManager:
         return SandboxRecord.from_json(data, source=str(paths.metadata))
 
     def _save(self, record: SandboxRecord) -> None:
-        fsutil.atomic_write_bytes(self.workspace.sandbox(record.id).metadata, record.to_bytes())
+        fs.atomic_write_bytes(self.workspace.sandbox(record.id).metadata, record.to_bytes())
 
     def resolve_id(self, sandbox_id: str | None, *, choose: str = "give --sandbox ID") -> str:
         """The given sandbox, or the active one; never another. With no active sandbox (it
         was destroyed, or expired and was removed) the user chooses: the error lists the
         sandboxes there are. ``choose`` says how the calling command takes an id."""
         if sandbox_id:
-            from aido.sandbox.ids import check_sandbox_id
+            from aido.store.ids import check_sandbox_id
 
             return check_sandbox_id(sandbox_id)
         active = self.workspace.active_id(strict=True)
@@ -411,7 +411,7 @@ class SandboxManager:
         if spec.inputs:
             if spec_file is None:
                 raise UsageError("inputs need a sandbox.yaml to be relative to")
-            from aido.sandbox.inputs import match_inputs
+            from aido.host.inputs import match_inputs
 
             matches = match_inputs(spec.inputs, spec_file.parent, source=spec_file.name, lines=lines)
         if spec.isolation == "gvisor" and spec.permissions.network:
@@ -422,7 +422,7 @@ class SandboxManager:
             line = lines.get(("permissions", "network"))
             raise ConfigError([Problem(message, where, line, "permissions.network")])
         if spec.resources.disk_quota == "hard":
-            from aido.sandbox import volume
+            from aido.host import volume
 
             try:
                 volume.check_possible()
@@ -435,10 +435,10 @@ class SandboxManager:
                     [replace(p, file=where, line=line) for p in exc.details], hint=exc.hint
                 ) from None
         if spec.runtime:
-            from aido.runtimes.resolve import parse_runtime
+            from aido.config.runtimes import parse_runtime
 
             image = parse_runtime(spec.runtime).image
-            _ensure_image(self.runtime, image, on_pull, other=f"or choose another runtime: {UP_RUNTIME_HINT}")
+            _ensure_image(self.backend, image, on_pull, other=f"or choose another runtime: {UP_RUNTIME_HINT}")
         for warning in short_secret_warnings(spec.env):
             log.warning("%s", warning)
         widened = widened_permissions(spec.model_dump(mode="json"))
@@ -461,7 +461,7 @@ class SandboxManager:
                 for writable in (paths.work, paths.outputs):
                     os.chown(writable, uid, gid)
             if spec.resources.disk_quota == "hard":
-                from aido.sandbox import volume
+                from aido.host import volume
 
                 volume.create(
                     paths,
@@ -470,7 +470,7 @@ class SandboxManager:
                     uid=uid,
                     gid=gid,
                 )
-            from aido.sandbox.inputs import copy_inputs
+            from aido.host.inputs import copy_inputs
 
             inputs = copy_inputs(matches, paths.inputs)
             if spec.permissions.filesystem == "readwrite":
@@ -480,7 +480,7 @@ class SandboxManager:
             # Secret-looking values live in a 0600 file of their own, never in sandbox.json.
             secrets = {k: v for k, v in config["env"].items() if is_secret_name(k)}
             if secrets:
-                fsutil.atomic_write_json(paths.secrets, secrets, mode=0o600)
+                fs.atomic_write_json(paths.secrets, secrets, mode=0o600)
                 config["env"] = {k: (REDACTED if k in secrets else v) for k, v in config["env"].items()}
             record = SandboxRecord(
                 id=sandbox_id,
@@ -493,7 +493,7 @@ class SandboxManager:
             )
             self._save(record)
             if inputs:
-                fsutil.atomic_write_json(paths.root / "inputs.json", inputs)
+                fs.atomic_write_json(paths.root / "inputs.json", inputs)
             record_event(
                 paths.events,
                 "sandbox_created",
@@ -555,7 +555,7 @@ class SandboxManager:
         return sorted(out, key=lambda s: s.created_at)
 
     def _archived_summary(self, sandbox_id: str) -> SandboxSummary:
-        from aido.sandbox import archive
+        from aido.store import archive
 
         paths = self.workspace.archived(sandbox_id)
         try:
@@ -578,7 +578,7 @@ class SandboxManager:
     def list_runs(self, sandbox_id: str | None = None, *, include_archived: bool = False) -> list[RunSummary]:
         """Runs of one sandbox (live or archived), or of every live sandbox (and, with
         ``include_archived``, of every destroyed one whose evidence is kept)."""
-        from aido.sandbox.ids import check_sandbox_id
+        from aido.store.ids import check_sandbox_id
 
         found: list[tuple[SandboxRecord, SandboxPaths, bool]] = []
         if sandbox_id is not None:
@@ -631,7 +631,7 @@ class SandboxManager:
         does not stop the others; each id's outcome is in the result. ``purge`` deletes the
         evidence too (of live or already destroyed sandboxes; with ``all_sandboxes``, every
         archive as well) once ``confirm`` returns True."""
-        from aido.sandbox.ids import check_sandbox_id
+        from aido.store.ids import check_sandbox_id
 
         given = list(dict.fromkeys(sandbox_ids or []))  # in order, each once
         for item in given:
@@ -687,7 +687,7 @@ class SandboxManager:
     def use(self, sandbox_id: str) -> tuple[SandboxRecord, str | None]:
         """Make a sandbox the active one (what `run`, `logs` and `destroy` use without an
         id). Returns its record and the id that was active before, if any."""
-        from aido.sandbox.ids import check_sandbox_id
+        from aido.store.ids import check_sandbox_id
 
         check_sandbox_id(sandbox_id)
         workspace = self.workspace
@@ -705,7 +705,7 @@ class SandboxManager:
         from aido.config.units import format_duration, parse_duration
 
         if sandbox_id:
-            from aido.sandbox.ids import check_sandbox_id
+            from aido.store.ids import check_sandbox_id
 
             check_sandbox_id(sandbox_id)
         try:
@@ -743,7 +743,7 @@ class SandboxManager:
         if not paths.root.is_dir():
             raise missing
         try:
-            with fsutil.locked(paths.lock):
+            with fs.locked(paths.lock):
                 if paths.destroying.exists():
                     raise SandboxNotFound(
                         f"sandbox {sandbox_id} is being destroyed",
@@ -763,17 +763,17 @@ class SandboxManager:
         """Empty a sandbox's work/ and outputs/ (or the ``trees`` named), e.g. after a run
         left them over the sandbox's limits. Refused (exit 3) while a run is in progress;
         never follows a link the task planted; recorded as a ``sandbox_cleaned`` event."""
-        from aido.sandbox import trees as task_trees
+        from aido.host import trees as task_trees
 
         names = list(trees or task_trees.TREES)
         sid = self.resolve_id(sandbox_id)
         record = self.load(sid)
         paths = self.workspace.sandbox(sid)
         try:
-            with fsutil.locked(paths.lock):  # no run can start meanwhile: it allocates under this lock
+            with fs.locked(paths.lock):  # no run can start meanwhile: it allocates under this lock
                 if paths.going():
                     raise SandboxNotFound(f"sandbox {sid} is being destroyed")
-                live = sorted(p.name for p in _subdirs(paths.runs) if fsutil.is_locked(p))
+                live = sorted(p.name for p in _subdirs(paths.runs) if fs.is_locked(p))
                 if live:
                     raise SandboxBusy(
                         f"sandbox {sid} has a run in progress ({', '.join(live)}): "
@@ -782,7 +782,7 @@ class SandboxManager:
                     )
                 settings = RunSettings.from_config(record.config)
                 if settings.disk_quota == "hard":
-                    from aido.sandbox import volume
+                    from aido.host import volume
 
                     uid, _, gid = record.task_user.partition(":")
                     volume.ensure_mounted(paths, uid=int(uid), gid=int(gid))  # the trees live there
@@ -797,7 +797,7 @@ class SandboxManager:
     def _archive_destroyable(self, sandbox_id: str, *, purge: bool) -> bool:
         """Whether destroy has work on a sandbox that is no longer live: an archive a crash
         left unfinished, or (with purge) a finished one."""
-        from aido.sandbox.archive import PARTIAL
+        from aido.store.archive import PARTIAL
 
         archive = self.workspace.archive
         return (archive / f"{sandbox_id}{PARTIAL}").is_dir() or (purge and (archive / sandbox_id).is_dir())
@@ -822,7 +822,7 @@ class SandboxManager:
     def _confirm_purge(self, targets: list[str], confirm: Confirm | None) -> None:
         """--purge deletes evidence for good: every id must exist (else nothing is deleted),
         and the caller must say yes to the list of what goes."""
-        from aido.sandbox import archive
+        from aido.store import archive
 
         warnings = []
         for sandbox_id in targets:
@@ -848,11 +848,11 @@ class SandboxManager:
         self, sandbox_id: str, *, reason: str, purge: bool = False, wait: bool = True, **event: Any
     ) -> dict[str, Any] | None:
         """Stop a sandbox's runs and containers, delete its working trees and keep its runs'
-        evidence in the archive (with ``purge``, delete that too); see aido.sandbox.archive.
+        evidence in the archive (with ``purge``, delete that too); see aido.store.archive.
         Runs in progress (in any process) see the marker, stop their task and write their
         evidence first. Returns None if another process destroyed the sandbox meanwhile, or,
         without ``wait``, is destroying it now."""
-        from aido.sandbox import archive
+        from aido.store import archive
 
         workspace = self.workspace
         paths = workspace.sandbox(sandbox_id)
@@ -864,13 +864,13 @@ class SandboxManager:
             if not held:
                 return None
             try:
-                with fsutil.locked(paths.lock):
+                with fs.locked(paths.lock):
                     if not paths.root.is_dir():
                         return None  # destroyed by the process we waited for
                     marker = archive.mark(paths, reason=reason, purge=purge)
                     # From the run directories' locks, not sandbox.json: a sandbox whose metadata
                     # is corrupt or from a newer aido must still be destroyable.
-                    live = sorted(p.name for p in _subdirs(paths.runs) if fsutil.is_locked(p))
+                    live = sorted(p.name for p in _subdirs(paths.runs) if fs.is_locked(p))
             except FileNotFoundError:
                 return None  # removed by a concurrent destroy
             # The runs' own processes notice the marker within a fraction of a second, stop
@@ -878,7 +878,7 @@ class SandboxManager:
             # nothing writes into a tree being moved. Containers go afterwards (and at once
             # for runs whose aido process is gone, or one that does not finish in time).
             deadline = time.monotonic() + DESTROY_WAIT_SECONDS
-            while any(fsutil.is_locked(paths.run_dir(r)) for r in live) and time.monotonic() < deadline:
+            while any(fs.is_locked(paths.run_dir(r)) for r in live) and time.monotonic() < deadline:
                 time.sleep(0.05)
             warning = None
             removed: list[str] = []
@@ -889,7 +889,7 @@ class SandboxManager:
             purging = bool(marker["purge"])
             runs = archive.run_count(paths)
             try:
-                with fsutil.locked(paths.lock):
+                with fs.locked(paths.lock):
                     if not paths.root.is_dir():
                         return None
                     if not purging:
@@ -937,7 +937,7 @@ class SandboxManager:
     def _destroy_archived(self, sandbox_id: str, *, purge: bool, wait: bool) -> dict[str, Any] | None:
         """A sandbox that is no longer live: finish an archive that a crash left unfinished,
         and with ``purge`` delete the archive."""
-        from aido.sandbox import archive
+        from aido.store import archive
 
         workspace = self.workspace
         staging = workspace.archive / f"{sandbox_id}{archive.PARTIAL}"
@@ -983,7 +983,7 @@ class SandboxManager:
         containers of this workspace that no live run owns. Every aido command calls this
         on its way, and the reaper every interval. Returns what it did; never raises for one
         bad sandbox. Also sets ``reaper_needed``."""
-        from aido.sandbox.reaper import wants_reaper
+        from aido.lifecycle.reaper import wants_reaper
 
         self.reaper_needed = False
         workspace = Workspace.find() if self._workspace is None else self._workspace
@@ -1008,7 +1008,7 @@ class SandboxManager:
                 else:
                     record = SandboxRecord.from_json(data, source=str(paths.metadata))
                 running = [r for r in record.runs if r.status == "running"]
-                live = [r for r in running if fsutil.is_locked(paths.run_dir(r.run_id))]
+                live = [r for r in running if fs.is_locked(paths.run_dir(r.run_id))]
                 for ref in running:
                     if ref not in live and self._recover_run(sandbox_id, ref.run_id):
                         actions.append(
@@ -1044,9 +1044,9 @@ class SandboxManager:
     def _finish_abandoned_destroy(self, sandbox_id: str, paths: SandboxPaths) -> bool:
         """A sandbox marked ``.destroying`` whose destroyer died (nobody holds its directory):
         destroy it again, once its runs have closed their records (they stop at the marker)."""
-        from aido.sandbox import archive
+        from aido.store import archive
 
-        if fsutil.is_locked(paths.root) or any(fsutil.is_locked(p) for p in _subdirs(paths.runs)):
+        if fs.is_locked(paths.root) or any(fs.is_locked(p) for p in _subdirs(paths.runs)):
             return False
         reason = archive.read_marker(paths.destroying).get("reason")
         return (
@@ -1060,7 +1060,7 @@ class SandboxManager:
         """Finish archives (and purges) a crash left halfway, and delete archives whose
         sandbox was destroyed longer than ``evidence_retention`` ago."""
         from aido.config.units import format_duration
-        from aido.sandbox import archive
+        from aido.store import archive
 
         workspace = self.workspace
         actions: list[dict[str, Any]] = []
@@ -1113,7 +1113,7 @@ class SandboxManager:
         # Cleared before looking, so that a container left while this sweep runs re-marks it.
         workspace.containers_left.unlink(missing_ok=True)
         try:
-            found = self.runtime.list_labelled(
+            found = self.backend.list_labelled(
                 {"aido.managed": "true", "aido.workspace": self._workspace_label()}
             )
         except AidoError as exc:
@@ -1127,7 +1127,7 @@ class SandboxManager:
                 run_dir = workspace.sandbox(sandbox_id).run_dir(check_run_id(rid))
             except AidoError:
                 run_dir = None
-            if run_dir is not None and fsutil.is_locked(run_dir):
+            if run_dir is not None and fs.is_locked(run_dir):
                 continue  # its aido process is alive and will remove it
             if run_dir is not None and run_dir.is_dir():
                 self._recover_run(sandbox_id, rid)
@@ -1142,7 +1142,7 @@ class SandboxManager:
     def _remove_containers(self, labels: dict[str, str]) -> list[str]:
         """Remove containers by label; if any may remain, mark the workspace and re-raise."""
         try:
-            return self.runtime.remove_labelled(labels)
+            return self.backend.remove_labelled(labels)
         except RuntimeUnavailable:
             self._mark_containers_left()
             raise
@@ -1165,19 +1165,19 @@ class SandboxManager:
 
         paths = self.workspace.sandbox(sandbox_id)
         run_dir = paths.run_dir(rid)
-        with fsutil.locked(paths.lock):
+        with fs.locked(paths.lock):
             record = self.load(sandbox_id)
             ref = record.run(rid)
             if ref is None or ref.status != "running":
                 return False
-            lock_fd = fsutil.hold_lock(run_dir, wait=False) if run_dir.is_dir() else -1
+            lock_fd = fs.hold_lock(run_dir, wait=False) if run_dir.is_dir() else -1
             if lock_fd is None:
                 return False  # alive after all
             try:
                 containers: list[dict[str, Any]] = []
                 try:
                     labels = {"aido.sandbox": sandbox_id, "aido.run": rid}
-                    containers = self.runtime.list_labelled(labels)
+                    containers = self.backend.list_labelled(labels)
                     self._remove_containers(labels)
                 except AidoError as exc:
                     log.warning("could not check %s's container: %s", rid, exc.message)
@@ -1195,7 +1195,7 @@ class SandboxManager:
                 )
                 summary_path = run_dir / "summary.json"
                 if run_dir.is_dir() and not summary_path.exists():
-                    fsutil.atomic_write_json(
+                    fs.atomic_write_json(
                         summary_path,
                         closing_summary(
                             sandbox_id=sandbox_id,
@@ -1289,8 +1289,8 @@ class SandboxManager:
         before a run id exists: a run that cannot start leaves no trace."""
         from dataclasses import replace
 
+        from aido.config.runtimes import interpreter_for_task, parse_runtime, runtime_for_task
         from aido.config.units import parse_duration
-        from aido.runtimes.resolve import interpreter_for_task, parse_runtime, runtime_for_task
 
         args = list(args or [])
         widen = widen or Widening()
@@ -1305,7 +1305,7 @@ class SandboxManager:
             )
         settings = RunSettings.from_config(record.config)
         settings = replace(settings, env={**settings.env, **_read_secrets(paths)})
-        from aido.sandbox.trees import check_room
+        from aido.host.trees import check_room
 
         # What an earlier run left over a limit would stop this one at once: refuse it now.
         check_room(paths, settings, sid)
@@ -1358,11 +1358,11 @@ class SandboxManager:
             )
             log.warning("%s", notes[-1])
         # Engine, isolation and image before a run id exists: a missing engine leaves no trace.
-        runtime = self.runtime  # its first call reports an unreachable engine
-        runtime.check_isolation(settings.isolation)
+        backend = self.backend  # its first call reports an unreachable engine
+        backend.check_isolation(settings.isolation)
         # Checked at `sandbox up` too, but the image may have been removed since.
         image_id = _ensure_image(
-            runtime,
+            backend,
             choice.image,
             (hooks or RunHooks()).on_pull,
             other=f"or create a sandbox with another runtime: {UP_RUNTIME_HINT}",
@@ -1416,7 +1416,7 @@ class SandboxManager:
         The returned descriptor holds a lock on the run directory for as long as this
         process runs the task: a running run whose lock is free was orphaned."""
         try:
-            with fsutil.locked(paths.lock):
+            with fs.locked(paths.lock):
                 if paths.going():
                     raise SandboxNotFound(
                         f"sandbox {record.id} is being destroyed",
@@ -1429,7 +1429,7 @@ class SandboxManager:
                 rid = run_id(number)
                 run_dir = paths.run_dir(rid)
                 run_dir.mkdir(mode=0o755)  # exclusive: fails rather than share a directory
-                lock_fd = fsutil.hold_lock(run_dir)
+                lock_fd = fs.hold_lock(run_dir)
                 assert lock_fd is not None
                 started = isoformat(utcnow())
                 current.runs.append(
@@ -1450,7 +1450,7 @@ class SandboxManager:
         return rid, run_dir, lock_fd
 
     def _finish_run(self, sandbox_id: str, paths: SandboxPaths, ref: RunRef) -> None:
-        with fsutil.locked(paths.lock):
+        with fs.locked(paths.lock):
             current = self.load(sandbox_id)
             current.runs = [ref if r.run_id == ref.run_id else r for r in current.runs]
             self._save(current)
@@ -1472,7 +1472,7 @@ class SandboxManager:
             summary_path = run_dir / "summary.json"
             if not summary_path.exists():
                 # Every run directory gets a summary, even one that never started a task.
-                fsutil.atomic_write_json(
+                fs.atomic_write_json(
                     summary_path,
                     closing_summary(
                         sandbox_id=sandbox_id,
@@ -1511,8 +1511,8 @@ class SandboxManager:
     ) -> ExecRequest:
         """The container request: the sandbox's policy, made explicit. ``writable`` is
         ``_writable_trees(plan)``: what it names is mounted writable, the rest read-only."""
-        from aido.runtimes.base import ExecRequest, Limits, Mount
-        from aido.runtimes.resolve import task_command
+        from aido.backends.base import ExecRequest, Limits, Mount
+        from aido.config.runtimes import task_command
 
         record, paths, settings = plan.record, plan.paths, plan.settings
         env = {**BASE_ENV, **settings.env, **plan.env, "AIDO_SANDBOX_ID": record.id, "AIDO_RUN_ID": rid}
@@ -1574,7 +1574,7 @@ class SandboxManager:
         record, paths, task, settings = plan.record, plan.paths, plan.task, plan.settings
         uid, _, gid = record.task_user.partition(":")
         if settings.disk_quota == "hard":
-            from aido.sandbox import volume
+            from aido.host import volume
 
             volume.ensure_mounted(paths, uid=int(uid), gid=int(gid))  # after a reboot, nothing is
         _install_task(
@@ -1611,7 +1611,7 @@ class SandboxManager:
         if hooks.on_start:
             hooks.on_start(rid, task.name, request.image)
         try:
-            outcome = self.runtime.run(request, capture.write, guard)
+            outcome = self.backend.run(request, capture.write, guard)
         except RuntimeUnavailable:
             self._mark_containers_left()  # it may have created the container before failing
             raise
@@ -1638,7 +1638,7 @@ class SandboxManager:
             f"{run_dir.name}/summary.json",
         ]
         if diff_text:
-            fsutil.write_new(run_dir / "changes.diff", diff_text.encode("utf-8"))
+            fs.write_new(run_dir / "changes.diff", diff_text.encode("utf-8"))
             artifacts.insert(3, f"{run_dir.name}/changes.diff")
         disk = guard.disk_report()
         verdict = guard.verdict(outcome, hooks.signal_exit() if hooks.signal_exit else None)
@@ -1675,7 +1675,7 @@ class SandboxManager:
             exit_code_of_run=verdict.exit_code,
         )
         summary["notes"] = unenforced_permissions(record.config)  # not enforced, so not in `warnings`
-        fsutil.atomic_write_json(run_dir / "summary.json", summary)
+        fs.atomic_write_json(run_dir / "summary.json", summary)
         ref = RunRef(
             run_id=rid,
             task=task.name,
@@ -1793,7 +1793,7 @@ class SandboxManager:
 
     def _run_container_alive(self, sandbox_id: str, run: str) -> bool:
         try:
-            found = self.runtime.list_labelled({"aido.sandbox": sandbox_id, "aido.run": run})
+            found = self.backend.list_labelled({"aido.sandbox": sandbox_id, "aido.run": run})
         except AidoError:
             return True  # cannot tell without the engine: keep following
         return any(c.get("state") == "running" for c in found)
@@ -1811,13 +1811,11 @@ def widened_permissions(config: dict[str, Any]) -> list[str]:
     return warnings
 
 
-def _ensure_image(
-    runtime: RuntimeAdapter, image: str, on_pull: Callable[[str], None] | None, *, other: str
-) -> str:
+def _ensure_image(backend: Backend, image: str, on_pull: Callable[[str], None] | None, *, other: str) -> str:
     """The image's id, pulled if need be; when it cannot be had, the runtime's hint (how to
     provide it) plus ``other``: how to choose another image from the command at hand."""
     try:
-        return runtime.ensure_image(image, on_pull)
+        return backend.ensure_image(image, on_pull)
     except ImageUnavailable as exc:
         raise ImageUnavailable(exc.message, hint=f"{exc.hint}, {other}" if exc.hint else other) from None
 
@@ -1855,7 +1853,7 @@ def _choice(summary: SandboxSummary) -> str:
 def _peek(paths: SandboxPaths) -> Any:
     """sandbox.json parsed but not validated, or None if it cannot be read or parsed."""
     try:
-        return fsutil.read_json(paths.metadata)
+        return fs.read_json(paths.metadata)
     except (OSError, ValueError):
         return None
 
@@ -1864,7 +1862,7 @@ def _may_need_sweeping(data: Any, now: Any) -> bool:
     """A cheap look at sandbox.json, without validating every run (sweeps happen on every
     command): whether it has a run marked running, or is an expired auto-cleanup sandbox.
     Anything unexpected means yes, and the full load decides."""
-    from aido.sandbox.records import parse_time
+    from aido.store.records import parse_time
 
     try:
         if any(run.get("status") == "running" for run in data["runs"]):
@@ -1875,11 +1873,11 @@ def _may_need_sweeping(data: Any, now: Any) -> bool:
 
 
 def _delete_sandbox_tree(paths: SandboxPaths) -> None:
-    from aido.sandbox import volume
+    from aido.host import volume
 
     if volume.is_hard(paths) or os.path.ismount(paths.work) or os.path.ismount(paths.outputs):
         volume.release(paths)  # never delete through a mounted filesystem
-    fsutil.remove_tree(paths.root)
+    fs.remove_tree(paths.root)
 
 
 def _subdirs(path: Path) -> list[Path]:
@@ -1891,7 +1889,7 @@ def _subdirs(path: Path) -> list[Path]:
 
 def _read_secrets(paths: SandboxPaths) -> dict[str, str]:
     try:
-        data = fsutil.read_json(paths.secrets)
+        data = fs.read_json(paths.secrets)
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
@@ -1949,7 +1947,7 @@ def _check_task(task: Path) -> bytes:
 def _read_inputs_manifest(paths: SandboxPaths) -> list[dict[str, Any]]:
     """What was copied into inputs/ at `sandbox up` (path, size, SHA-256), written by aido."""
     try:
-        data = fsutil.read_json(paths.root / "inputs.json")
+        data = fs.read_json(paths.root / "inputs.json")
     except (OSError, ValueError):
         return []
     return data if isinstance(data, list) else []
@@ -1999,12 +1997,12 @@ def _install_task(dest: Path, evidence: Path, source: bytes, task: Path, uid: in
         )
     mode = 0o755 if os.stat(task).st_mode & 0o111 else 0o644
     evidence.parent.mkdir(mode=0o755)
-    fsutil.write_new(evidence, source, mode=mode)
+    fs.write_new(evidence, source, mode=mode)
     if _same_file_content(dest, source, mode):
         # Concurrent runs of one task: replacing the file would pull the mount point
         # (/work/<task>) from under a container another run is starting.
         return
-    fsutil.atomic_write_bytes(dest, source, mode=mode)
+    fs.atomic_write_bytes(dest, source, mode=mode)
     if os.getuid() == 0:
         os.chown(dest, uid, gid, follow_symlinks=False)
 
@@ -2027,7 +2025,7 @@ def _same_file_content(path: Path, data: bytes, mode: int) -> bool:
 def _pids_limit(settings: RunSettings) -> int:
     """The task's pids limit. Under gVisor the pids cgroup also counts the sandbox kernel's
     own threads: 256 would leave a task about 30 processes. Memory still bounds a fork bomb."""
-    from aido.runtimes.base import Limits
+    from aido.backends.base import Limits
 
     return GVISOR_PIDS if settings.isolation == "gvisor" else Limits.pids
 
@@ -2036,7 +2034,7 @@ class _RunGuard:
     """Polled by the runtime adapter while a task runs: says when aido must stop it."""
 
     def __init__(self, plan: _Plan, cancel: threading.Event | None) -> None:
-        from aido.sandbox.records import parse_time
+        from aido.store.records import parse_time
 
         self.plan = plan
         self.paths = plan.paths
@@ -2069,7 +2067,7 @@ class _RunGuard:
     def _extended(self) -> bool:
         """At the expiry the run started with: whether `aido sandbox extend` has moved it
         later since (read once, at that moment, not on every poll)."""
-        from aido.sandbox.records import parse_time
+        from aido.store.records import parse_time
 
         data = _peek(self.paths)
         try:
@@ -2082,7 +2080,7 @@ class _RunGuard:
         return time.time() < later
 
     def check_disk(self, *, final: bool = False) -> None:
-        from aido.sandbox.diskusage import exceeded, measure
+        from aido.host.diskusage import exceeded, measure
 
         settings = self.plan.settings
         self.usage = measure(
@@ -2097,7 +2095,7 @@ class _RunGuard:
     def disk_report(self) -> dict[str, Any]:
         """Disk use at the end (what the task left), and every disk or file-count limit
         breached: while it ran (why the guard killed it) or by what it left."""
-        from aido.sandbox.trees import breaches
+        from aido.host.trees import breaches
 
         settings = self.plan.settings
         while_running = (
@@ -2120,7 +2118,7 @@ class _RunGuard:
 
     def verdict(self, outcome: ExecOutcome, signal_exit: int | None) -> Verdict:
         """The run's one verdict (status, message, exit code, line): see verdict.py."""
-        from aido.sandbox.verdict import Facts, decide
+        from aido.run.verdict import Facts, decide
 
         plan = self.plan
         return decide(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from contract import RequestFactory, RuntimeContract
 
+from aido.backends.base import Backend, ExecRequest, Limits
+from aido.backends.docker.adapter import DockerBackend, split_image
+from aido.backends.docker.engine import MAX_API, MIN_API, Engine, EngineError
 from aido.errors import RuntimeUnavailable
-from aido.runtimes.base import ExecRequest, Limits, RuntimeAdapter
-from aido.runtimes.docker.adapter import DockerRuntime, split_image
-from aido.runtimes.docker.engine import MAX_API, MIN_API, Engine, EngineError
 
 pytestmark = pytest.mark.docker
 
@@ -20,18 +20,18 @@ class TestDockerRuntime(RuntimeContract):
     reports_pids = True  # a local engine: the container's pids cgroup is readable
 
     @pytest.fixture
-    def adapter(self) -> RuntimeAdapter:
-        return DockerRuntime()
+    def adapter(self) -> Backend:
+        return DockerBackend()
 
-    def test_gvisor_is_offered_when_runsc_is_registered(self, adapter: DockerRuntime) -> None:
+    def test_gvisor_is_offered_when_runsc_is_registered(self, adapter: DockerBackend) -> None:
         runtimes = adapter.diagnose()["oci_runtimes"]
         assert ("gvisor" in adapter.isolation_levels()) == ("runsc" in runtimes)
 
     def test_adapter_is_registered_as_docker(self) -> None:
-        from aido.runtimes.registry import get_runtime
+        from aido.backends.registry import get_backend
 
-        assert isinstance(get_runtime("docker"), DockerRuntime)
-        assert DockerRuntime.name == "docker"
+        assert isinstance(get_backend("docker"), DockerBackend)
+        assert DockerBackend.name == "docker"
 
 
 @pytest.mark.usefixtures("engine")
@@ -41,8 +41,8 @@ class TestDockerRuntimeUnderGVisor(RuntimeContract):
     reports_pids = True
 
     @pytest.fixture
-    def adapter(self) -> RuntimeAdapter:
-        adapter = DockerRuntime()
+    def adapter(self) -> Backend:
+        adapter = DockerBackend()
         if "gvisor" not in adapter.isolation_levels():
             pytest.fail("runsc is not registered with the engine: run scripts/bootstrap.sh")
         return adapter
@@ -61,7 +61,7 @@ class TestDockerRuntimeUnderGVisor(RuntimeContract):
         return gvisor
 
     def test_process_and_open_file_limits_are_enforced(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
+        self, adapter: Backend, request_for: RequestFactory
     ) -> None:
         """Under gVisor the pids cgroup counts the sandbox kernel's threads, not the task's
         processes, so only the open-file limit is the task's own; a thread storm must
@@ -83,9 +83,7 @@ class TestDockerRuntimeUnderGVisor(RuntimeContract):
         assert captured.stdout.split()[:1] == ["256"]
         assert not outcome.timed_out
 
-    def test_reaching_the_pids_limit_is_reported(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
-    ) -> None:
+    def test_reaching_the_pids_limit_is_reported(self, adapter: Backend, request_for: RequestFactory) -> None:
         pytest.skip(
             "under gVisor a task's forks are the sandbox kernel's own tasks, not host processes:"
             " they never reach the host's pids cgroup (the task within the limit is still checked)"
@@ -120,7 +118,7 @@ def test_unreachable_socket_is_an_engine_error_with_status_zero() -> None:
 
 def test_unreachable_socket_makes_info_raise_runtime_unavailable_with_a_hint() -> None:
     with pytest.raises(RuntimeUnavailable) as caught:
-        DockerRuntime(host=NO_SOCKET).info()
+        DockerBackend(host=NO_SOCKET).info()
     assert "unreachable" in caught.value.message
     assert "/nonexistent.sock" in caught.value.message
     assert caught.value.hint
@@ -130,12 +128,12 @@ def test_unreachable_socket_makes_info_raise_runtime_unavailable_with_a_hint() -
 def test_unreachable_docker_host_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", NO_SOCKET)
     with pytest.raises(RuntimeUnavailable) as caught:
-        DockerRuntime().info()
+        DockerBackend().info()
     assert "/nonexistent.sock" in caught.value.message
 
 
 def test_unreachable_engine_makes_every_adapter_call_runtime_unavailable() -> None:
-    adapter = DockerRuntime(host=NO_SOCKET)
+    adapter = DockerBackend(host=NO_SOCKET)
     with pytest.raises(RuntimeUnavailable):
         adapter.ensure_image("python:3.11-slim")
     with pytest.raises(RuntimeUnavailable):
@@ -157,7 +155,7 @@ def test_unsupported_docker_host_scheme_is_named_in_the_message(host: str) -> No
 
 def test_unsupported_docker_host_scheme_surfaces_as_runtime_unavailable() -> None:
     with pytest.raises(RuntimeUnavailable) as caught:
-        DockerRuntime(host="ssh://user@remote").info()
+        DockerBackend(host="ssh://user@remote").info()
     assert "unsupported DOCKER_HOST" in caught.value.message
     assert caught.value.hint
 

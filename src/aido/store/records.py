@@ -19,7 +19,7 @@ from typing import Any
 from aido.config import limits
 from aido.config.units import parse_duration, parse_size
 from aido.errors import MetadataError
-from aido.sandbox.ids import run_number
+from aido.store.ids import run_number
 
 SCHEMA_VERSION = 1
 RUN_STATUSES = (

@@ -11,7 +11,7 @@ Layout::
         inputs/ work/ outputs/     # mounted into the container
         sandbox.json  events.log   # metadata, written only by aido
         runs/run-001/              # per-run evidence; only the task file is mounted (read-only)
-      archive/<id>/                # a destroyed sandbox's evidence (see aido.sandbox.archive)
+      archive/<id>/                # a destroyed sandbox's evidence (see aido.store.archive)
         sandbox.json  events.log  inputs.json  runs/run-001/
 """
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aido.errors import WorkspaceError
-from aido.sandbox.fsutil import atomic_write_bytes
-from aido.sandbox.ids import check_sandbox_id, is_sandbox_id
+from aido.fs import atomic_write_bytes
+from aido.store.ids import check_sandbox_id, is_sandbox_id
 
 DIRNAME = ".aido"
 
@@ -99,7 +99,7 @@ class Workspace:
 
     @property
     def archive(self) -> Path:
-        """Destroyed sandboxes' evidence, one directory per sandbox (see aido.sandbox.archive)."""
+        """Destroyed sandboxes' evidence, one directory per sandbox (see aido.store.archive)."""
         return self.dir / "archive"
 
     @property

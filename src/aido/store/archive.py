@@ -34,11 +34,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from aido import fs
 from aido.errors import AidoError, WorkspaceError
-from aido.sandbox import fsutil
-from aido.sandbox.ids import is_sandbox_id
-from aido.sandbox.records import SandboxRecord, isoformat, parse_time, utcnow
-from aido.sandbox.workspace import SandboxPaths, Workspace
+from aido.store.ids import is_sandbox_id
+from aido.store.records import SandboxRecord, isoformat, parse_time, utcnow
+from aido.store.workspace import SandboxPaths, Workspace
 
 PARTIAL = ".partial"
 PURGE = ".purge"
@@ -54,7 +54,7 @@ KEEP = {
 def read_marker(path: Path) -> dict[str, Any]:
     """The ``.destroying`` marker's content; {} for an empty (older aido) or unreadable one."""
     try:
-        data = fsutil.read_json(path)
+        data = fs.read_json(path)
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -71,12 +71,12 @@ def mark(paths: SandboxPaths, *, reason: str, purge: bool) -> dict[str, Any]:
     }
     marker["requested_at"] = marker["requested_at"] or isoformat(utcnow())
     if marker != old:
-        fsutil.atomic_write_json(paths.destroying, marker)
+        fs.atomic_write_json(paths.destroying, marker)
     return marker
 
 
 def _release(paths: SandboxPaths) -> None:
-    from aido.sandbox import volume
+    from aido.host import volume
 
     if volume.is_hard(paths) or os.path.ismount(paths.work) or os.path.ismount(paths.outputs):
         volume.release(paths)  # never delete (or move) through a mounted filesystem
@@ -111,7 +111,7 @@ def move_out(workspace: Workspace, paths: SandboxPaths, sandbox_id: str, *, purg
 def _remove(path: Path) -> None:
     """Delete a file, link or tree without following any link."""
     if stat.S_ISDIR(os.lstat(path).st_mode):
-        fsutil.remove_tree(path)
+        fs.remove_tree(path)
     else:
         path.unlink()
 
@@ -122,7 +122,7 @@ def finish(workspace: Workspace, staging: Path) -> Path | None:
     sandbox_paths = SandboxPaths(staging)
     _release(sandbox_paths)
     if staging.name.endswith(PURGE):
-        fsutil.remove_tree(staging)
+        fs.remove_tree(staging)
         return None
     marker = read_marker(sandbox_paths.destroying)
     with os.scandir(staging) as entries:
@@ -144,7 +144,7 @@ def _seal(paths: SandboxPaths, marker: dict[str, Any]) -> None:
     aido process did not finish in time) are closed as interrupted. A file aido cannot
     read (corrupt, or from a newer aido) is kept exactly as it is."""
     try:
-        record = SandboxRecord.from_json(fsutil.read_json(paths.metadata), source=str(paths.metadata))
+        record = SandboxRecord.from_json(fs.read_json(paths.metadata), source=str(paths.metadata))
     except (OSError, ValueError, AidoError):
         return
     if record.status != "destroyed" or record.destroyed_at is None:
@@ -155,7 +155,7 @@ def _seal(paths: SandboxPaths, marker: dict[str, Any]) -> None:
         if ref.status == "running":
             ref.status = "interrupted"
             ref.completed_at = ref.completed_at or record.destroyed_at
-    fsutil.atomic_write_bytes(paths.metadata, record.to_bytes())
+    fs.atomic_write_bytes(paths.metadata, record.to_bytes())
 
 
 def _time_or_now(value: Any) -> str:
@@ -185,7 +185,7 @@ def holding(path: Path, *, wait: bool) -> Iterator[bool]:
     """Hold the flock on a sandbox or archive directory; yields False if it is gone or
     (without ``wait``) another process holds it."""
     try:
-        fd = fsutil.hold_lock(path, wait=wait)
+        fd = fs.hold_lock(path, wait=wait)
     except (FileNotFoundError, NotADirectoryError):
         fd = None
     try:
@@ -204,13 +204,13 @@ def purge(workspace: Workspace, sandbox_id: str, *, wait: bool) -> bool:
             return False
         staging = workspace.archive / f"{sandbox_id}.{os.urandom(4).hex()}{PURGE}"
         os.rename(root, staging)
-        fsutil.remove_tree(staging)
+        fs.remove_tree(staging)
     return True
 
 
 def run_count(paths: SandboxPaths) -> int:
     try:
-        return len(SandboxRecord.from_json(fsutil.read_json(paths.metadata), source="").runs)
+        return len(SandboxRecord.from_json(fs.read_json(paths.metadata), source="").runs)
     except (OSError, ValueError, AidoError):
         try:
             return sum(1 for p in paths.runs.iterdir() if p.is_dir() and not p.is_symlink())
@@ -231,7 +231,7 @@ def older_than(workspace: Workspace, sandbox_id: str, seconds: float, now: datet
         return None
     when = isoformat(datetime.fromtimestamp(newest, now.tzinfo))
     try:
-        data = fsutil.read_json(paths.metadata)
+        data = fs.read_json(paths.metadata)
         destroyed_at = data.get("destroyed_at") if isinstance(data, dict) else None
         if isinstance(destroyed_at, str):
             if (now - parse_time(destroyed_at)).total_seconds() < seconds:

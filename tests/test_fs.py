@@ -1,4 +1,4 @@
-"""File operations on attacker-prepared paths (sandbox/fsutil.py)."""
+"""File operations on attacker-prepared paths (sandbox/fs.py)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from aido.sandbox import fsutil
+from aido import fs
 from conftest import as_unprivileged
 
 
 def _fixed_token(monkeypatch: pytest.MonkeyPatch, token: str = "deadbeef") -> None:
-    monkeypatch.setattr(fsutil, "_temp_token", lambda: token)
+    monkeypatch.setattr(fs, "_temp_token", lambda: token)
 
 
 # -- atomic writes -----------------------------------------------------------------------------
@@ -26,7 +26,7 @@ def _fixed_token(monkeypatch: pytest.MonkeyPatch, token: str = "deadbeef") -> No
 
 def test_atomic_write_json_writes_and_leaves_no_temp(tmp_path: Path) -> None:
     target = tmp_path / "sandbox.json"
-    fsutil.atomic_write_json(target, {"a": 1, "text": "héllo"})
+    fs.atomic_write_json(target, {"a": 1, "text": "héllo"})
     assert json.loads(target.read_text(encoding="utf-8")) == {"a": 1, "text": "héllo"}
     assert target.read_text(encoding="utf-8").endswith("\n")
     assert "héllo" in target.read_text(encoding="utf-8")  # ensure_ascii=False
@@ -42,9 +42,9 @@ def _umask() -> int:
 
 def test_atomic_write_replaces_existing_content(tmp_path: Path) -> None:
     target = tmp_path / "sandbox.json"
-    fsutil.atomic_write_json(target, {"v": 1})
-    fsutil.atomic_write_json(target, {"v": 2})
-    assert fsutil.read_json(target) == {"v": 2}
+    fs.atomic_write_json(target, {"v": 1})
+    fs.atomic_write_json(target, {"v": 2})
+    assert fs.read_json(target) == {"v": 2}
 
 
 def test_atomic_write_replaces_a_symlink_at_the_target(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_atomic_write_replaces_a_symlink_at_the_target(tmp_path: Path) -> None:
     victim.write_text("precious")
     target = tmp_path / "sandbox.json"
     target.symlink_to(victim)
-    fsutil.atomic_write_json(target, {"ok": True})
+    fs.atomic_write_json(target, {"ok": True})
     assert not target.is_symlink()
     assert json.loads(target.read_text()) == {"ok": True}
     assert victim.read_text() == "precious"
@@ -63,7 +63,7 @@ def test_atomic_write_replaces_a_dangling_symlink_at_the_target(tmp_path: Path) 
     (tmp_path / "outside").mkdir()
     target = tmp_path / "sandbox.json"
     target.symlink_to(would_be_created)
-    fsutil.atomic_write_json(target, [1])
+    fs.atomic_write_json(target, [1])
     assert not would_be_created.exists()
     assert not target.is_symlink()
     assert json.loads(target.read_text()) == [1]
@@ -79,7 +79,7 @@ def test_atomic_write_never_follows_a_symlink_at_the_temp_name(
     planted = tmp_path / ".sandbox.json.deadbeef.tmp"
     planted.symlink_to(victim)
     with pytest.raises(FileExistsError):
-        fsutil.atomic_write_json(target, {"evil": True})
+        fs.atomic_write_json(target, {"evil": True})
     assert victim.read_text() == "precious"
     assert not target.exists()
     assert planted.is_symlink()  # not ours to delete
@@ -92,7 +92,7 @@ def test_atomic_write_never_follows_a_dangling_symlink_at_the_temp_name(
     would_be_created = tmp_path / "created-through-link"
     (tmp_path / ".active.deadbeef.tmp").symlink_to(would_be_created)
     with pytest.raises(FileExistsError):
-        fsutil.atomic_write_bytes(tmp_path / "active", b"abcdefabcdef\n")
+        fs.atomic_write_bytes(tmp_path / "active", b"abcdefabcdef\n")
     assert not would_be_created.exists()
     assert not os.path.lexists(tmp_path / "active")
 
@@ -101,9 +101,9 @@ def test_atomic_write_cleans_up_its_temp_on_failure(tmp_path: Path, monkeypatch:
     def broken_replace(src: object, dst: object) -> None:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(fsutil.os, "replace", broken_replace)
+    monkeypatch.setattr(fs.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk on fire"):
-        fsutil.atomic_write_bytes(tmp_path / "x.json", b"{}")
+        fs.atomic_write_bytes(tmp_path / "x.json", b"{}")
     assert os.listdir(tmp_path) == []
 
 
@@ -111,16 +111,16 @@ def test_create_new_refuses_existing_files_and_symlinks(tmp_path: Path) -> None:
     existing = tmp_path / "stdout.log"
     existing.write_text("old")
     with pytest.raises(FileExistsError):
-        fsutil.create_new(existing)
+        fs.create_new(existing)
     assert existing.read_text() == "old"
 
     dangling = tmp_path / "stderr.log"
     dangling.symlink_to(tmp_path / "nowhere")
     with pytest.raises(FileExistsError):
-        fsutil.create_new(dangling)
+        fs.create_new(dangling)
     assert not (tmp_path / "nowhere").exists()
 
-    fd = fsutil.create_new(tmp_path / "fresh.log")
+    fd = fs.create_new(tmp_path / "fresh.log")
     try:
         os.write(fd, b"x")
     finally:
@@ -133,9 +133,9 @@ def test_read_json_refuses_a_symlink(tmp_path: Path) -> None:
     real.write_text('{"a": 1}')
     link = tmp_path / "sandbox.json"
     link.symlink_to(real)
-    assert fsutil.read_json(real) == {"a": 1}
+    assert fs.read_json(real) == {"a": 1}
     with pytest.raises(OSError):
-        fsutil.read_json(link)
+        fs.read_json(link)
 
 
 # -- append_line --------------------------------------------------------------------------------
@@ -143,9 +143,9 @@ def test_read_json_refuses_a_symlink(tmp_path: Path) -> None:
 
 def test_append_line_adds_exactly_one_newline(tmp_path: Path) -> None:
     log = tmp_path / "events.log"
-    fsutil.append_line(log, "one")
-    fsutil.append_line(log, "two\n")
-    fsutil.append_line(log, "thrée")
+    fs.append_line(log, "one")
+    fs.append_line(log, "two\n")
+    fs.append_line(log, "thrée")
     assert log.read_text(encoding="utf-8") == "one\ntwo\nthrée\n"
 
 
@@ -155,7 +155,7 @@ def test_append_line_refuses_a_symlink(tmp_path: Path) -> None:
     log = tmp_path / "events.log"
     log.symlink_to(victim)
     with pytest.raises(OSError):
-        fsutil.append_line(log, "evil")
+        fs.append_line(log, "evil")
     assert victim.read_text() == "precious\n"
 
 
@@ -183,7 +183,7 @@ def test_append_line_from_many_threads_keeps_whole_lines(tmp_path: Path) -> None
     def work(w: int) -> None:
         barrier.wait()
         for i in range(per_writer):
-            fsutil.append_line(log, f"{w:03d}-{i:05d}-" + chr(ord("a") + w % 26) * width)
+            fs.append_line(log, f"{w:03d}-{i:05d}-" + chr(ord("a") + w % 26) * width)
 
     threads = [threading.Thread(target=work, args=(w,)) for w in range(writers)]
     for thread in threads:
@@ -201,7 +201,7 @@ def test_append_line_from_many_processes_keeps_whole_lines(tmp_path: Path) -> No
     script = (
         "import os, sys, time\n"
         "from pathlib import Path\n"
-        "from aido.sandbox.fsutil import append_line\n"
+        "from aido.fs import append_line\n"
         "w = int(sys.argv[1]); log = Path(sys.argv[2]); go = Path(sys.argv[3])\n"
         "while not go.exists(): time.sleep(0.005)\n"
         f"for i in range({per_writer}):\n"
@@ -228,7 +228,7 @@ def test_locked_serialises_threads(tmp_path: Path) -> None:
     def work() -> None:
         nonlocal inside, peak
         for _ in range(20):
-            with fsutil.locked(lock):
+            with fs.locked(lock):
                 with guard:
                     inside += 1
                     peak = max(peak, inside)
@@ -272,7 +272,7 @@ def test_remove_tree_does_not_follow_a_symlink_out(tmp_path: Path) -> None:
     (tree / "work" / "sub" / "escape-file").symlink_to(outside / "keep.txt")
     (tree / "work" / "sub" / "up").symlink_to("../../..")
     os.mkfifo(tree / "work" / "fifo")
-    fsutil.remove_tree(tree)
+    fs.remove_tree(tree)
     assert not os.path.lexists(tree)
     _assert_untouched(outside, contents)
 
@@ -281,13 +281,13 @@ def test_remove_tree_on_a_symlink_removes_only_the_link(tmp_path: Path) -> None:
     outside, contents = _outside_dir(tmp_path)
     link = tmp_path / "sandbox"
     link.symlink_to(outside)
-    fsutil.remove_tree(link)
+    fs.remove_tree(link)
     assert not os.path.lexists(link)
     _assert_untouched(outside, contents)
 
 
 def test_remove_tree_missing_path_is_fine(tmp_path: Path) -> None:
-    fsutil.remove_tree(tmp_path / "never-existed")
+    fs.remove_tree(tmp_path / "never-existed")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -314,7 +314,7 @@ def test_remove_tree_handles_mode_000_directories() -> None:
         _build_locked_tree(tree)
         with pytest.raises(PermissionError):
             os.listdir(tree / "a")  # really locked for this user
-        fsutil.remove_tree(tree)
+        fs.remove_tree(tree)
         assert not os.path.lexists(tree)
 
     as_unprivileged(body)
@@ -329,7 +329,7 @@ def test_remove_tree_mode_000_tree_with_symlink_out() -> None:
         (tree / "locked").mkdir(parents=True)
         (tree / "locked" / "escape").symlink_to(outside)
         os.chmod(tree / "locked", 0)
-        fsutil.remove_tree(tree)
+        fs.remove_tree(tree)
         assert not os.path.lexists(tree)
         assert (outside / "keep.txt").read_text() == "keep"
 

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from aido.config.units import format_size
 from aido.errors import SandboxOverLimit
-from aido.sandbox.verdict import Breach
+from aido.run.verdict import Breach
 
 if TYPE_CHECKING:
-    from aido.sandbox.diskusage import DiskUsage
-    from aido.sandbox.records import RunSettings
-    from aido.sandbox.workspace import SandboxPaths
+    from aido.host.diskusage import DiskUsage
+    from aido.store.records import RunSettings
+    from aido.store.workspace import SandboxPaths
 
 TREES = ("work", "outputs")
 WHERE = "work/ and outputs/"
@@ -28,7 +28,7 @@ RECOUNT_FILES = 1_000_000  # how far a refusal counts, to say how many files the
 
 
 def measure(paths: SandboxPaths, settings: RunSettings, *, stop: bool) -> DiskUsage:
-    from aido.sandbox.diskusage import measure as walk
+    from aido.host.diskusage import measure as walk
 
     return walk(
         [paths.work, paths.outputs],
@@ -42,7 +42,7 @@ def breaches(paths: SandboxPaths, settings: RunSettings, usage: DiskUsage) -> li
     the disk limit (full: the next write fails). With a hard quota the filesystem judges."""
     found = []
     if settings.disk_quota == "hard":
-        from aido.sandbox import volume
+        from aido.host import volume
 
         full = volume.full(paths, settings.disk_bytes)
         if full is not None:
@@ -79,7 +79,7 @@ def check_room(paths: SandboxPaths, settings: RunSettings, sandbox_id: str) -> N
     """Refuse a run that would start over the limits (SandboxOverLimit, exit 3): it would
     be killed at once, or every write of it refused, for what an earlier run left."""
     if settings.disk_quota == "hard":
-        from aido.sandbox import volume
+        from aido.host import volume
 
         if not volume.is_hard(paths) or not os.path.ismount(volume.mountpoint(paths)):
             return  # mounted by the run itself (after a reboot): it judges at the end
@@ -88,7 +88,7 @@ def check_room(paths: SandboxPaths, settings: RunSettings, sandbox_id: str) -> N
     if not found:
         return
     if not usage.complete:
-        from aido.sandbox.diskusage import measure as walk
+        from aido.host.diskusage import measure as walk
 
         # Refusing anyway: count further, to say how much is there.
         usage = walk([paths.work, paths.outputs], stop_files=max(RECOUNT_FILES, settings.max_files))
@@ -105,8 +105,8 @@ def check_room(paths: SandboxPaths, settings: RunSettings, sandbox_id: str) -> N
 def clear(paths: SandboxPaths, names: list[str]) -> dict[str, dict[str, Any]]:
     """Delete everything inside the named trees (they stay, empty: they may be mount
     points), never following a link the task planted. Returns what each held."""
-    from aido.sandbox import fsutil
-    from aido.sandbox.diskusage import measure as walk
+    from aido import fs
+    from aido.host.diskusage import measure as walk
 
     cleared = {}
     for name in names:
@@ -122,7 +122,7 @@ def clear(paths: SandboxPaths, names: list[str]) -> dict[str, dict[str, Any]]:
             except FileNotFoundError:
                 continue
             if is_dir:
-                fsutil.remove_tree(target)
+                fs.remove_tree(target)
             else:  # never opened: a fifo would block, a link would lead elsewhere
                 target.unlink(missing_ok=True)
             removed += 1

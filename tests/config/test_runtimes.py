@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aido.runtimes.resolve import (
+from aido.config.runtimes import (
     SH_IMAGE,
     RuntimeChoice,
     interpreter_for_task,

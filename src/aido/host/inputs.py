@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aido.errors import ConfigError, Problem
-from aido.sandbox.fsutil import create_new
+from aido.fs import create_new
 
 MAX_INPUT_FILES = 10_000
 MAX_INPUT_BYTES = 1 << 30

@@ -11,20 +11,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from aido.errors import ImageUnavailable, RuntimeFailure, RuntimeUnavailable, TaskNotFound, TaskNotRunnable
-from aido.runtimes.base import (
+from aido.backends.base import (
     INTERRUPTED,
     ISOLATION_DEFAULT,
     TIMEOUT,
+    Backend,
     ExecOutcome,
     ExecRequest,
     Guard,
     OutputSink,
     ProgressSink,
-    RuntimeAdapter,
     RuntimeInfo,
 )
-from aido.runtimes.docker.engine import AttachStream, Engine, EngineError
+from aido.backends.docker.engine import AttachStream, Engine, EngineError
+from aido.errors import ImageUnavailable, RuntimeFailure, RuntimeUnavailable, TaskNotFound, TaskNotRunnable
 
 ENGINE_HINT = (
     "start the Docker engine (`sudo systemctl start docker`, or `sudo dockerd &`) "
@@ -209,7 +209,7 @@ def _start_error(message: str) -> Exception:
     return RuntimeFailure(f"the engine could not start the container: {message}")
 
 
-class DockerRuntime(RuntimeAdapter):
+class DockerBackend(Backend):
     name = "docker"
 
     def __init__(self, host: str | None = None) -> None:
@@ -240,7 +240,7 @@ class DockerRuntime(RuntimeAdapter):
                 ) from None
             raise
 
-    # -- RuntimeAdapter -------------------------------------------------------------
+    # -- Backend -------------------------------------------------------------
 
     def info(self) -> RuntimeInfo:
         version = self._call("GET", "/version")

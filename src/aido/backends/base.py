@@ -1,4 +1,4 @@
-"""The contract every runtime adapter fulfils (tests/runtimes/contract.py checks it).
+"""The contract every runtime adapter fulfils (tests/backends/contract.py checks it).
 
 The sandbox manager builds an ExecRequest; the adapter runs it in a fresh,
 isolated container and returns an ExecOutcome; the evidence layer reads only
@@ -56,7 +56,7 @@ class ExecRequest:
     user: str  # "uid:gid", never root
     workdir: str = "/work"
     network: bool = False
-    isolation: str = ISOLATION_DEFAULT  # or e.g. "gvisor"; see RuntimeAdapter.isolation_levels
+    isolation: str = ISOLATION_DEFAULT  # or e.g. "gvisor"; see Backend.isolation_levels
     # Paths inside the container that get an empty read-only tmpfs over them (e.g. the
     # workspace's .aido/ inside a --host-filesystem mount, so evidence is not readable).
     masked_paths: list[str] = field(default_factory=list)
@@ -94,7 +94,7 @@ class RuntimeInfo:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-class RuntimeAdapter(ABC):
+class Backend(ABC):
     """One isolation backend. Implementations are registered by name in registry.py."""
 
     name: str = ""

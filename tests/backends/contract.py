@@ -1,4 +1,4 @@
-"""The contract every runtime adapter must fulfil (see aido/runtimes/base.py).
+"""The contract every runtime adapter must fulfil (see aido/backends/base.py).
 
 Subclass ``RuntimeContract`` in a ``test_*.py`` module and provide the ``adapter``
 fixture (and, if the default does not suit the backend, ``image`` and
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from aido.backends.base import Backend, ExecOutcome, ExecRequest, Limits, Mount, RuntimeInfo
 from aido.errors import ImageUnavailable
-from aido.runtimes.base import ExecOutcome, ExecRequest, Limits, Mount, RuntimeAdapter, RuntimeInfo
 
 MIB = 1 << 20
 RequestFactory = Callable[..., ExecRequest]
@@ -56,14 +56,14 @@ def task_ids() -> tuple[int, int]:
 
 
 class RuntimeContract:
-    """Behaviour every RuntimeAdapter must show against its real backend."""
+    """Behaviour every Backend must show against its real backend."""
 
     reports_pids = False  # True: the adapter must say whether the pids limit was reached
 
     # -- what a concrete suite provides --------------------------------------------------
 
     @pytest.fixture
-    def adapter(self) -> RuntimeAdapter:
+    def adapter(self) -> Backend:
         raise NotImplementedError("a runtime contract suite must provide the `adapter` fixture")
 
     @pytest.fixture
@@ -79,7 +79,7 @@ class RuntimeContract:
     # -- helpers ---------------------------------------------------------------------------
 
     @pytest.fixture
-    def labels(self, adapter: RuntimeAdapter) -> Iterator[dict[str, str]]:
+    def labels(self, adapter: Backend) -> Iterator[dict[str, str]]:
         """Labels unique to this test; anything left carrying them is removed afterwards."""
         unique = {"aido.contract": uuid.uuid4().hex}
         yield unique
@@ -112,7 +112,7 @@ class RuntimeContract:
         return build
 
     @staticmethod
-    def run(adapter: RuntimeAdapter, request: ExecRequest) -> tuple[ExecOutcome, Captured]:
+    def run(adapter: Backend, request: ExecRequest) -> tuple[ExecOutcome, Captured]:
         captured = Captured()
         outcome = adapter.run(request, captured)
         return outcome, captured
@@ -128,7 +128,7 @@ class RuntimeContract:
 
     # -- info and images -------------------------------------------------------------------
 
-    def test_info_answers_with_name_and_version(self, adapter: RuntimeAdapter) -> None:
+    def test_info_answers_with_name_and_version(self, adapter: Backend) -> None:
         info = adapter.info()
         assert isinstance(info, RuntimeInfo)
         assert info.name == adapter.name
@@ -136,9 +136,7 @@ class RuntimeContract:
         assert info.version
         assert info.api_version
 
-    def test_ensure_image_of_a_present_image_returns_its_id(
-        self, adapter: RuntimeAdapter, image: str
-    ) -> None:
+    def test_ensure_image_of_a_present_image_returns_its_id(self, adapter: Backend, image: str) -> None:
         image_id = adapter.ensure_image(image)
         assert isinstance(image_id, str)
         assert image_id
@@ -146,7 +144,7 @@ class RuntimeContract:
         assert adapter.ensure_image(image) == image_id
 
     def test_ensure_image_of_a_missing_image_raises_image_unavailable_with_a_hint(
-        self, adapter: RuntimeAdapter, missing_image: str
+        self, adapter: Backend, missing_image: str
     ) -> None:
         started = time.monotonic()
         with pytest.raises(ImageUnavailable) as caught:
@@ -159,7 +157,7 @@ class RuntimeContract:
     # -- running ---------------------------------------------------------------------------
 
     def test_trivial_command_exits_zero_and_streams_stdout_and_stderr_separately(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
+        self, adapter: Backend, request_for: RequestFactory
     ) -> None:
         request = request_for(["sh", "-c", "echo to-stdout; echo to-stderr >&2"])
         outcome, captured = self.run(adapter, request)
@@ -178,24 +176,20 @@ class RuntimeContract:
         assert outcome.image_id
 
     def test_large_output_arrives_complete_and_in_order(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
+        self, adapter: Backend, request_for: RequestFactory
     ) -> None:
         request = request_for(["python3", "-c", "import sys\nfor i in range(20000): print(i)"])
         outcome, captured = self.run(adapter, request)
         assert outcome.exit_code == 0
         assert captured.stdout.splitlines() == [str(i) for i in range(20000)]
 
-    def test_non_zero_exit_code_is_propagated(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
-    ) -> None:
+    def test_non_zero_exit_code_is_propagated(self, adapter: Backend, request_for: RequestFactory) -> None:
         outcome, _ = self.run(adapter, request_for(["sh", "-c", "exit 42"]))
         assert outcome.exit_code == 42
         assert outcome.error is None
         assert not outcome.timed_out
 
-    def test_timeout_kills_the_task_promptly(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
-    ) -> None:
+    def test_timeout_kills_the_task_promptly(self, adapter: Backend, request_for: RequestFactory) -> None:
         request = request_for(["sh", "-c", "echo started; sleep 30; echo never"], timeout_seconds=1.0)
         started = time.monotonic()
         outcome, captured = self.run(adapter, request)
@@ -206,7 +200,7 @@ class RuntimeContract:
         assert captured.stdout == "started\n"
 
     def test_timeout_applies_to_a_task_that_closed_its_output(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
+        self, adapter: Backend, request_for: RequestFactory
     ) -> None:
         request = request_for(["sh", "-c", "exec >/dev/null 2>&1; sleep 30"], timeout_seconds=1.0)
         started = time.monotonic()
@@ -216,7 +210,7 @@ class RuntimeContract:
         assert time.monotonic() - started < 10
 
     def test_a_background_child_does_not_keep_the_run_alive(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
+        self, adapter: Backend, request_for: RequestFactory
     ) -> None:
         request = request_for(["sh", "-c", "sleep 30 & echo main-done"], timeout_seconds=60.0)
         started = time.monotonic()
@@ -226,7 +220,7 @@ class RuntimeContract:
         assert time.monotonic() - started < 10
 
     def test_memory_limit_is_enforced_by_an_oom_kill(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
+        self, adapter: Backend, request_for: RequestFactory
     ) -> None:
         request = request_for(
             ["python3", "-c", "data = b'x' * (256 << 20)\nprint(len(data))"],
@@ -239,7 +233,7 @@ class RuntimeContract:
         assert not outcome.timed_out
 
     def test_guard_reason_stops_the_task_and_is_reported(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
+        self, adapter: Backend, request_for: RequestFactory
     ) -> None:
         started = time.monotonic()
         calls: list[float] = []
@@ -258,7 +252,7 @@ class RuntimeContract:
         assert len(calls) >= 3, "the guard must be polled several times a second"
 
     def test_a_guard_that_raises_still_stops_the_task(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
+        self, adapter: Backend, request_for: RequestFactory
     ) -> None:
         def guard() -> str | None:
             raise OSError("the sandbox directory vanished")
@@ -269,19 +263,17 @@ class RuntimeContract:
         assert "vanished" in outcome.stop_reason
         assert outcome.exit_code is None
 
-    def test_a_quiet_guard_changes_nothing(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
-    ) -> None:
+    def test_a_quiet_guard_changes_nothing(self, adapter: Backend, request_for: RequestFactory) -> None:
         captured = Captured()
         outcome = adapter.run(request_for(["sh", "-c", "echo fine"]), captured, lambda: None)
         assert outcome.exit_code == 0
         assert outcome.stop_reason is None
 
-    def test_default_isolation_is_always_available(self, adapter: RuntimeAdapter) -> None:
+    def test_default_isolation_is_always_available(self, adapter: Backend) -> None:
         assert "default" in adapter.isolation_levels()
 
     def test_an_unknown_isolation_is_refused_with_the_fix(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory, labels: dict[str, str]
+        self, adapter: Backend, request_for: RequestFactory, labels: dict[str, str]
     ) -> None:
         from aido.errors import RuntimeUnavailable
 
@@ -297,7 +289,7 @@ class RuntimeContract:
         assert asked.value.hint
         adapter.check_isolation("default")
 
-    def test_file_size_limit_is_enforced(self, adapter: RuntimeAdapter, request_for: RequestFactory) -> None:
+    def test_file_size_limit_is_enforced(self, adapter: Backend, request_for: RequestFactory) -> None:
         write = (
             "import errno\n"
             "f = open('/tmp/big', 'wb')\n"
@@ -319,7 +311,7 @@ class RuntimeContract:
         assert {"Name": "fsize", "Soft": 8 * MIB, "Hard": 8 * MIB} in outcome.applied["ulimits"]
 
     def test_masked_path_hides_a_mounted_directory(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory, tmp_path: Path
+        self, adapter: Backend, request_for: RequestFactory, tmp_path: Path
     ) -> None:
         project = tmp_path / "project"
         (project / ".aido").mkdir(parents=True)
@@ -342,7 +334,7 @@ class RuntimeContract:
         assert sorted(p.name for p in (project / ".aido").iterdir()) == ["secrets.json"]
 
     def test_process_and_open_file_limits_are_enforced(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
+        self, adapter: Backend, request_for: RequestFactory
     ) -> None:
         spawn = (
             "import threading, time\n"
@@ -365,9 +357,7 @@ class RuntimeContract:
         assert nofile == "256"
         assert 0 < int(threads) < 16
 
-    def test_reaching_the_pids_limit_is_reported(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
-    ) -> None:
+    def test_reaching_the_pids_limit_is_reported(self, adapter: Backend, request_for: RequestFactory) -> None:
         # Forks until the limit refuses one, then stays a moment so that a runtime that
         # watches while the task runs sees it; the task itself exits 0.
         fork = (
@@ -396,7 +386,7 @@ class RuntimeContract:
             assert outcome.pids_limit_hit is True
 
     def test_a_task_within_its_pids_limit_is_not_reported(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
+        self, adapter: Backend, request_for: RequestFactory
     ) -> None:
         outcome, captured = self.run(adapter, request_for(["sh", "-c", "sleep 0.3; echo ok"]))
         assert captured.stdout == "ok\n"
@@ -404,7 +394,7 @@ class RuntimeContract:
         if self.reports_pids:
             assert outcome.pids_limit_hit is False
 
-    def test_network_is_disabled(self, adapter: RuntimeAdapter, request_for: RequestFactory) -> None:
+    def test_network_is_disabled(self, adapter: Backend, request_for: RequestFactory) -> None:
         probe = (
             "import socket\n"
             "try:\n"
@@ -423,9 +413,7 @@ class RuntimeContract:
         interfaces = [line.split(":", 1)[0].strip() for line in net_dev.splitlines() if ":" in line]
         assert interfaces == ["lo"]
 
-    def test_runs_as_the_requested_non_root_user(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
-    ) -> None:
+    def test_runs_as_the_requested_non_root_user(self, adapter: Backend, request_for: RequestFactory) -> None:
         uid, gid = task_ids()
         outcome, captured = self.run(adapter, request_for(["sh", "-c", "id -u; id -g"]))
         assert outcome.exit_code == 0
@@ -433,7 +421,7 @@ class RuntimeContract:
         assert uid != 0
 
     def test_root_filesystem_is_read_only_but_tmp_is_writable(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
+        self, adapter: Backend, request_for: RequestFactory
     ) -> None:
         script = (
             "if echo x > /etc/x; then echo ETC-WRITTEN; else echo ETC-REFUSED; fi; "
@@ -447,7 +435,7 @@ class RuntimeContract:
         assert any(m in captured.stderr.lower() for m in ("read-only file system", "permission denied"))
 
     def test_read_only_mount_cannot_be_written(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory, tmp_path: Path
+        self, adapter: Backend, request_for: RequestFactory, tmp_path: Path
     ) -> None:
         source = self.writable_dir(tmp_path / "ro")
         (source / "given.txt").write_text("original\n")
@@ -469,7 +457,7 @@ class RuntimeContract:
         assert sorted(p.name for p in source.iterdir()) == ["given.txt"]
 
     def test_read_write_mount_can_be_written(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory, tmp_path: Path
+        self, adapter: Backend, request_for: RequestFactory, tmp_path: Path
     ) -> None:
         target = self.writable_dir(tmp_path / "rw")
         request = request_for(
@@ -483,7 +471,7 @@ class RuntimeContract:
         assert (target / "result.txt").stat().st_uid == task_ids()[0]
 
     def test_environment_is_exactly_what_was_requested(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
+        self, adapter: Backend, request_for: RequestFactory
     ) -> None:
         os.environ["AIDO_CONTRACT_HOST_ONLY"] = "host-value"
         try:
@@ -502,7 +490,7 @@ class RuntimeContract:
         assert "host-value" not in captured.stdout
 
     def test_arguments_are_passed_as_a_list_without_shell_interpretation(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
+        self, adapter: Backend, request_for: RequestFactory
     ) -> None:
         tricky = ["$(id)", "a;b", "'quoted'", "two words", "*"]
         request = request_for(["python3", "-c", "import sys\nfor a in sys.argv[1:]: print(a)", *tricky])
@@ -511,7 +499,7 @@ class RuntimeContract:
         assert captured.stdout.splitlines() == tricky
 
     def test_applied_settings_are_read_back_from_the_engine(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory
+        self, adapter: Backend, request_for: RequestFactory
     ) -> None:
         limits = Limits(cpus=0.5, memory_bytes=96 * MIB, pids=1077)
         request = request_for(["true"], limits=limits)
@@ -533,21 +521,21 @@ class RuntimeContract:
         assert "/tmp" in applied["tmpfs"]
 
     def test_container_is_removed_after_the_run(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory, labels: dict[str, str]
+        self, adapter: Backend, request_for: RequestFactory, labels: dict[str, str]
     ) -> None:
         outcome, _ = self.run(adapter, request_for(["sh", "-c", "exit 3"]))
         assert outcome.exit_code == 3
         assert adapter.list_labelled(labels) == []
 
     def test_container_is_removed_after_a_timeout(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory, labels: dict[str, str]
+        self, adapter: Backend, request_for: RequestFactory, labels: dict[str, str]
     ) -> None:
         outcome, _ = self.run(adapter, request_for(["sleep", "30"], timeout_seconds=1.0))
         assert outcome.timed_out
         assert adapter.list_labelled(labels) == []
 
     def test_ctrl_c_stops_the_task_and_returns_an_interrupted_outcome(
-        self, adapter: RuntimeAdapter, request_for: RequestFactory, labels: dict[str, str]
+        self, adapter: Backend, request_for: RequestFactory, labels: dict[str, str]
     ) -> None:
         """SIGINT reaches the main thread while it waits on the task, as Ctrl-C would."""
         main = threading.main_thread().ident
@@ -574,7 +562,7 @@ class RuntimeContract:
     # -- labelled containers ----------------------------------------------------------------
 
     def test_list_and_remove_labelled_handle_a_leftover_container(
-        self, adapter: RuntimeAdapter, image: str, labels: dict[str, str]
+        self, adapter: Backend, image: str, labels: dict[str, str]
     ) -> None:
         (key, value) = next(iter(labels.items()))
         started = subprocess.run(
@@ -606,7 +594,7 @@ class RuntimeContract:
             subprocess.run(["docker", "rm", "-f", container_id], capture_output=True, check=False)
 
     def test_remove_labelled_with_nothing_to_remove_returns_empty(
-        self, adapter: RuntimeAdapter, labels: dict[str, str]
+        self, adapter: Backend, labels: dict[str, str]
     ) -> None:
         assert adapter.remove_labelled(labels) == []
         assert adapter.list_labelled(labels) == []

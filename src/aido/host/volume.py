@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from aido.errors import ConfigError, Problem, RuntimeFailure
 
 if TYPE_CHECKING:
-    from aido.sandbox.workspace import SandboxPaths
+    from aido.store.workspace import SandboxPaths
 
 IMAGE = "disk.img"
 MOUNT = ".volume"

@@ -1,0 +1,163 @@
+"""The TTL reaper: one background process per workspace that destroys expired sandboxes.
+
+``aido sandbox up`` starts it (``ensure_running``); it detaches from the terminal,
+keeps running after the command returns, and exits on its own once no sandbox with
+auto-cleanup is left. An flock on ``.aido/reaper.lock`` makes it single-instance:
+a second one exits at once, and a crashed one leaves no stale lock behind.
+
+Each sweep also recovers runs orphaned by a killed ``aido run``, removes
+containers of this workspace that no live run owns, and deletes archived evidence
+older than the ``evidence_retention`` setting (re-read from ``.aido/config.json``
+at each sweep; an invalid file means nothing is pruned). Every aido command sweeps on
+its way too, so the reaper is a safety net, not the only line of cleanup.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from aido import fs
+from aido.store.workspace import Workspace
+
+DEFAULT_INTERVAL = 60.0  # seconds between full sweeps, as the spec says
+IDLE_CHECK = 5.0  # between sweeps, how often to check whether there is anything left to reap
+INTERVAL_ENV = "AIDO_REAPER_INTERVAL"
+LOG_LIMIT = 256 << 10
+
+
+def interval_from_env() -> float:
+    raw = os.environ.get(INTERVAL_ENV)
+    if not raw:
+        return DEFAULT_INTERVAL
+    try:
+        value = float(raw)
+    except ValueError:
+        return DEFAULT_INTERVAL
+    return value if 0.1 <= value <= 86400 else DEFAULT_INTERVAL
+
+
+def is_running(workspace: Workspace) -> bool:
+    return fs.is_locked(workspace.reaper_lock)
+
+
+def ensure_running(workspace: Workspace) -> int | None:
+    """Start the workspace's reaper unless one is running; return the new process id.
+    It inherits the environment, AIDO_REAPER_INTERVAL included."""
+    if is_running(workspace):
+        return None
+    # -P: the project directory (the reaper's cwd) must never shadow aido's own modules.
+    process = subprocess.Popen(
+        [sys.executable, "-P", "-m", "aido.lifecycle.reaper", str(workspace.root)],
+        cwd=workspace.root,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C in the terminal that ran `sandbox up` must not reach it
+        close_fds=True,
+    )
+    return process.pid
+
+
+def wants_reaper(data: object) -> bool:
+    """Whether a sandbox, from its parsed sandbox.json, may need the reaper: it has
+    auto-cleanup (to destroy at expiry) or a run marked running (to recover)."""
+    if not isinstance(data, dict):
+        return False
+    if data.get("auto_cleanup", True):
+        return True
+    runs = data.get("runs")
+    return isinstance(runs, list) and any(isinstance(r, dict) and r.get("status") == "running" for r in runs)
+
+
+def has_work(workspace: Workspace) -> bool:
+    """Any sandbox left that the reaper may have to destroy (or whose runs it may recover)."""
+    for sandbox_id in workspace.sandbox_ids():
+        try:
+            data = fs.read_json(workspace.sandbox(sandbox_id).metadata)
+        except (OSError, ValueError):
+            continue
+        if wants_reaper(data):
+            return True
+    return False
+
+
+def _log(workspace: Workspace, message: str) -> None:
+    path = workspace.dir / "reaper.log"
+    try:
+        if path.exists() and path.lstat().st_size > LOG_LIMIT:
+            os.replace(path, path.with_suffix(".log.1"))
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        fs.append_line(path, f"{stamp} [{os.getpid()}] {message}")
+    except OSError:
+        pass
+
+
+def _retention(workspace: Workspace) -> float | None:
+    """The workspace's evidence_retention; None (prune nothing) if its settings are invalid:
+    a broken file must never shorten how long evidence is kept."""
+    from aido.config.settings import load_settings
+    from aido.errors import AidoError
+
+    config = workspace.config_file
+    try:
+        return load_settings(config if config.is_file() else None).evidence_retention
+    except AidoError as exc:
+        _log(workspace, f"not pruning evidence: {config} is invalid: {exc}")
+        return None
+
+
+def serve(root: Path, interval: float) -> int:
+    """The reaper's loop. Returns when there is nothing left to reap (or another reaper runs)."""
+    from aido.sandbox.manager import SandboxManager
+
+    workspace = Workspace(root)
+    try:
+        lock = os.open(workspace.reaper_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return 1
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        return 0  # another reaper serves this workspace
+    try:
+        os.ftruncate(lock, 0)
+        os.pwrite(lock, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass
+    _log(workspace, f"started (interval {interval:g}s)")
+    manager = SandboxManager(workspace)
+    next_sweep = 0.0
+    try:
+        while workspace.sandboxes.is_dir() and has_work(workspace):
+            if time.monotonic() >= next_sweep:
+                try:
+                    manager.evidence_retention = _retention(workspace)
+                    for action in manager.sweep(containers=True):
+                        _log(workspace, f"{action}")
+                except Exception:  # the reaper must outlive any one bad sweep
+                    _log(workspace, "sweep failed: " + traceback.format_exc(limit=3).replace("\n", " | "))
+                next_sweep = time.monotonic() + interval
+            time.sleep(max(0.05, min(IDLE_CHECK, next_sweep - time.monotonic())))
+    finally:
+        _log(workspace, "exiting: no sandbox with auto-cleanup left")
+        os.close(lock)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m aido.lifecycle.reaper WORKSPACE_ROOT", file=sys.stderr)
+        return 2
+    return serve(Path(args[0]).resolve(), interval_from_env())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

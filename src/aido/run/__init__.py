@@ -1,0 +1,1 @@
+"""One run of a task, as one-way stages: plan -> prepare -> execute -> collect -> result."""

@@ -1,0 +1,1 @@
+"""The workspace on disk: its layout, the sandbox and run records, ids, the archive."""
