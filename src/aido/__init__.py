@@ -23,12 +23,13 @@ __all__ = [
 
 if TYPE_CHECKING:
     from aido.errors import AidoError
-    from aido.sandbox.manager import RunResult, SandboxManager, Widening
+    from aido.run.result import RunResult
+    from aido.sandbox.manager import SandboxManager, Widening
     from aido.store.workspace import Workspace
 
 _LAZY = {
     "AidoError": "aido.errors",
-    "RunResult": "aido.sandbox.manager",
+    "RunResult": "aido.run.result",
     "SandboxManager": "aido.sandbox.manager",
     "Widening": "aido.sandbox.manager",
     "Workspace": "aido.store.workspace",

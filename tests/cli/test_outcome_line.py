@@ -5,16 +5,18 @@ these check that the CLI shows that line, also for a summary written without one
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aido.cli.main import _outcome_line, _run_payload
+from aido.run.result import RunResult
 
 
-def result(status: str, **fields: Any) -> SimpleNamespace:
+def result(status: str, **fields: Any) -> RunResult:
     exit_code = fields.pop("exit_code", 0 if status == "success" else 1)
+    pids = fields.pop("pids_limit_reached", False)
     summary = {
         "status": status,
         "exit_code": exit_code,
@@ -23,7 +25,7 @@ def result(status: str, **fields: Any) -> SimpleNamespace:
         "oom_killed": fields.get("oom_killed", False),
         "stop_reason": "timeout" if status == "timed_out" else None,
         "limits": {"memory_bytes": 512 << 20, "pids": 256, "timeout_seconds": 5.0},
-        "pids_limit_reached": fields.pop("pids_limit_reached", False),
+        "pids_limit_reached": pids,
         "output": {},
         "changes": [],
     }
@@ -35,18 +37,18 @@ def result(status: str, **fields: Any) -> SimpleNamespace:
         "exit_code": exit_code,
         "duration_ms": 1234,
         "timed_out": status == "timed_out",
-        "oom_killed": False,
+        "oom_killed": summary["oom_killed"],
         "stop_reason": summary["stop_reason"],
         "message": None,
         "error": None,
-        "artifacts": [],
-        "outputs_dir": "outputs",
-        "evidence_dir": "runs/run-001",
+        "artifacts": (),
+        "outputs_dir": Path("outputs"),
+        "evidence_dir": Path("runs/run-001"),
         "summary": summary,
-        "process_exit_code": exit_code or 0,
+        "pids_limit_reached": pids,
     }
     base.update(fields)
-    return SimpleNamespace(**base)
+    return RunResult(**base)
 
 
 @pytest.mark.parametrize(
@@ -73,9 +75,7 @@ def result(status: str, **fields: Any) -> SimpleNamespace:
         ),
     ],
 )
-def test_outcome_line_of_a_summary_without_one_is_decided_from_its_facts(
-    run: SimpleNamespace, line: str
-) -> None:
+def test_outcome_line_of_a_summary_without_one_is_decided_from_its_facts(run: RunResult, line: str) -> None:
     assert _outcome_line(run) == line
 
 
@@ -90,9 +90,9 @@ def test_run_payload_carries_the_pids_flag_from_the_summary() -> None:
 
 
 def test_run_payload_lists_the_limits_exceeded_and_the_exit_code_of_the_run() -> None:
-    run = result("failed", exit_code=0, process_exit_code=137)
-    run.summary["limits_exceeded"] = [{"kind": "memory", "limit": 1, "measured": None}]
+    breach = {"kind": "memory", "limit": 1, "measured": None}
+    run = result("failed", exit_code=0, oom_killed=True, limits_exceeded=(breach,))
     payload = _run_payload(run)
-    assert payload["limits_exceeded"] == run.summary["limits_exceeded"]
+    assert payload["limits_exceeded"] == [breach]
     assert payload["exit_code_of_run"] == 137
     assert _run_payload(result("success"))["limits_exceeded"] == []

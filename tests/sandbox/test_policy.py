@@ -3,6 +3,7 @@ outcome becomes a status and an exit code, and how a batch combines them."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,9 @@ import pytest
 from aido.errors import NotConfirmed, SandboxNotFound
 from aido.exit_codes import ExitCode
 from aido.run.batch import BatchItem, BatchResult
+from aido.run.result import RunResult
 from aido.run.verdict import Facts, decide
-from aido.sandbox.manager import RunResult, Widening, _confirm, widened_permissions
+from aido.sandbox.manager import Widening, _confirm, widened_permissions
 
 
 def outcome(**fields: object) -> Facts:
@@ -32,7 +34,7 @@ def result(status: str, exit_code: int | None = 0, stop_reason: str | None = Non
         oom_killed=False,
         evidence_dir=Path("e"),
         outputs_dir=Path("o"),
-        artifacts=[],
+        artifacts=(),
         summary={},
         stop_reason=stop_reason,
     )
@@ -123,8 +125,7 @@ def test_status_to_exit_code(run: RunResult, code: int) -> None:
 
 
 def test_a_signal_sets_the_interrupted_exit_code() -> None:
-    run = result("interrupted", None, "interrupted")
-    run.signal_exit = 143
+    run = dataclasses.replace(result("interrupted", None, "interrupted"), signal_exit=143)
     assert run.process_exit_code == 143
 
 

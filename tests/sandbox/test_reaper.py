@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from aido import fs, reaper
+from aido import fs
+from aido.lifecycle import reaper
 from aido.store.workspace import DIRNAME, Workspace
 
 SID = "abcdefabcdef"

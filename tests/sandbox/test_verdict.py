@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from aido.exit_codes import ExitCode
+from aido.run.result import RunResult
 from aido.run.verdict import Breach, Facts, Verdict, decide, facts_from_summary, outcome_of_summary
-from aido.sandbox.manager import RunResult
 
 MEMORY = 64 << 20
 DISK_BREACHES = {
@@ -209,7 +209,7 @@ def test_a_run_result_exits_with_its_verdicts_code(facts: Facts) -> None:
         oom_killed=facts.oom_killed,
         evidence_dir=Path("e"),
         outputs_dir=Path("o"),
-        artifacts=[],
+        artifacts=(),
         summary={},
         stop_reason=facts.stop_reason,
         message=verdict.message,

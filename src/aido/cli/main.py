@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,6 +21,9 @@ from aido.cli.render import Renderer
 from aido.config.limits import ISOLATION_LEVELS
 from aido.errors import AidoError, ConfigError, Interrupted, NoActiveSandbox
 from aido.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from aido.run.result import RunResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -855,7 +858,6 @@ def _run_one(
         stdin=stdin,
     )
     out.progress_done()
-    result.signal_exit = STATE.signal_exit
     code = result.process_exit_code
     if out.json_mode:
         out.envelope(
@@ -869,19 +871,19 @@ def _run_one(
     else:
         out.separator()
         out.say_result(_outcome_line(result), ok=result.status == "success")
-        for stream, stats in result.summary["output"].items():
-            if stats["truncated"]:
-                out.warn(f"{stream} was truncated at {stats['limit']} bytes ({stats['bytes_total']} written)")
-        for declared in result.summary["declared_outputs"]:
-            if not declared["present"]:
-                out.warn(f"declared output {declared['path']!r} was not produced")
+        for stats in result.output:
+            if stats.truncated:
+                out.warn(f"{stats.name} was truncated at {stats.limit} bytes ({stats.bytes_total} written)")
+        for declared in result.declared_outputs:
+            if not declared.present:
+                out.warn(f"declared output {declared.path!r} was not produced")
         out.say(f"📦 Artifacts: {_relative(result.outputs_dir)}/")
         out.say(f"🧾 Evidence: {_relative(result.evidence_dir)}/")
     if code:
         sys.exit(code)
 
 
-def _run_payload(result: Any) -> dict[str, Any]:
+def _run_payload(result: RunResult) -> dict[str, Any]:
     return {
         "sandbox_id": result.sandbox_id,
         "run_id": result.run_id,
@@ -890,28 +892,28 @@ def _run_payload(result: Any) -> dict[str, Any]:
         "duration_ms": result.duration_ms,
         "timed_out": result.timed_out,
         "oom_killed": result.oom_killed,
-        "pids_limit_reached": result.summary.get("pids_limit_reached"),
+        "pids_limit_reached": result.pids_limit_reached,
         "stop_reason": result.stop_reason,
         "message": result.message,
         # Every limit the task reached (kind, limit, measured, unit, message), and what
         # aido exits with for this run: one verdict with status and message.
-        "limits_exceeded": result.summary.get("limits_exceeded", []),
+        "limits_exceeded": list(result.limits_exceeded),
         "exit_code_of_run": result.process_exit_code,
-        "artifacts": result.artifacts,
+        "artifacts": list(result.artifacts),
         "outputs_dir": _relative(result.outputs_dir),
         "evidence_dir": _relative(result.evidence_dir),
-        "output": result.summary["output"],
-        "changes": result.summary["changes"],
+        "output": result.output_json(),
+        "changes": list(result.changes),
     }
 
 
-def _outcome_line(result: Any) -> str:
-    """One line on how a run ended, in words: the run's verdict (sandbox/verdict.py)."""
-    if getattr(result, "outcome", ""):
-        return str(result.outcome)
+def _outcome_line(result: RunResult) -> str:
+    """One line on how a run ended, in words: the run's verdict (run/verdict.py)."""
+    if result.outcome:
+        return result.outcome
     from aido.run.verdict import outcome_of_summary
 
-    return outcome_of_summary(result.summary)[0]
+    return outcome_of_summary(dict(result.summary))[0]
 
 
 def _run_batch(
@@ -937,10 +939,11 @@ def _run_batch(
     sinks: dict[int, PrefixedOutput] = {}
 
     def hooks_for(item: BatchItem) -> RunHooks:
+        signal_exit = lambda: STATE.signal_exit  # noqa: E731  # read when the run ends
         if out.json_mode:
-            return RunHooks()
+            return RunHooks(signal_exit=signal_exit)
         sink = sinks[item.index] = out.prefixed(labels[item.index], width, item.index)
-        return RunHooks(on_output=sink)
+        return RunHooks(on_output=sink, signal_exit=signal_exit)
 
     def on_result(item: BatchItem) -> None:
         if item.index in sinks:
@@ -973,9 +976,6 @@ def _run_batch(
     )
     for sink in sinks.values():
         sink.close()
-    for item in batch.items:
-        if item.result is not None:
-            item.result.signal_exit = STATE.signal_exit
     batch.signal_exit = STATE.signal_exit
     code = batch.process_exit_code
     if out.json_mode:

@@ -22,7 +22,8 @@ from aido.errors import AidoError
 from aido.exit_codes import ExitCode
 
 if TYPE_CHECKING:
-    from aido.sandbox.manager import Confirm, RunHooks, RunResult, SandboxManager, Widening, _Plan
+    from aido.run.result import RunResult
+    from aido.sandbox.manager import Confirm, RunHooks, SandboxManager, Widening, _Plan
 
 MAX_PARALLEL = 64
 

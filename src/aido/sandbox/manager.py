@@ -40,6 +40,7 @@ from aido.errors import (
     WorkspaceError,
 )
 from aido.evidence.events import record_event
+from aido.run.result import RunResult, declared_from_summary, streams_from_summary
 from aido.store.ids import check_run_id, new_sandbox_id, run_id, run_number
 from aido.store.records import (
     RunRef,
@@ -135,35 +136,6 @@ class RunHooks:
     # What aido exits with when a signal (SIGTERM 143, SIGHUP 129; None for Ctrl-C)
     # interrupted the run: recorded with the run's verdict.
     signal_exit: Callable[[], int | None] | None = None
-
-
-@dataclass
-class RunResult:
-    sandbox_id: str
-    run_id: str
-    task: str
-    status: str
-    exit_code: int | None
-    duration_ms: int
-    timed_out: bool
-    oom_killed: bool
-    evidence_dir: Path
-    outputs_dir: Path
-    artifacts: list[str]
-    summary: dict[str, Any] = field(repr=False)
-    error: str | None = None
-    signal_exit: int | None = None
-    stop_reason: str | None = None
-    message: str | None = None  # why the run ended as it did, in words (see verdict.py)
-    limits_exceeded: list[dict[str, Any]] = field(default_factory=list)
-    outcome: str = ""  # the human outcome line, as `aido run` and `aido logs --follow` print it
-
-    @property
-    def process_exit_code(self) -> int:
-        """What ``aido run`` exits with: the task's own code, or aido's documented codes."""
-        from aido.run.verdict import exit_code_for
-
-        return exit_code_for(self.status, self.exit_code, self.stop_reason, self.signal_exit)
 
 
 @dataclass(frozen=True)
@@ -1641,7 +1613,8 @@ class SandboxManager:
             fs.write_new(run_dir / "changes.diff", diff_text.encode("utf-8"))
             artifacts.insert(3, f"{run_dir.name}/changes.diff")
         disk = guard.disk_report()
-        verdict = guard.verdict(outcome, hooks.signal_exit() if hooks.signal_exit else None)
+        signal_exit = hooks.signal_exit() if hooks.signal_exit else None
+        verdict = guard.verdict(outcome, signal_exit)
         status, message = verdict.status, verdict.message
         summary = build_summary(
             record=record,
@@ -1712,13 +1685,18 @@ class SandboxManager:
             oom_killed=outcome.oom_killed,
             evidence_dir=run_dir,
             outputs_dir=paths.outputs,
-            artifacts=[str(Path(".aido/sandboxes") / record.id / "runs" / a) for a in artifacts],
+            artifacts=tuple(str(Path(".aido/sandboxes") / record.id / "runs" / a) for a in artifacts),
             summary=summary,
             error=outcome.error,
+            signal_exit=signal_exit,
             stop_reason=outcome.stop_reason,
             message=message,
-            limits_exceeded=verdict.limits_exceeded,
             outcome=verdict.line,
+            pids_limit_reached=outcome.pids_limit_hit,
+            limits_exceeded=tuple(verdict.limits_exceeded),
+            output=streams_from_summary(summary.get("output")),
+            changes=tuple(summary.get("changes") or ()),
+            declared_outputs=declared_from_summary(summary.get("declared_outputs")),
         )
 
     # -- aido logs ------------------------------------------------------------------------
