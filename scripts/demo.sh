@@ -10,6 +10,7 @@ set -x
 aido sandbox up
 aido run hello.py -- --greeting "hello from the sandbox"
 aido logs
+aido show
 aido sandbox list
 set +x
 run_dir="$(ls -d .aido/sandboxes/*/runs/run-001)"

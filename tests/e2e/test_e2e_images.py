@@ -1,8 +1,9 @@
 """A sandbox's image is checked (and pulled) at `sandbox up`: a missing one creates nothing.
 
 No registry is reachable from the test machines, and a test must not reach one anyway: the
-missing images are on a registry host under ``.invalid`` (a reserved name that never
-resolves), so the pull aido really attempts fails at once without contacting anyone.
+missing images name an empty registry the test runs itself on loopback (e2e_registry), so
+the pull aido really attempts fails at once without reaching anything else, not even a
+resolver.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from e2e_registry import empty_registry
 
 # destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
 from e2e_support import (  # noqa: F401
@@ -27,7 +29,11 @@ from conftest import write
 
 pytestmark = pytest.mark.docker
 
-MISSING = "aido-test.invalid/never-built:1"
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[str]:
+    with empty_registry() as address:
+        yield address
 
 
 def assert_hint_names_only_up_options(hint: str) -> None:
@@ -45,31 +51,32 @@ def assert_nothing_created(project: Path) -> None:
     assert not sandboxes.exists() or list(sandboxes.iterdir()) == []
 
 
-def test_missing_image_at_up_exits_125_and_creates_nothing(aido: Aido, project: Path) -> None:
-    result = aido("sandbox", "up", "--runtime", f"docker://{MISSING}")
+def test_missing_image_at_up_exits_125_and_creates_nothing(aido: Aido, project: Path, registry: str) -> None:
+    missing = f"{registry}/never-built:1"
+    result = aido("sandbox", "up", "--runtime", f"docker://{missing}")
     assert result.code == 125, result.stderr
     assert result.stdout == ""  # no sandbox id for a script to pick up
-    assert f"⬇ pulling {MISSING}" in result.stderr  # the pull was tried, and shown
-    assert f"error: image {MISSING} is not available locally and could not be pulled" in result.stderr
+    assert f"⬇ pulling {missing}" in result.stderr  # the pull was tried, and shown
+    assert f"error: image {missing} is not available locally and could not be pulled" in result.stderr
     hint = result.stderr.split("hint: ", 1)[1]
-    assert f"docker build -t {MISSING} ." in hint
+    assert f"docker build -t {missing} ." in hint
     assert_hint_names_only_up_options(hint)
     assert not (project / ".aido").exists(), "no workspace for a sandbox that was not created"
 
-    as_json = aido("sandbox", "up", "--runtime", f"docker://{MISSING}", "--json")
+    as_json = aido("sandbox", "up", "--runtime", f"docker://{missing}", "--json")
     assert as_json.code == 125
     doc = as_json.json
     assert doc["status"] == "error"
     assert doc["error"]["code"] == "image_unavailable"
-    assert MISSING in doc["error"]["message"]
+    assert missing in doc["error"]["message"]
     assert_hint_names_only_up_options(doc["error"]["hint"])
     assert as_json.stderr == ""  # --json: no progress lines
     assert not (project / ".aido").exists()
 
 
-def test_missing_image_keeps_the_active_sandbox(aido: Aido, project: Path) -> None:
+def test_missing_image_keeps_the_active_sandbox(aido: Aido, project: Path, registry: str) -> None:
     first = sandbox_up(aido)
-    write(project / "sandbox.yaml", f"runtime: docker://{MISSING}\n")
+    write(project / "sandbox.yaml", f"runtime: docker://{registry}/never-built:1\n")
     result = aido("sandbox", "up")
     assert result.code == 125, result.stderr
     assert_hint_names_only_up_options(result.stderr.split("hint: ", 1)[1])
@@ -85,9 +92,10 @@ def test_a_runtime_whose_image_is_here_creates_the_sandbox(aido: Aido, project: 
 
 
 @pytest.fixture
-def throwaway_image() -> Iterator[str]:
-    """A local tag of a present image, unique to this test (other tests run at the same time)."""
-    tag = f"aido-test.invalid/gone-{os.getpid()}:1"
+def throwaway_image(registry: str) -> Iterator[str]:
+    """A local tag of a present image, unique to this test (other tests run at the same time),
+    named after the empty registry: once removed, a pull of it fails there."""
+    tag = f"{registry}/gone-{os.getpid()}:1"
     subprocess.run(["docker", "tag", "debian:bookworm-slim", tag], check=True)
     yield tag
     subprocess.run(["docker", "rmi", tag], capture_output=True, check=False)

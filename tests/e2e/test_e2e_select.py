@@ -5,6 +5,7 @@ sandbox once the active one is gone, `sandbox use`, `sandbox extend`, `sandbox l
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from e2e_support import (  # noqa: F401
     wait_for,
 )
 
+from aido.sandbox import fsutil
 from conftest import write
 
 pytestmark = pytest.mark.docker
@@ -88,7 +90,10 @@ def test_destroy_reports_each_sandbox_once_in_order(aido: Aido, project: Path) -
 
     human = aido("sandbox", "destroy", third)
     assert human.code == 0
-    assert human.stderr.splitlines() == [f"✓ Sandbox destroyed: {third}"]
+    assert human.stderr.splitlines() == [
+        f"✓ Sandbox destroyed: {third}",
+        f"  evidence of 0 run(s) kept for 30d in .aido/archive/{third}/",
+    ]
 
 
 def test_destroy_goes_on_past_a_sandbox_that_fails_and_reports_each(aido: Aido, project: Path) -> None:
@@ -101,9 +106,11 @@ def test_destroy_goes_on_past_a_sandbox_that_fails_and_reports_each(aido: Aido, 
         assert result.code == 3, result.stderr
         lines = result.stderr.splitlines()
         assert lines[0] == f"✓ Sandbox destroyed: {first}"
-        assert lines[1] == f"✓ Sandbox destroyed: {last}"
-        assert lines[2].startswith(f"✗ Sandbox {broken} not destroyed: ")
-        assert lines[3].startswith(f"error: 1 of 3 sandboxes could not be destroyed: {broken}: ")
+        assert lines[1] == f"  evidence of 0 run(s) kept for 30d in .aido/archive/{first}/"
+        assert lines[2] == f"✓ Sandbox destroyed: {last}"
+        assert lines[3] == f"  evidence of 0 run(s) kept for 30d in .aido/archive/{last}/"
+        assert lines[4].startswith(f"✗ Sandbox {broken} not destroyed: ")
+        assert lines[5].startswith(f"error: 1 of 3 sandboxes could not be destroyed: {broken}: ")
         assert not sandbox_root(project, first).exists()
         assert not sandbox_root(project, last).exists()  # the old code stopped at the failure
         assert sandbox_root(project, broken).is_dir()
@@ -233,6 +240,7 @@ def test_use_selects_the_sandbox_run_logs_and_destroy_default_to(aido: Aido, pro
         "schema_version": 1,
         "command": "sandbox use",
         "status": "success",
+        "exit_code": 0,
         "sandbox_id": second,
         "name": None,
         "previous_sandbox_id": first,
@@ -247,6 +255,9 @@ def test_use_refuses_what_cannot_be_used_and_keeps_the_active_one(aido: Aido, pr
     expired = sandbox_up(aido, "--ttl", "1s", "--no-auto-cleanup")
     going = sandbox_up(aido)
     current = sandbox_up(aido)
+    # Being destroyed: the marker, and its destroyer alive and holding the directory's lock
+    # (a marker nobody holds is a crashed destroy, which the next command's sweep finishes).
+    destroyer = fsutil.hold_lock(sandbox_root(project, going))
     (sandbox_root(project, going) / ".destroying").touch()
     time.sleep(1.2)
 
@@ -270,6 +281,8 @@ def test_use_refuses_what_cannot_be_used_and_keeps_the_active_one(aido: Aido, pr
     assert missing.code == 2
     assert "Missing argument 'ID'" in missing.stderr
     (sandbox_root(project, going) / ".destroying").unlink()
+    assert destroyer is not None
+    os.close(destroyer)
 
 
 # -- sandbox extend -------------------------------------------------------------------------------

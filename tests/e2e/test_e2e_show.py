@@ -24,7 +24,7 @@ from conftest import write
 pytestmark = pytest.mark.docker
 
 # The --json object is a contract: add keys, never rename or drop them.
-ENVELOPE_KEYS = {"schema_version", "command", "status", "sandbox_id", "run_id", "run", "error"}
+ENVELOPE_KEYS = {"schema_version", "command", "status", "exit_code", "sandbox_id", "run_id", "run", "error"}
 RUN_KEYS = {
     "sandbox_id",
     "run_id",

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from e2e_registry import empty_registry
 
 # destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
 from e2e_support import (  # noqa: F401
@@ -172,14 +173,16 @@ def test_a_directory_as_task_exits_126(aido: Aido, project: Path) -> None:
 
 def test_missing_image_exits_125_naming_the_image_and_the_fix(aido: Aido, project: Path) -> None:
     # `sandbox up` checks the image (tests/e2e/test_e2e_images.py); here it is removed after.
-    missing = f"aido-test.invalid/gone-{os.getpid()}-{id(project)}:1"
-    subprocess.run(["docker", "tag", "debian:bookworm-slim", missing], check=True)
-    try:
-        sandbox_id = sandbox_up(aido, "--runtime", f"docker://{missing}")
-    finally:
-        subprocess.run(["docker", "rmi", missing], check=True, capture_output=True)
-    write(project / "hello.py", "print('hi')\n")
-    result = aido("run", "hello.py")
+    # Named after an empty registry this test runs: the pull `run` then tries reaches only it.
+    with empty_registry() as registry:
+        missing = f"{registry}/gone-{os.getpid()}-{id(project)}:1"
+        subprocess.run(["docker", "tag", "debian:bookworm-slim", missing], check=True)
+        try:
+            sandbox_id = sandbox_up(aido, "--runtime", f"docker://{missing}")
+        finally:
+            subprocess.run(["docker", "rmi", missing], check=True, capture_output=True)
+        write(project / "hello.py", "print('hi')\n")
+        result = aido("run", "hello.py")
     assert result.code == 125
     assert result.stdout == ""
     assert f"image {missing} is not available" in result.stderr
