@@ -27,7 +27,7 @@ from e2e_support import (  # noqa: F401
     wait_for,
 )
 
-from aido.sandbox import fsutil
+from aido import fs
 from conftest import write
 
 pytestmark = pytest.mark.docker
@@ -257,7 +257,7 @@ def test_use_refuses_what_cannot_be_used_and_keeps_the_active_one(aido: Aido, pr
     current = sandbox_up(aido)
     # Being destroyed: the marker, and its destroyer alive and holding the directory's lock
     # (a marker nobody holds is a crashed destroy, which the next command's sweep finishes).
-    destroyer = fsutil.hold_lock(sandbox_root(project, going))
+    destroyer = fs.hold_lock(sandbox_root(project, going))
     (sandbox_root(project, going) / ".destroying").touch()
     time.sleep(1.2)
 
