@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from contract import RequestFactory, RuntimeContract
 
 from aido.backends.base import Backend, ExecRequest, Limits
 from aido.backends.docker.adapter import DockerBackend, split_image
 from aido.backends.docker.engine import MAX_API, MIN_API, Engine, EngineError
 from aido.errors import RuntimeUnavailable
+from tests.backends.contract import RequestFactory, RuntimeContract
 
 pytestmark = pytest.mark.docker
 

@@ -15,15 +15,9 @@ from pathlib import Path
 
 import pytest
 
-# destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
-from e2e_support import (  # noqa: F401
-    Aido,
-    assert_no_run_consumed,
-    destroy_every_sandbox,
-    sandbox_up,
-)
-
-from conftest import write
+from tests.helpers.cli import Aido
+from tests.helpers.files import write
+from tests.helpers.sandbox import assert_no_run_consumed, sandbox_up
 
 pytestmark = pytest.mark.docker
 
