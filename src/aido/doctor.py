@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from aido.backends.base import ISOLATION_DEFAULT, Backend, ExecRequest, Limits
-from aido.backends.docker.adapter import GVISOR_HINT, OCI_RUNTIMES, SECCOMP_FLAGS
+from aido.backends.docker.adapter import GVISOR_HINT, OCI_RUNTIMES
+from aido.backends.docker.hostconfig import SECCOMP_FLAGS
 from aido.errors import AidoError
 from aido.store.workspace import DIRNAME, Workspace
 
