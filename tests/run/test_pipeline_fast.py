@@ -251,3 +251,20 @@ def test_a_missing_image_leaves_no_run(project: Path) -> None:
         s.run()
     assert s.recorded_runs() == []
     assert s.backend.requests == []
+
+
+def test_an_isolation_the_backend_lacks_refuses_the_run_before_it_exists(project: Path) -> None:
+    s = setup(project, spec="isolation: gvisor\n")
+    with pytest.raises(RuntimeUnavailable, match="gvisor"):
+        s.run()
+    assert s.recorded_runs() == []
+    assert s.backend.requests == []
+
+
+def test_the_backend_is_asked_for_the_isolation_it_offers(project: Path) -> None:
+    s = Setup(project, Script(), "isolation: gvisor\n")
+    s.backend.isolation = ("default", "gvisor")
+    result = s.run()
+    assert result.status == "success"
+    assert s.backend.requests[0].isolation == "gvisor"
+    assert s.summary(result)["security"]["requested"]["isolation"] == "gvisor"
