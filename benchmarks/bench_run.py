@@ -5,7 +5,7 @@ One invocation of this script:
 1. creates a throwaway project directory with ``hello.py`` and runs ``aido sandbox up`` in it;
 2. after 2 warm-up runs of each, times N whole-process ``aido run hello.py`` invocations
    interleaved with N ``docker run --rm`` of the same image and command with the same
-   hardening aido applies (see ``host_config`` in src/aido/backends/docker/adapter.py);
+   hardening aido applies (see ``host_config`` in src/aido/backends/docker/hostconfig.py);
 3. times N ``aido --version`` (CLI start-up alone) and N ``python -c pass`` (interpreter floor);
 4. prints median / p90 / min per command and the ratio of the medians, PASS/FAIL against
    ``--target`` (or one JSON document with ``--json``);
@@ -136,7 +136,7 @@ def timed(argv: Sequence[str], cwd: Path) -> float:
 def raw_docker_command(
     docker: str, sandbox_root: Path, token: str, task: str = TASK_NAME, args: Sequence[str] = ()
 ) -> list[str]:
-    """``docker run`` with the HostConfig aido's adapter sets (adapter.host_config), flag for
+    """``docker run`` with the HostConfig aido's adapter sets (hostconfig.host_config), flag for
     flag, running ``/work/TASK ARGS`` with python."""
     root = sandbox_root.resolve()
     return [

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from aido import doctor
-from aido.backends.base import ExecOutcome, ExecRequest, Guard, OutputSink, RuntimeInfo
 from aido.backends.docker.adapter import ENGINE_HINT, GVISOR_HINT, DockerBackend
 from aido.doctor import (
     CGROUP_FIX,
@@ -29,7 +28,8 @@ from aido.doctor import (
 )
 from aido.errors import RuntimeFailure
 from aido.store.workspace import DIRNAME, Workspace
-from conftest import as_unprivileged
+from tests.helpers.doctor import GOOD_FACTS, DoctorBackend, by_name
+from tests.helpers.files import as_unprivileged
 
 NAMES = [
     "engine",
@@ -41,10 +41,6 @@ NAMES = [
     "python",
 ]
 ENGINE_DEPENDENT = NAMES[1:-2]
-
-
-def by_name(checks: list[Check]) -> dict[str, Check]:
-    return {check.name: check for check in checks}
 
 
 def doctor_containers() -> set[str]:
@@ -227,63 +223,9 @@ def test_a_refused_probe_fails_the_workspace_check(tmp_path: Path, monkeypatch: 
 
 # -- with a stand-in adapter: each failure path, no engine needed ------------------------------
 
-GOOD_FACTS: dict[str, Any] = {
-    "oci_runtimes": ["runc", "runsc"],
-    "default_oci_runtime": "runc",
-    "runc_version": "1.1.5",
-    "cgroup_version": "2",
-    "cgroup_driver": "systemd",
-    "memory_limit": True,
-    "swap_limit": True,
-    "pids_limit": True,
-    "cpu_limit": True,
-    "rootless": False,
-}
-
-
-class FakeBackend(DockerBackend):
-    """The Docker adapter with the engine replaced: facts, images and run results are given."""
-
-    def __init__(
-        self,
-        facts: dict[str, Any] | None = None,
-        images: set[str] | None = None,
-        stdout: bytes = b"ok\n",
-        exit_code: int = 0,
-    ) -> None:
-        super().__init__("unix:///nonexistent.sock")
-        self.facts = dict(GOOD_FACTS if facts is None else facts)
-        self.images = set(DEFAULT_IMAGES) if images is None else images
-        self.stdout = stdout
-        self.code = exit_code
-        self.requests: list[ExecRequest] = []
-
-    def info(self) -> RuntimeInfo:
-        return RuntimeInfo(name="docker", engine="docker", version="99.0", api_version="1.45")
-
-    def diagnose(self) -> dict[str, Any]:
-        return dict(self.facts)
-
-    def image_id(self, image: str) -> str | None:
-        return f"sha256:{'ab' * 32}" if image in self.images else None
-
-    def run(self, request: ExecRequest, on_output: OutputSink, guard: Guard | None = None) -> ExecOutcome:
-        self.requests.append(request)
-        on_output(1, self.stdout)
-        if self.code:
-            on_output(2, b"sh: boom\n")
-        runtime = "runsc" if request.isolation == "gvisor" else "runc"
-        return ExecOutcome(
-            exit_code=self.code,
-            started_at="",
-            finished_at="",
-            duration_ms=5,
-            applied={"runtime": runtime},
-        )
-
 
 def test_the_smoke_request_is_tiny_hardened_and_labelled(tmp_path: Path) -> None:
-    runtime = FakeBackend()
+    runtime = DoctorBackend()
     checks = run_checks(runtime, start=tmp_path)
     assert exit_code(checks) == 0, checks
     assert [r.isolation for r in runtime.requests] == ["default", "gvisor"]
@@ -309,13 +251,13 @@ def test_the_smoke_request_is_tiny_hardened_and_labelled(tmp_path: Path) -> None
 
 
 def test_the_smoke_run_falls_back_to_debian(tmp_path: Path) -> None:
-    runtime = FakeBackend(images={"debian:bookworm-slim"})
+    runtime = DoctorBackend(images={"debian:bookworm-slim"})
     run_checks(runtime, start=tmp_path, images=())
     assert {r.image for r in runtime.requests} == {"debian:bookworm-slim"}
 
 
 def test_without_a_smoke_image_the_runtime_is_a_warning(tmp_path: Path) -> None:
-    runtime = FakeBackend(images=set())
+    runtime = DoctorBackend(images=set())
     found = by_name(run_checks(runtime, start=tmp_path, images=()))
     assert runtime.requests == []
     assert found["oci_runtime:runc"].status == WARN
@@ -328,7 +270,7 @@ def test_without_a_smoke_image_the_runtime_is_a_warning(tmp_path: Path) -> None:
     [(b"ok\n", 1, "exit code 1: sh: boom"), (b"nope\n", 0, "unexpected output b'nope\\n'")],
 )
 def test_a_failed_smoke_run_fails(tmp_path: Path, stdout: bytes, code: int, expected: str) -> None:
-    checks = run_checks(FakeBackend(stdout=stdout, exit_code=code), start=tmp_path, images=())
+    checks = run_checks(DoctorBackend(stdout=stdout, exit_code=code), start=tmp_path, images=())
     check = by_name(checks)["oci_runtime:runsc"]
     assert check.status == FAIL
     assert expected in check.detail
@@ -338,7 +280,7 @@ def test_a_failed_smoke_run_fails(tmp_path: Path, stdout: bytes, code: int, expe
 
 
 def test_missing_runc_fails_and_missing_gvisor_warns(tmp_path: Path) -> None:
-    runtime = FakeBackend(facts={**GOOD_FACTS, "oci_runtimes": ["crun"], "default_oci_runtime": "crun"})
+    runtime = DoctorBackend(facts={**GOOD_FACTS, "oci_runtimes": ["crun"], "default_oci_runtime": "crun"})
     found = by_name(run_checks(runtime, start=tmp_path, images=()))
     assert found["oci_runtime:runc"].status == FAIL
     assert "the engine has: crun" in found["oci_runtime:runc"].detail
@@ -350,20 +292,20 @@ def test_missing_runc_fails_and_missing_gvisor_warns(tmp_path: Path) -> None:
 
 def test_unenforceable_limits_fail_and_swap_warns(tmp_path: Path) -> None:
     no_limits = {**GOOD_FACTS, "memory_limit": False, "pids_limit": False, "rootless": True}
-    check = by_name(run_checks(FakeBackend(facts=no_limits), start=tmp_path, images=()))["cgroup_limits"]
+    check = by_name(run_checks(DoctorBackend(facts=no_limits), start=tmp_path, images=()))["cgroup_limits"]
     assert check.status == FAIL
     assert check.detail == "not enforceable: memory, pids limits (cgroup v2, systemd, rootless engine)"
     assert check.fix == CGROUP_FIX
 
     no_swap = {**GOOD_FACTS, "swap_limit": False}
-    check = by_name(run_checks(FakeBackend(facts=no_swap), start=tmp_path, images=()))["cgroup_limits"]
+    check = by_name(run_checks(DoctorBackend(facts=no_swap), start=tmp_path, images=()))["cgroup_limits"]
     assert check.status == WARN
     assert "memory+swap" in check.detail
     assert check.fix
 
 
 def test_a_broken_diagnose_fails_only_what_needs_it(tmp_path: Path) -> None:
-    class Broken(FakeBackend):
+    class Broken(DoctorBackend):
         def diagnose(self) -> dict[str, Any]:
             raise RuntimeFailure("the engine said 500")
 
@@ -380,7 +322,7 @@ def test_a_broken_diagnose_fails_only_what_needs_it(tmp_path: Path) -> None:
 
 
 def test_an_unexpected_error_in_one_check_hides_no_other(tmp_path: Path) -> None:
-    class Crashing(FakeBackend):
+    class Crashing(DoctorBackend):
         def image_id(self, image: str) -> str | None:
             if image == "node:18-alpine":
                 raise ValueError("surprise")
@@ -395,7 +337,7 @@ def test_an_unexpected_error_in_one_check_hides_no_other(tmp_path: Path) -> None
 
 
 def test_a_backend_that_cannot_tell_is_a_warning(tmp_path: Path) -> None:
-    class Opaque(FakeBackend):
+    class Opaque(DoctorBackend):
         image_id = None  # type: ignore[assignment]  # a backend without image lookups
 
         def diagnose(self) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from aido.doctor import FAIL, OK, SKIP, WARN, counts, exit_code, run_checks, summary_line
-from conftest import Result
-from test_doctor import GOOD_FACTS, FakeBackend, by_name
+from tests.helpers.cli import Result
+from tests.helpers.doctor import GOOD_FACTS, DoctorBackend, by_name
 
 Aido = Callable[..., Result]
 UNREACHABLE = {"DOCKER_HOST": "unix:///nonexistent.sock"}
@@ -83,7 +83,7 @@ def test_the_runsc_check_matches_its_registration(engine: None, tmp_path: Path) 
 @pytest.mark.parametrize("smoke", [True, False])
 def test_runsc_without_oci_seccomp_is_a_warning(tmp_path: Path, smoke: bool) -> None:
     facts: dict[str, Any] = {**GOOD_FACTS, "oci_runtime_args": {"runc": [], "runsc": ["--network=none"]}}
-    checks = run_checks(FakeBackend(facts=facts), start=tmp_path, images=(), smoke=smoke)
+    checks = run_checks(DoctorBackend(facts=facts), start=tmp_path, images=(), smoke=smoke)
     check = by_name(checks)["oci_runtime:runsc"]
     assert check.status == WARN
     assert "registered without --oci-seccomp: the seccomp profile is not applied" in check.detail
@@ -94,5 +94,5 @@ def test_runsc_without_oci_seccomp_is_a_warning(tmp_path: Path, smoke: bool) -> 
     assert exit_code(checks) == 0
 
     facts["oci_runtime_args"]["runsc"].append("--oci-seccomp")
-    checks = run_checks(FakeBackend(facts=facts), start=tmp_path, images=(), smoke=smoke)
+    checks = run_checks(DoctorBackend(facts=facts), start=tmp_path, images=(), smoke=smoke)
     assert by_name(checks)["oci_runtime:runsc"].status == OK

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aido import fs
-from conftest import as_unprivileged
+from tests.helpers.files import as_unprivileged
 
 
 def _fixed_token(monkeypatch: pytest.MonkeyPatch, token: str = "deadbeef") -> None:

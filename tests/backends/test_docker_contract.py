@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from contract import RequestFactory, RuntimeContract
 
 from aido.backends.base import Backend, ExecRequest, Limits
-from aido.backends.docker.adapter import DockerBackend, split_image
+from aido.backends.docker.adapter import DockerBackend
 from aido.backends.docker.engine import MAX_API, MIN_API, Engine, EngineError
+from aido.backends.docker.images import split_image
 from aido.errors import RuntimeUnavailable
+from tests.backends.contract import RequestFactory, RuntimeContract
 
 pytestmark = pytest.mark.docker
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aido.backends.docker.adapter import applied_settings, seccomp_applied
+from aido.backends.docker.hostconfig import applied_settings, seccomp_applied
 
 
 def inspect(runtime: str, security_opt: list[str] | None = None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 from aido import __version__
 from aido.cli import render
 from aido.cli.render import MAX_LINE, Renderer
-from conftest import Result
+from tests.helpers.cli import Result
 
 Aido = Callable[..., Result]
 

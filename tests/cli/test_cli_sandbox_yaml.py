@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from aido.sandbox.manager import Widening, unenforced_permissions, widened_permissions
-from conftest import write
+from tests.helpers.files import write
 
 Aido = Callable[..., Any]  # conftest's `aido` fixture
 

@@ -16,22 +16,12 @@ from typing import Any
 
 import pytest
 
-# destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
-from e2e_support import (  # noqa: F401
-    Aido,
-    assert_no_containers,
-    destroy_every_sandbox,
-    events,
-    load,
-    sandbox_root,
-    sandbox_up,
-    spawn,
-    wait_for,
-)
-
 from aido.sandbox.manager import SandboxManager
 from aido.store.workspace import Workspace
-from conftest import write
+from tests.helpers.cli import Aido, spawn, wait_for
+from tests.helpers.engine import assert_no_containers
+from tests.helpers.files import load, write
+from tests.helpers.sandbox import events, sandbox_root, sandbox_up
 
 pytestmark = pytest.mark.docker
 

@@ -9,19 +9,10 @@ from pathlib import Path
 
 import pytest
 
-# destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
-from e2e_support import (  # noqa: F401
-    TASK_UID,
-    Aido,
-    assert_no_containers,
-    assert_no_run_consumed,
-    destroy_every_sandbox,
-    events,
-    sandbox_root,
-    sandbox_up,
-)
-
-from conftest import labelled_containers, write
+from tests.helpers.cli import Aido
+from tests.helpers.engine import assert_no_containers, labelled_containers
+from tests.helpers.files import write
+from tests.helpers.sandbox import TASK_UID, assert_no_run_consumed, events, sandbox_root, sandbox_up
 
 pytestmark = pytest.mark.docker
 

@@ -7,21 +7,11 @@ from pathlib import Path
 
 import pytest
 
-# destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
-from e2e_support import (  # noqa: F401
-    Aido,
-    assert_no_containers,
-    destroy_every_sandbox,
-    record,
-    run_dir,
-    sandbox_root,
-    sandbox_up,
-    sha256,
-    summary,
-)
-
 from aido.evidence.gitinfo import find_repository
-from conftest import write
+from tests.helpers.cli import Aido
+from tests.helpers.engine import assert_no_containers
+from tests.helpers.files import sha256, write
+from tests.helpers.sandbox import record, run_dir, sandbox_root, sandbox_up, summary
 
 pytestmark = pytest.mark.docker
 

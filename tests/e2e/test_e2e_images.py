@@ -1,7 +1,7 @@
 """A sandbox's image is checked (and pulled) at `sandbox up`: a missing one creates nothing.
 
 No registry is reachable from the test machines, and a test must not reach one anyway: the
-missing images name an empty registry the test runs itself on loopback (e2e_registry), so
+missing images name an empty registry the test runs itself on loopback (tests.helpers.registry), so
 the pull aido really attempts fails at once without reaching anything else, not even a
 resolver.
 """
@@ -15,17 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_registry import empty_registry
 
-# destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
-from e2e_support import (  # noqa: F401
-    Aido,
-    assert_no_run_consumed,
-    destroy_every_sandbox,
-    sandbox_up,
-)
-
-from conftest import write
+from tests.helpers.cli import Aido
+from tests.helpers.files import write
+from tests.helpers.registry import empty_registry
+from tests.helpers.sandbox import assert_no_run_consumed, sandbox_up
 
 pytestmark = pytest.mark.docker
 

@@ -8,24 +8,19 @@ from pathlib import Path
 
 import pytest
 
-# destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
-from e2e_support import (  # noqa: F401
+from tests.helpers.cli import Aido
+from tests.helpers.engine import assert_no_containers
+from tests.helpers.files import load, sha256, write
+from tests.helpers.sandbox import (
     TASK_GID,
     TASK_UID,
-    Aido,
-    assert_no_containers,
-    destroy_every_sandbox,
     events,
-    load,
     record,
     run_dir,
     sandbox_root,
     sandbox_up,
-    sha256,
     summary,
 )
-
-from conftest import write
 
 pytestmark = pytest.mark.docker
 

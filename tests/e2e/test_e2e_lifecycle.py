@@ -24,26 +24,18 @@ from typing import Any
 
 import pytest
 
-# destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
-from e2e_support import (  # noqa: F401
-    Aido,
-    aido_argv,
-    aido_env,
-    assert_no_containers,
+from tests.helpers.cli import Aido, Result, aido_argv, aido_env, spawn, wait_for
+from tests.helpers.engine import assert_no_containers, labelled_containers
+from tests.helpers.files import load, write
+from tests.helpers.sandbox import (
     assert_no_run_consumed,
-    destroy_every_sandbox,
     events,
-    load,
     record,
     run_dir,
     sandbox_root,
     sandbox_up,
-    spawn,
     summary,
-    wait_for,
 )
-
-from conftest import Result, labelled_containers, write
 
 pytestmark = pytest.mark.docker
 

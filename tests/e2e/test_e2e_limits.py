@@ -14,21 +14,10 @@ from typing import Any
 
 import pytest
 
-# destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
-from e2e_support import (  # noqa: F401
-    Aido,
-    assert_no_containers,
-    destroy_every_sandbox,
-    events,
-    record,
-    sandbox_root,
-    sandbox_up,
-    spawn,
-    summary,
-    wait_for,
-)
-
-from conftest import write
+from tests.helpers.cli import Aido, spawn, wait_for
+from tests.helpers.engine import assert_no_containers
+from tests.helpers.files import write
+from tests.helpers.sandbox import events, record, sandbox_root, sandbox_up, summary
 
 pytestmark = pytest.mark.docker
 

@@ -10,20 +10,10 @@ from pathlib import Path
 
 import pytest
 
-# destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
-from e2e_support import (  # noqa: F401
-    Aido,
-    aido_argv,
-    aido_env,
-    assert_no_containers,
-    destroy_every_sandbox,
-    record,
-    sandbox_up,
-    spawn,
-    wait_for,
-)
-
-from conftest import write
+from tests.helpers.cli import Aido, spawn, wait_for
+from tests.helpers.engine import assert_no_containers
+from tests.helpers.files import write
+from tests.helpers.sandbox import record, sandbox_up
 
 pytestmark = pytest.mark.docker
 

@@ -12,19 +12,10 @@ import subprocess
 import time
 from pathlib import Path
 
-# destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
-from e2e_support import (  # noqa: F401
-    Aido,
-    aido_argv,
-    aido_env,
-    assert_no_containers,
-    assert_no_run_consumed,
-    destroy_every_sandbox,
-    record,
-    summary,
-)
-
-from conftest import write
+from tests.helpers.cli import Aido, aido_argv, aido_env
+from tests.helpers.engine import assert_no_containers
+from tests.helpers.files import write
+from tests.helpers.sandbox import assert_no_run_consumed, record, summary
 
 # -- several tasks at once ----------------------------------------------------------------------
 

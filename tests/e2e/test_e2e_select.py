@@ -12,23 +12,11 @@ from pathlib import Path
 
 import pytest
 
-# destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
-from e2e_support import (  # noqa: F401
-    Aido,
-    assert_no_containers,
-    assert_no_run_consumed,
-    destroy_every_sandbox,
-    events,
-    record,
-    sandbox_root,
-    sandbox_up,
-    spawn,
-    summary,
-    wait_for,
-)
-
 from aido import fs
-from conftest import write
+from tests.helpers.cli import Aido, spawn, wait_for
+from tests.helpers.engine import assert_no_containers
+from tests.helpers.files import write
+from tests.helpers.sandbox import assert_no_run_consumed, events, record, sandbox_root, sandbox_up, summary
 
 pytestmark = pytest.mark.docker
 

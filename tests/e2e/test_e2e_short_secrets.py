@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-# destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
-from e2e_support import Aido, destroy_every_sandbox, run_dir, sandbox_up, summary  # noqa: F401
-
-from conftest import write
+from tests.helpers.cli import Aido
+from tests.helpers.files import write
+from tests.helpers.sandbox import run_dir, sandbox_up, summary
 
 pytestmark = pytest.mark.docker
 

@@ -7,19 +7,9 @@ from pathlib import Path
 
 import pytest
 
-# destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
-from e2e_support import (  # noqa: F401
-    Aido,
-    destroy_every_sandbox,
-    record,
-    run_dir,
-    sandbox_up,
-    spawn,
-    summary,
-    wait_for,
-)
-
-from conftest import write
+from tests.helpers.cli import Aido, spawn, wait_for
+from tests.helpers.files import write
+from tests.helpers.sandbox import record, run_dir, sandbox_up, summary
 
 pytestmark = pytest.mark.docker
 

@@ -8,23 +8,20 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from e2e_registry import empty_registry
 
-# destroy_every_sandbox is an autouse fixture: importing it is what enables it here.
-from e2e_support import (  # noqa: F401
+from tests.helpers.cli import Aido
+from tests.helpers.engine import assert_no_containers
+from tests.helpers.files import write
+from tests.helpers.registry import empty_registry
+from tests.helpers.sandbox import (
     TASK_UID,
-    Aido,
-    assert_no_containers,
     assert_no_run_consumed,
-    destroy_every_sandbox,
     record,
     run_dir,
     sandbox_root,
     sandbox_up,
     summary,
 )
-
-from conftest import write
 
 pytestmark = pytest.mark.docker
 

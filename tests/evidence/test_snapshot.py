@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aido.evidence.snapshot import HASH_LIMIT, TEXT_LIMIT, Entry, Snapshot, compare, display_name, snapshot
-from conftest import as_unprivileged
+from tests.helpers.files import as_unprivileged
 
 
 def _sha(data: bytes) -> str:

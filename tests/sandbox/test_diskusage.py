@@ -17,7 +17,7 @@ import pytest
 
 from aido.host import diskusage
 from aido.host.diskusage import DiskUsage, exceeded, measure
-from conftest import as_unprivileged
+from tests.helpers.files import as_unprivileged
 
 MiB = 1 << 20
 

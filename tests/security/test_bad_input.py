@@ -15,11 +15,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from e2e_support import Aido, record, run_dir, sandbox_root, summary
 
-from conftest import Result, write
-
-from .conftest import ISOLATION, assert_ran_isolated, hostile_sandbox
+from tests.helpers.cli import Aido, Result
+from tests.helpers.files import write
+from tests.helpers.hostile import ISOLATION, assert_ran_isolated, hostile_sandbox
+from tests.helpers.sandbox import record, run_dir, sandbox_root, summary
 
 pytestmark = pytest.mark.docker
 

@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_support import Aido, record, sandbox_root, summary, wait_for
 
 from aido.errors import ConfigError
 from aido.host import volume
-from conftest import as_unprivileged, write
-
-from .conftest import hostile_sandbox
+from tests.helpers.cli import Aido, wait_for
+from tests.helpers.files import as_unprivileged, write
+from tests.helpers.hostile import hostile_sandbox
+from tests.helpers.sandbox import record, sandbox_root, summary
 
 pytestmark = [
     pytest.mark.docker,

@@ -19,21 +19,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from e2e_support import (
-    Aido,
-    aido_argv,
-    aido_env,
-    assert_no_containers,
-    assert_no_run_consumed,
-    events,
-    run_dir,
-    sandbox_root,
-    summary,
-)
 
-from conftest import write
-
-from .conftest import GVISOR, ISOLATION, assert_ran_isolated, hostile_sandbox
+from tests.helpers.cli import Aido, aido_argv, aido_env
+from tests.helpers.engine import assert_no_containers
+from tests.helpers.files import write
+from tests.helpers.hostile import GVISOR, ISOLATION, assert_ran_isolated, hostile_sandbox
+from tests.helpers.sandbox import assert_no_run_consumed, events, run_dir, sandbox_root, summary
 
 pytestmark = pytest.mark.docker
 

@@ -15,11 +15,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from e2e_support import Aido, events, load, record, run_dir, sandbox_root, summary
 
-from conftest import write
-
-from .conftest import assert_ran_isolated, hostile_sandbox
+from tests.helpers.cli import Aido
+from tests.helpers.files import load, write
+from tests.helpers.hostile import assert_ran_isolated, hostile_sandbox
+from tests.helpers.sandbox import events, record, run_dir, sandbox_root, summary
 
 pytestmark = pytest.mark.docker
 

@@ -21,24 +21,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from e2e_support import (
-    TASK_UID,
-    Aido,
-    aido_argv,
-    aido_env,
-    assert_no_containers,
-    run_dir,
-    sandbox_root,
-    sha256,
-    spawn,
-    summary,
-    wait_for,
-)
 
 from aido.evidence.snapshot import display_name
-from conftest import write
-
-from .conftest import GVISOR, assert_ran_isolated, hostile_sandbox
+from tests.helpers.cli import Aido, aido_argv, aido_env, spawn, wait_for
+from tests.helpers.engine import assert_no_containers
+from tests.helpers.files import sha256, write
+from tests.helpers.hostile import GVISOR, assert_ran_isolated, hostile_sandbox
+from tests.helpers.sandbox import TASK_UID, run_dir, sandbox_root, summary
 
 pytestmark = pytest.mark.docker
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import Aido, record, run_dir, sandbox_root, summary
 
-from conftest import write
-
-from .conftest import assert_ran_isolated, hostile_sandbox
+from tests.helpers.cli import Aido
+from tests.helpers.files import write
+from tests.helpers.hostile import assert_ran_isolated, hostile_sandbox
+from tests.helpers.sandbox import record, run_dir, sandbox_root, summary
 
 pytestmark = pytest.mark.docker
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import TASK_GID, TASK_UID, Aido, events, run_dir, sandbox_root, summary
 
-from conftest import write
-
-from .conftest import GVISOR, assert_ran_isolated, hostile_sandbox
+from tests.helpers.cli import Aido
+from tests.helpers.files import write
+from tests.helpers.hostile import GVISOR, assert_ran_isolated, hostile_sandbox
+from tests.helpers.sandbox import TASK_GID, TASK_UID, events, run_dir, sandbox_root, summary
 
 pytestmark = pytest.mark.docker
 

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_support import Aido, events, record, run_dir, sandbox_root, spawn, summary
 
-from conftest import labelled_containers, write
-
-from .conftest import GVISOR, assert_ran_isolated, hostile_sandbox
+from tests.helpers.cli import Aido, spawn
+from tests.helpers.engine import labelled_containers
+from tests.helpers.files import write
+from tests.helpers.hostile import GVISOR, assert_ran_isolated, hostile_sandbox
+from tests.helpers.sandbox import events, record, run_dir, sandbox_root, summary
 
 pytestmark = pytest.mark.docker
 

@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 
 import pytest
-from e2e_support import Aido, run_dir, summary
 
-from conftest import write
-
-from .conftest import GVISOR, assert_ran_isolated, hostile_sandbox
+from tests.helpers.cli import Aido
+from tests.helpers.files import write
+from tests.helpers.hostile import GVISOR, assert_ran_isolated, hostile_sandbox
+from tests.helpers.sandbox import run_dir, summary
 
 pytestmark = pytest.mark.docker
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -23,7 +21,11 @@ from aido.backends.base import (
     ProgressSink,
     RuntimeInfo,
 )
-from aido.backends.docker.engine import AttachStream, Engine, EngineError
+from aido.backends.docker.engine import Engine, EngineError
+from aido.backends.docker.hostconfig import SECCOMP_FLAGS, applied_settings, host_config
+from aido.backends.docker.images import pull, unavailable
+from aido.backends.docker.probes import PidsProbe, why_it_died
+from aido.backends.docker.stdin import forward_stdin
 from aido.errors import ImageUnavailable, RuntimeFailure, RuntimeUnavailable, TaskNotFound, TaskNotRunnable
 
 ENGINE_HINT = (
@@ -40,161 +42,11 @@ GVISOR_HINT = (
     '"runtimeArgs": ["--network=none", "--oci-seccomp"]}}}, '
     "then reload dockerd (`sudo kill -HUP $(pidof dockerd)`); scripts/bootstrap.sh does all of this"
 )
-# An OCI runtime that applies the container's seccomp profile only when registered with a flag:
-# runsc without --oci-seccomp runs the task under gVisor's own syscall table, and the engine's
-# profile (which refuses unshare(CLONE_NEWUSER), among others) is not applied inside the sandbox.
-SECCOMP_FLAGS = {"runsc": "--oci-seccomp"}
 GUARD_INTERVAL = 0.05  # seconds between guard and deadline checks while a task runs
-# Where a local engine keeps a container's pids cgroup (v1 and v2, cgroupfs and systemd
-# drivers). Its pids.events counts the forks the limit refused; read while the task runs,
-# because the cgroup goes with the container.
-PIDS_EVENTS = (
-    "/sys/fs/cgroup/pids/docker/{id}/pids.events",
-    "/sys/fs/cgroup/pids/system.slice/docker-{id}.scope/pids.events",
-    "/sys/fs/cgroup/docker/{id}/pids.events",
-    "/sys/fs/cgroup/system.slice/docker-{id}.scope/pids.events",
-)
-
-
-class _PidsProbe:
-    """Whether the task ran into its pids limit: None while the cgroup cannot be found
-    (a remote engine, say), then whether its pids.events ever counted a refused fork."""
-
-    def __init__(self, container_id: str) -> None:
-        self._container_id = container_id
-        self._path: Path | None = None
-        self._looked = False
-        self.hit: bool | None = None
-
-    def check(self) -> None:
-        if self.hit:
-            return
-        if not self._looked:
-            # The container is running by the first check: a cgroup not found then never
-            # appears later (a remote engine), so it is looked for once.
-            self._looked = True
-            candidates = (Path(t.format(id=self._container_id)) for t in PIDS_EVENTS)
-            self._path = next((c for c in candidates if c.exists()), None)
-        if self._path is None:
-            return
-        try:
-            text = self._path.read_text()
-        except OSError:
-            return  # gone with the container: keep what was seen
-        counts = dict(line.split(None, 1) for line in text.splitlines() if " " in line)
-        self.hit = counts.get("max", "0").strip() not in ("", "0")
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def split_image(image: str) -> tuple[str, str]:
-    """'python:3.11-slim' -> ('python', '3.11-slim'); 'host:5000/x' -> ('host:5000/x', 'latest')."""
-    if "@" in image:
-        name, _, digest = image.partition("@")
-        return name, digest
-    name, sep, tag = image.rpartition(":")
-    if not sep or "/" in tag:
-        return image, "latest"
-    return name, tag
-
-
-def host_config(request: ExecRequest) -> dict[str, Any]:
-    """The hardened HostConfig. Every field is set explicitly rather than trusting engine defaults."""
-    limits = request.limits
-    return {
-        "NetworkMode": "bridge" if request.network else "none",
-        "CapDrop": ["ALL"],
-        "CapAdd": [],
-        "SecurityOpt": ["no-new-privileges:true"],
-        "Privileged": False,
-        "ReadonlyRootfs": True,
-        "Tmpfs": {
-            "/tmp": f"rw,noexec,nosuid,nodev,size={limits.tmpfs_bytes}",
-            **{path: "ro,noexec,nosuid,nodev,size=4k" for path in request.masked_paths},
-        },
-        "Mounts": [
-            {
-                "Type": "bind",
-                "Source": m.source,
-                "Target": m.target,
-                "ReadOnly": m.read_only,
-                "BindOptions": {"Propagation": "rprivate"},
-            }
-            for m in request.mounts
-        ],
-        "Memory": limits.memory_bytes,
-        "MemorySwap": limits.memory_bytes,  # equal: no swap on top of the memory limit
-        "NanoCpus": int(limits.cpus * 1e9),
-        "PidsLimit": limits.pids,
-        "Ulimits": [
-            {"Name": "nofile", "Soft": limits.nofile, "Hard": limits.nofile},
-            *(
-                [{"Name": "fsize", "Soft": limits.fsize_bytes, "Hard": limits.fsize_bytes}]
-                if limits.fsize_bytes
-                else []
-            ),
-        ],
-        "Init": True,  # reaps zombies; PID 1 forwards signals
-        "RestartPolicy": {"Name": "no"},
-        "LogConfig": {"Type": "none", "Config": {}},  # output comes through attach; the engine keeps none
-        "IpcMode": "private",
-        "PidMode": "",  # the container's own pid namespace, never the host's
-        "UsernsMode": "",
-        "Devices": [],
-        "OomKillDisable": False,
-        "AutoRemove": False,  # removed by us after we read its final state
-    }
-
-
-def seccomp_applied(security_opt: list[str], oci: str | None, oci_args: list[str] | None) -> str:
-    """The seccomp profile in force: the container's (``default`` unless a SecurityOpt names one),
-    unless its OCI runtime ignores profiles without a flag that it was not registered with."""
-    profile = next((o.split("=", 1)[1] for o in security_opt if o.startswith("seccomp")), "default")
-    flag = SECCOMP_FLAGS.get(oci or "")
-    if flag is None or profile == "unconfined":
-        return profile
-    if oci_args is None:
-        return f"unknown (could not read {oci}'s registration with the engine)"
-    return profile if flag in oci_args else f"not enforced ({oci} without {flag})"
-
-
-def applied_settings(inspect: dict[str, Any], oci_args: list[str] | None = None) -> dict[str, Any]:
-    """What the engine actually applied, from `docker inspect` and, for an OCI runtime other
-    than the default, the arguments it is registered with (``oci_args``). Never includes Config.Env."""
-    hc = inspect.get("HostConfig") or {}
-    security_opt = hc.get("SecurityOpt") or []
-    return {
-        "user": (inspect.get("Config") or {}).get("User", ""),
-        "network_mode": hc.get("NetworkMode"),
-        "privileged": hc.get("Privileged"),
-        "cap_drop": hc.get("CapDrop") or [],
-        "cap_add": hc.get("CapAdd") or [],
-        "security_opt": security_opt,
-        "seccomp": seccomp_applied(security_opt, hc.get("Runtime"), oci_args),
-        "apparmor_profile": inspect.get("AppArmorProfile") or None,
-        "readonly_rootfs": hc.get("ReadonlyRootfs"),
-        "tmpfs": hc.get("Tmpfs") or {},
-        "memory_bytes": hc.get("Memory"),
-        "memory_swap_bytes": hc.get("MemorySwap"),
-        "cpus": (hc.get("NanoCpus") or 0) / 1e9,
-        "pids_limit": hc.get("PidsLimit"),
-        "ulimits": hc.get("Ulimits") or [],
-        "init": hc.get("Init"),
-        "runtime": hc.get("Runtime"),
-        "restart_policy": (hc.get("RestartPolicy") or {}).get("Name"),
-        "log_driver": (hc.get("LogConfig") or {}).get("Type"),
-        "ipc_mode": hc.get("IpcMode"),
-        "pid_mode": hc.get("PidMode") or "private",
-        "userns_mode": hc.get("UsernsMode") or "default",
-        "devices": hc.get("Devices") or [],
-        "mounts": [
-            {"source": m.get("Source"), "target": m.get("Destination"), "read_only": not m.get("RW", True)}
-            for m in inspect.get("Mounts") or []
-        ],
-        "workdir": (inspect.get("Config") or {}).get("WorkingDir"),
-    }
 
 
 def _start_error(message: str) -> Exception:
@@ -320,32 +172,10 @@ class DockerBackend(Backend):
         existing = self.image_id(image)
         if existing:
             return existing
-        name, tag = split_image(image)
-        how = f"image {image} is not available locally and could not be pulled"
-        # Which aido option picks another image depends on the command: its caller adds that.
-        fix = (
-            f"provide it locally (`docker load -i image.tar`, `docker build -t {image} .`, or "
-            "`docker tag` an image you have; scripts/bootstrap.sh builds stand-ins for the default images)"
-        )
-        if progress is not None:
-            progress(f"{image} ...")  # a pull that fails at once still shows it was tried
-        try:
-            for message in self.engine.stream_json(
-                "POST", "/images/create", query={"fromImage": name, "tag": tag}
-            ):
-                if not isinstance(message, dict):
-                    continue
-                if message.get("error"):
-                    raise ImageUnavailable(f"{how}: {str(message['error'])[:300]}", hint=fix)
-                if progress is not None and message.get("status"):
-                    layer = f"{message['id']}: " if message.get("id") else ""
-                    bar = f" {message['progress']}" if message.get("progress") else ""
-                    progress(f"{layer}{message['status']}{bar}")
-        except EngineError as exc:
-            raise ImageUnavailable(f"{how}: {exc.message}", hint=fix) from None
+        pull(self.engine, image, progress)
         pulled = self.image_id(image)
         if not pulled:
-            raise ImageUnavailable(f"{how}: the pull finished but the image is missing", hint=fix)
+            raise unavailable(image, "the pull finished but the image is missing")
         return pulled
 
     def _create(self, request: ExecRequest) -> tuple[str, list[str] | None]:
@@ -416,7 +246,7 @@ class DockerBackend(Backend):
     def run(self, request: ExecRequest, on_output: OutputSink, guard: Guard | None = None) -> ExecOutcome:
         container_id, oci_args = self._create(request)
         stop_reason: list[str] = []  # set once, by the monitor thread or on Ctrl-C
-        pids: _PidsProbe | None = None
+        pids: PidsProbe | None = None
         done = threading.Event()
         monitor: threading.Thread | None = None
         stream = None
@@ -434,10 +264,10 @@ class DockerBackend(Backend):
                 raise _start_error(exc.message) from None
             # Find the pids cgroup at once: it goes when the task exits, and a short task
             # can be gone before the monitor thread's first look (then nothing is known).
-            pids = _PidsProbe(container_id)
+            pids = PidsProbe(container_id)
             pids.check()
             if request.stdin is not None:
-                _forward_stdin(request.stdin, stream, request.name)
+                forward_stdin(request.stdin, stream, request.name)
             started_at = _now()
             start = time.monotonic()
             wall_start = time.time() - 1
@@ -482,7 +312,7 @@ class DockerBackend(Backend):
                     inspect = self._call("GET", f"/containers/{container_id}/json") or {}
                 oom = bool((inspect.get("State") or {}).get("OOMKilled"))
                 if exit_code != 0 and not stop_reason and not oom:
-                    oom, error = self._why_it_died(container_id, wall_start, exit_code)
+                    oom, error = why_it_died(self.engine, container_id, wall_start, exit_code)
             except KeyboardInterrupt:
                 stop_reason.insert(0, INTERRUPTED)
                 self._kill(container_id)
@@ -516,35 +346,6 @@ class DockerBackend(Backend):
             pids_limit_hit=pids.hit if pids is not None else None,
         )
 
-    def _why_it_died(self, container_id: str, since: float, exit_code: int) -> tuple[bool, str | None]:
-        """(out of memory, engine-side error) for a container that failed and that aido did
-        not stop, from the engine's events. An OOM kill may not show in the state: under
-        gVisor the kernel kills the sandbox's own process and the container exits 2 without
-        OOMKilled, but the engine still emits an `oom` event. The engine also records a
-        kill/stop for `docker stop`, `docker kill` and its own shutdown (which SIGTERMs every
-        container), never for a task that signals itself."""
-        filters = json.dumps({"container": [container_id], "event": ["oom", "kill", "stop"]})
-        query = {"since": f"{since:.6f}", "until": f"{time.time():.6f}", "filters": filters}
-        try:
-            events = [
-                e for e in self.engine.stream_json("GET", "/events", query=query) if isinstance(e, dict)
-            ]
-        except EngineError as exc:
-            return False, f"lost the Docker engine while the task ran: {exc.message}"
-        actions = [e.get("Action") for e in events]
-        if "oom" in actions:
-            return True, None
-        if exit_code > 128:
-            for event in events:
-                if event.get("Action") in ("kill", "stop"):
-                    signal = (event.get("Actor") or {}).get("Attributes", {}).get("signal", "")
-                    return False, (
-                        "the container was stopped from outside aido"
-                        + (f" (signal {signal})" if signal else "")
-                        + ": `docker stop`/`docker kill`, or the engine shutting down"
-                    )
-        return False, None
-
     def _labelled(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
         found = self._call("GET", "/containers/json", query={"all": 1, "filters": filters})
@@ -575,27 +376,3 @@ class DockerBackend(Backend):
                 hint=ENGINE_HINT,
             )
         return removed
-
-
-def _forward_stdin(fd: int, stream: AttachStream, name: str) -> None:
-    """Copy the host's stdin to the task until end-of-file, then close the task's stdin.
-    A daemon thread: it may sit in a read of a terminal after the task has ended."""
-
-    def pump() -> None:
-        import select
-
-        try:
-            while True:
-                try:
-                    chunk = os.read(fd, 65536)
-                except BlockingIOError:  # a stdin left non-blocking by whoever started aido
-                    select.select([fd], [], [])
-                    continue
-                if not chunk:
-                    break
-                stream.send(chunk)
-        except OSError:
-            return  # the task ended (or the stream closed): nothing left to feed
-        stream.close_stdin()
-
-    threading.Thread(target=pump, name=f"aido-stdin-{name}", daemon=True).start()

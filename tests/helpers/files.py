@@ -1,0 +1,58 @@
+"""Files on the host: writing inputs, reading JSON, checking permission bits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def load(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def sha256(data: str | bytes) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def as_unprivileged(body: Callable[[Path], None]) -> None:
+    """Run ``body`` where mode bits apply: as ourselves, or as nobody when we are root
+    (root bypasses permission bits, so a mode-000 test as root would prove nothing)."""
+    base = Path(tempfile.mkdtemp(prefix="aido-test-"))
+    os.chmod(base, 0o777)
+    try:
+        if os.geteuid() != 0:
+            body(base)
+            return
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                body(base)
+                code = 0
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the unprivileged check failed (traceback above)"
+    finally:
+        for path in [base, *base.rglob("*")]:
+            if path.is_dir() and not path.is_symlink():
+                os.chmod(path, 0o700)
+        shutil.rmtree(base, ignore_errors=True)
