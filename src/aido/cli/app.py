@@ -77,12 +77,13 @@ for command in (sandbox, run, logs, show, runs, doctor):
     cli.add_command(command)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _configure_logging() -> None:
     for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
         logging.addLevelName(level, logging.getLevelName(level).lower())
     logging.basicConfig(format="aido: %(levelname)s: %(message)s", stream=sys.stderr, level=logging.INFO)
-    state = AppState()
 
+
+def _handle_signals(state: AppState) -> None:
     def on_signal(signum: int, frame: object) -> None:
         # Unwind like Ctrl-C so the running container is stopped and evidence written;
         # exit with the shell's code for the signal (143 for SIGTERM, 129 for SIGHUP).
@@ -94,11 +95,25 @@ def main(argv: list[str] | None = None) -> None:
     # Even when started with SIGINT ignored (e.g. `aido run ... &` from a script), Ctrl-C or
     # `kill -INT` must stop the task cleanly rather than be silently dropped.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    args = sys.argv[1:] if argv is None else argv
-    json_mode = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
+
+
+def _scan_argv(state: AppState, args: list[str]) -> None:
+    """What must be known before click parses: whether an error (a usage error among
+    them) is to be a JSON envelope, and which trailing arguments are the task's."""
+    state.argv_json = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
     # Everything after `--` is positional, so its count tells task arguments from tasks.
     state.after_dashdash = len(args) - args.index("--") - 1 if "--" in args else 0
-    state.argv_json = json_mode
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Runs the command; every error ends here, as one exit code and one error line (or
+    envelope)."""
+    _configure_logging()
+    state = AppState()
+    _handle_signals(state)
+    args = sys.argv[1:] if argv is None else argv
+    _scan_argv(state, args)
+    json_mode = state.argv_json
     out = Renderer(json_mode=json_mode)
     try:
         cli.main(args=args, prog_name="aido", standalone_mode=False, obj=state)
