@@ -1,4 +1,4 @@
-"""Reads of a run's evidence files that the CLI still does itself.
+"""Reads of the workspace's evidence that the CLI still does itself, past the manager.
 
 They belong behind the manager (the store owns the files' layout); they are kept here,
 together, so the facade can take them over without touching any command."""
@@ -44,3 +44,9 @@ def run_ending(manager: SandboxManager, sandbox_id: str, ref: RunRef) -> tuple[s
         # No summary (lost or unreadable): the record's status is all there is to go on.
         summary = {"status": ref.status, "exit_code": ref.exit_code, "duration_ms": ref.duration_ms}
     return outcome_of_summary(summary)
+
+
+def archived_count(manager: SandboxManager) -> int:
+    """How many destroyed sandboxes have archived evidence (0 without a workspace)."""
+    workspace = manager.workspace_if_any
+    return 0 if workspace is None else len(workspace.archived_ids())

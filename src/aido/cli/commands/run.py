@@ -29,9 +29,9 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass(frozen=True)
-class RunRequest:
-    """What `aido run` was asked, once its arguments are parsed: the same for one task
-    and for a batch."""
+class RunOptions:
+    """What `aido run` was asked besides its tasks, once its arguments are parsed: the
+    same for one task and for a batch."""
 
     args: tuple[str, ...]  # the task's arguments (after `--`)
     sandbox_id: str
@@ -157,7 +157,7 @@ def run(
     manager = open_manager(state)
     try:
         resolved = state.context["sandbox_id"] = manager.resolve_id(sandbox_id)
-        request = RunRequest(
+        options = RunOptions(
             args=tuple(task_args),
             sandbox_id=resolved,
             timeout=timeout,
@@ -167,14 +167,14 @@ def run(
         if len(task_list) > 1 or (parallel or 1) > 1:
             labels = _labels(list(given) if len(given) > 1 else list(given) * (parallel or 1))
             batch = task_list if len(task_list) > 1 else task_list * (parallel or 1)
-            _run_batch(manager, out, observer, request, batch, labels, parallel or len(batch))
+            _run_batch(manager, out, observer, options, batch, labels, parallel or len(batch))
             return
         stdin = None
         if interactive:
             if sys.stdin is None:  # started with stdin closed (`aido run -i x.py <&-`)
                 raise click.UsageError("-i/--interactive: aido has no stdin to forward")
             stdin = sys.stdin.fileno()
-        _run_one(manager, out, observer, request, task_list[0], stdin)
+        _run_one(manager, out, observer, options, task_list[0], stdin)
     except TaskNotFound as exc:
         hint = _arguments_hint(list(given), state.after_dashdash)
         if hint:
@@ -218,18 +218,18 @@ def _run_one(
     manager: SandboxManager,
     out: Renderer,
     observer: TerminalObserver,
-    request: RunRequest,
+    options: RunOptions,
     task: Path,
     stdin: int | None,
 ) -> None:
     result = manager.run(
         task,
-        list(request.args),
-        sandbox_id=request.sandbox_id,
-        timeout=request.timeout,
-        env=list(request.env),
-        hooks=observer.run_hooks(request.sandbox_id),
-        widen=request.widen,
+        list(options.args),
+        sandbox_id=options.sandbox_id,
+        timeout=options.timeout,
+        env=list(options.env),
+        hooks=observer.run_hooks(options.sandbox_id),
+        widen=options.widen,
         confirm=observer.confirmer("run the task with the permissions above?"),
         stdin=stdin,
     )
@@ -263,7 +263,7 @@ def _run_batch(
     manager: SandboxManager,
     out: Renderer,
     observer: TerminalObserver,
-    request: RunRequest,
+    options: RunOptions,
     tasks: list[Path],
     labels: list[str],
     parallel: int,
@@ -297,12 +297,12 @@ def _run_batch(
 
     batch = manager.run_batch(
         tasks,
-        list(request.args),
+        list(options.args),
         parallel=parallel,
-        sandbox_id=request.sandbox_id,
-        timeout=request.timeout,
-        env=list(request.env),
-        widen=request.widen,
+        sandbox_id=options.sandbox_id,
+        timeout=options.timeout,
+        env=list(options.env),
+        widen=options.widen,
         confirm=observer.confirmer("run the tasks with the permissions above?"),
         on_result=on_result,
         on_ready=on_ready,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from aido.cli.evidence import archived_count
 from aido.cli.observer import TerminalObserver
 from aido.cli.options import CONTEXT, global_options, yes_option
 from aido.cli.state import AppState, command_state
@@ -191,7 +192,7 @@ def sandbox_list(state: AppState, quiet: bool, all_: bool) -> None:
 
         out.envelope("sandbox list", "success", {"sandboxes": [asdict(s) for s in summaries]})
         return
-    archived = 0 if all_ or manager.workspace_if_any is None else len(manager.workspace.archived_ids())
+    archived = 0 if all_ else archived_count(manager)
     if not summaries:
         out.say("No sandboxes. Create one with `aido sandbox up`.")
     else:
