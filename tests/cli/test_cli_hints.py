@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 import aido
-from aido.cli.main import cli
+from aido.cli.app import cli
 
 SRC = Path(aido.__file__).parent
 QUOTED = re.compile(r"`aido ([^`]*)`")

@@ -1,4 +1,4 @@
-"""The one-line outcome of a run and its JSON payload (cli/main.py), from a run's result.
+"""The one-line outcome of a run and its JSON payload (cli/outcome.py), from a run's result.
 
 The line itself is decided with the rest of the verdict (tests/sandbox/test_verdict.py);
 these check that the CLI shows that line, also for a summary written without one."""
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from aido.cli.main import _outcome_line, _run_payload
+from aido.cli.outcome import outcome_line, run_payload
 from aido.run.result import RunResult
 
 
@@ -76,23 +76,23 @@ def result(status: str, **fields: Any) -> RunResult:
     ],
 )
 def test_outcome_line_of_a_summary_without_one_is_decided_from_its_facts(run: RunResult, line: str) -> None:
-    assert _outcome_line(run) == line
+    assert outcome_line(run) == line
 
 
 def test_outcome_line_is_the_one_the_run_recorded() -> None:
     run = result("success", outcome="Task completed (exit code: 0) in 9.99s")
-    assert _outcome_line(run) == "Task completed (exit code: 0) in 9.99s"
+    assert outcome_line(run) == "Task completed (exit code: 0) in 9.99s"
 
 
 def test_run_payload_carries_the_pids_flag_from_the_summary() -> None:
-    assert _run_payload(result("failed", pids_limit_reached=True))["pids_limit_reached"] is True
-    assert _run_payload(result("success"))["pids_limit_reached"] is False
+    assert run_payload(result("failed", pids_limit_reached=True))["pids_limit_reached"] is True
+    assert run_payload(result("success"))["pids_limit_reached"] is False
 
 
 def test_run_payload_lists_the_limits_exceeded_and_the_exit_code_of_the_run() -> None:
     breach = {"kind": "memory", "limit": 1, "measured": None}
     run = result("failed", exit_code=0, oom_killed=True, limits_exceeded=(breach,))
-    payload = _run_payload(run)
+    payload = run_payload(run)
     assert payload["limits_exceeded"] == [breach]
     assert payload["exit_code_of_run"] == 137
-    assert _run_payload(result("success"))["limits_exceeded"] == []
+    assert run_payload(result("success"))["limits_exceeded"] == []

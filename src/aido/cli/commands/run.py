@@ -1,0 +1,357 @@
+"""`aido run`: one task, or several at once (a batch), in fresh containers of a sandbox.
+
+The command turns its flags into a call of the manager, with a ``TerminalObserver``
+to show the run as it happens, and renders the result: the outcome line or the
+``--json`` envelope, and the run's exit code as aido's."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from aido.cli.observer import TerminalObserver
+from aido.cli.options import CONTEXT, global_options, yes_option
+from aido.cli.outcome import outcome_line, run_payload
+from aido.cli.render import Renderer
+from aido.cli.state import AppState, command_state
+from aido.cli.text import relative
+from aido.cli.workspace import open_manager
+
+if TYPE_CHECKING:
+    from aido.cli.render import PrefixedOutput
+    from aido.run.batch import BatchItem, BatchResult
+    from aido.sandbox.manager import RunHooks, SandboxManager, Widening
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """What `aido run` was asked besides its tasks, once its arguments are parsed: the
+    same for one task and for a batch."""
+
+    args: tuple[str, ...]  # the task's arguments (after `--`)
+    sandbox_id: str
+    timeout: str | None
+    env: tuple[str, ...]  # -e KEY=VALUE / -e KEY, as given
+    widen: Widening
+
+
+@click.command("run", context_settings=CONTEXT)
+# Plain strings: click.Path would normalise the task's own arguments ("" -> ".", "a/" -> "a").
+@click.argument("tasks", nargs=-1, required=True, metavar="TASK...")
+@click.option("--sandbox", "sandbox_id", metavar="ID", help="Sandbox to run in (default: the active one).")
+@click.option(
+    "--timeout", metavar="DURATION", help="Kill the task after this long, e.g. 30s (default: the spec's)."
+)
+@click.option(
+    "-e",
+    "--env",
+    "env",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a variable for the task; -e KEY passes that one host variable. Repeatable. Values of "
+    "secret-looking names (*TOKEN*, *PASSWORD*, *KEY*, ...) are masked in the output; one shorter than "
+    "4 characters cannot be, and is warned about.",
+)
+@click.option(
+    "-p",
+    "--parallel",
+    type=click.IntRange(1, 64),
+    metavar="N",
+    help="Run up to N tasks at once; with a single TASK, run N copies of it.",
+)
+@click.option("--network", is_flag=True, help="ESCAPE HATCH: give the task network access.")
+@click.option(
+    "--host-filesystem",
+    is_flag=True,
+    help="ESCAPE HATCH: show the project directory read-only at /project (.aido/ stays hidden).",
+)
+@click.option(
+    "--dangerous-allow-mutations",
+    is_flag=True,
+    help="ESCAPE HATCH: make /inputs (and /project with --host-filesystem) writable.",
+)
+@click.option(
+    "-i",
+    "--interactive",
+    is_flag=True,
+    help="Forward this terminal's or pipe's stdin to the task (one task only); without it "
+    "the task's stdin is closed.",
+)
+@yes_option
+@click.option(
+    "--raw-output", is_flag=True, help="Echo the task's output unfiltered, escape sequences included."
+)
+@global_options
+@command_state
+def run(
+    state: AppState,
+    tasks: tuple[str, ...],
+    sandbox_id: str | None,
+    timeout: str | None,
+    env: tuple[str, ...],
+    parallel: int | None,
+    network: bool,
+    host_filesystem: bool,
+    dangerous_allow_mutations: bool,
+    interactive: bool,
+    yes: bool,
+    raw_output: bool,
+) -> None:
+    """Run TASK in a fresh container of the sandbox; arguments after -- go to the task
+    (aido run a.py -- 5). The task's stdin is closed unless -i forwards aido's own.
+
+    It runs in the active sandbox (see `aido sandbox use`) or --sandbox ID. With
+    none active, aido never picks one: it lists the sandboxes and exits 3.
+
+    \b
+    The task's exit code is aido's exit code. aido's own failures use:
+      2 usage, config error or unconfirmed escape hatch
+      3 sandbox missing, expired or over its disk or file limit
+        (also: it expired or was destroyed mid-run)
+      124 timed out   125 engine or image error   126 task not runnable
+      127 task not found   137 killed at the disk or file limit, or exited 0
+      although a limit was reached (out of memory, processes, disk, files)
+      130 interrupted (Ctrl-C)   143 SIGTERM   129 SIGHUP
+
+    A run that a limit stopped or refused something is never a success: the
+    outcome line names every limit reached (--json: limits_exceeded). When a run
+    leaves work/ and outputs/ over the sandbox's disk or file limit, later runs
+    are refused (exit 3) until `aido sandbox clean`.
+
+    \b
+    Several tasks run concurrently, each in its own container with its own run
+    record (ids in the order given), their output shown live with each line prefixed
+    by the task's path ("a.py | ..."), and a combined summary; every task is checked
+    before any starts; aido then exits 0 only if every run succeeded:
+      aido run a.py b.py c.py            all three at once
+      aido run --parallel 2 *.py         at most two at a time
+      aido run --parallel 8 task.py      eight copies of task.py
+
+    Escape hatches (--network, --host-filesystem, --dangerous-allow-mutations) print
+    a warning and ask y/N; without a terminal they need --yes. They are recorded in
+    the run's evidence and in events.log, and so is every change the task made where
+    they let it write (/inputs, /project).
+
+    The interpreter comes from the sandbox's runtime, else from the extension:
+    .py python, .js/.mjs/.cjs node, .sh sh. A task whose extension names another
+    interpreter than the sandbox's runtime gets a warning (kept in its evidence).
+    """
+    from aido.errors import TaskNotFound
+    from aido.sandbox.manager import Widening
+
+    split = len(tasks) - state.after_dashdash
+    task_args = list(tasks[split:]) if state.after_dashdash else []
+    given = tasks[:split] if state.after_dashdash else tasks
+    task_list = [Path(t) for t in given]
+    if not task_list:
+        raise click.UsageError("missing TASK before --")
+    if interactive and (len(task_list) > 1 or (parallel or 1) > 1):
+        raise click.UsageError("-i/--interactive forwards stdin to one task; give a single TASK")
+    out = Renderer(json_mode=state.json, raw_output=raw_output)
+    observer = TerminalObserver(out, state, yes=yes)
+    manager = open_manager(state)
+    try:
+        resolved = state.context["sandbox_id"] = manager.resolve_id(sandbox_id)
+        options = RunOptions(
+            args=tuple(task_args),
+            sandbox_id=resolved,
+            timeout=timeout,
+            env=env,
+            widen=Widening(network, host_filesystem, dangerous_allow_mutations),
+        )
+        if len(task_list) > 1 or (parallel or 1) > 1:
+            labels = _labels(list(given) if len(given) > 1 else list(given) * (parallel or 1))
+            batch = task_list if len(task_list) > 1 else task_list * (parallel or 1)
+            _run_batch(manager, out, observer, options, batch, labels, parallel or len(batch))
+            return
+        stdin = None
+        if interactive:
+            if sys.stdin is None:  # started with stdin closed (`aido run -i x.py <&-`)
+                raise click.UsageError("-i/--interactive: aido has no stdin to forward")
+            stdin = sys.stdin.fileno()
+        _run_one(manager, out, observer, options, task_list[0], stdin)
+    except TaskNotFound as exc:
+        hint = _arguments_hint(list(given), state.after_dashdash)
+        if hint:
+            exc.hint = hint
+        raise
+
+
+def _labels(tasks: list[str]) -> list[str]:
+    """Each run of a batch by its path as given; a path given more than once (or the copies
+    of --parallel N) numbered apart: a.py#1, a.py#2."""
+    seen: dict[str, int] = {}
+    labels = []
+    for task in tasks:
+        seen[task] = seen.get(task, 0) + 1
+        labels.append(f"{task}#{seen[task]}" if tasks.count(task) > 1 else task)
+    return labels
+
+
+def _arguments_hint(given: list[str], after_dashdash: int) -> str | None:
+    """`aido run a.py 5`: 5 was meant as an argument. Say so when a missing "task" after an
+    existing one does not look like a task file."""
+    from aido.config.runtimes import interpreter_for_task
+
+    if after_dashdash or len(given) < 2 or not os.path.isfile(given[0]):
+        return None
+    for i, name in enumerate(given[1:], start=1):
+        if not os.path.lexists(name):
+            if interpreter_for_task(name) is not None:
+                return None  # a task file that is really missing
+            import shlex
+
+            tasks, rest = given[:i], given[i:]
+            shown = " ".join(shlex.quote(t) for t in tasks)
+            return f"arguments for the task go after `--`: aido run {shown} -- " + " ".join(
+                shlex.quote(a) for a in rest
+            )
+    return None
+
+
+def _run_one(
+    manager: SandboxManager,
+    out: Renderer,
+    observer: TerminalObserver,
+    options: RunOptions,
+    task: Path,
+    stdin: int | None,
+) -> None:
+    result = manager.run(
+        task,
+        list(options.args),
+        sandbox_id=options.sandbox_id,
+        timeout=options.timeout,
+        env=list(options.env),
+        hooks=observer.run_hooks(options.sandbox_id),
+        widen=options.widen,
+        confirm=observer.confirmer("run the task with the permissions above?"),
+        stdin=stdin,
+    )
+    observer.pulled()
+    code = result.process_exit_code
+    if out.json_mode:
+        out.envelope(
+            "run",
+            result.status,
+            run_payload(result),
+            None
+            if result.error is None
+            else {"code": "runtime_error", "message": result.error, "hint": None},
+        )
+    else:
+        out.separator()
+        out.say_result(outcome_line(result), ok=result.status == "success")
+        for stats in result.output:
+            if stats.truncated:
+                out.warn(f"{stats.name} was truncated at {stats.limit} bytes ({stats.bytes_total} written)")
+        for declared in result.declared_outputs:
+            if not declared.present:
+                out.warn(f"declared output {declared.path!r} was not produced")
+        out.say(f"📦 Artifacts: {relative(result.outputs_dir)}/")
+        out.say(f"🧾 Evidence: {relative(result.evidence_dir)}/")
+    if code:
+        sys.exit(code)
+
+
+def _run_batch(
+    manager: SandboxManager,
+    out: Renderer,
+    observer: TerminalObserver,
+    options: RunOptions,
+    tasks: list[Path],
+    labels: list[str],
+    parallel: int,
+) -> None:
+    """Each task's output is shown live, its lines prefixed with its label (the path as
+    given), and each run ends with its outcome line."""
+    width = max(len(label) for label in labels)
+    sinks: dict[int, PrefixedOutput] = {}
+
+    def hooks_for(item: BatchItem) -> RunHooks:
+        if out.json_mode:
+            return observer.batch_hooks(None)
+        sink = sinks[item.index] = out.prefixed(labels[item.index], width, item.index)
+        return observer.batch_hooks(sink)
+
+    def on_result(item: BatchItem) -> None:
+        if item.index in sinks:
+            sinks.pop(item.index).close()
+        if out.json_mode:
+            return
+        label = labels[item.index]
+        if item.result is None:
+            out.failure(f"{label}: {item.error}")
+            return
+        result = item.result
+        out.say_result(f"{result.run_id} {label}: {outcome_line(result)}", ok=result.status == "success")
+
+    def on_ready() -> None:
+        # Only once every task has been checked: a bad task stops the batch before this line.
+        out.say(f"⚡ Running {len(tasks)} tasks, up to {min(parallel, len(tasks))} at a time")
+
+    batch = manager.run_batch(
+        tasks,
+        list(options.args),
+        parallel=parallel,
+        sandbox_id=options.sandbox_id,
+        timeout=options.timeout,
+        env=list(options.env),
+        widen=options.widen,
+        confirm=observer.confirmer("run the tasks with the permissions above?"),
+        on_result=on_result,
+        on_ready=on_ready,
+        hooks_for=hooks_for,
+    )
+    for sink in sinks.values():
+        sink.close()
+    # The signal that interrupted the batch (if one did) decides its exit code.
+    batch = dataclasses.replace(batch, signal_exit=observer.signal_exit())
+    _render_batch(out, batch, labels)
+
+
+def _render_batch(out: Renderer, batch: BatchResult, labels: list[str]) -> None:
+    code = batch.process_exit_code
+    if out.json_mode:
+        out.envelope(
+            "run",
+            batch.status,
+            {
+                "exit_code": int(code),
+                "parallel": batch.parallel,
+                "duration_ms": batch.duration_ms,
+                "counts": batch.counts,
+                "runs": [
+                    {
+                        "task": str(item.task),
+                        "label": labels[item.index],
+                        "status": item.status,
+                        "exit_code_of_run": item.exit_code,
+                    }
+                    | (run_payload(item.result) if item.result is not None else {})
+                    | (
+                        {"error": {"code": item.error.code, "message": item.error.message}}
+                        if item.error is not None
+                        else {}
+                    )
+                    for item in batch.items
+                ],
+            },
+        )
+    else:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(batch.counts.items()))
+        out.say_result(
+            f"{len(batch.items)} runs in {batch.duration_ms / 1000:.2f}s: {counts}",
+            ok=batch.status == "success",
+        )
+        if batch.items and batch.items[0].result is not None:
+            out.say(
+                f"🧾 Evidence: {relative(batch.items[0].result.evidence_dir.parent)}/ (one folder per run)"
+            )
+    if code:
+        sys.exit(int(code))

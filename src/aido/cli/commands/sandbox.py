@@ -1,0 +1,413 @@
+"""`aido sandbox ...`: create (up), list, select (use), extend, clean and destroy
+sandboxes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from aido.cli.evidence import archived_count
+from aido.cli.observer import TerminalObserver
+from aido.cli.options import CONTEXT, global_options, yes_option
+from aido.cli.state import AppState, command_state
+from aido.cli.text import relative, relative_time
+from aido.cli.workspace import manager_for_up, open_manager
+from aido.config.limits import ISOLATION_LEVELS
+
+if TYPE_CHECKING:
+    from aido.sandbox.manager import SandboxSummary
+
+log = logging.getLogger("aido")
+
+
+@click.group(context_settings=CONTEXT)
+@global_options
+def sandbox() -> None:
+    """Create, list, select, extend, clean and destroy sandboxes."""
+
+
+@sandbox.command("up", context_settings=CONTEXT)
+@click.option(
+    "-f",
+    "--file",
+    "spec_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Sandbox spec to read (default: ./sandbox.yaml if it exists).",
+)
+@click.option("--name", help="Human-readable name (overrides the spec).")
+@click.option("--runtime", help="python:3.11, node:18, sh or docker://IMAGE (overrides the spec).")
+@click.option("--ttl", help="Time to live, e.g. 90s, 15m, 2h (overrides the spec; default 15m).")
+@click.option(
+    "--no-auto-cleanup",
+    is_flag=True,
+    help="Keep the sandbox after it expires (the reaper skips it; `aido run` still refuses it).",
+)
+@click.option(
+    "--isolation",
+    type=click.Choice(ISOLATION_LEVELS),
+    help="gvisor runs tasks under gVisor's runsc, a user-space kernel (overrides the spec).",
+)
+@yes_option
+@global_options
+@command_state
+def sandbox_up(
+    state: AppState,
+    spec_file: Path | None,
+    name: str | None,
+    runtime: str | None,
+    ttl: str | None,
+    no_auto_cleanup: bool,
+    isolation: str | None,
+    yes: bool,
+) -> None:
+    """Create a sandbox and make it the active one.
+
+    The workspace is the .aido/ folder in this directory or the nearest parent that
+    has one; it is created here if there is none. A background reaper destroys the
+    sandbox when its ttl has passed (unless --no-auto-cleanup).
+
+    Files listed under `inputs:` in sandbox.yaml are copied in once, keeping their
+    folders (data/a.csv is /inputs/data/a.csv); up says how many and how large.
+
+    A sandbox.yaml that widens permissions (network: true, filesystem: readwrite)
+    must be confirmed: at the y/N prompt, or with --yes when there is no terminal.
+
+    A runtime (--runtime or runtime: in sandbox.yaml) has its image checked now, and
+    pulled with progress on stderr if it is not here; if it cannot be had, nothing is
+    created and aido exits 125.
+
+    permissions.aws is recorded but not enforced, so it is noted, not asked about.
+
+    An invalid sandbox.yaml (an unknown or repeated key, a bad value) is refused with
+    one line per problem (file:line: key: expected ..., got ...), exit 2, and nothing
+    created; with --json, error.problems lists them as {file, line, key, message}.
+    """
+    if spec_file is None and Path("sandbox.yaml").is_file():
+        spec_file = Path("sandbox.yaml")
+    manager = manager_for_up(state)
+    out = state.renderer
+    observer = TerminalObserver(out, state, yes=yes)
+    try:
+        record = manager.create(
+            spec_file=spec_file,
+            name=name,
+            runtime=runtime,
+            ttl=ttl,
+            auto_cleanup=not no_auto_cleanup,
+            isolation=isolation,
+            confirm=observer.confirmer("create the sandbox with the permissions above?"),
+            on_pull=observer.on_pull,
+        )
+    finally:
+        observer.pulled()
+    if record.auto_cleanup:
+        from aido.lifecycle.reaper import ensure_running
+
+        try:
+            ensure_running(manager.workspace)
+        except OSError as exc:
+            log.warning("could not start the TTL reaper (%s); expired sandboxes go at the next command", exc)
+    from aido.sandbox.manager import unenforced_permissions
+
+    inputs = _inputs_summary(record.config, manager.copied_inputs(record.id))
+    notes = unenforced_permissions(record.config)
+    if out.json_mode:
+        from aido.evidence.redact import redact_env
+
+        shown = record.to_json()
+        # Output may end up in an agent's transcript or a CI log: secret-looking values stay hidden.
+        shown["config"] = {**shown["config"], "env": redact_env(shown["config"].get("env") or {})}
+        out.envelope(
+            "sandbox up",
+            "success",
+            {"sandbox": shown, "sandbox_id": record.id, "inputs": inputs, "notes": notes},
+        )
+        return
+    out.success(f"Sandbox created: {record.id}")
+    out.say(f"  expires {record.expires_at} (ttl {record.config['ttl']}); run a task with `aido run TASK`")
+    if record.config.get("inputs"):
+        out.say(f"  inputs: {_inputs_line(inputs)}")
+    for note in notes:
+        out.note(note)
+    print(record.id)  # the id alone on stdout, for scripts: ID=$(aido sandbox up)
+
+
+def _inputs_summary(config: dict[str, Any], copied: list[dict[str, Any]]) -> dict[str, Any]:
+    """What `sandbox up` copied, for --json: how many files, how many bytes, and where (and
+    whether) tasks see them."""
+    filesystem = (config.get("permissions") or {}).get("filesystem", "readonly")
+    return {
+        "files": len(copied),
+        "bytes": sum(int(item.get("size") or 0) for item in copied),
+        "mounted_at": None if filesystem == "none" else "/inputs",
+        "writable": filesystem == "readwrite",
+    }
+
+
+def _inputs_line(inputs: dict[str, Any]) -> str:
+    """`12 files, 3.4 MiB copied to /inputs`."""
+    from aido.config.units import format_size
+
+    count, size = inputs["files"], inputs["bytes"]
+    shown = f"{size} bytes" if size < 1024 else f"{format_size(size)[:-1]} {format_size(size)[-1]}iB"
+    line = f"{count} file{'s' if count != 1 else ''}, {shown} copied"
+    if inputs["mounted_at"] is None:
+        return line + ", not mounted (permissions.filesystem: none)"
+    return line + f" to {inputs['mounted_at']}" + (" (writable)" if inputs["writable"] else " (read-only)")
+
+
+@sandbox.command("list", context_settings=CONTEXT)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the ids, one per line (for scripts).")
+@click.option(
+    "-a",
+    "--all",
+    "all_",
+    is_flag=True,
+    help="Also list destroyed sandboxes whose evidence is archived (.aido/archive/), and when they went.",
+)
+@global_options
+@command_state
+def sandbox_list(state: AppState, quiet: bool, all_: bool) -> None:
+    """List the sandboxes of this workspace (* marks the active one).
+
+    With -q, only their ids, one per line, oldest first: e.g.
+    `aido sandbox list -q | xargs aido sandbox destroy`. No workspace lists nothing.
+    """
+    if quiet and state.json:
+        raise click.UsageError("give -q or --json, not both")
+    manager = open_manager(state)
+    summaries = manager.list_sandboxes(include_archived=all_)
+    out = state.renderer
+    if quiet:
+        for summary in summaries:
+            print(summary.id)
+        return
+    if out.json_mode:
+        from dataclasses import asdict
+
+        out.envelope("sandbox list", "success", {"sandboxes": [asdict(s) for s in summaries]})
+        return
+    archived = 0 if all_ else archived_count(manager)
+    if not summaries:
+        out.say("No sandboxes. Create one with `aido sandbox up`.")
+    else:
+        columns = ["ID", "NAME", "STATUS", "CREATED", "EXPIRES", "RUNS"]
+        out.table(
+            [*columns, "DESTROYED"] if all_ else columns,
+            [
+                [
+                    ("* " if s.active else "  ") + s.id,
+                    s.name or "-",
+                    s.status,
+                    s.created_at.replace("T", " ").removesuffix("Z"),
+                    "-" if s.archived else relative_time(s.expires_at),
+                    str(s.runs),
+                    *([_destroyed(s)] if all_ else []),
+                ]
+                for s in summaries
+            ],
+        )
+    if archived:
+        out.say(f"({archived} destroyed sandbox(es) with archived evidence: `aido sandbox list --all`)")
+
+
+def _destroyed(summary: SandboxSummary) -> str:
+    """When and why a sandbox was destroyed, for `sandbox list --all`."""
+    if not summary.archived:
+        return "-"
+    if not summary.destroyed_at:
+        return "yes"
+    why = "ttl" if summary.destroy_reason == "expired" else "destroy"
+    return f"{relative_time(summary.destroyed_at)} ({why})"
+
+
+@sandbox.command("destroy", context_settings=CONTEXT)
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option(
+    "--all",
+    "all_",
+    is_flag=True,
+    help="Destroy every sandbox in this workspace (with --purge: every archive too).",
+)
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also delete the evidence (of a live or an already destroyed sandbox). Irreversible; asks y/N.",
+)
+@click.option("-y", "--yes", is_flag=True, help="Confirm --purge without asking (needed without a terminal).")
+@global_options
+@command_state
+def sandbox_destroy(state: AppState, ids: tuple[str, ...], all_: bool, purge: bool, yes: bool) -> None:
+    """Stop a sandbox's containers and delete its files; keep its runs' evidence.
+
+    Without an ID, destroys the active sandbox (with none active, it destroys
+    nothing and lists the sandboxes to choose from, exit 3). Its containers, inputs/, work/,
+    outputs/ and secrets go; sandbox.json (marked destroyed), events.log and every
+    runs/RUN/ move to .aido/archive/ID/, kept for the evidence_retention setting
+    (30d by default). Read them with `aido runs --sandbox ID` and `aido logs
+    --sandbox ID --run RUN`.
+
+    --purge deletes the evidence too, irreversibly, also of a sandbox destroyed
+    earlier; it asks y/N (without a terminal it needs --yes).
+
+    Every ID is checked first: if one is malformed (exit 2) or unknown (exit 3),
+    none is destroyed. Each sandbox's outcome is reported; if one fails midway, the
+    others are still destroyed and aido exits non-zero. --all with no workspace has
+    nothing to do.
+    """
+    from aido.sandbox.manager import DestroyFailed
+
+    if all_ and ids:
+        raise click.UsageError("give sandbox IDs or --all, not both")
+    manager = open_manager(state)
+    # --purge: say what goes, then ask y/N on a terminal; without one, only --yes confirms.
+    purge_confirm = TerminalObserver(state.renderer, state, yes=yes).confirmer(
+        "delete this evidence for good?"
+    )
+    failure: DestroyFailed | None = None
+    try:
+        result = manager.destroy(list(ids), all_sandboxes=all_, purge=purge, confirm=purge_confirm)
+    except DestroyFailed as exc:
+        result, failure = exc.result, exc
+    out = state.renderer
+    if out.json_mode:
+        payload: dict[str, Any] = {
+            "destroyed": result.destroyed,
+            "already_gone": result.already_gone,
+            "failed": [
+                {"sandbox_id": sid, "error": {"code": err.code, "message": err.message, "hint": err.hint}}
+                for sid, err in result.failed
+            ],
+        }
+        if failure is None:
+            out.envelope("sandbox destroy", "success", payload)
+            return
+        out.envelope(
+            "sandbox destroy",
+            "error",
+            {"exit_code": int(failure.exit_code), **payload},
+            {"code": failure.code, "message": failure.message, "hint": failure.hint},
+        )
+        sys.exit(int(failure.exit_code))
+    if not (result.destroyed or result.already_gone or result.failed):
+        out.say("No sandboxes to destroy.")
+    for item in result.destroyed:
+        if item["warning"]:
+            out.warn(item["warning"])
+        if item["already_destroyed"] and item["purged"]:
+            out.success(f"Evidence purged: {item['sandbox_id']} ({item['runs']} run(s) deleted)")
+            continue
+        removed = item["containers_removed"]
+        extra = f" ({removed} container{'s' if removed != 1 else ''} removed)" if removed else ""
+        out.success(f"Sandbox destroyed: {item['sandbox_id']}{extra}")
+        if item["purged"]:
+            out.say(f"  its evidence was purged ({item['runs']} run(s) deleted)")
+        elif item["evidence_dir"]:
+            retention = manager.evidence_retention
+            kept = "for good" if retention is None else f"for {_duration(retention)}"
+            out.say(
+                f"  evidence of {item['runs']} run(s) kept {kept} in {relative(Path(item['evidence_dir']))}/"
+            )
+    for sandbox_id in result.already_gone:
+        out.success(f"Sandbox {sandbox_id} was already destroyed (by another aido command)")
+    for sandbox_id, err in result.failed:
+        out.failure(f"Sandbox {sandbox_id} not destroyed: {err.message}")
+    if failure is not None:
+        raise failure  # the one error line (and hint) and exit code, from main()
+
+
+@sandbox.command("use", context_settings=CONTEXT)
+@click.argument("sandbox_id", metavar="ID")
+@global_options
+@command_state
+def sandbox_use(state: AppState, sandbox_id: str) -> None:
+    """Make sandbox ID the active one.
+
+    The active sandbox is the one `run`, `logs`, `extend` and `destroy` use when
+    not given an ID.
+
+    `sandbox up` makes each new sandbox active; destroying the active sandbox
+    leaves none active, and aido never picks another by itself. ID must exist,
+    not have expired and not be being destroyed (exit 3).
+    """
+    record, previous = open_manager(state).use(sandbox_id)
+    out = state.renderer
+    if out.json_mode:
+        out.envelope(
+            "sandbox use",
+            "success",
+            {"sandbox_id": record.id, "name": record.name, "previous_sandbox_id": previous},
+        )
+        return
+    named = f" ({record.name})" if record.name else ""
+    out.success(f"Active sandbox: {record.id}{named}, expires {relative_time(record.expires_at)}")
+
+
+@sandbox.command("extend", context_settings=CONTEXT)
+@click.argument("sandbox_id", metavar="[ID]", required=False)
+@click.option(
+    "--ttl",
+    required=True,
+    metavar="DURATION",
+    help="New time to live from now, e.g. 30m, 2h (at most 30d, as in sandbox.yaml).",
+)
+@global_options
+@command_state
+def sandbox_extend(state: AppState, sandbox_id: str | None, ttl: str) -> None:
+    """Set when a sandbox expires: DURATION from now (default: the active sandbox).
+
+    This replaces the expiry, so it can also shorten it. Runs in progress keep
+    going until the new expiry. An expired sandbox, or one being destroyed, is
+    refused (exit 3): create a new one. Recorded as `sandbox_extended` in the
+    sandbox's events.log.
+    """
+    record, previous = open_manager(state).extend(sandbox_id, ttl)
+    out = state.renderer
+    if out.json_mode:
+        out.envelope(
+            "sandbox extend",
+            "success",
+            {"sandbox_id": record.id, "expires_at": record.expires_at, "previous_expires_at": previous},
+        )
+        return
+    out.success(f"Sandbox {record.id} now expires {record.expires_at} ({relative_time(record.expires_at)})")
+
+
+@sandbox.command("clean", context_settings=CONTEXT)
+@click.argument("sandbox_id", required=False, metavar="[ID]")
+@click.option("--work", "work", is_flag=True, help="Clear work/ (the default is work/ and outputs/).")
+@click.option("--outputs", "outputs", is_flag=True, help="Clear outputs/ (the default is both).")
+@global_options
+@command_state
+def sandbox_clean(state: AppState, sandbox_id: str | None, work: bool, outputs: bool) -> None:
+    """Delete everything tasks left in a sandbox's work/ and outputs/.
+
+    Without an ID, cleans the active sandbox. Use it when a run left them over the
+    sandbox's disk or file limit: until then every run is refused (exit 3). Refused
+    while a run is in progress. Links the task planted are removed, never followed.
+    Recorded as a sandbox_cleaned event in the sandbox's events.log.
+    """
+    trees = [name for name, wanted in (("work", work), ("outputs", outputs)) if wanted] or None
+    result = open_manager(state).clean(sandbox_id, trees=trees)
+    out = state.renderer
+    if out.json_mode:
+        out.envelope("sandbox clean", "success", result)
+        return
+    from aido.config.units import format_size
+
+    for name, held in result["cleared"].items():
+        out.success(
+            f"Cleaned {name}/ of sandbox {result['sandbox_id']}: "
+            f"removed {held['files']} files and directories ({format_size(held['bytes'])})"
+        )
+
+
+def _duration(seconds: float) -> str:
+    from aido.config.units import format_duration
+
+    return str(format_duration(seconds))
