@@ -11,18 +11,35 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 OutputSink = Callable[[int, bytes], None]  # (1 stdout | 2 stderr, bytes)
 ProgressSink = Callable[[str], None]
 # Polled by the adapter while the task runs (a few times a second). Returning a reason
-# (e.g. "disk_limit", "expired", "destroyed", "cancelled") kills the task; the reason is
+# (a StopReason: DISK_LIMIT, EXPIRED, DESTROYED, CANCELLED) kills the task; the reason is
 # reported back as ExecOutcome.stop_reason. This keeps policy in the manager and the
 # enforcement (killing the container) in the adapter.
 Guard = Callable[[], str | None]
 
-TIMEOUT = "timeout"
-INTERRUPTED = "interrupted"
+
+class StopReason(StrEnum):
+    """Why aido stopped a task (ExecOutcome.stop_reason), or closed a run whose aido
+    process died. run/verdict.py maps each to a status, message and exit code: a new
+    reason is one member here and one entry there."""
+
+    TIMEOUT = "timeout"  # the backend, at the run's timeout
+    INTERRUPTED = "interrupted"  # the backend, on Ctrl-C
+    CANCELLED = "cancelled"  # the guard: another task of the batch was interrupted
+    DESTROYED = "destroyed"  # the guard: the sandbox is being destroyed
+    EXPIRED = "expired"  # the guard: the sandbox's ttl ran out
+    DISK_LIMIT = "disk_limit"  # the guard: the trees reached the disk or file-count limit
+    AIDO_LOST = "aido_lost"  # a sweep: the aido process that ran the task died
+
+
+# The names the backends use (typed str: a guard's reason passes through them as is).
+TIMEOUT: str = StopReason.TIMEOUT
+INTERRUPTED: str = StopReason.INTERRUPTED
 ISOLATION_DEFAULT = "default"
 
 

@@ -38,15 +38,15 @@ from aido import fs
 from aido.errors import AidoError, WorkspaceError
 from aido.store.ids import is_sandbox_id
 from aido.store.records import SandboxRecord, isoformat, parse_time, utcnow
-from aido.store.workspace import SandboxPaths, Workspace
+from aido.store.workspace import EVENTS, INPUTS_MANIFEST, METADATA, SandboxPaths, Workspace
 
 PARTIAL = ".partial"
 PURGE = ".purge"
 # What an archive keeps, and what each must be (anything else, a link included, goes).
 KEEP = {
-    "sandbox.json": stat.S_IFREG,
-    "events.log": stat.S_IFREG,
-    "inputs.json": stat.S_IFREG,
+    METADATA: stat.S_IFREG,
+    EVENTS: stat.S_IFREG,
+    INPUTS_MANIFEST: stat.S_IFREG,
     "runs": stat.S_IFDIR,
 }
 
