@@ -371,7 +371,7 @@ def test_a_crash_after_the_move_is_finished(aido: Aido, project: Path, finisher:
     staging = crash_after_the_move(project, sandbox_id)
     if finisher == "a second destroy":
         # Through the API: every CLI command sweeps first, which would finish it already.
-        (item,) = SandboxManager(Workspace(project)).destroy([sandbox_id])
+        (item,) = SandboxManager(Workspace(project)).destroy([sandbox_id]).destroyed
         assert item["evidence_dir"] == str(archive_root(project, sandbox_id))
     else:
         result = aido("sandbox", "list")

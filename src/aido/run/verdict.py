@@ -31,30 +31,11 @@ from typing import Any
 
 from aido.backends.base import StopReason
 from aido.exit_codes import ExitCode
+from aido.host.trees import Breach  # a value of the host's meters; re-exported here
 
 # Stop reasons (ExecOutcome.stop_reason, or a recovered run's) that mean "interrupted".
 INTERRUPTING = (StopReason.INTERRUPTED, StopReason.CANCELLED, StopReason.DESTROYED, StopReason.AIDO_LOST)
 DISK_KINDS = ("disk", "files")
-
-
-@dataclass(frozen=True)
-class Breach:
-    """One limit the task reached: ``measured`` is None when only the fact is known."""
-
-    kind: str  # timeout | memory | pids | disk | files
-    limit: float
-    measured: float | None
-    unit: str  # seconds | bytes | processes | files
-    text: str  # in words, e.g. "out of memory (limit 64M)"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "limit": self.limit,
-            "measured": self.measured,
-            "unit": self.unit,
-            "message": self.text,
-        }
 
 
 @dataclass(frozen=True)
