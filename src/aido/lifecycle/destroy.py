@@ -15,6 +15,7 @@ from aido.errors import AidoError, NotConfirmed, RuntimeUnavailable, SandboxNotF
 from aido.evidence.events import record_event
 from aido.lifecycle.sandboxes import resolve_id
 from aido.store.store import live_runs
+from aido.store.workspace import PARTIAL
 
 if TYPE_CHECKING:
     from aido.run.context import Context
@@ -121,8 +122,6 @@ def destroy(
 def _archive_destroyable(ctx: Context, sandbox_id: str, *, purge: bool) -> bool:
     """Whether destroy has work on a sandbox that is no longer live: an archive a crash
     left unfinished, or (with purge) a finished one."""
-    from aido.store.archive import PARTIAL
-
     archive = ctx.workspace.archive
     return (archive / f"{sandbox_id}{PARTIAL}").is_dir() or (purge and (archive / sandbox_id).is_dir())
 
@@ -266,7 +265,7 @@ def _destroy_archived(ctx: Context, sandbox_id: str, *, purge: bool, wait: bool)
     from aido.store import archive
 
     workspace = ctx.workspace
-    staging = workspace.archive / f"{sandbox_id}{archive.PARTIAL}"
+    staging = workspace.archive / f"{sandbox_id}{PARTIAL}"
     kept = None
     with archive.holding(staging, wait=wait) as held:
         if held and staging.is_dir():

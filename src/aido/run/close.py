@@ -21,7 +21,7 @@ from aido.evidence.summary import SUMMARY_VERSION
 from aido.evidence.writer import write_closing_summary
 from aido.run.verdict import decide, facts_from_summary
 from aido.store.records import RunRef, isoformat, utcnow
-from aido.store.workspace import STDERR, STDOUT, SUMMARY
+from aido.store.workspace import STDERR, STDOUT, SUMMARY, run_evidence
 
 if TYPE_CHECKING:
     from aido.run.context import Context
@@ -107,12 +107,16 @@ def close_run(
             ref.completed_at = end.completed_at
             if end.list_artifacts:
                 ref.artifacts = (
-                    [f"runs/{rid}/{p.name}" for p in sorted(run_dir.iterdir()) if not p.name.startswith(".")]
+                    [
+                        run_evidence(rid, p.name)
+                        for p in sorted(run_dir.iterdir())
+                        if not p.name.startswith(".")
+                    ]
                     if run_dir.is_dir()
                     else []
                 )
             elif written:
-                ref.artifacts = [f"runs/{rid}/{SUMMARY}"]
+                ref.artifacts = [run_evidence(rid, SUMMARY)]
         finally:
             if lock_fd >= 0:
                 os.close(lock_fd)

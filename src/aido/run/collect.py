@@ -14,7 +14,7 @@ from aido.run.request import unenforced_permissions
 from aido.run.result import RunResult, declared_from_summary, streams_from_summary
 from aido.store.records import RunRef
 from aido.store.store import read_inputs_manifest
-from aido.store.workspace import CHANGES, STDERR, STDOUT, SUMMARY, TASK_DIR
+from aido.store.workspace import CHANGES, STDERR, STDOUT, SUMMARY, TASK_DIR, run_evidence
 
 if TYPE_CHECKING:
     from aido.run.context import Context
@@ -40,15 +40,10 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
         diffs.append(diff)
     # A task may write a secret it was given into a text file: the diff masks it too.
     diff_text = mask_text("".join(diffs), secrets)
-    artifacts = [
-        f"{run_dir.name}/{TASK_DIR}/{task.name}",
-        f"{run_dir.name}/{STDOUT}",
-        f"{run_dir.name}/{STDERR}",
-        f"{run_dir.name}/{SUMMARY}",
-    ]
+    artifacts = [f"{TASK_DIR}/{task.name}", STDOUT, STDERR, SUMMARY]  # in the run directory
     if diff_text:
         write_changes(run_dir / CHANGES, diff_text)
-        artifacts.insert(3, f"{run_dir.name}/{CHANGES}")
+        artifacts.insert(3, CHANGES)
     disk = guard.disk_report()
     signal_exit = hooks.signal_exit() if hooks.signal_exit else None
     verdict = guard.verdict(outcome, signal_exit)
@@ -72,7 +67,7 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
         git=prepared.git,
         inputs=read_inputs_manifest(paths),
         aido_version=__version__,
-        artifacts=[f"runs/{a}" for a in artifacts],
+        artifacts=[run_evidence(rid, a) for a in artifacts],
         escape_hatches=plan.widen.as_dict(),
         warnings=plan.warnings + plan.notes,
         stop_reason=outcome.stop_reason,
@@ -92,8 +87,8 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
         completed_at=summary["completed_at"],
         duration_ms=outcome.duration_ms,
         exit_code=outcome.exit_code,
-        evidence=f"runs/{rid}",
-        artifacts=[f"runs/{a}" for a in artifacts],
+        evidence=run_evidence(rid),
+        artifacts=[run_evidence(rid, a) for a in artifacts],
     )
     ctx.store.close_run(record.id, ref)
     record_event(
@@ -120,7 +115,7 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
         oom_killed=outcome.oom_killed,
         evidence_dir=run_dir,
         outputs_dir=paths.outputs,
-        artifacts=tuple(str(paths.runs.relative_to(ctx.workspace.root) / a) for a in artifacts),
+        artifacts=tuple(str(run_dir.relative_to(ctx.workspace.root) / a) for a in artifacts),
         summary=summary,
         error=outcome.error,
         signal_exit=signal_exit,

@@ -38,16 +38,23 @@ from aido import fs
 from aido.errors import AidoError, WorkspaceError
 from aido.store.ids import is_sandbox_id
 from aido.store.records import SandboxRecord, isoformat, parse_time, utcnow
-from aido.store.workspace import EVENTS, INPUTS_MANIFEST, METADATA, SandboxPaths, Workspace
+from aido.store.workspace import (
+    EVENTS,
+    INPUTS_MANIFEST,
+    METADATA,
+    PARTIAL,
+    PURGE,
+    RUNS,
+    SandboxPaths,
+    Workspace,
+)
 
-PARTIAL = ".partial"
-PURGE = ".purge"
 # What an archive keeps, and what each must be (anything else, a link included, goes).
 KEEP = {
     METADATA: stat.S_IFREG,
     EVENTS: stat.S_IFREG,
     INPUTS_MANIFEST: stat.S_IFREG,
-    "runs": stat.S_IFDIR,
+    RUNS: stat.S_IFDIR,
 }
 
 

@@ -20,7 +20,7 @@ from aido import fs
 from aido.errors import MetadataError, SandboxNotFound
 from aido.store.ids import run_id, run_number
 from aido.store.records import RunRef, SandboxRecord, isoformat, utcnow
-from aido.store.workspace import SandboxPaths, Workspace
+from aido.store.workspace import SandboxPaths, Workspace, run_evidence
 
 log = logging.getLogger("aido")
 
@@ -176,7 +176,7 @@ class SandboxStore:
                         task=task,
                         status="running",
                         started_at=isoformat(utcnow()),
-                        evidence=f"runs/{rid}",
+                        evidence=run_evidence(rid),
                     )
                 )
         except FileNotFoundError:

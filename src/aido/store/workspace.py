@@ -36,12 +36,22 @@ SECRETS = "secrets.json"
 LOCK = ".lock"
 DESTROYING = ".destroying"
 REAPER_LOG = "reaper.log"
+RUNS = "runs"
+# A destroyed sandbox's archive while it is being made, and while it is being purged.
+PARTIAL = ".partial"
+PURGE = ".purge"
 # Inside runs/<run-id>/.
 SUMMARY = "summary.json"
 STDOUT = "stdout.log"
 STDERR = "stderr.log"
 CHANGES = "changes.diff"
 TASK_DIR = "task"
+
+
+def run_evidence(run_id: str, name: str | None = None) -> str:
+    """Where a run's evidence (or one file of it) is, relative to its sandbox's directory,
+    as sandbox.json records it: ``runs/run-001``."""
+    return f"{RUNS}/{run_id}" if name is None else f"{RUNS}/{run_id}/{name}"
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ class SandboxPaths:
 
     @property
     def runs(self) -> Path:
-        return self.root / "runs"
+        return self.root / RUNS
 
     @property
     def metadata(self) -> Path:
