@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 
 class SandboxManager(Context):
+    # Each operation is a function whose first parameter is a Context; assigned here it is
+    # a method (that parameter binds to the manager), so its signature is written once.
+
     # -- sandboxes: aido sandbox up / list / use / extend / clean / destroy -----------
     resolve_id = sandboxes.resolve_id
     create = _create.create
