@@ -173,6 +173,5 @@ def copied_inputs(ctx: Context, sandbox_id: str) -> list[dict[str, Any]]:
 def delete_sandbox_tree(paths: SandboxPaths) -> None:
     from aido.host import volume
 
-    if volume.is_hard(paths) or os.path.ismount(paths.work) or os.path.ismount(paths.outputs):
-        volume.release(paths)  # never delete through a mounted filesystem
+    volume.release_mounted(paths)  # never delete through a mounted filesystem
     fs.remove_tree(paths.root)

@@ -178,6 +178,7 @@ def destroy_one(
     Runs in progress (in any process) see the marker, stop their task and write their
     evidence first. Returns None if another process destroyed the sandbox meanwhile, or,
     without ``wait``, is destroying it now."""
+    from aido.host import volume
     from aido.store import archive
 
     workspace = ctx.workspace
@@ -228,10 +229,12 @@ def destroy_one(
                         runs_stopped=live or None,
                         **event,
                     )
-                staging = archive.move_out(workspace, paths, sandbox_id, purge=purging)
+                staging = archive.move_out(
+                    workspace, paths, sandbox_id, purge=purging, release=volume.release_mounted
+                )
         except FileNotFoundError:
             return None
-        kept = archive.finish(workspace, staging)
+        kept = archive.finish(workspace, staging, release=volume.release_mounted)
     record_event(
         workspace.events,
         "sandbox_destroyed",
@@ -262,6 +265,7 @@ def destroy_one(
 def _destroy_archived(ctx: Context, sandbox_id: str, *, purge: bool, wait: bool) -> dict[str, Any] | None:
     """A sandbox that is no longer live: finish an archive that a crash left unfinished,
     and with ``purge`` delete the archive."""
+    from aido.host import volume
     from aido.store import archive
 
     workspace = ctx.workspace
@@ -269,7 +273,7 @@ def _destroy_archived(ctx: Context, sandbox_id: str, *, purge: bool, wait: bool)
     kept = None
     with archive.holding(staging, wait=wait) as held:
         if held and staging.is_dir():
-            kept = archive.finish(workspace, staging)
+            kept = archive.finish(workspace, staging, release=volume.release_mounted)
             record_event(
                 workspace.events,
                 "sandbox_destroyed",

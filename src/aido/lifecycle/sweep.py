@@ -106,6 +106,7 @@ def _sweep_archive(ctx: Context, now: Any) -> list[dict[str, Any]]:
     """Finish archives (and purges) a crash left halfway, and delete archives whose
     sandbox was destroyed longer than ``evidence_retention`` ago."""
     from aido.config.units import format_duration
+    from aido.host import volume
     from aido.store import archive
 
     workspace = ctx.workspace
@@ -117,7 +118,7 @@ def _sweep_archive(ctx: Context, now: Any) -> list[dict[str, Any]]:
             with archive.holding(staging, wait=False) as held:
                 if not held:
                     continue  # its destroyer is at work
-                kept = archive.finish(workspace, staging)
+                kept = archive.finish(workspace, staging, release=volume.release_mounted)
             record_event(
                 workspace.events,
                 "sandbox_destroyed" if kept is not None else "evidence_purged",
