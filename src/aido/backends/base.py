@@ -1,6 +1,6 @@
 """The contract every runtime adapter fulfils (tests/backends/contract.py checks it).
 
-The sandbox manager builds an ExecRequest; the adapter runs it in a fresh,
+The run pipeline (aido.run.prepare) builds an ExecRequest; the adapter runs it in a fresh,
 isolated container and returns an ExecOutcome; the evidence layer reads only
 that outcome. Adapters never decide policy: the request states every limit and
 the adapter applies it or refuses.
@@ -18,7 +18,7 @@ OutputSink = Callable[[int, bytes], None]  # (1 stdout | 2 stderr, bytes)
 ProgressSink = Callable[[str], None]
 # Polled by the adapter while the task runs (a few times a second). Returning a reason
 # (a StopReason: DISK_LIMIT, EXPIRED, DESTROYED, CANCELLED) kills the task; the reason is
-# reported back as ExecOutcome.stop_reason. This keeps policy in the manager and the
+# reported back as ExecOutcome.stop_reason. This keeps policy in aido.run and the
 # enforcement (killing the container) in the adapter.
 Guard = Callable[[], str | None]
 
@@ -30,7 +30,7 @@ class StopReason(StrEnum):
 
     TIMEOUT = "timeout"  # the backend, at the run's timeout
     INTERRUPTED = "interrupted"  # the backend, on Ctrl-C
-    CANCELLED = "cancelled"  # the guard: another task of the batch was interrupted
+    CANCELLED = "cancelled"  # the guard: the caller set the run's cancel event (a batch, on Ctrl-C)
     DESTROYED = "destroyed"  # the guard: the sandbox is being destroyed
     EXPIRED = "expired"  # the guard: the sandbox's ttl ran out
     DISK_LIMIT = "disk_limit"  # the guard: the trees reached the disk or file-count limit
@@ -134,7 +134,7 @@ class Backend(ABC):
 
     def check_isolation(self, isolation: str) -> None:
         """Raise RuntimeUnavailable, with the fix, unless this backend can run ``isolation``
-        now; the manager asks before a run id exists, so a refusal leaves no trace."""
+        now; the run plan asks before a run id exists, so a refusal leaves no trace."""
         if isolation not in self.isolation_levels():
             from aido.errors import RuntimeUnavailable
 
