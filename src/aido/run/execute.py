@@ -13,6 +13,7 @@ from aido.backends.base import StopReason
 from aido.errors import RuntimeUnavailable
 from aido.run.guard import RunGuard
 from aido.run.prepare import PreparedRun
+from aido.store.workspace import STDERR, STDOUT
 
 if TYPE_CHECKING:
     from aido.backends.base import ExecOutcome
@@ -35,7 +36,7 @@ def execute(
 
     plan, request = prepared.plan, prepared.request
     capture = OutputCapture(
-        prepared.run_dir,
+        {1: prepared.run_dir / STDOUT, 2: prepared.run_dir / STDERR},
         limit=ctx.output_limit or DEFAULT_LIMIT,
         echo=hooks.on_output,
         secrets=prepared.secrets,
