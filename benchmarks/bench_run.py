@@ -44,7 +44,7 @@ IMAGE = "python:3.11-slim"  # what aido picks for a .py task with the default ru
 TASK_NAME = "hello.py"
 TASK_SOURCE = 'print("hello")\n'
 WARMUP = 2
-UNPRIVILEGED_UID = 10001  # aido's task uid when it runs as root (sandbox/manager.py)
+UNPRIVILEGED_UID = 10001  # aido's task uid when it runs as root (run/request.py)
 BENCH_LABEL = "aido-bench.run"  # put on the raw containers so a leftover can always be found
 
 
@@ -103,7 +103,7 @@ def docker_binary() -> str:
 
 
 def task_user() -> str:
-    """The uid:gid aido runs tasks as (mirrors aido.sandbox.manager.task_user)."""
+    """The uid:gid aido runs tasks as (mirrors aido.run.request.task_user)."""
     if os.getuid() == 0:
         return f"{UNPRIVILEGED_UID}:{UNPRIVILEGED_UID}"
     return f"{os.getuid()}:{os.getgid()}"

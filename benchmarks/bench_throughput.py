@@ -167,7 +167,7 @@ def _bytecode_cached() -> bool | None:
     Without it (e.g. PYTHONDONTWRITEBYTECODE=1 on an editable install) every aido process compiles
     its own sources first, which costs CPU per process."""
     try:
-        spec = importlib.util.find_spec("aido.sandbox.manager")
+        spec = importlib.util.find_spec("aido.manager")
     except ImportError:
         return None
     if spec is None or spec.origin is None or not spec.origin.endswith(".py"):

@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AidoError",
+    "RunHooks",
     "RunResult",
     "SandboxManager",
     "Widening",
@@ -23,15 +24,17 @@ __all__ = [
 
 if TYPE_CHECKING:
     from aido.errors import AidoError
+    from aido.manager import SandboxManager
+    from aido.run.request import RunHooks, Widening
     from aido.run.result import RunResult
-    from aido.sandbox.manager import SandboxManager, Widening
     from aido.store.workspace import Workspace
 
 _LAZY = {
     "AidoError": "aido.errors",
+    "RunHooks": "aido.run.request",
     "RunResult": "aido.run.result",
-    "SandboxManager": "aido.sandbox.manager",
-    "Widening": "aido.sandbox.manager",
+    "SandboxManager": "aido.manager",
+    "Widening": "aido.run.request",
     "Workspace": "aido.store.workspace",
 }
 

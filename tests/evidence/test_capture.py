@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 
 from aido.evidence.capture import DEFAULT_LIMIT, OutputCapture
+from aido.store.workspace import STDERR as STDERR_LOG
+from aido.store.workspace import STDOUT as STDOUT_LOG
 
 STDOUT, STDERR = 1, 2
+
+
+def _files(run_dir: Path) -> dict[int, Path]:
+    """Where a run's streams go, as the run pipeline names them (store/workspace.py)."""
+    return {STDOUT: run_dir / STDOUT_LOG, STDERR: run_dir / STDERR_LOG}
 
 
 def _open_fds() -> int:
@@ -18,7 +25,7 @@ def _open_fds() -> int:
 
 def test_captures_both_streams_to_their_own_files(tmp_path: Path) -> None:
     echoed: list[tuple[int, bytes]] = []
-    capture = OutputCapture(tmp_path, echo=lambda kind, data: echoed.append((kind, data)))
+    capture = OutputCapture(_files(tmp_path), echo=lambda kind, data: echoed.append((kind, data)))
     capture.write(STDOUT, b"out 1\n")
     capture.write(STDERR, b"err 1\n")
     capture.write(STDOUT, b"out 2\n")
@@ -50,7 +57,7 @@ def test_default_limit() -> None:
 
 def test_caps_at_limit_marks_truncated_and_counts_everything(tmp_path: Path) -> None:
     echoed: list[bytes] = []
-    capture = OutputCapture(tmp_path, limit=10, echo=lambda kind, data: echoed.append(data))
+    capture = OutputCapture(_files(tmp_path), limit=10, echo=lambda kind, data: echoed.append(data))
     capture.write(STDOUT, b"0123456")  # 7: fits
     capture.write(STDOUT, b"789ABCDEF")  # only "789" fits
     capture.write(STDOUT, b"more and more")  # nothing fits
@@ -71,7 +78,7 @@ def test_caps_at_limit_marks_truncated_and_counts_everything(tmp_path: Path) -> 
 
 
 def test_exactly_at_limit_is_not_truncated(tmp_path: Path) -> None:
-    capture = OutputCapture(tmp_path, limit=5)
+    capture = OutputCapture(_files(tmp_path), limit=5)
     capture.write(STDERR, b"12345")
     assert capture.stats[STDERR].truncated is False
     capture.write(STDERR, b"6")
@@ -83,7 +90,7 @@ def test_exactly_at_limit_is_not_truncated(tmp_path: Path) -> None:
 
 
 def test_streams_are_capped_independently(tmp_path: Path) -> None:
-    capture = OutputCapture(tmp_path, limit=4)
+    capture = OutputCapture(_files(tmp_path), limit=4)
     capture.write(STDOUT, b"aaaaaaaa")
     capture.write(STDERR, b"bb")
     summary = capture.close()
@@ -98,7 +105,7 @@ def test_streams_are_capped_independently(tmp_path: Path) -> None:
 
 
 def test_a_flood_is_bounded_on_disk(tmp_path: Path) -> None:
-    capture = OutputCapture(tmp_path, limit=64 << 10)
+    capture = OutputCapture(_files(tmp_path), limit=64 << 10)
     chunk = b"x" * (1 << 20)
     for _ in range(50):  # 50 MiB written by the "task"
         capture.write(STDOUT, chunk)
@@ -110,14 +117,14 @@ def test_a_flood_is_bounded_on_disk(tmp_path: Path) -> None:
 
 def test_written_at_once_for_followers(tmp_path: Path) -> None:
     # `aido logs --follow` in another process sees each chunk as soon as it is written.
-    capture = OutputCapture(tmp_path)
+    capture = OutputCapture(_files(tmp_path))
     capture.write(STDOUT, b"first\n")
     assert (tmp_path / "stdout.log").read_bytes() == b"first\n"
     capture.close()
 
 
 def test_echo_is_optional(tmp_path: Path) -> None:
-    capture = OutputCapture(tmp_path, limit=3)
+    capture = OutputCapture(_files(tmp_path), limit=3)
     capture.write(STDOUT, b"abcdef")
     assert capture.close()["stdout"]["bytes_captured"] == 3
 
@@ -125,7 +132,7 @@ def test_echo_is_optional(tmp_path: Path) -> None:
 def test_pre_existing_stdout_log_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "stdout.log").write_bytes(b"forged by someone")
     with pytest.raises(FileExistsError):
-        OutputCapture(tmp_path)
+        OutputCapture(_files(tmp_path))
     assert (tmp_path / "stdout.log").read_bytes() == b"forged by someone"
 
 
@@ -133,20 +140,20 @@ def test_planted_symlink_log_is_an_error_and_not_followed(tmp_path: Path) -> Non
     target = tmp_path / "elsewhere.txt"
     (tmp_path / "stdout.log").symlink_to(target)
     with pytest.raises(FileExistsError):
-        OutputCapture(tmp_path)
+        OutputCapture(_files(tmp_path))
     assert not target.exists()
 
 
 def test_files_are_new_each_time(tmp_path: Path) -> None:
-    OutputCapture(tmp_path).close()
+    OutputCapture(_files(tmp_path)).close()
     with pytest.raises(FileExistsError):
-        OutputCapture(tmp_path)
+        OutputCapture(_files(tmp_path))
 
 
 def test_pre_existing_stderr_log_leaks_no_descriptor(tmp_path: Path) -> None:
     (tmp_path / "stderr.log").write_bytes(b"")
     before = _open_fds()
     with pytest.raises(FileExistsError):
-        OutputCapture(tmp_path)
+        OutputCapture(_files(tmp_path))
     # stdout.log was opened before stderr.log failed: that descriptor must be closed.
     assert _open_fds() == before

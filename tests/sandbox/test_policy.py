@@ -11,9 +11,10 @@ import pytest
 from aido.errors import NotConfirmed, SandboxNotFound
 from aido.exit_codes import ExitCode
 from aido.run.batch import BatchItem, BatchResult
+from aido.run.request import Widening, widened_permissions
+from aido.run.request import require_confirmation as _confirm
 from aido.run.result import RunResult
 from aido.run.verdict import Facts, decide
-from aido.sandbox.manager import Widening, _confirm, widened_permissions
 
 
 def outcome(**fields: object) -> Facts:

@@ -1,6 +1,6 @@
 """The contract every runtime adapter fulfils (tests/backends/contract.py checks it).
 
-The sandbox manager builds an ExecRequest; the adapter runs it in a fresh,
+The run pipeline (aido.run.prepare) builds an ExecRequest; the adapter runs it in a fresh,
 isolated container and returns an ExecOutcome; the evidence layer reads only
 that outcome. Adapters never decide policy: the request states every limit and
 the adapter applies it or refuses.
@@ -11,18 +11,35 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 OutputSink = Callable[[int, bytes], None]  # (1 stdout | 2 stderr, bytes)
 ProgressSink = Callable[[str], None]
 # Polled by the adapter while the task runs (a few times a second). Returning a reason
-# (e.g. "disk_limit", "expired", "destroyed", "cancelled") kills the task; the reason is
-# reported back as ExecOutcome.stop_reason. This keeps policy in the manager and the
+# (a StopReason: DISK_LIMIT, EXPIRED, DESTROYED, CANCELLED) kills the task; the reason is
+# reported back as ExecOutcome.stop_reason. This keeps policy in aido.run and the
 # enforcement (killing the container) in the adapter.
 Guard = Callable[[], str | None]
 
-TIMEOUT = "timeout"
-INTERRUPTED = "interrupted"
+
+class StopReason(StrEnum):
+    """Why aido stopped a task (ExecOutcome.stop_reason), or closed a run whose aido
+    process died. run/verdict.py maps each to a status, message and exit code: a new
+    reason is one member here and one entry there."""
+
+    TIMEOUT = "timeout"  # the backend, at the run's timeout
+    INTERRUPTED = "interrupted"  # the backend, on Ctrl-C
+    CANCELLED = "cancelled"  # the guard: the caller set the run's cancel event (a batch, on Ctrl-C)
+    DESTROYED = "destroyed"  # the guard: the sandbox is being destroyed
+    EXPIRED = "expired"  # the guard: the sandbox's ttl ran out
+    DISK_LIMIT = "disk_limit"  # the guard: the trees reached the disk or file-count limit
+    AIDO_LOST = "aido_lost"  # a sweep: the aido process that ran the task died
+
+
+# The names the backends use (typed str: a guard's reason passes through them as is).
+TIMEOUT: str = StopReason.TIMEOUT
+INTERRUPTED: str = StopReason.INTERRUPTED
 ISOLATION_DEFAULT = "default"
 
 
@@ -117,7 +134,7 @@ class Backend(ABC):
 
     def check_isolation(self, isolation: str) -> None:
         """Raise RuntimeUnavailable, with the fix, unless this backend can run ``isolation``
-        now; the manager asks before a run id exists, so a refusal leaves no trace."""
+        now; the run plan asks before a run id exists, so a refusal leaves no trace."""
         if isolation not in self.isolation_levels():
             from aido.errors import RuntimeUnavailable
 

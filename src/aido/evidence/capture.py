@@ -10,7 +10,7 @@ disk or aido's memory.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ class StreamStats:
 class OutputCapture:
     def __init__(
         self,
-        run_dir: Path,
+        files: Mapping[int, Path],
         *,
         limit: int = DEFAULT_LIMIT,
         echo: Callable[[int, bytes], None] | None = None,
@@ -43,7 +43,8 @@ class OutputCapture:
         # Values of secret-looking variables are masked before they reach a log or the
         # terminal, even when the task prints its whole environment.
         self._maskers = {kind: StreamMasker(secrets) for kind in STREAM_NAMES} if secrets else {}
-        self.paths = {kind: run_dir / f"{name}.log" for kind, name in STREAM_NAMES.items()}
+        # Where each stream goes (1 stdout, 2 stderr): named by the caller, who owns the layout.
+        self.paths = {kind: files[kind] for kind in STREAM_NAMES}
         self.stats = {kind: StreamStats() for kind in STREAM_NAMES}
         self._fds: dict[int, int] = {}
         try:

@@ -117,35 +117,3 @@ def build_summary(
         },
         "artifacts": artifacts,
     }
-
-
-def closing_summary(
-    *,
-    sandbox_id: str,
-    run_id: str,
-    task: str,
-    status: str,
-    started_at: str | None,
-    completed_at: str | None,
-    **details: Any,
-) -> dict[str, Any]:
-    """The summary of a run that ended without an outcome from the runtime (it failed to
-    start, or its aido process died and a sweep closed it): what is known, nothing guessed.
-    Its outcome line and exit code come from the same verdict as every other run's."""
-    from aido.run.verdict import decide, facts_from_summary
-
-    summary = {
-        "schema_version": SUMMARY_VERSION,
-        "sandbox_id": sandbox_id,
-        "run_id": run_id,
-        "task": task,
-        "status": status,
-        "exit_code": None,
-        "started_at": started_at,
-        "completed_at": completed_at,
-        **details,
-    }
-    verdict = decide(facts_from_summary(summary))
-    summary["exit_code_of_run"] = verdict.exit_code
-    summary["outcome"] = verdict.line
-    return summary

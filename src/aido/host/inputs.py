@@ -8,6 +8,7 @@ symlinks are not followed, only regular files and directories are copied.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
@@ -102,3 +103,36 @@ def copy_inputs(matches: list[tuple[Path, Path]], dest: Path) -> list[dict[str, 
         size, digest = _copy_file(file, dest / rel)
         copied.append({"path": str(rel), "size": size, "sha256": digest})
     return copied
+
+
+def hand_over(root: Path, uid: int, gid: int) -> None:
+    """Make the inputs tree writable by the task's user (``filesystem: readwrite`` or
+    ``--dangerous-allow-mutations``). A task of this sandbox may have written it already,
+    and may be swapping entries for links right now: the walk goes by directory
+    descriptors, every entry is opened with O_NOFOLLOW and changed through that
+    descriptor, and links are only ever re-owned themselves, never followed."""
+    as_root = os.getuid() == 0
+
+    def adopt(name: str, dir_fd: int | None) -> None:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError:
+            # A symlink (ELOOP), or gone: re-own the link itself at most, never its target.
+            if as_root:
+                with contextlib.suppress(OSError):
+                    os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+            return
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+                # Never setuid/setgid, whoever made it.
+                os.fchmod(fd, (stat.S_IMODE(st.st_mode) | stat.S_IWUSR) & ~(stat.S_ISUID | stat.S_ISGID))
+                if as_root:
+                    os.fchown(fd, uid, gid)
+        finally:
+            os.close(fd)
+
+    for _, dirs, files, dir_fd in os.fwalk(root, follow_symlinks=False):
+        for name in [*dirs, *files]:
+            adopt(name, dir_fd)
+    adopt(str(root), None)

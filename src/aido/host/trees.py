@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aido.config.units import format_size
 from aido.errors import SandboxOverLimit
-from aido.run.verdict import Breach
 
 if TYPE_CHECKING:
     from aido.host.diskusage import DiskUsage
@@ -25,6 +25,26 @@ if TYPE_CHECKING:
 TREES = ("work", "outputs")
 WHERE = "work/ and outputs/"
 RECOUNT_FILES = 1_000_000  # how far a refusal counts, to say how many files there are
+
+
+@dataclass(frozen=True)
+class Breach:
+    """One limit the task reached: ``measured`` is None when only the fact is known."""
+
+    kind: str  # timeout | memory | pids | disk | files
+    limit: float
+    measured: float | None
+    unit: str  # seconds | bytes | processes | files
+    text: str  # in words, e.g. "out of memory (limit 64M)"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "limit": self.limit,
+            "measured": self.measured,
+            "unit": self.unit,
+            "message": self.text,
+        }
 
 
 def measure(paths: SandboxPaths, settings: RunSettings, *, stop: bool) -> DiskUsage:

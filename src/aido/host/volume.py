@@ -140,3 +140,10 @@ def full(paths: SandboxPaths, limit: int) -> str | None:
     if st.f_favail == 0:
         return "file quota reached: the sandbox's filesystem has no inodes left"
     return None
+
+
+def release_mounted(paths: SandboxPaths) -> None:
+    """Release the sandbox's filesystem if anything of it is mounted: nothing is ever
+    deleted (or moved) through a mounted filesystem."""
+    if is_hard(paths) or os.path.ismount(paths.work) or os.path.ismount(paths.outputs):
+        release(paths)

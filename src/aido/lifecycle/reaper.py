@@ -23,6 +23,7 @@ import traceback
 from pathlib import Path
 
 from aido import fs
+from aido.store.store import wants_reaper
 from aido.store.workspace import Workspace
 
 DEFAULT_INTERVAL = 60.0  # seconds between full sweeps, as the spec says
@@ -64,17 +65,6 @@ def ensure_running(workspace: Workspace) -> int | None:
     return process.pid
 
 
-def wants_reaper(data: object) -> bool:
-    """Whether a sandbox, from its parsed sandbox.json, may need the reaper: it has
-    auto-cleanup (to destroy at expiry) or a run marked running (to recover)."""
-    if not isinstance(data, dict):
-        return False
-    if data.get("auto_cleanup", True):
-        return True
-    runs = data.get("runs")
-    return isinstance(runs, list) and any(isinstance(r, dict) and r.get("status") == "running" for r in runs)
-
-
 def has_work(workspace: Workspace) -> bool:
     """Any sandbox left that the reaper may have to destroy (or whose runs it may recover)."""
     for sandbox_id in workspace.sandbox_ids():
@@ -88,7 +78,7 @@ def has_work(workspace: Workspace) -> bool:
 
 
 def _log(workspace: Workspace, message: str) -> None:
-    path = workspace.dir / "reaper.log"
+    path = workspace.reaper_log
     try:
         if path.exists() and path.lstat().st_size > LOG_LIMIT:
             os.replace(path, path.with_suffix(".log.1"))
@@ -114,7 +104,8 @@ def _retention(workspace: Workspace) -> float | None:
 
 def serve(root: Path, interval: float) -> int:
     """The reaper's loop. Returns when there is nothing left to reap (or another reaper runs)."""
-    from aido.sandbox.manager import SandboxManager
+    from aido.lifecycle.sweep import sweep
+    from aido.run.context import Context
 
     workspace = Workspace(root)
     try:
@@ -132,14 +123,14 @@ def serve(root: Path, interval: float) -> int:
     except OSError:
         pass
     _log(workspace, f"started (interval {interval:g}s)")
-    manager = SandboxManager(workspace)
+    context = Context(workspace)
     next_sweep = 0.0
     try:
         while workspace.sandboxes.is_dir() and has_work(workspace):
             if time.monotonic() >= next_sweep:
                 try:
-                    manager.evidence_retention = _retention(workspace)
-                    for action in manager.sweep(containers=True):
+                    context.evidence_retention = _retention(workspace)
+                    for action in sweep(context, containers=True):
                         _log(workspace, f"{action}")
                 except Exception:  # the reaper must outlive any one bad sweep
                     _log(workspace, "sweep failed: " + traceback.format_exc(limit=3).replace("\n", " | "))

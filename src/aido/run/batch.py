@@ -3,8 +3,9 @@ container with its own run record, reported together.
 
 Every task is checked before any runs (a typo in the fifth task name must not leave
 four runs behind), escape hatches are confirmed once for the whole batch, and each
-worker thread gets its own manager and engine connection (the engine client is not
-thread-safe). Run ids follow the order the tasks were given, whichever worker gets to
+worker thread gets its own context and engine connection (the engine client is not
+thread-safe). It drives the run pipeline directly (run/pipeline.py), never the facade.
+Run ids follow the order the tasks were given, whichever worker gets to
 its task first. Ctrl-C stops every running task; each is recorded as interrupted.
 """
 
@@ -22,8 +23,10 @@ from aido.errors import AidoError
 from aido.exit_codes import ExitCode
 
 if TYPE_CHECKING:
+    from aido.run.context import Context
+    from aido.run.plan import RunPlan
+    from aido.run.request import Confirm, RunHooks, Widening
     from aido.run.result import RunResult
-    from aido.sandbox.manager import Confirm, RunHooks, SandboxManager, Widening, _Plan
 
 MAX_PARALLEL = 64
 
@@ -111,10 +114,11 @@ class _Turnstile:
 
 
 def run_batch(
-    manager: SandboxManager,
+    ctx: Context,
     tasks: list[Path],
     args: list[str],
     *,
+    resolve: Callable[[str | None], str],
     parallel: int,
     sandbox_id: str | None = None,
     timeout: str | None = None,
@@ -125,11 +129,15 @@ def run_batch(
     on_ready: Callable[[], None] | None = None,
     hooks_for: Callable[[BatchItem], RunHooks] | None = None,
 ) -> BatchResult:
-    """``on_ready`` is called once every task has been checked, just before the first
-    starts; ``hooks_for`` gives each task its own hooks (e.g. to show its output)."""
+    """``resolve`` names the sandbox (the given id or the active one, see
+    lifecycle.sandboxes.resolve_id); ``on_ready`` is called once every task has been
+    checked, just before the first starts; ``hooks_for`` gives each task its own hooks
+    (e.g. to show its output)."""
     import time
 
     from aido.errors import UsageError
+    from aido.run.pipeline import run_one
+    from aido.run.plan import plan_run
 
     if not tasks:
         raise UsageError("no task given", hint="aido run TASK [TASK...]")
@@ -143,11 +151,9 @@ def run_batch(
             answers[key] = confirm(warnings) if confirm is not None else False
         return answers[key]
 
-    sid = manager.resolve_id(sandbox_id)
-    plans: list[_Plan] = [
-        manager.prepare(
-            task, args, sandbox_id=sid, timeout=timeout, env=env, widen=widen, confirm=confirm_once
-        )
+    sid = resolve(sandbox_id)
+    plans: list[RunPlan] = [
+        plan_run(ctx, sid, task, args, timeout=timeout, env=env, widen=widen, confirm=confirm_once)
         for task in tasks
     ]
     items = [BatchItem(index, task) for index, task in enumerate(tasks)]
@@ -156,13 +162,13 @@ def run_batch(
     if on_ready is not None:
         on_ready()
 
-    def work(item: BatchItem, plan: _Plan) -> BatchItem:
+    def work(item: BatchItem, plan: RunPlan) -> BatchItem:
         if cancel.is_set():
             turnstile.skip(item.index)
             return item
         try:
             hooks = hooks_for(item) if hooks_for is not None else None
-            item.result = manager.fork().execute(plan, hooks, cancel=cancel, turn=turnstile.turn(item.index))
+            item.result = run_one(ctx.fork(), plan, hooks, cancel=cancel, turn=turnstile.turn(item.index))
         except AidoError as exc:
             item.error = exc
         finally:

@@ -29,31 +29,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aido.backends.base import StopReason
 from aido.exit_codes import ExitCode
+from aido.host.trees import Breach  # a value of the host's meters; re-exported here
 
 # Stop reasons (ExecOutcome.stop_reason, or a recovered run's) that mean "interrupted".
-INTERRUPTING = ("interrupted", "cancelled", "destroyed", "aido_lost")
+INTERRUPTING = (StopReason.INTERRUPTED, StopReason.CANCELLED, StopReason.DESTROYED, StopReason.AIDO_LOST)
 DISK_KINDS = ("disk", "files")
-
-
-@dataclass(frozen=True)
-class Breach:
-    """One limit the task reached: ``measured`` is None when only the fact is known."""
-
-    kind: str  # timeout | memory | pids | disk | files
-    limit: float
-    measured: float | None
-    unit: str  # seconds | bytes | processes | files
-    text: str  # in words, e.g. "out of memory (limit 64M)"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "limit": self.limit,
-            "measured": self.measured,
-            "unit": self.unit,
-            "message": self.text,
-        }
 
 
 @dataclass(frozen=True)
@@ -103,14 +85,14 @@ def exit_code_for(
     if status == "success":
         return int(ExitCode.OK)
     if status == "interrupted":
-        if stop_reason == "destroyed":
+        if stop_reason == StopReason.DESTROYED:
             return int(ExitCode.SANDBOX_STATE)
         return int(signal_exit or ExitCode.INTERRUPTED)
     if status == "expired":
         return int(ExitCode.SANDBOX_STATE)
     if status == "timed_out":
         return int(ExitCode.TIMED_OUT)
-    if status == "error" or (exit_code is None and stop_reason != "disk_limit"):
+    if status == "error" or (exit_code is None and stop_reason != StopReason.DISK_LIMIT):
         return int(ExitCode.RUNTIME)
     # failed or disk_limit: the task's own code says most; when it said 0 (or nothing,
     # because aido killed it at a limit), 137: it was stopped or refused at a limit.
@@ -151,11 +133,11 @@ def status_of(facts: Facts, breaches: tuple[Breach, ...]) -> str:
     reason = facts.stop_reason
     if facts.interrupted or reason in INTERRUPTING:
         return "interrupted"
-    if reason == "expired":
+    if reason == StopReason.EXPIRED:
         return "expired"
-    if facts.timed_out or reason == "timeout":
+    if facts.timed_out or reason == StopReason.TIMEOUT:
         return "timed_out"
-    if reason == "disk_limit":
+    if reason == StopReason.DISK_LIMIT:
         return "disk_limit"
     if facts.error is not None or facts.exit_code is None or reason is not None:
         return "error"  # no exit code (the engine failed), or a guard that failed
@@ -187,11 +169,11 @@ def decide(facts: Facts) -> Verdict:
     if status == "success":
         message, line = None, f"Task completed (exit code: 0) in {secs}"
     elif status == "interrupted":
-        if reason == "destroyed":
+        if reason == StopReason.DESTROYED:
             message = f"the task was stopped: sandbox {facts.sandbox_id} was destroyed"
-        elif reason == "cancelled":
+        elif reason == StopReason.CANCELLED:
             message = "the task was stopped: the batch was interrupted"
-        elif reason == "aido_lost" and facts.detail:
+        elif reason == StopReason.AIDO_LOST and facts.detail:
             message = facts.detail
         else:
             message = "the task was interrupted; the container was stopped and removed"
@@ -212,7 +194,7 @@ def decide(facts: Facts) -> Verdict:
             message = f"the run did not complete: {why}"
         message += also()
         line = f"Task did not complete: {message.split(': ', 1)[1]}"
-    elif reason == "disk_limit":
+    elif reason == StopReason.DISK_LIMIT:
         what = texts() or "disk limit exceeded"
         message, line = f"the task was killed: {what}", f"Task killed in {secs}: {what}"
     elif facts.exit_code == 0:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,16 +38,23 @@ from aido import fs
 from aido.errors import AidoError, WorkspaceError
 from aido.store.ids import is_sandbox_id
 from aido.store.records import SandboxRecord, isoformat, parse_time, utcnow
-from aido.store.workspace import SandboxPaths, Workspace
+from aido.store.workspace import (
+    EVENTS,
+    INPUTS_MANIFEST,
+    METADATA,
+    PARTIAL,
+    PURGE,
+    RUNS,
+    SandboxPaths,
+    Workspace,
+)
 
-PARTIAL = ".partial"
-PURGE = ".purge"
 # What an archive keeps, and what each must be (anything else, a link included, goes).
 KEEP = {
-    "sandbox.json": stat.S_IFREG,
-    "events.log": stat.S_IFREG,
-    "inputs.json": stat.S_IFREG,
-    "runs": stat.S_IFDIR,
+    METADATA: stat.S_IFREG,
+    EVENTS: stat.S_IFREG,
+    INPUTS_MANIFEST: stat.S_IFREG,
+    RUNS: stat.S_IFDIR,
 }
 
 
@@ -75,16 +82,16 @@ def mark(paths: SandboxPaths, *, reason: str, purge: bool) -> dict[str, Any]:
     return marker
 
 
-def _release(paths: SandboxPaths) -> None:
-    from aido.host import volume
-
-    if volume.is_hard(paths) or os.path.ismount(paths.work) or os.path.ismount(paths.outputs):
-        volume.release(paths)  # never delete (or move) through a mounted filesystem
+# Unmounts a sandbox's own filesystem if it has one (host.volume.release_mounted), given
+# by the caller: the store does not reach up into the host's mounts.
+Release = Callable[[SandboxPaths], None]
 
 
-def move_out(workspace: Workspace, paths: SandboxPaths, sandbox_id: str, *, purge: bool) -> Path:
+def move_out(
+    workspace: Workspace, paths: SandboxPaths, sandbox_id: str, *, purge: bool, release: Release
+) -> Path:
     """Steps 2 and 3 (the caller holds the sandbox's locks); returns the staging directory."""
-    _release(paths)
+    release(paths)
     paths.secrets.unlink(missing_ok=True)
     for name in os.listdir(paths.root):
         if name.startswith(f".{paths.secrets.name}."):  # a temporary copy left by a crash
@@ -116,11 +123,11 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def finish(workspace: Workspace, staging: Path) -> Path | None:
+def finish(workspace: Workspace, staging: Path, *, release: Release) -> Path | None:
     """Step 4 (the caller holds staging's lock): the archive's path, or None once a
     ``.purge`` staging directory is deleted."""
     sandbox_paths = SandboxPaths(staging)
-    _release(sandbox_paths)
+    release(sandbox_paths)
     if staging.name.endswith(PURGE):
         fs.remove_tree(staging)
         return None

@@ -27,6 +27,31 @@ from aido.fs import atomic_write_bytes
 from aido.store.ids import check_sandbox_id, is_sandbox_id
 
 DIRNAME = ".aido"
+# Every file name of the layout, here and nowhere else (the CLI's readers and the output
+# capture, which cannot import this module, spell the run files the same way).
+METADATA = "sandbox.json"
+EVENTS = "events.log"
+INPUTS_MANIFEST = "inputs.json"
+SECRETS = "secrets.json"
+LOCK = ".lock"
+DESTROYING = ".destroying"
+REAPER_LOG = "reaper.log"
+RUNS = "runs"
+# A destroyed sandbox's archive while it is being made, and while it is being purged.
+PARTIAL = ".partial"
+PURGE = ".purge"
+# Inside runs/<run-id>/.
+SUMMARY = "summary.json"
+STDOUT = "stdout.log"
+STDERR = "stderr.log"
+CHANGES = "changes.diff"
+TASK_DIR = "task"
+
+
+def run_evidence(run_id: str, name: str | None = None) -> str:
+    """Where a run's evidence (or one file of it) is, relative to its sandbox's directory,
+    as sandbox.json records it: ``runs/run-001``."""
+    return f"{RUNS}/{run_id}" if name is None else f"{RUNS}/{run_id}/{name}"
 
 
 @dataclass(frozen=True)
@@ -47,19 +72,19 @@ class SandboxPaths:
 
     @property
     def runs(self) -> Path:
-        return self.root / "runs"
+        return self.root / RUNS
 
     @property
     def metadata(self) -> Path:
-        return self.root / "sandbox.json"
+        return self.root / METADATA
 
     @property
     def events(self) -> Path:
-        return self.root / "events.log"
+        return self.root / EVENTS
 
     @property
     def lock(self) -> Path:
-        return self.root / ".lock"
+        return self.root / LOCK
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id
@@ -67,7 +92,7 @@ class SandboxPaths:
     @property
     def destroying(self) -> Path:
         """Present while the sandbox is being destroyed: running tasks stop, new runs are refused."""
-        return self.root / ".destroying"
+        return self.root / DESTROYING
 
     def going(self) -> bool:
         """Being destroyed, or already gone: no run may start, a running one must stop."""
@@ -76,7 +101,12 @@ class SandboxPaths:
     @property
     def secrets(self) -> Path:
         """Values of secret-looking env variables (mode 0600), kept out of sandbox.json."""
-        return self.root / "secrets.json"
+        return self.root / SECRETS
+
+    @property
+    def inputs_manifest(self) -> Path:
+        """What `sandbox up` copied into inputs/ (path, size, SHA-256), written by aido."""
+        return self.root / INPUTS_MANIFEST
 
 
 @dataclass(frozen=True)
@@ -95,7 +125,7 @@ class Workspace:
 
     @property
     def events(self) -> Path:
-        return self.dir / "events.log"
+        return self.dir / EVENTS
 
     @property
     def archive(self) -> Path:
@@ -110,6 +140,10 @@ class Workspace:
     def reaper_lock(self) -> Path:
         """Held by the one TTL reaper process of this workspace while it runs."""
         return self.dir / "reaper.lock"
+
+    @property
+    def reaper_log(self) -> Path:
+        return self.dir / REAPER_LOG
 
     @property
     def containers_left(self) -> Path:
@@ -183,9 +217,7 @@ class Workspace:
             names = os.listdir(self.sandboxes)
         except FileNotFoundError:
             return []
-        return sorted(
-            n for n in names if is_sandbox_id(n) and (self.sandboxes / n / "sandbox.json").is_file()
-        )
+        return sorted(n for n in names if is_sandbox_id(n) and (self.sandboxes / n / METADATA).is_file())
 
     # -- the active sandbox -------------------------------------------------------------
 

@@ -1,0 +1,177 @@
+"""``aido sandbox up``: check the spec (inputs, isolation, quota, runtime image, widened
+permissions confirmed), then make the sandbox's directories, copy its inputs, keep its
+secrets apart and write its record. A sandbox is made whole or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aido import fs
+from aido.errors import ConfigError, Problem, UsageError
+from aido.evidence.events import record_event
+from aido.host.inputs import hand_over
+from aido.run.request import (
+    UP_RUNTIME_HINT,
+    Confirm,
+    ensure_image,
+    require_confirmation,
+    task_user,
+    unenforced_permissions,
+    widened_permissions,
+)
+from aido.store.ids import new_sandbox_id
+from aido.store.records import SandboxRecord, isoformat, utcnow
+from aido.store.store import read_inputs_manifest
+
+if TYPE_CHECKING:
+    from aido.run.context import Context
+    from aido.store.workspace import SandboxPaths
+
+log = logging.getLogger("aido")
+
+
+def create(
+    ctx: Context,
+    *,
+    spec_file: Path | None = None,
+    name: str | None = None,
+    runtime: str | None = None,
+    ttl: str | None = None,
+    auto_cleanup: bool = True,
+    isolation: str | None = None,
+    start: Path | None = None,
+    confirm: Confirm | None = None,
+    on_pull: Callable[[str], None] | None = None,
+) -> SandboxRecord:
+    """Create a sandbox. A spec that widens permissions (network, writable inputs) must be
+    confirmed: ``confirm`` gets the warnings and returns True to go ahead. A spec that names
+    a runtime has its image checked (and pulled, reporting to ``on_pull``) first: a sandbox
+    whose every run would fail is not created."""
+    from aido.config.loader import load_spec_and_lines
+    from aido.evidence.redact import REDACTED, is_secret_name, short_secret_warnings
+
+    overrides = {
+        k: v
+        for k, v in (("name", name), ("runtime", runtime), ("ttl", ttl), ("isolation", isolation))
+        if v is not None
+    }
+    spec, lines = load_spec_and_lines(spec_file, overrides=overrides)
+    matches: list[tuple[Path, Path]] = []
+    if spec.inputs:
+        if spec_file is None:
+            raise UsageError("inputs need a sandbox.yaml to be relative to")
+        from aido.host.inputs import match_inputs
+
+        matches = match_inputs(spec.inputs, spec_file.parent, source=spec_file.name, lines=lines)
+    if spec.isolation == "gvisor" and spec.permissions.network:
+        message = "true cannot be combined with isolation: gvisor (runsc is registered with --network=none)"
+        where = spec_file.name if spec_file else "sandbox.yaml"
+        line = lines.get(("permissions", "network"))
+        raise ConfigError([Problem(message, where, line, "permissions.network")])
+    if spec.resources.disk_quota == "hard":
+        from aido.host import volume
+
+        try:
+            volume.check_possible()
+        except ConfigError as exc:  # at the line that asked for it
+            from dataclasses import replace
+
+            where = spec_file.name if spec_file else "sandbox.yaml"
+            line = lines.get(("resources", "disk_quota"))
+            raise ConfigError(
+                [replace(p, file=where, line=line) for p in exc.details], hint=exc.hint
+            ) from None
+    if spec.runtime:
+        from aido.config.runtimes import parse_runtime
+
+        image = parse_runtime(spec.runtime).image
+        ensure_image(ctx.backend, image, on_pull, other=f"or choose another runtime: {UP_RUNTIME_HINT}")
+    for warning in short_secret_warnings(spec.env):
+        log.warning("%s", warning)
+    widened = widened_permissions(spec.model_dump(mode="json"))
+    require_confirmation(widened, confirm)
+    workspace = ctx.open_workspace(start)
+    sandbox_id = new_sandbox_id()
+    # 36^12: a collision is astronomically rare; an archived id is taken too.
+    while (workspace.sandboxes / sandbox_id).exists() or (workspace.archive / sandbox_id).exists():
+        sandbox_id = new_sandbox_id()
+    paths = workspace.sandbox(sandbox_id)
+    uid, gid = task_user()
+    paths.root.mkdir(mode=0o755)
+    try:
+        for sub in (paths.inputs, paths.work, paths.outputs, paths.runs):
+            sub.mkdir(mode=0o755)
+        if os.getuid() == 0:
+            # The task runs unprivileged; it may write only these two trees.
+            for writable in (paths.work, paths.outputs):
+                os.chown(writable, uid, gid)
+        if spec.resources.disk_quota == "hard":
+            from aido.host import volume
+
+            volume.create(
+                paths,
+                size_bytes=spec.resources.disk_bytes,
+                max_files=spec.resources.files,
+                uid=uid,
+                gid=gid,
+            )
+        from aido.host.inputs import copy_inputs
+
+        inputs = copy_inputs(matches, paths.inputs)
+        if spec.permissions.filesystem == "readwrite":
+            hand_over(paths.inputs, uid, gid)
+        created = utcnow()
+        config = spec.model_dump(mode="json")
+        # Secret-looking values live in a 0600 file of their own, never in sandbox.json.
+        secrets = {k: v for k, v in config["env"].items() if is_secret_name(k)}
+        if secrets:
+            fs.atomic_write_json(paths.secrets, secrets, mode=0o600)
+            config["env"] = {k: (REDACTED if k in secrets else v) for k, v in config["env"].items()}
+        record = SandboxRecord(
+            id=sandbox_id,
+            name=spec.name,
+            created_at=isoformat(created),
+            expires_at=isoformat(created + timedelta(seconds=spec.ttl_seconds)),
+            config=config,
+            task_user=f"{uid}:{gid}",
+            auto_cleanup=auto_cleanup,
+        )
+        ctx.store.save(record)
+        if inputs:
+            fs.atomic_write_json(paths.inputs_manifest, inputs)
+        record_event(
+            paths.events,
+            "sandbox_created",
+            sandbox_id=sandbox_id,
+            name=spec.name,
+            expires_at=record.expires_at,
+            spec_file=str(spec_file) if spec_file else None,
+            isolation=spec.isolation,
+            auto_cleanup=auto_cleanup,
+            notes=unenforced_permissions(config) or None,
+        )
+        if widened:
+            record_event(paths.events, "permissions_widened", sandbox_id=sandbox_id, warnings=widened)
+    except BaseException:
+        delete_sandbox_tree(paths)  # no half-created sandbox stays behind
+        raise
+    workspace.set_active(sandbox_id)
+    return record
+
+
+def copied_inputs(ctx: Context, sandbox_id: str) -> list[dict[str, Any]]:
+    """What `sandbox up` copied into the sandbox's inputs/ (path, size, SHA-256)."""
+    return read_inputs_manifest(ctx.workspace.sandbox(sandbox_id))
+
+
+def delete_sandbox_tree(paths: SandboxPaths) -> None:
+    from aido.host import volume
+
+    volume.release_mounted(paths)  # never delete through a mounted filesystem
+    fs.remove_tree(paths.root)

@@ -1,0 +1,105 @@
+"""Reading a run's evidence, live or archived: which run a command means (``run_ref``),
+where its evidence is, and its logs, followed while the run is in progress (in this or
+another process) until it ends or its aido process turns out to be dead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aido.errors import AidoError, RunNotFound
+from aido.lifecycle.sandboxes import resolve_id
+from aido.store.ids import check_run_id, run_number
+from aido.store.records import RunRef, SandboxRecord
+from aido.store.workspace import STDERR, STDOUT
+
+if TYPE_CHECKING:
+    from aido.run.context import Context
+
+log = logging.getLogger("aido")
+
+ORPHAN_CHECK_SECONDS = 2.0  # how often `logs --follow` checks that a running run still has a container
+
+
+def run_ref(ctx: Context, sandbox_id: str | None, run: str | None) -> tuple[SandboxRecord, RunRef]:
+    """A run of the given (live or destroyed) sandbox, or of the active one; the latest
+    run without ``run``."""
+    record, _ = ctx.store.load_evidence(resolve_id(ctx, sandbox_id))
+    if not record.runs:
+        raise RunNotFound(f"sandbox {record.id} has no runs yet", hint="run a task with `aido run TASK`")
+    if run is None:
+        return record, max(record.runs, key=lambda r: run_number(r.run_id) or 0)
+    wanted = check_run_id(run)
+    ref = record.run(wanted)
+    if ref is None:
+        raise RunNotFound(
+            f"sandbox {record.id} has no run {wanted}",
+            hint=f"its runs: {', '.join(r.run_id for r in record.runs)}",
+        )
+    return record, ref
+
+
+def run_dir(ctx: Context, sandbox_id: str, run: str) -> Path:
+    """Where a run's evidence is: in the sandbox, or in the archive once it was destroyed."""
+    return ctx.store.evidence_paths(sandbox_id).run_dir(check_run_id(run))
+
+
+def stream_logs(
+    ctx: Context,
+    sandbox_id: str,
+    run: str,
+    *,
+    streams: tuple[int, ...] = (1,),
+    follow: bool = False,
+    poll: float = 0.1,
+) -> Iterator[tuple[int, bytes]]:
+    """Yield (stream, bytes) from a run's logs; with ``follow``, keep going as they grow
+    until the run has ended (the run may be in progress in another process)."""
+    names = {1: STDOUT, 2: STDERR}
+    offsets = dict.fromkeys(streams, 0)
+    next_check, orphaned = time.monotonic() + ORPHAN_CHECK_SECONDS, 0
+    while True:
+        ended = (
+            not follow
+            or (ctx.store.load_evidence(sandbox_id)[0].run(run) or RunRef(run, "", "error", "")).status
+            != "running"
+        )
+        where = run_dir(ctx, sandbox_id, run)  # again each time: it moves when archived
+        for kind in streams:
+            try:
+                fd = os.open(where / names[kind], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            with os.fdopen(fd, "rb") as handle:
+                handle.seek(offsets[kind])
+                while chunk := handle.read(65536):
+                    offsets[kind] += len(chunk)
+                    yield kind, chunk
+        if ended:
+            return
+        if time.monotonic() >= next_check:
+            # A run marked running whose container is gone (or stopped) was left by an
+            # aido process that died: following it would wait forever.
+            next_check = time.monotonic() + ORPHAN_CHECK_SECONDS
+            orphaned = orphaned + 1 if not _run_container_alive(ctx, sandbox_id, run) else 0
+            if orphaned >= 2:
+                log.warning(
+                    "%s is marked running but has no running container: the aido process "
+                    "that ran it was killed; showing what it captured",
+                    run,
+                )
+                return
+        time.sleep(poll)
+
+
+def _run_container_alive(ctx: Context, sandbox_id: str, run: str) -> bool:
+    try:
+        found = ctx.backend.list_labelled({"aido.sandbox": sandbox_id, "aido.run": run})
+    except AidoError:
+        return True  # cannot tell without the engine: keep following
+    return any(c.get("state") == "running" for c in found)

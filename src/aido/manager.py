@@ -1,0 +1,129 @@
+"""The sandbox manager: the public Python API behind every ``aido`` command.
+
+A facade only: each method is a lifecycle operation (aido.lifecycle) or a run through the
+pipeline (aido.run.pipeline: plan -> prepare -> execute -> collect), and the workspace,
+backend and settings it works against are its ``Context``. It never prints: callers pass
+hooks for progress and output, and get structured results back.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aido.lifecycle import create as _create
+from aido.lifecycle import destroy as _destroy
+from aido.lifecycle import logs, sandboxes
+from aido.lifecycle import sweep as _sweep
+from aido.run import pipeline
+from aido.run.context import Context
+from aido.run.plan import RunPlan, plan_run
+
+if TYPE_CHECKING:
+    from aido.run.batch import BatchResult
+    from aido.run.request import Confirm, RunHooks, Widening
+    from aido.run.result import RunResult
+    from aido.store.records import SandboxRecord
+    from aido.store.workspace import SandboxPaths
+
+
+class SandboxManager(Context):
+    # Each operation is a function whose first parameter is a Context; assigned here it is
+    # a method (that parameter binds to the manager), so its signature is written once.
+
+    # -- sandboxes: aido sandbox up / list / use / extend / clean / destroy -----------
+    resolve_id = sandboxes.resolve_id
+    create = _create.create
+    copied_inputs = _create.copied_inputs
+    list_sandboxes = sandboxes.list_sandboxes
+    list_runs = sandboxes.list_runs
+    use = sandboxes.use
+    extend = sandboxes.extend
+    clean = sandboxes.clean
+    destroy = _destroy.destroy
+
+    # -- the TTL sweep and crash recovery (every command, and the reaper) -------------
+    sweep = _sweep.sweep
+    reap_containers = _sweep.reap_containers
+
+    # -- evidence: aido logs / show / runs --------------------------------------------
+    run_ref = logs.run_ref
+    run_dir = logs.run_dir
+    stream_logs = logs.stream_logs
+
+    def load(self, sandbox_id: str) -> SandboxRecord:
+        return self.store.load(sandbox_id)
+
+    def load_evidence(self, sandbox_id: str) -> tuple[SandboxRecord, SandboxPaths]:
+        """A sandbox's record and paths for reading its runs: the live sandbox, or else its
+        archive once it was destroyed. Never for starting a run."""
+        return self.store.load_evidence(sandbox_id)
+
+    # -- aido run -------------------------------------------------------------------
+
+    def run(
+        self,
+        task: Path,
+        args: list[str] | None = None,
+        *,
+        sandbox_id: str | None = None,
+        timeout: str | None = None,
+        env: list[str] | None = None,
+        hooks: RunHooks | None = None,
+        widen: Widening | None = None,
+        confirm: Confirm | None = None,
+        cancel: threading.Event | None = None,
+        stdin: int | None = None,
+    ) -> RunResult:
+        """Run one task in a fresh container of the sandbox and record its evidence.
+
+        ``widen`` asks for escape hatches; they need ``confirm`` to return True for their
+        warnings. Setting ``cancel`` (from another thread) stops the task as interrupted.
+        ``stdin``, a file descriptor, is forwarded to the task's stdin (else it is closed).
+        """
+        plan = self.prepare(
+            task,
+            args,
+            sandbox_id=sandbox_id,
+            timeout=timeout,
+            env=env,
+            widen=widen,
+            confirm=confirm,
+            hooks=hooks,
+        )
+        if stdin is not None:
+            plan = replace(plan, stdin=stdin)
+        return self.execute(plan, hooks, cancel=cancel)
+
+    def prepare(
+        self,
+        task: Path,
+        args: list[str] | None = None,
+        *,
+        sandbox_id: str | None = None,
+        timeout: str | None = None,
+        env: list[str] | None = None,
+        widen: Widening | None = None,
+        confirm: Confirm | None = None,
+        hooks: RunHooks | None = None,
+    ) -> RunPlan:
+        """Check everything a run needs (sandbox, task, engine, image, confirmation)
+        before a run id exists: a run that cannot start leaves no trace."""
+        sid = self.resolve_id(sandbox_id)
+        return plan_run(
+            self, sid, task, args, timeout=timeout, env=env, widen=widen, confirm=confirm, hooks=hooks
+        )
+
+    # Run a prepared plan: take the run id, run the task, write the evidence.
+    execute = pipeline.run_one
+
+    def run_batch(self, tasks: list[Path], args: list[str] | None = None, **kwargs: Any) -> BatchResult:
+        """Run several tasks concurrently (see aido.run.batch.run_batch)."""
+        from aido.run.batch import run_batch
+
+        return run_batch(self, tasks, list(args or []), resolve=self.resolve_id, **kwargs)
+
+
+__all__ = ["SandboxManager"]

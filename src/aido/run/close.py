@@ -1,0 +1,195 @@
+"""The one way a run is closed without an outcome from the backend: a stage failed (the
+run's own process closes it, as ``error`` or ``interrupted``), or its aido process died
+(a sweep closes it as ``interrupted``, stop reason ``aido_lost``). Either way, under the
+sandbox's lock: the run must still be marked running, its summary is written from what is
+known (unless it has one), its record entry is closed and one event says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aido import fs
+from aido.backends.base import StopReason
+from aido.errors import AidoError
+from aido.evidence.events import record_event
+from aido.evidence.summary import SUMMARY_VERSION
+from aido.evidence.writer import write_closing_summary
+from aido.run.verdict import decide, facts_from_summary
+from aido.store.records import RunRef, isoformat, utcnow
+from aido.store.workspace import STDERR, STDOUT, SUMMARY, run_evidence
+
+if TYPE_CHECKING:
+    from aido.run.context import Context
+    from aido.run.plan import RunPlan
+    from aido.store.store import SandboxStore
+
+log = logging.getLogger("aido")
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a run without an outcome ended, as its summary, record and event say it."""
+
+    status: str
+    completed_at: str  # in the record
+    summary_completed_at: str | None  # in summary.json: None when the true end is unknown
+    details: dict[str, Any]  # the summary's fields after the common ones, in order
+    event: str
+    event_fields: dict[str, Any] = field(default_factory=dict)
+    list_artifacts: bool = False  # record every file of the run directory (else only the summary)
+
+
+def closing_summary(
+    *,
+    sandbox_id: str,
+    run_id: str,
+    task: str,
+    status: str,
+    started_at: str | None,
+    completed_at: str | None,
+    **details: Any,
+) -> dict[str, Any]:
+    """The summary of a run that ended without an outcome from the runtime (it failed to
+    start, or its aido process died and a sweep closed it): what is known, nothing guessed.
+    Its outcome line and exit code come from the same verdict as every other run's."""
+    summary = {
+        "schema_version": SUMMARY_VERSION,
+        "sandbox_id": sandbox_id,
+        "run_id": run_id,
+        "task": task,
+        "status": status,
+        "exit_code": None,
+        "started_at": started_at,
+        "completed_at": completed_at,
+        **details,
+    }
+    verdict = decide(facts_from_summary(summary))
+    summary["exit_code_of_run"] = verdict.exit_code
+    summary["outcome"] = verdict.line
+    return summary
+
+
+def close_run(
+    store: SandboxStore, sandbox_id: str, rid: str, ending: Callable[[RunRef], Ending], *, owned: bool
+) -> Ending | None:
+    """Close a run still marked running; None if it was not (already closed), or, unless
+    ``owned`` (this process holds the run's lock), if its aido process is alive after all."""
+    paths = store.paths(sandbox_id)
+    run_dir = paths.run_dir(rid)
+    with store.transaction(sandbox_id) as record:
+        ref = record.run(rid)
+        if ref is None or ref.status != "running":
+            return None
+        lock_fd = -1
+        if not owned:
+            held = fs.hold_lock(run_dir, wait=False) if run_dir.is_dir() else -1
+            if held is None:
+                return None  # alive after all
+            lock_fd = held
+        try:
+            end = ending(ref)
+            summary = closing_summary(
+                sandbox_id=sandbox_id,
+                run_id=rid,
+                task=ref.task,
+                status=end.status,
+                started_at=ref.started_at,
+                completed_at=end.summary_completed_at,
+                **end.details,
+            )
+            written = run_dir.is_dir() and write_closing_summary(run_dir / SUMMARY, summary)
+            ref.status = end.status
+            ref.completed_at = end.completed_at
+            if end.list_artifacts:
+                ref.artifacts = (
+                    [
+                        run_evidence(rid, p.name)
+                        for p in sorted(run_dir.iterdir())
+                        if not p.name.startswith(".")
+                    ]
+                    if run_dir.is_dir()
+                    else []
+                )
+            elif written:
+                ref.artifacts = [run_evidence(rid, SUMMARY)]
+        finally:
+            if lock_fd >= 0:
+                os.close(lock_fd)
+    record_event(paths.events, end.event, sandbox_id=sandbox_id, run_id=rid, **end.event_fields)
+    return end
+
+
+def abandon_run(store: SandboxStore, plan: RunPlan, rid: str, exc: BaseException) -> None:
+    """Close the record of a run that failed before it produced an outcome (this process
+    holds its lock). Every run directory gets a summary, even one that never started a task."""
+    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+    message = str(exc)[:500] or type(exc).__name__
+
+    def ending(ref: RunRef) -> Ending:
+        completed = isoformat(utcnow())
+        return Ending(
+            status=status,
+            completed_at=completed,
+            summary_completed_at=completed,
+            details={"error": message, "image": plan.choice.image},
+            event="run_completed",
+            event_fields={"status": status, "error": message},
+        )
+
+    try:
+        close_run(store, plan.record.id, rid, ending, owned=True)
+    except (AidoError, OSError):
+        pass
+
+
+def recover_run(ctx: Context, sandbox_id: str, rid: str) -> bool:
+    """Close the record of a run whose aido process died: stop its container, write a
+    summary from what was captured, mark it interrupted. False if it was not orphaned."""
+    store = ctx.store
+    run_dir = store.paths(sandbox_id).run_dir(rid)
+
+    def ending(ref: RunRef) -> Ending:
+        containers: list[dict[str, Any]] = []
+        try:
+            labels = {"aido.sandbox": sandbox_id, "aido.run": rid}
+            containers = ctx.backend.list_labelled(labels)
+            ctx.remove_containers(labels)
+        except AidoError as exc:
+            log.warning("could not check %s's container: %s", rid, exc.message)
+        recovered_at = isoformat(utcnow())
+        output = {}
+        for name, file in (("stdout", STDOUT), ("stderr", STDERR)):
+            try:
+                size = (run_dir / file).lstat().st_size
+            except OSError:
+                size = 0
+            output[name] = {"path": file, "bytes_captured": size, "complete": False}
+        message = (
+            "aido stopped while the task ran (killed, crashed, or the machine restarted); "
+            f"the run was recovered at {recovered_at}: output after that point was not captured"
+        )
+        return Ending(
+            status="interrupted",
+            completed_at=recovered_at,
+            summary_completed_at=None,
+            details={
+                "stop_reason": StopReason.AIDO_LOST,
+                "recovered_at": recovered_at,
+                "message": message,
+                "containers": [
+                    {"name": c.get("name"), "state": c.get("state"), "status": c.get("status")}
+                    for c in containers
+                ],
+                "output": output,
+            },
+            event="run_recovered",
+            event_fields={"status": "interrupted", "message": message},
+            list_artifacts=True,
+        )
+
+    return close_run(store, sandbox_id, rid, ending, owned=False) is not None

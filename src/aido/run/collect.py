@@ -1,0 +1,130 @@
+"""The last stage of a run: the second snapshot and the diff, the disk report, the one
+verdict (run/verdict.py), the evidence (summary.json, changes.diff), the record closed in
+the store and the ``run_completed`` event: a ``RunResult``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aido import __version__
+from aido.evidence.events import record_event
+from aido.evidence.writer import write_changes, write_summary
+from aido.run.request import unenforced_permissions
+from aido.run.result import RunResult, declared_from_summary, streams_from_summary
+from aido.store.records import RunRef
+from aido.store.store import read_inputs_manifest
+from aido.store.workspace import CHANGES, STDERR, STDOUT, SUMMARY, TASK_DIR, run_evidence
+
+if TYPE_CHECKING:
+    from aido.run.context import Context
+    from aido.run.execute import ExecutedRun
+    from aido.run.request import RunHooks
+
+
+def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
+    from aido.evidence.redact import mask_text
+    from aido.evidence.snapshot import compare, snapshot
+    from aido.evidence.summary import build_summary
+
+    prepared, outcome, streams, guard = executed.prepared, executed.outcome, executed.streams, executed.guard
+    plan, rid, run_dir = prepared.plan, prepared.run_id, prepared.run_dir
+    record, paths, task, settings = plan.record, plan.paths, plan.task, plan.settings
+    watched, before, request, secrets = prepared.watched, prepared.before, prepared.request, prepared.secrets
+    after = {name: snapshot(root, exclude=skip) for name, (root, skip) in watched.items()}
+    changes: list[dict[str, object]] = []
+    diffs = []
+    for name in watched:
+        found, diff = compare(before[name], after[name], prefix=name)
+        changes.extend(found)
+        diffs.append(diff)
+    # A task may write a secret it was given into a text file: the diff masks it too.
+    diff_text = mask_text("".join(diffs), secrets)
+    artifacts = [f"{TASK_DIR}/{task.name}", STDOUT, STDERR, SUMMARY]  # in the run directory
+    if diff_text:
+        write_changes(run_dir / CHANGES, diff_text)
+        artifacts.insert(3, CHANGES)
+    disk = guard.disk_report()
+    signal_exit = hooks.signal_exit() if hooks.signal_exit else None
+    verdict = guard.verdict(outcome, signal_exit)
+    status, message = verdict.status, verdict.message
+    summary = build_summary(
+        record=record,
+        run_id=rid,
+        task=task.name,
+        task_source=plan.source,
+        args=plan.args,
+        runtime=plan.choice.runtime,
+        request=request,
+        outcome=outcome,
+        status=status,
+        image_id=plan.image_id,
+        streams=streams,
+        changes=changes,
+        snapshot_notes=[f"{name}: {n}" for name, taken in after.items() for n in taken.notes],
+        # From the snapshot, which never follows a link the task planted.
+        declared_outputs=[{"path": p, "present": p in after["outputs"].entries} for p in settings.outputs],
+        git=prepared.git,
+        inputs=read_inputs_manifest(paths),
+        aido_version=__version__,
+        artifacts=[run_evidence(rid, a) for a in artifacts],
+        escape_hatches=plan.widen.as_dict(),
+        warnings=plan.warnings + plan.notes,
+        stop_reason=outcome.stop_reason,
+        message=message,
+        disk=disk,
+        limits_exceeded=verdict.limits_exceeded,
+        outcome_line=verdict.line,
+        exit_code_of_run=verdict.exit_code,
+    )
+    summary["notes"] = unenforced_permissions(record.config)  # not enforced, so not in `warnings`
+    write_summary(run_dir / SUMMARY, summary)
+    ref = RunRef(
+        run_id=rid,
+        task=task.name,
+        status=status,
+        started_at=summary["started_at"],
+        completed_at=summary["completed_at"],
+        duration_ms=outcome.duration_ms,
+        exit_code=outcome.exit_code,
+        evidence=run_evidence(rid),
+        artifacts=[run_evidence(rid, a) for a in artifacts],
+    )
+    ctx.store.close_run(record.id, ref)
+    record_event(
+        paths.events,
+        "run_completed",
+        sandbox_id=record.id,
+        run_id=rid,
+        exit_code=outcome.exit_code,
+        status=status,
+        duration_ms=outcome.duration_ms,
+        timed_out=outcome.timed_out or None,
+        oom_killed=outcome.oom_killed or None,
+        stop_reason=outcome.stop_reason,
+        limits_exceeded=[b["kind"] for b in verdict.limits_exceeded] or None,
+    )
+    return RunResult(
+        sandbox_id=record.id,
+        run_id=rid,
+        task=task.name,
+        status=status,
+        exit_code=outcome.exit_code,
+        duration_ms=outcome.duration_ms,
+        timed_out=outcome.timed_out,
+        oom_killed=outcome.oom_killed,
+        evidence_dir=run_dir,
+        outputs_dir=paths.outputs,
+        artifacts=tuple(str(run_dir.relative_to(ctx.workspace.root) / a) for a in artifacts),
+        summary=summary,
+        error=outcome.error,
+        signal_exit=signal_exit,
+        stop_reason=outcome.stop_reason,
+        message=message,
+        outcome=verdict.line,
+        pids_limit_reached=outcome.pids_limit_hit,
+        limits_exceeded=tuple(verdict.limits_exceeded),
+        output=streams_from_summary(summary.get("output")),
+        changes=tuple(summary.get("changes") or ()),
+        declared_outputs=declared_from_summary(summary.get("declared_outputs")),
+    )

@@ -1,0 +1,199 @@
+"""The first stage of a run: every check that can fail before a run id exists (sandbox,
+limits, confirmation, timeout, env, task file, runtime, engine, image), giving a frozen
+``RunPlan``. A run that cannot start leaves no trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aido.errors import SandboxExpired, TaskNotFound, TaskNotRunnable, UsageError
+from aido.run.request import (
+    UP_RUNTIME_HINT,
+    Confirm,
+    RunHooks,
+    Widening,
+    ensure_image,
+    parse_env_flags,
+    require_confirmation,
+    widened_permissions,
+)
+from aido.store.records import RunSettings, SandboxRecord
+from aido.store.store import read_secrets
+from aido.store.workspace import SandboxPaths
+
+if TYPE_CHECKING:
+    from aido.config.runtimes import RuntimeChoice
+    from aido.run.context import Context
+
+log = logging.getLogger("aido")
+
+MAX_TASK_BYTES = 64 << 20
+GVISOR_PIDS = 1024
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run needs, checked before a run id is allocated."""
+
+    record: SandboxRecord
+    paths: SandboxPaths
+    task: Path
+    source: bytes
+    args: list[str]
+    choice: RuntimeChoice
+    image_id: str
+    settings: RunSettings
+    timeout_seconds: float
+    env: dict[str, str]  # from -e flags; the sandbox's own env is in settings
+    widen: Widening
+    warnings: list[str]  # every permission wider than the default, from the sandbox or the flags
+    notes: list[str] = field(default_factory=list)  # other warnings for the run's evidence
+    stdin: int | None = None  # host descriptor forwarded to the task (`run -i`); None: closed
+
+
+def plan_run(
+    ctx: Context,
+    sid: str,
+    task: Path,
+    args: list[str] | None = None,
+    *,
+    timeout: str | None = None,
+    env: list[str] | None = None,
+    widen: Widening | None = None,
+    confirm: Confirm | None = None,
+    hooks: RunHooks | None = None,
+) -> RunPlan:
+    """Check everything a run needs (sandbox, task, engine, image, confirmation)
+    before a run id exists: a run that cannot start leaves no trace. ``sid`` is resolved
+    (see lifecycle.sandboxes.resolve_id)."""
+    from aido.config.runtimes import interpreter_for_task, parse_runtime, runtime_for_task
+    from aido.config.units import parse_duration
+
+    args = list(args or [])
+    widen = widen or Widening()
+    store = ctx.store
+    record = store.load(sid)
+    paths = store.paths(sid)
+    if record.expired():
+        raise SandboxExpired(
+            f"sandbox {sid} expired at {record.expires_at} (its ttl was {record.config.get('ttl')})",
+            hint=f"create a new sandbox with `aido sandbox up`, or remove this one with "
+            f"`aido sandbox destroy {sid}`",
+        )
+    settings = RunSettings.from_config(record.config)
+    settings = replace(settings, env={**settings.env, **read_secrets(paths)})
+    from aido.host.trees import check_room
+
+    # What an earlier run left over a limit would stop this one at once: refuse it now.
+    check_room(paths, settings, sid)
+    # Widened by the sandbox's spec: confirmed at `sandbox up`, repeated here so it is seen.
+    spec_warnings = widened_permissions(record.config)
+    for warning in spec_warnings:
+        if hooks is not None and hooks.on_warning is not None:
+            hooks.on_warning(warning)
+        else:
+            log.warning("%s", warning)
+    if settings.isolation == "gvisor" and widen.network:
+        raise UsageError(
+            "--network is not available with isolation gvisor: runsc is registered with "
+            "--network=none, so the task could not reach the network anyway",
+            hint="use a sandbox with the default isolation for tasks that need the network",
+        )
+    hatch_warnings = widen.warnings()
+    require_confirmation(hatch_warnings, confirm)
+    timeout_seconds = settings.timeout_seconds
+    if timeout is not None:
+        try:
+            timeout_seconds = parse_duration(timeout, maximum=24 * 3600)
+        except ValueError as exc:
+            raise UsageError(f"--timeout: {exc}") from None
+    extra_env = parse_env_flags(env or [])
+    from aido.evidence.redact import short_secret_warnings
+
+    env_warnings = short_secret_warnings({**settings.env, **extra_env})
+    for warning in env_warnings:
+        log.warning("%s", warning)
+    source = check_task(task)
+    if settings.runtime:
+        choice = parse_runtime(settings.runtime)
+    else:
+        found = runtime_for_task(task.name)
+        if found is None:
+            raise UsageError(
+                f"cannot tell how to run {task.name!r} from its extension",
+                hint="use a .py, .js, .mjs, .cjs or .sh file, or set `runtime:` in sandbox.yaml "
+                "(e.g. docker://IMAGE to run the file itself)",
+            )
+        choice = found
+    notes = []
+    by_extension = interpreter_for_task(task.name)
+    if choice.interpreter and by_extension and by_extension != choice.interpreter:
+        # The sandbox's runtime wins; a .js file fed to python is almost always a mistake.
+        notes.append(
+            f"{str(task)!r} looks like a {by_extension} task but the sandbox's runtime is "
+            f"{choice.runtime}: it runs with {choice.interpreter}"
+        )
+        log.warning("%s", notes[-1])
+    # Engine, isolation and image before a run id exists: a missing engine leaves no trace.
+    backend = ctx.backend  # its first call reports an unreachable engine
+    backend.check_isolation(settings.isolation)
+    # Checked at `sandbox up` too, but the image may have been removed since.
+    image_id = ensure_image(
+        backend,
+        choice.image,
+        (hooks or RunHooks()).on_pull,
+        other=f"or create a sandbox with another runtime: {UP_RUNTIME_HINT}",
+    )
+    return RunPlan(
+        record,
+        paths,
+        task,
+        source,
+        args,
+        choice,
+        image_id,
+        settings,
+        timeout_seconds,
+        extra_env,
+        widen,
+        spec_warnings + hatch_warnings,
+        env_warnings + notes,
+    )
+
+
+def check_task(task: Path) -> bytes:
+    try:
+        fd = os.open(task, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise TaskNotFound(f"task file {str(task)!r} not found", hint="check the path") from None
+    except PermissionError:
+        raise TaskNotRunnable(f"task file {str(task)!r} is not readable") from None
+    try:
+        # Checked on the descriptor: on Linux a directory opens fine with O_RDONLY.
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise TaskNotRunnable(f"task {str(task)!r} is a directory, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise TaskNotRunnable(f"task {str(task)!r} is not a regular file")
+        if st.st_size > MAX_TASK_BYTES:
+            raise TaskNotRunnable(f"task file {str(task)!r} is larger than {MAX_TASK_BYTES >> 20} MiB")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def pids_limit(settings: RunSettings) -> int:
+    """The task's pids limit. Under gVisor the pids cgroup also counts the sandbox kernel's
+    own threads: 256 would leave a task about 30 processes. Memory still bounds a fork bomb."""
+    from aido.backends.base import Limits
+
+    return GVISOR_PIDS if settings.isolation == "gvisor" else Limits.pids
