@@ -11,6 +11,8 @@ ruff check src tests benchmarks
 ruff format --check src tests benchmarks
 echo "[test] mypy (strict)" >&2
 mypy
+echo "[test] import-linter (the architecture's layers, pyproject.toml)" >&2
+lint-imports --no-cache
 echo "[test] pytest (default isolation: runc)" >&2
 pytest "$@"
 if [ "${AIDO_SKIP_GVISOR:-0}" != 1 ]; then

@@ -9,7 +9,7 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aido.sandbox.manager import SandboxManager
+    from aido.manager import SandboxManager
     from aido.store.records import RunRef
 
 log = logging.getLogger("aido")
@@ -17,11 +17,13 @@ log = logging.getLogger("aido")
 
 def captured_output(manager: SandboxManager, sandbox_id: str, run_id: str) -> dict[str, str]:
     """A run's stdout.log and stderr.log as text ("" for a stream it never wrote)."""
+    from aido.store.workspace import STDERR, STDOUT
+
     run_dir = manager.run_dir(sandbox_id, run_id)
     texts = {}
-    for name in ("stdout", "stderr"):
+    for name, file in (("stdout", STDOUT), ("stderr", STDERR)):
         try:
-            texts[name] = (run_dir / f"{name}.log").read_bytes().decode("utf-8", "replace")
+            texts[name] = (run_dir / file).read_bytes().decode("utf-8", "replace")
         except FileNotFoundError:
             texts[name] = ""
     return texts
@@ -32,12 +34,13 @@ def run_ending(manager: SandboxManager, sandbox_id: str, ref: RunRef) -> tuple[s
     it has none (still running in another process)."""
     from aido import fs
     from aido.run.verdict import outcome_of_summary
+    from aido.store.workspace import SUMMARY
 
     if ref.status == "running":
         log.warning("%s is still marked running; it has no outcome yet", ref.run_id)
         return None
     try:
-        summary = fs.read_json(manager.run_dir(sandbox_id, ref.run_id) / "summary.json")
+        summary = fs.read_json(manager.run_dir(sandbox_id, ref.run_id) / SUMMARY)
     except (OSError, ValueError):
         summary = None
     if not isinstance(summary, dict):

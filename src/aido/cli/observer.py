@@ -16,7 +16,7 @@ import click
 if TYPE_CHECKING:
     from aido.cli.render import Renderer
     from aido.cli.state import AppState
-    from aido.sandbox.manager import RunHooks
+    from aido.run.request import RunHooks
 
 Confirm = Callable[[list[str]], bool]
 OutputSink = Callable[[int, bytes], None]
@@ -68,7 +68,7 @@ class TerminalObserver:
 
     def run_hooks(self, sandbox_id: str) -> RunHooks:
         """Hooks for `aido run` with one task: everything shown as it happens."""
-        from aido.sandbox.manager import RunHooks
+        from aido.run.request import RunHooks
 
         def on_start(run_id: str, task: str, image: str) -> None:
             self.started(sandbox_id, run_id, task, image)
@@ -83,7 +83,7 @@ class TerminalObserver:
 
     def batch_hooks(self, on_output: OutputSink | None) -> RunHooks:
         """Hooks for one run of a batch: its output goes to its own (prefixed) sink."""
-        from aido.sandbox.manager import RunHooks
+        from aido.run.request import RunHooks
 
         return RunHooks(on_output=on_output, signal_exit=self.signal_exit)
 

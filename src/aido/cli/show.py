@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from aido.config.units import format_duration, format_size
+from aido.store.workspace import CHANGES, STDERR, STDOUT, SUMMARY
 
 FIRST_PATHS = 5  # changed paths listed by name; the rest are counted
 _MARKS = {"added": "+", "modified": "~", "removed": "-"}
@@ -87,7 +88,7 @@ def _relative(path: Path) -> str:
 def read_summary(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """The run's summary.json, or None and why not (not written yet, or unreadable)."""
     try:
-        fd = os.open(run_dir / "summary.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(run_dir / SUMMARY, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as handle:
             data = json.loads(handle.read())
     except FileNotFoundError:
@@ -171,10 +172,10 @@ def _evidence(run_dir: Path) -> dict[str, str | None]:
 
     return {
         "run_dir": _relative(run_dir),
-        "summary": present("summary.json"),
-        "stdout": present("stdout.log"),
-        "stderr": present("stderr.log"),
-        "changes_diff": present("changes.diff"),
+        "summary": present(SUMMARY),
+        "stdout": present(STDOUT),
+        "stderr": present(STDERR),
+        "changes_diff": present(CHANGES),
         "task": present("task"),
     }
 

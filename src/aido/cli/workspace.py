@@ -12,7 +12,7 @@ from aido.errors import AidoError
 if TYPE_CHECKING:
     from aido.cli.state import AppState
     from aido.config.settings import Settings
-    from aido.sandbox.manager import SandboxManager
+    from aido.manager import SandboxManager
     from aido.store.workspace import Workspace
 
 log = logging.getLogger("aido")
@@ -21,7 +21,7 @@ log = logging.getLogger("aido")
 def open_manager(state: AppState) -> SandboxManager:
     """The manager for this directory's workspace. A missing workspace is reported by the
     manager when a command needs one, after the command has checked its own arguments."""
-    from aido.sandbox.manager import SandboxManager
+    from aido.manager import SandboxManager
     from aido.store.workspace import Workspace
 
     workspace = Workspace.find()
@@ -36,7 +36,7 @@ def open_manager(state: AppState) -> SandboxManager:
 def manager_for_up(state: AppState) -> SandboxManager:
     """`sandbox up`'s manager: there may be no workspace yet (create makes one here), so
     it sweeps only an existing one."""
-    from aido.sandbox.manager import SandboxManager
+    from aido.manager import SandboxManager
     from aido.store.workspace import Workspace
 
     existing = Workspace.find()

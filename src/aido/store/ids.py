@@ -8,7 +8,6 @@ filesystems, and never mistaken for a path (no '.', '/', '..').
 from __future__ import annotations
 
 import re
-import secrets
 import string
 
 from aido.errors import UsageError
@@ -20,6 +19,8 @@ _RUN_ID = re.compile(r"run-([0-9]{3,6})")
 
 
 def new_sandbox_id() -> str:
+    import secrets  # only `sandbox up` makes ids; every command reads them (hashlib, random: ~4 ms)
+
     return "".join(secrets.choice(ALPHABET) for _ in range(SANDBOX_ID_LENGTH))
 
 

@@ -16,7 +16,7 @@ from aido.cli.text import relative
 from aido.cli.workspace import open_manager, sweep
 
 if TYPE_CHECKING:
-    from aido.sandbox.manager import SandboxManager
+    from aido.manager import SandboxManager
     from aido.store.records import RunRef, SandboxRecord
 
 

@@ -24,8 +24,9 @@ from aido.cli.workspace import open_manager
 
 if TYPE_CHECKING:
     from aido.cli.render import PrefixedOutput
+    from aido.manager import SandboxManager
     from aido.run.batch import BatchItem, BatchResult
-    from aido.sandbox.manager import RunHooks, SandboxManager, Widening
+    from aido.run.request import RunHooks, Widening
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +143,7 @@ def run(
     interpreter than the sandbox's runtime gets a warning (kept in its evidence).
     """
     from aido.errors import TaskNotFound
-    from aido.sandbox.manager import Widening
+    from aido.run.request import Widening
 
     split = len(tasks) - state.after_dashdash
     task_args = list(tasks[split:]) if state.after_dashdash else []
