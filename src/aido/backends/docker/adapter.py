@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -256,6 +257,7 @@ class DockerBackend(Backend):
         exit_code: int | None = None
         oom = False
         inspect: dict[str, Any] = {}
+        stop_stdin: Callable[[], None] | None = None
         try:
             try:
                 stream = self.engine.attach(container_id, stdin=request.stdin is not None)
@@ -267,7 +269,7 @@ class DockerBackend(Backend):
             pids = PidsProbe(container_id)
             pids.check()
             if request.stdin is not None:
-                forward_stdin(request.stdin, stream, request.name)
+                stop_stdin = forward_stdin(request.stdin, stream, request.name)
             started_at = _now()
             start = time.monotonic()
             wall_start = time.time() - 1
@@ -320,6 +322,8 @@ class DockerBackend(Backend):
                 error = f"lost the container while the task ran: {getattr(exc, 'message', exc)}"
         finally:
             done.set()
+            if stop_stdin is not None:
+                stop_stdin()
             if monitor is not None:
                 monitor.join(timeout=5)
             if stream is not None:

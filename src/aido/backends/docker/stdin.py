@@ -3,30 +3,45 @@
 from __future__ import annotations
 
 import os
+import select
 import threading
+from collections.abc import Callable
 
 from aido.backends.docker.engine import AttachStream
 
 
-def forward_stdin(fd: int, stream: AttachStream, name: str) -> None:
+def forward_stdin(fd: int, stream: AttachStream, name: str) -> Callable[[], None]:
     """Copy the host's stdin to the task until end-of-file, then close the task's stdin.
-    A daemon thread: it may sit in a read of a terminal after the task has ended."""
+    Returns the function that stops the copy (the run calls it when the task has ended):
+    the thread waits on the stop pipe too, so it never takes input meant for whatever
+    reads the same descriptor next (a second run in the same process, say)."""
+    stop_r, stop_w = os.pipe()
 
     def pump() -> None:
-        import select
-
         try:
             while True:
+                ready, _, _ = select.select([fd, stop_r], [], [])
+                if stop_r in ready:
+                    return  # the run is over: leave the rest of stdin unread
                 try:
                     chunk = os.read(fd, 65536)
                 except BlockingIOError:  # a stdin left non-blocking by whoever started aido
-                    select.select([fd], [], [])
                     continue
                 if not chunk:
                     break
                 stream.send(chunk)
+            stream.close_stdin()
         except OSError:
             return  # the task ended (or the stream closed): nothing left to feed
-        stream.close_stdin()
+        finally:
+            os.close(stop_r)
 
-    threading.Thread(target=pump, name=f"aido-stdin-{name}", daemon=True).start()
+    thread = threading.Thread(target=pump, name=f"aido-stdin-{name}", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        os.write(stop_w, b"x")
+        os.close(stop_w)
+        thread.join(timeout=5)
+
+    return stop
