@@ -279,8 +279,12 @@ class PrefixedOutput:
 
     def __call__(self, kind: int, data: bytes) -> None:
         stream = sys.stdout if kind == 1 else sys.stderr
-        if not self._out.raw_output and stream.isatty():
-            data = self._filters[kind].feed(data)
+        if not self._out.raw_output:
+            if stream.isatty():
+                data = self._filters[kind].feed(data)
+            # A bare carriage return would let a task's line overwrite the prefix on a terminal
+            # and pass as another task's output: it ends a line here instead.
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = (self._partial[kind] + data).split(b"\n")
         rest = lines.pop()
         while len(rest) > MAX_LINE:
