@@ -172,9 +172,12 @@ def run(
             return
         stdin = None
         if interactive:
-            if sys.stdin is None:  # started with stdin closed (`aido run -i x.py <&-`)
-                raise click.UsageError("-i/--interactive: aido has no stdin to forward")
-            stdin = sys.stdin.fileno()
+            try:
+                if sys.stdin is None:  # started with stdin closed (`aido run -i x.py <&-`)
+                    raise ValueError("closed")
+                stdin = sys.stdin.fileno()
+            except (ValueError, OSError):  # io.UnsupportedOperation too: a stdin with no descriptor
+                raise click.UsageError("-i/--interactive: aido has no stdin to forward") from None
         _run_one(manager, out, observer, options, task_list[0], stdin)
     except TaskNotFound as exc:
         hint = _arguments_hint(list(given), state.after_dashdash)
