@@ -26,33 +26,40 @@ def test_limits_hit_reads_flags_defensively() -> None:
     hits = limits_hit(
         {
             "status": "failed",
+            "exit_code": 1,
+            "duration_ms": 5,
             "oom_killed": True,
             "pids_limit_reached": True,
             "limits": {"memory_bytes": 64 << 20, "pids": 32},
             "output": {"stdout": {"truncated": True, "limit": 1 << 20, "bytes_total": 3 << 20}},
         }
     )
-    assert hits == [
-        {"limit": "memory", "message": "out of memory (limit 64M): killed"},
-        {"limit": "pids", "message": "reached its limit of 32 processes"},
-        {"limit": "output:stdout", "message": "stdout truncated at 1M (3M written)"},
+    # Decided again by the run's verdict for a summary written without limits_exceeded.
+    assert [(h["kind"], h["message"]) for h in hits] == [
+        ("memory", "out of memory (limit 64M)"),
+        ("pids", "it reached its limit of 32 processes and threads"),
+        ("output:stdout", "stdout truncated at 1M (3M written)"),
     ]
-
-
-def test_limits_hit_keeps_a_newer_summarys_own_breaches_once() -> None:
-    summary = {
-        "disk": {"exceeded": "file limit exceeded: 500 files of 100"},
-        "limit_breaches": [
-            {"limit": "files", "message": "duplicate of the disk flag"},
-            {"limit": "cpu_time", "message": "used all its CPU time"},
-            "something_new",
-        ],
+    assert hits[-1] == {
+        "kind": "output:stdout",
+        "limit": 1 << 20,
+        "measured": 3 << 20,
+        "unit": "bytes",
+        "message": "stdout truncated at 1M (3M written)",
     }
-    assert limits_hit(summary) == [
-        {"limit": "files", "message": "file limit exceeded: 500 files of 100"},
-        {"limit": "cpu_time", "message": "used all its CPU time"},
-        {"limit": "something_new", "message": "something_new"},
-    ]
+
+
+def test_limits_hit_shows_what_the_runs_verdict_recorded() -> None:
+    """A summary with limits_exceeded is shown as recorded: show decides nothing itself."""
+    recorded = {
+        "kind": "files",
+        "limit": 100,
+        "measured": 500,
+        "unit": "files",
+        "message": "file limit exceeded",
+    }
+    summary = {"status": "disk_limit", "oom_killed": True, "limits_exceeded": [recorded, "not an object"]}
+    assert limits_hit(summary) == [recorded]
 
 
 ODD_VALUES: list[object] = [None, True, -1, 10**400, 1e308, "x\x1b[2J", [], {}, [1, None, "a"], {"a": {}}]

@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from aido.cli.text import relative
 from aido.config.units import format_duration, format_size
 from aido.store.workspace import CHANGES, STDERR, STDOUT, SUMMARY
 
@@ -78,13 +79,6 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _relative(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
-
-
 def read_summary(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """The run's summary.json, or None and why not (not written yet, or unreadable)."""
     try:
@@ -101,35 +95,20 @@ def read_summary(run_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def limits_hit(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every limit the run reached, from the engine's and aido's flags in the summary."""
-    limits = _dict(summary.get("limits"))
-    hits: list[dict[str, Any]] = []
+    """Every limit the run reached, as its verdict listed them (summary.json's
+    ``limits_exceeded``: kind, limit, measured, unit, message; decided again from the
+    recorded facts for a summary written without it), then each truncated output stream in
+    the same shape. Never decided here: run/verdict.py is the one place that does."""
+    recorded = summary.get("limits_exceeded")
+    if isinstance(recorded, list):
+        hits = [dict(item) for item in recorded if isinstance(item, dict)]
+    else:
+        from aido.run.verdict import decide, facts_from_summary
 
-    def hit(limit: str, message: str) -> None:
-        if all(h["limit"] != limit for h in hits):
-            hits.append({"limit": limit, "message": message})
-
-    timeout = _number(limits.get("timeout_seconds"))
-    if summary.get("timed_out") is True or summary.get("status") == "timed_out":
-        hit(
-            "timeout",
-            f"timed out after {format_duration(timeout)} and was killed" if timeout else "timed out",
-        )
-    memory = _int(limits.get("memory_bytes"))
-    if summary.get("oom_killed") is True:
-        hit(
-            "memory",
-            f"out of memory (limit {format_size(memory)}): killed" if memory else "out of memory: killed",
-        )
-    pids = _int(limits.get("pids"))
-    if summary.get("pids_limit_reached") is True:
-        hit("pids", f"reached its limit of {pids} processes" if pids else "reached its process limit")
-    disk = _dict(summary.get("disk"))
-    exceeded = disk.get("exceeded")
-    if isinstance(exceeded, str) and exceeded:
-        hit("files" if exceeded.startswith("file limit") else "disk", exceeded)
-    elif summary.get("disk_limit_exceeded") is True or summary.get("status") == "disk_limit":
-        hit("disk", "disk limit reached")
+        try:
+            hits = decide(facts_from_summary(summary)).limits_exceeded
+        except (TypeError, ValueError, KeyError, AttributeError, AssertionError, OverflowError):
+            hits = []  # a damaged summary: show what it records, decide nothing
     for stream, stats in _dict(summary.get("output")).items():
         stats = _dict(stats)
         if stats.get("truncated") is True:
@@ -137,15 +116,16 @@ def limits_hit(summary: dict[str, Any]) -> list[dict[str, Any]]:
             shown = (
                 f"{stream} truncated at {format_size(limit)}" if limit is not None else f"{stream} truncated"
             )
-            hit(f"output:{stream}", shown + (f" ({format_size(total)} written)" if total is not None else ""))
-    # A newer summary may list its breaches itself: kept, as given, when not already named.
-    for key in ("limit_breaches", "breaches"):
-        for item in _list(summary.get(key)):
-            if isinstance(item, dict):
-                name = str(item.get("limit") or item.get("kind") or item.get("name") or "limit")
-                hit(name, str(item.get("message") or item.get("detail") or name))
-            elif isinstance(item, str):
-                hit(item, item)
+            shown += f" ({format_size(total)} written)" if total is not None else ""
+            hits.append(
+                {
+                    "kind": f"output:{stream}",
+                    "limit": limit,
+                    "measured": total,
+                    "unit": "bytes",
+                    "message": shown,
+                }
+            )
     return hits
 
 
@@ -168,10 +148,10 @@ def _changes(summary: dict[str, Any]) -> dict[str, Any]:
 
 def _evidence(run_dir: Path) -> dict[str, str | None]:
     def present(name: str) -> str | None:
-        return _relative(run_dir / name) if os.path.lexists(run_dir / name) else None
+        return relative(run_dir / name) if os.path.lexists(run_dir / name) else None
 
     return {
-        "run_dir": _relative(run_dir),
+        "run_dir": relative(run_dir),
         "summary": present(SUMMARY),
         "stdout": present(STDOUT),
         "stderr": present(STDERR),
@@ -314,7 +294,7 @@ def render(view: dict[str, Any]) -> None:
     timing = f"{_when(view['started_at'])}, took {_seconds(view['duration_ms'])}"
     field("started", timing if view["duration_ms"] is not None else _when(view["started_at"]))
     field("limits", _limits_line(view))
-    field("hit", *([clean(h["message"]) for h in view["limits_hit"]] or ["none"]))
+    field("hit", *([clean(h.get("message") or h.get("kind")) for h in view["limits_hit"]] or ["none"]))
     disk = _dict(view["disk"])
     if (used := _int(disk.get("bytes_used"))) is not None:
         field("disk", f"{format_size(used)} used, {clean(disk.get('files', '?'))} files (work/ and outputs/)")
