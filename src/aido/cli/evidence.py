@@ -51,5 +51,5 @@ def run_ending(manager: SandboxManager, sandbox_id: str, ref: RunRef) -> tuple[s
 
 def archived_count(manager: SandboxManager) -> int:
     """How many destroyed sandboxes have archived evidence (0 without a workspace)."""
-    workspace = manager.workspace_if_any
+    workspace = manager.find_workspace()
     return 0 if workspace is None else len(workspace.archived_ids())

@@ -116,7 +116,7 @@ def destroy(
     return result
 
 
-# -- sandbox use / extend -------------------------------------------------------------
+# -- what destroy checks and reports ---------------------------------------------------
 
 
 def _archive_destroyable(ctx: Context, sandbox_id: str, *, purge: bool) -> bool:
@@ -299,6 +299,3 @@ def _destroy_archived(ctx: Context, sandbox_id: str, *, purge: bool, wait: bool)
         "purged": purged,
         "already_destroyed": True,
     }
-
-
-# -- lifecycle: TTL sweep and crash recovery ----------------------------------------

@@ -18,7 +18,7 @@ from aido.errors import AidoError, NoActiveSandbox, SandboxBusy, SandboxExpired,
 from aido.evidence.events import record_event
 from aido.store.ids import run_number
 from aido.store.records import RunSettings, SandboxRecord, isoformat, utcnow
-from aido.store.store import live_runs
+from aido.store.store import live_runs, refuse_going
 from aido.store.workspace import METADATA, SandboxPaths
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def resolve_id(ctx: Context, sandbox_id: str | None, *, choose: str = "give --sa
     )
 
 
-# -- sandbox up -----------------------------------------------------------------------
+# -- sandbox list / aido runs -----------------------------------------------------------
 
 
 def list_sandboxes(ctx: Context, *, include_archived: bool = False) -> list[SandboxSummary]:
@@ -256,15 +256,8 @@ def live(ctx: Context, sandbox_id: str) -> Iterator[SandboxRecord]:
     if not paths.root.is_dir():
         raise missing
 
-    def not_destroying(paths: SandboxPaths) -> None:
-        if paths.destroying.exists():
-            raise SandboxNotFound(
-                f"sandbox {sandbox_id} is being destroyed",
-                hint="create a new sandbox with `aido sandbox up`",
-            )
-
     try:
-        with ctx.store.transaction(sandbox_id, check=not_destroying) as record:
+        with ctx.store.transaction(sandbox_id, check=lambda p: refuse_going(p, sandbox_id)) as record:
             if record.expired():
                 raise SandboxExpired(
                     f"sandbox {sandbox_id} expired at {record.expires_at}",
@@ -287,8 +280,7 @@ def clean(ctx: Context, sandbox_id: str | None = None, *, trees: list[str] | Non
     paths = ctx.workspace.sandbox(sid)
     try:
         with fs.locked(paths.lock):  # no run can start meanwhile: it allocates under this lock
-            if paths.going():
-                raise SandboxNotFound(f"sandbox {sid} is being destroyed")
+            refuse_going(paths, sid)
             busy = live_runs(paths)
             if busy:
                 raise SandboxBusy(
