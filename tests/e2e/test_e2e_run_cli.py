@@ -272,3 +272,28 @@ def sandbox_up_python(aido: Aido) -> str:
     sandbox_id = result.json["sandbox_id"]
     assert isinstance(sandbox_id, str)
     return sandbox_id
+
+
+def test_a_forwarded_stdin_is_left_alone_once_the_run_has_ended(aido: Aido, project: Path) -> None:
+    """Through the Python API, two runs in one process forward the same pipe: the first task
+    reads nothing, so what is written after it ended belongs to the second one (the old
+    forwarding thread outlived its run and took it)."""
+    from aido.manager import SandboxManager
+    from aido.store.workspace import Workspace
+
+    sandbox_id = sandbox_up_python(aido)
+    write(project / "ignores.py", "print('no input read')\n")
+    write(project / "up.py", READ_STDIN)
+    manager = SandboxManager(Workspace(project))
+    read_end, write_end = os.pipe()
+    try:
+        first = manager.run(project / "ignores.py", sandbox_id=sandbox_id, stdin=read_end)
+        assert first.exit_code == 0
+        os.write(write_end, b"hello\n")
+        os.close(write_end)
+        second = manager.run(project / "up.py", sandbox_id=sandbox_id, stdin=read_end)
+    finally:
+        os.close(read_end)
+    assert second.exit_code == 0
+    log = (second.evidence_dir / "stdout.log").read_text()
+    assert log == "'HELLO\\n'\n"

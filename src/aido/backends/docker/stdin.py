@@ -40,8 +40,12 @@ def forward_stdin(fd: int, stream: AttachStream, name: str) -> Callable[[], None
     thread.start()
 
     def stop() -> None:
-        os.write(stop_w, b"x")
-        os.close(stop_w)
+        try:
+            os.write(stop_w, b"x")
+        except OSError:
+            pass  # the copy has ended already (end of file, or the task went first)
+        finally:
+            os.close(stop_w)
         thread.join(timeout=5)
 
     return stop
