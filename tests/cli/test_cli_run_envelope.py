@@ -75,6 +75,14 @@ def test_prefixed_output_is_sanitised_on_a_terminal(monkeypatch: pytest.MonkeyPa
     assert out.buffer.getvalue() == b"t | ab \x1b[31mred\x1b[0m\n"
 
 
+def test_a_carriage_return_cannot_forge_another_tasks_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    out, _ = _capture(monkeypatch, tty=True)
+    sink = Renderer().prefixed("a.py", 4)
+    sink(1, b"x\rb.py | fake\r\nok\n")
+    # Each piece is a line of a.py's own: nothing can overwrite its prefix on a terminal.
+    assert out.buffer.getvalue() == b"a.py | x\na.py | b.py | fake\na.py | ok\n"
+
+
 def test_prefixed_output_cuts_a_flood_without_newlines_outside_colour_sequences(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
