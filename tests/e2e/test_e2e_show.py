@@ -215,6 +215,8 @@ def test_show_unknown_run_is_one_clear_line_and_exit_3(aido: Aido, project: Path
     document = aido("show", "run-007", "--json")
     assert document.code == 3
     assert document.json["error"]["code"] == "run_not_found"
+    assert document.json["sandbox_id"] == sandbox_id  # the error keeps the context it knows
+    assert aido("logs", "--run", "7", "--json").json["sandbox_id"] == sandbox_id
     bad = aido("show", "seven")
     assert bad.code == 2
     assert "invalid run id 'seven'" in bad.stderr

@@ -60,7 +60,7 @@ def logs(
     """
     manager = open_manager(state)
     out = Renderer(json_mode=state.json, raw_output=raw_output)
-    record, ref = manager.run_ref(sandbox_id, run_id)
+    record, ref = _find_run(state, manager, sandbox_id, run_id)
     if out.json_mode:
         if follow:
             for _ in manager.stream_logs(record.id, ref.run_id, streams=(), follow=True):
@@ -127,13 +127,24 @@ def show(state: AppState, run_id: str | None, sandbox_id: str | None) -> None:
     from aido.cli.show import build_view, render
 
     manager = open_manager(state)
-    record, ref = manager.run_ref(sandbox_id, run_id)
+    record, ref = _find_run(state, manager, sandbox_id, run_id)
     view = build_view(record.id, ref, manager.run_dir(record.id, ref.run_id))
     out = state.renderer
     if out.json_mode:
         out.envelope("show", "success", {"sandbox_id": record.id, "run_id": ref.run_id, "run": view})
     else:
         render(view)
+
+
+def _find_run(
+    state: AppState, manager: SandboxManager, sandbox_id: str | None, run_id: str | None
+) -> tuple[SandboxRecord, RunRef]:
+    """The run to read, with what is known of it kept for an error envelope: the sandbox
+    (once chosen), then the run found."""
+    sid = state.context["sandbox_id"] = manager.resolve_id(sandbox_id)
+    record, ref = manager.run_ref(sid, run_id)
+    state.context.update(sandbox_id=record.id, run_id=ref.run_id)
+    return record, ref
 
 
 @click.command("runs", context_settings=CONTEXT)
