@@ -5,20 +5,15 @@ question), and one shape for every widening warning and confirm prompt."""
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
-import select
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from aido.sandbox.manager import Widening, unenforced_permissions, widened_permissions
+from aido.run.request import Widening, unenforced_permissions, widened_permissions
+from tests.helpers.cli import answer_on_terminal
 from tests.helpers.files import write
 
 Aido = Callable[..., Any]  # conftest's `aido` fixture
@@ -226,41 +221,9 @@ def test_aws_is_a_note_not_a_widening() -> None:
     assert unenforced_permissions(config) == [AWS_NOTE]
 
 
-def _on_terminal(project: Path, *args: str, timeout: float = 60) -> tuple[int, str]:
-    """``aido ARGS`` on a pseudo-terminal, answering n at the y/N prompt."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIDO_")} | {"NO_COLOR": "1"}
-    master, slave = pty.openpty()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aido", *args], cwd=project, env=env, stdin=slave, stdout=slave, stderr=slave
-    )
-    os.close(slave)
-    shown = bytearray()
-    answered = False
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if select.select([master], [], [], 0.1)[0]:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: the terminal's last writer is gone
-                    break
-                if not data:
-                    break
-                shown += data
-            if not answered and b"[y/N]" in shown:
-                os.write(master, b"n\n")
-                answered = True
-        code = process.wait(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        os.close(master)
-    return code, shown.decode(errors="replace").replace("\r\n", "\n")
-
-
 def test_sandbox_up_and_run_ask_the_same_question(aido: Aido, project: Path) -> None:
     write(project / "sandbox.yaml", "permissions:\n  filesystem: readwrite\n")
-    code, shown = _on_terminal(project, "sandbox", "up")
+    code, shown = answer_on_terminal(project, "sandbox", "up", answer=b"n")
     assert code == 2, shown
     assert "warning: permissions.filesystem: every task can modify the sandbox inputs (/inputs)\n" in shown
     assert "aido: create the sandbox with the permissions above? [y/N]" in shown
@@ -270,7 +233,7 @@ def test_sandbox_up_and_run_ask_the_same_question(aido: Aido, project: Path) -> 
     (project / "sandbox.yaml").unlink()
     assert aido("sandbox", "up").code == 0
     write(project / "task.sh", "echo hi\n")
-    code, shown = _on_terminal(project, "run", "--host-filesystem", "task.sh")
+    code, shown = answer_on_terminal(project, "run", "--host-filesystem", "task.sh", answer=b"n")
     assert code == 2, shown
     assert "warning: --host-filesystem: the task can read the project directory (/project)\n" in shown
     assert "aido: run the task with the permissions above? [y/N]" in shown

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from aido.sandbox.manager import SandboxManager
+from aido.manager import SandboxManager
 from aido.store.workspace import Workspace
 from tests.helpers.cli import Aido, spawn, wait_for
 from tests.helpers.engine import assert_no_containers

@@ -77,3 +77,43 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> Non
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+def answer_on_terminal(project: Path, *args: str, answer: bytes, timeout: float = 60) -> tuple[int, str]:
+    """Run ``aido ARGS`` with stdin, stdout and stderr on one pseudo-terminal, answer the
+    y/N prompt with ``answer``; returns the exit code and everything the terminal showed
+    (its CR LF line ends as plain newlines)."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        aido_argv(*args), cwd=project, env=aido_env(), stdin=slave, stdout=slave, stderr=slave
+    )
+    os.close(slave)
+    shown = bytearray()
+    answered = False
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                pytest.fail(f"aido {' '.join(args)} did not finish within {timeout}s: {shown!r}")
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the terminal's last writer is gone
+                    break
+                if not data:
+                    break
+                shown += data
+            if not answered and b"[y/N]" in shown:
+                os.write(master, answer + b"\n")
+                answered = True
+        code = process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+    assert answered, f"no y/N prompt was shown: {shown!r}"
+    return code, shown.decode("utf-8", "replace").replace("\r\n", "\n")

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import pty
-import select
 import shutil
 import signal
 import subprocess
@@ -20,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli import Aido, aido_argv, aido_env
+from tests.helpers.cli import Aido, aido_argv, aido_env, answer_on_terminal
 from tests.helpers.engine import assert_no_containers
 from tests.helpers.files import write
 from tests.helpers.hostile import GVISOR, ISOLATION, assert_ran_isolated, hostile_sandbox
@@ -46,42 +43,6 @@ NET_PROBE = (
 def widened_events(project: Path, sandbox_id: str) -> list[dict[str, object]]:
     log = sandbox_root(project, sandbox_id) / "events.log"
     return [e for e in events(log) if e["event"] == "permissions_widened"]
-
-
-def on_terminal(project: Path, *args: str, answer: bytes, timeout: float = 60) -> tuple[int, str]:
-    """Run ``aido ARGS`` with stdin, stdout and stderr on one pseudo-terminal, answer the
-    y/N prompt with ``answer``; returns the exit code and everything the terminal showed."""
-    master, slave = pty.openpty()
-    process = subprocess.Popen(
-        aido_argv(*args), cwd=project, env=aido_env(), stdin=slave, stdout=slave, stderr=slave
-    )
-    os.close(slave)
-    shown = bytearray()
-    answered = False
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            if time.monotonic() > deadline:
-                pytest.fail(f"aido {' '.join(args)} did not finish within {timeout}s: {shown!r}")
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: the terminal's last writer is gone
-                    break
-                if not data:
-                    break
-                shown += data
-            if not answered and b"[y/N]" in shown:
-                os.write(master, answer + b"\n")
-                answered = True
-        code = process.wait(timeout=timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        os.close(master)
-    assert answered, f"no y/N prompt was shown: {shown!r}"
-    return code, shown.decode("utf-8", "replace")
 
 
 def test_network_without_a_terminal_or_yes_is_refused_and_runs_nothing(aido: Aido, project: Path) -> None:
@@ -342,14 +303,14 @@ def test_confirmation_at_a_terminal_no_refuses_and_yes_runs(aido: Aido, project:
     hatch = "--host-filesystem" if GVISOR else "--network"
     key = "host_filesystem" if GVISOR else "network"
 
-    code, shown = on_terminal(project, "run", hatch, "net.py", answer=b"n")
+    code, shown = answer_on_terminal(project, "run", hatch, "net.py", answer=b"n")
     assert code == 2, shown
     assert f"warning: {hatch}" in shown
     assert "refusing to widen the sandbox" in shown
     assert "interfaces" not in shown
     assert_no_run_consumed(project, sandbox_id)
 
-    code, shown = on_terminal(project, "run", hatch, "net.py", answer=b"y")
+    code, shown = answer_on_terminal(project, "run", hatch, "net.py", answer=b"y")
     assert code == 0, shown
     assert "interfaces" in shown
     assert (run_dir(project, sandbox_id) / "stdout.log").is_file()
