@@ -21,7 +21,7 @@ from aido.store.workspace import Workspace
 from tests.helpers.cli import Aido, spawn, wait_for
 from tests.helpers.engine import assert_no_containers
 from tests.helpers.files import load, write
-from tests.helpers.sandbox import events, sandbox_root, sandbox_up
+from tests.helpers.sandbox import events, sandbox_root, sandbox_up, with_runs
 
 pytestmark = pytest.mark.docker
 
@@ -59,12 +59,18 @@ def assert_archived(project: Path, sandbox_id: str, *, reason: str) -> dict[str,
     """The sandbox is gone, its evidence kept (and nothing else), with no secret in it."""
     assert not sandbox_root(project, sandbox_id).exists()
     root = archive_root(project, sandbox_id)
-    assert sorted(p.name for p in root.iterdir()) == ["events.log", "inputs.json", "runs", "sandbox.json"]
+    assert sorted(p.name for p in root.iterdir()) == [
+        "events.log",
+        "inputs.json",
+        "runs",
+        "runs.jsonl",
+        "sandbox.json",
+    ]
     run = root / "runs" / "run-001"
     assert (run / "stdout.log").read_text() == "hello from the task\n"
     assert load(run / "summary.json")["status"] == "success"
     assert (run / "task" / "task.py").read_text().startswith("print(")
-    meta = load(root / "sandbox.json")
+    meta = with_runs(root)
     assert meta["status"] == "destroyed"
     assert meta["destroy_reason"] == reason
     assert meta["destroyed_at"].endswith("Z")

@@ -35,6 +35,7 @@ from tests.helpers.sandbox import (
     sandbox_root,
     sandbox_up,
     summary,
+    with_runs,
 )
 
 pytestmark = pytest.mark.docker
@@ -645,7 +646,7 @@ def test_a_version_0_sandbox_json_is_migrated_on_read(aido: Aido, project: Path)
         k: v
         for k, v in current.items()
         if k not in ("schema_version", "expires_at", "task_user", "runtime_backend", "auto_cleanup", "name")
-    }
+    } | {"runs": []}  # version 0 listed the runs in sandbox.json
     metadata.write_text(json.dumps(legacy))
 
     listed = aido("sandbox", "list", "--json")
@@ -660,8 +661,8 @@ def test_a_version_0_sandbox_json_is_migrated_on_read(aido: Aido, project: Path)
     result = aido("run", "hello.py")
     assert result.code == 0, result.stderr
     assert result.stdout == "hi\n"
-    saved = load(metadata)  # the first write stores the current version
-    assert saved["schema_version"] == 1
+    saved = with_runs(metadata.parent)  # the first write stores the current version
+    assert saved["schema_version"] == 2
     assert saved["expires_at"] == current["expires_at"]
     assert saved["task_user"] == "10001:10001"
     assert [r["status"] for r in saved["runs"]] == ["success"]

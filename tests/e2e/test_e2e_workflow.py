@@ -60,7 +60,7 @@ def test_full_workflow_up_run_logs_list_destroy(aido: Aido, project: Path) -> No
     assert "*" in (project / ".aido" / ".gitignore").read_text().splitlines()
 
     meta = record(project, sandbox_id)
-    assert meta["schema_version"] == 1
+    assert meta["schema_version"] == 2
     assert meta["id"] == sandbox_id
     assert meta["status"] == "created"
     assert meta["runs"] == []

@@ -33,10 +33,30 @@ def sandbox_root(project: Path, sandbox_id: str) -> Path:
 
 
 def record(project: Path, sandbox_id: str) -> dict[str, Any]:
-    """The sandbox's sandbox.json."""
-    data = load(sandbox_root(project, sandbox_id) / "sandbox.json")
+    """The sandbox's sandbox.json, with its runs from the run index under "runs" (as the
+    file listed them before schema 2)."""
+    return with_runs(sandbox_root(project, sandbox_id))
+
+
+def indexed_runs(root: Path) -> list[dict[str, Any]]:
+    """A (live or archived) sandbox directory's runs.jsonl: each run as its last line has
+    it, in the order the runs first appear."""
+    path = root / "runs.jsonl"
+    if not path.exists():
+        return []
+    runs: dict[str, dict[str, Any]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        runs[entry["run_id"]] = entry
+    return list(runs.values())
+
+
+def with_runs(root: Path) -> dict[str, Any]:
+    """sandbox.json of a (live or archived) sandbox directory, plus "runs" from its index."""
+    data = load(root / "sandbox.json")
     assert isinstance(data, dict)
-    return data
+    assert "runs" not in data, "sandbox.json (schema 2) must not list runs"
+    return {**data, "runs": indexed_runs(root)}
 
 
 def summary(project: Path, sandbox_id: str, run_id: str = "run-001") -> dict[str, Any]:

@@ -19,7 +19,7 @@ from aido.errors import ImageUnavailable, RuntimeUnavailable
 from aido.exit_codes import ExitCode
 from tests.helpers.fake_backend import FakeBackend, Script, Step
 from tests.helpers.files import load, write
-from tests.helpers.sandbox import events
+from tests.helpers.sandbox import events, indexed_runs
 
 NO_ENGINE = "unix:///nonexistent/aido-fast-tests.sock"
 
@@ -56,7 +56,7 @@ class Setup:
         return data
 
     def recorded_runs(self) -> list[dict[str, Any]]:
-        runs = load(self.manager.workspace.sandbox(self.sandbox_id).metadata)["runs"]
+        runs = indexed_runs(self.manager.workspace.sandbox(self.sandbox_id).root)
         assert isinstance(runs, list)
         return runs
 

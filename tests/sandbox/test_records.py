@@ -32,28 +32,35 @@ def _record(**changes: Any) -> SandboxRecord:
         "expires_at": "2026-01-01T10:15:00Z",
         "config": load_spec(None).model_dump(mode="json"),
         "task_user": "10001:10001",
-        "runs": [
-            RunRef(
-                run_id="run-001",
-                task="hello.py",
-                status="success",
-                started_at="2026-01-01T10:01:00Z",
-                completed_at="2026-01-01T10:01:01Z",
-                duration_ms=1000,
-                exit_code=0,
-                evidence="runs/run-001",
-                artifacts=["runs/run-001/stdout.log"],
-            ),
-            RunRef(run_id="run-002", task="t.sh", status="running", started_at="2026-01-01T10:02:00Z"),
-        ],
     }
     fields.update(changes)
     return SandboxRecord(**fields)
 
 
+RUNS = [
+    RunRef(
+        run_id="run-001",
+        task="hello.py",
+        status="success",
+        started_at="2026-01-01T10:01:00Z",
+        completed_at="2026-01-01T10:01:01Z",
+        duration_ms=1000,
+        exit_code=0,
+        evidence="runs/run-001",
+        artifacts=["runs/run-001/stdout.log"],
+    ),
+    RunRef(run_id="run-002", task="t.sh", status="running", started_at="2026-01-01T10:02:00Z"),
+]
+
+
 def _json(record: SandboxRecord | None = None) -> dict[str, Any]:
     # Through real JSON text, as read from disk.
     return json.loads(json.dumps((record or _record()).to_json()))
+
+
+def _v1() -> dict[str, Any]:
+    """A schema-1 sandbox.json, which listed its runs (run fields are validated there)."""
+    return _json() | {"schema_version": 1, "runs": [dict(vars(r)) for r in RUNS]}
 
 
 def _load(data: Any) -> SandboxRecord:
@@ -68,7 +75,7 @@ def test_round_trip() -> None:
 def test_to_json_key_order_and_version() -> None:
     data = _record().to_json()
     assert list(data)[:6] == ["schema_version", "id", "name", "created_at", "expires_at", "status"]
-    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert data["schema_version"] == SCHEMA_VERSION == 2
     assert set(data) == {
         "schema_version",
         "id",
@@ -80,13 +87,11 @@ def test_to_json_key_order_and_version() -> None:
         "task_user",
         "runtime_backend",
         "auto_cleanup",
-        "runs",
     }
-    assert data["runs"][0]["run_id"] == "run-001"
 
 
 def test_run_lookup() -> None:
-    record = _record()
+    record = _record(legacy_runs=RUNS)
     found = record.run("run-002")
     assert found is not None
     assert found.task == "t.sh"
@@ -113,7 +118,7 @@ def test_newer_schema_version_is_refused() -> None:
     with pytest.raises(MetadataError) as caught:
         _load(data)
     assert caught.value.message == (
-        f"{SOURCE} was written by a newer aido (metadata version 2, this aido reads up to 1)"
+        f"{SOURCE} was written by a newer aido (metadata version 3, this aido reads up to 2)"
     )
     assert caught.value.hint == "use a newer aido (`pip install -U .` in a newer checkout of aido)"
     assert caught.value.exit_code == ExitCode.SANDBOX_STATE
@@ -143,7 +148,7 @@ def test_version_zero_is_migrated() -> None:
     assert record.runtime_backend == "docker"
     assert record.auto_cleanup is True
     assert record.name == "old"
-    assert record.to_json()["schema_version"] == SCHEMA_VERSION
+    assert record.legacy_runs == []  # the store's first write moves them into the run index
 
 
 def test_version_zero_default_ttl() -> None:
@@ -195,8 +200,6 @@ def test_not_an_object(data: object) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "reason"),
     [
-        ("runs", {"run-001": {}}, "runs has the wrong type (dict)"),
-        ("runs", None, "runs has the wrong type (NoneType)"),
         ("id", True, "id has the wrong type (bool)"),
         ("id", 123, "id has the wrong type (int)"),
         ("status", False, "status has the wrong type (bool)"),
@@ -210,12 +213,21 @@ def test_not_an_object(data: object) -> None:
     ],
 )
 def test_wrong_types_are_metadata_errors(key: str, value: object, reason: str) -> None:
-    data = _json()
+    data = _v1()
     data[key] = value
     with pytest.raises(MetadataError) as caught:
         _load(data)
     assert caught.value.message == f"{SOURCE} is invalid: {reason}"
     assert caught.value.hint == "restore it or destroy the sandbox"
+
+
+@pytest.mark.parametrize(("value", "kind"), [({"run-001": {}}, "dict"), (None, "NoneType")])
+def test_a_schema_1_runs_list_of_the_wrong_type(value: object, kind: str) -> None:
+    data = _v1()
+    data["runs"] = value
+    with pytest.raises(MetadataError) as caught:
+        _load(data)
+    assert caught.value.message == f"{SOURCE} is invalid: runs has the wrong type ({kind})"
 
 
 def test_bad_timestamp() -> None:
@@ -227,14 +239,14 @@ def test_bad_timestamp() -> None:
 
 @pytest.mark.parametrize("key", ["id", "created_at", "expires_at", "config", "task_user", "runs", "status"])
 def test_missing_key(key: str) -> None:
-    data = _json()
+    data = _v1()  # a schema-1 file must have its runs list
     del data[key]
     with pytest.raises(MetadataError, match=rf"is invalid: '{key}'"):
         _load(data)
 
 
 def test_unknown_run_status() -> None:
-    data = _json()
+    data = _v1()
     data["runs"][0]["status"] = "exploded"
     with pytest.raises(MetadataError) as caught:
         _load(data)
@@ -244,7 +256,7 @@ def test_unknown_run_status() -> None:
 
 
 def test_unknown_run_field() -> None:
-    data = _json()
+    data = _v1()
     data["runs"][0]["pwned"] = True
     with pytest.raises(MetadataError, match=r"unknown run field\(s\): pwned"):
         _load(data)
@@ -252,14 +264,14 @@ def test_unknown_run_field() -> None:
 
 @pytest.mark.parametrize("run", ["run-001", 1, None, ["run-001"]])
 def test_run_not_an_object(run: object) -> None:
-    data = _json()
+    data = _v1()
     data["runs"] = [run]
     with pytest.raises(MetadataError, match=r"runs must be objects"):
         _load(data)
 
 
 def test_run_missing_required_field() -> None:
-    data = _json()
+    data = _v1()
     del data["runs"][0]["task"]
     with pytest.raises(MetadataError, match=r"is invalid: "):
         _load(data)
@@ -280,7 +292,7 @@ def test_run_missing_required_field() -> None:
 def test_run_fields_with_wrong_types_are_metadata_errors(key: str, value: object) -> None:
     # "Reading still validates every field": a run entry's fields too, or a hand-edited
     # file crashes later (e.g. run_number(True) in `aido logs`).
-    data = _json()
+    data = _v1()
     data["runs"][0][key] = value
     with pytest.raises(MetadataError):
         _load(data)

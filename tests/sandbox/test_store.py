@@ -130,3 +130,4 @@ def test_wants_reaper_lives_with_the_store() -> None:
     assert wants_reaper({"auto_cleanup": True, "runs": []})
     assert not wants_reaper({"auto_cleanup": False, "runs": []})
     assert wants_reaper({"auto_cleanup": False, "runs": [{"status": "running"}]})
+    assert wants_reaper({"auto_cleanup": False}, ["run-001"])  # schema 2: a .running marker

@@ -23,7 +23,7 @@ import traceback
 from pathlib import Path
 
 from aido import fs
-from aido.store.store import wants_reaper
+from aido.store.store import marked_running, wants_reaper
 from aido.store.workspace import Workspace
 
 DEFAULT_INTERVAL = 60.0  # seconds between full sweeps, as the spec says
@@ -68,11 +68,12 @@ def ensure_running(workspace: Workspace) -> int | None:
 def has_work(workspace: Workspace) -> bool:
     """Any sandbox left that the reaper may have to destroy (or whose runs it may recover)."""
     for sandbox_id in workspace.sandbox_ids():
+        paths = workspace.sandbox(sandbox_id)
         try:
-            data = fs.read_json(workspace.sandbox(sandbox_id).metadata)
+            data = fs.read_json(paths.metadata)
         except (OSError, ValueError):
             continue
-        if wants_reaper(data):
+        if wants_reaper(data, marked_running(paths)):
             return True
     return False
 

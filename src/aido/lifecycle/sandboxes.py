@@ -105,13 +105,14 @@ def list_sandboxes(ctx: Context, *, include_archived: bool = False) -> list[Sand
     for sandbox_id in workspace.sandbox_ids():
         try:
             record = ctx.store.load(sandbox_id)
+            runs = record.runs
         except AidoError:
             out.append(SandboxSummary(sandbox_id, None, "invalid", "", "", 0, sandbox_id == active))
             continue
         status = record.status
         if record.expired(now):
             status = "expired"
-        elif any(r.status == "running" for r in record.runs):
+        elif any(r.status == "running" for r in runs):
             status = "running"
         out.append(
             SandboxSummary(
@@ -120,7 +121,7 @@ def list_sandboxes(ctx: Context, *, include_archived: bool = False) -> list[Sand
                 status=status,
                 created_at=record.created_at,
                 expires_at=record.expires_at,
-                runs=len(record.runs),
+                runs=len(runs),
                 active=record.id == active,
             )
         )
@@ -135,6 +136,7 @@ def _archived_summary(ctx: Context, sandbox_id: str) -> SandboxSummary:
     paths = ctx.workspace.archived(sandbox_id)
     try:
         record = ctx.store.load_at(paths, sandbox_id)
+        runs = record.runs
     except AidoError:
         return SandboxSummary(sandbox_id, None, "invalid", "", "", archive.run_count(paths), False, True)
     return SandboxSummary(
@@ -143,7 +145,7 @@ def _archived_summary(ctx: Context, sandbox_id: str) -> SandboxSummary:
         status=record.status,
         created_at=record.created_at,
         expires_at=record.expires_at,
-        runs=len(record.runs),
+        runs=len(runs),
         active=False,
         archived=True,
         destroyed_at=record.destroyed_at,
@@ -172,7 +174,9 @@ def list_runs(
         for sid, archived in ids:
             paths = workspace.archived(sid) if archived else workspace.sandbox(sid)
             try:
-                found.append((ctx.store.load_at(paths, sid), paths, archived))
+                loaded = ctx.store.load_at(paths, sid)
+                loaded.runs  # noqa: B018 -- read now: a damaged index skips this sandbox, as a bad record does
+                found.append((loaded, paths, archived))
             except AidoError as exc:
                 log.debug("runs of %s not listed: %s", sid, exc)
     out = []

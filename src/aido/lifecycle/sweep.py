@@ -17,7 +17,7 @@ from aido.lifecycle.destroy import destroy_one
 from aido.run.close import recover_run
 from aido.store.ids import check_run_id
 from aido.store.records import SandboxRecord, utcnow
-from aido.store.store import peek, subdirs, wants_reaper
+from aido.store.store import marked_running, peek, subdirs, wants_reaper
 
 if TYPE_CHECKING:
     from aido.run.context import Context
@@ -48,14 +48,18 @@ def sweep(ctx: Context, *, containers: bool = False) -> list[dict[str, Any]]:
                     actions.append({"action": "finished_destroy", "sandbox_id": sandbox_id})
                 continue
             data = peek(paths)
-            if data is not None and not _may_need_sweeping(data, now):
-                ctx.reaper_needed = ctx.reaper_needed or wants_reaper(data)
+            marked = marked_running(paths)
+            if data is not None and not _may_need_sweeping(data, now, paths, marked):
+                ctx.reaper_needed = ctx.reaper_needed or wants_reaper(data, marked)
                 continue
             if data is None:
                 record = ctx.store.load(sandbox_id)  # raises the error that says what is wrong
             else:
-                record = SandboxRecord.from_json(data, source=str(paths.metadata))
+                record = SandboxRecord.from_json(data, source=str(paths.metadata), run_index=paths.run_index)
+            # Only now the index is read: a run to recover, a stale marker, or an expiry.
             running = [r for r in record.runs if r.status == "running"]
+            for rid in set(marked) - {r.run_id for r in running}:
+                recover_run(ctx, sandbox_id, rid)  # a stale marker: dropped under the lock
             live = [r for r in running if fs.is_locked(paths.run_dir(r.run_id))]
             for ref in running:
                 if ref not in live and recover_run(ctx, sandbox_id, ref.run_id):
@@ -79,7 +83,9 @@ def sweep(ctx: Context, *, containers: bool = False) -> list[dict[str, Any]]:
             else:
                 # It stays, perhaps with runs recovered just now: its metadata as it is now.
                 after = peek(paths)
-                ctx.reaper_needed = ctx.reaper_needed or (after is not None and wants_reaper(after))
+                ctx.reaper_needed = ctx.reaper_needed or (
+                    after is not None and wants_reaper(after, marked_running(paths))
+                )
         except (AidoError, OSError) as exc:
             log.debug("sweep skipped %s: %s", sandbox_id, exc)
     actions.extend(_sweep_archive(ctx, now))
@@ -188,14 +194,17 @@ def reap_containers(ctx: Context) -> list[dict[str, Any]]:
     return actions
 
 
-def _may_need_sweeping(data: Any, now: Any) -> bool:
-    """A cheap look at sandbox.json, without validating every run (sweeps happen on every
-    command): whether it has a run marked running, or is an expired auto-cleanup sandbox.
-    Anything unexpected means yes, and the full load decides."""
+def _may_need_sweeping(data: Any, now: Any, paths: SandboxPaths, marked: list[str]) -> bool:
+    """A cheap look (sweeps happen on every command), never reading the run index: whether
+    a run is marked running whose aido process is gone (its directory's lock is free; a
+    live run is left alone), a schema-1 sandbox.json lists a running run, or the sandbox is
+    an expired auto-cleanup one. Anything unexpected means yes, and the full load decides."""
     from aido.store.records import parse_time
 
     try:
-        if any(run.get("status") == "running" for run in data["runs"]):
+        if any(not fs.is_locked(paths.run_dir(rid)) for rid in marked):
+            return True
+        if any(run.get("status") == "running" for run in data.get("runs") or ()):
             return True
         return bool(data.get("auto_cleanup", True)) and now >= parse_time(data["expires_at"])
     except Exception:

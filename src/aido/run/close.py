@@ -84,6 +84,7 @@ def close_run(
     with store.transaction(sandbox_id) as record:
         ref = record.run(rid)
         if ref is None or ref.status != "running":
+            store.drop_stale_mark(paths, rid)  # under the lock: a crash left it, if it is there
             return None
         lock_fd = -1
         if not owned:
@@ -117,6 +118,7 @@ def close_run(
                 )
             elif written:
                 ref.artifacts = [run_evidence(rid, SUMMARY)]
+            store.put_run(paths, ref)
         finally:
             if lock_fd >= 0:
                 os.close(lock_fd)

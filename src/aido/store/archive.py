@@ -2,9 +2,9 @@
 
 Destroying a sandbox removes its containers and working trees but keeps what it
 recorded: ``sandbox.json`` (status ``destroyed``, with when and why), ``events.log``,
-``inputs.json`` and every ``runs/run-NNN/``. ``secrets.json`` (secret values) never
-reaches the archive; nothing else in those files holds a secret value (env values
-are redacted, logs and diffs masked).
+``inputs.json``, the run index ``runs.jsonl`` and every ``runs/run-NNN/``.
+``secrets.json`` (secret values) never reaches the archive; nothing else in those files
+holds a secret value (env values are redacted, logs and diffs masked).
 
 The steps keep the runs in exactly one place, reachable by name, at every moment:
 
@@ -44,6 +44,7 @@ from aido.store.workspace import (
     METADATA,
     PARTIAL,
     PURGE,
+    RUN_INDEX,
     RUNS,
     SandboxPaths,
     Workspace,
@@ -55,6 +56,7 @@ KEEP = {
     EVENTS: stat.S_IFREG,
     INPUTS_MANIFEST: stat.S_IFREG,
     RUNS: stat.S_IFDIR,
+    RUN_INDEX: stat.S_IFREG,
 }
 
 
@@ -147,21 +149,32 @@ def finish(workspace: Workspace, staging: Path, *, release: Release) -> Path | N
 
 
 def _seal(paths: SandboxPaths, marker: dict[str, Any]) -> None:
-    """Mark sandbox.json destroyed, with when and why. Runs still marked running (their
-    aido process did not finish in time) are closed as interrupted. A file aido cannot
-    read (corrupt, or from a newer aido) is kept exactly as it is."""
+    """Mark sandbox.json destroyed, with when and why (a schema-1 file's runs moved into
+    the run index first). Runs still marked running (their aido process did not finish in
+    time) are closed as interrupted, by an appended index line. A file aido cannot read
+    (corrupt, or from a newer aido, or its index damaged) is kept exactly as it is."""
+    from aido.store import runindex
+    from aido.store.store import SandboxStore
+
     try:
-        record = SandboxRecord.from_json(fs.read_json(paths.metadata), source=str(paths.metadata))
+        record = SandboxRecord.from_json(
+            fs.read_json(paths.metadata), source=str(paths.metadata), run_index=paths.run_index
+        )
+        runs = record.runs
     except (OSError, ValueError, AidoError):
         return
+    SandboxStore.migrate_runs(paths, record, live=False)
     if record.status != "destroyed" or record.destroyed_at is None:
         record.status = "destroyed"
         record.destroyed_at = _time_or_now(marker.get("requested_at"))
         record.destroy_reason = str(marker.get("reason") or "destroyed")
-    for ref in record.runs:
+    closed = []
+    for ref in runs:
         if ref.status == "running":
             ref.status = "interrupted"
             ref.completed_at = ref.completed_at or record.destroyed_at
+            closed.append(ref)
+    runindex.append(paths.run_index, closed)
     fs.atomic_write_bytes(paths.metadata, record.to_bytes())
 
 
@@ -217,7 +230,8 @@ def purge(workspace: Workspace, sandbox_id: str, *, wait: bool) -> bool:
 
 def run_count(paths: SandboxPaths) -> int:
     try:
-        return len(SandboxRecord.from_json(fs.read_json(paths.metadata), source="").runs)
+        data = fs.read_json(paths.metadata)
+        return len(SandboxRecord.from_json(data, source="", run_index=paths.run_index).runs)
     except (OSError, ValueError, AidoError):
         try:
             return sum(1 for p in paths.runs.iterdir() if p.is_dir() and not p.is_symlink())

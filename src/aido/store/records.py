@@ -1,11 +1,12 @@
-"""``sandbox.json``: what aido knows about a sandbox and its runs.
+"""``sandbox.json``: what aido knows about a sandbox; its runs are in ``runs.jsonl``.
 
 Plain dataclasses rather than pydantic on purpose: this file is read on every
 ``aido run``, and importing pydantic would add ~0.1 s to each (user input,
 ``sandbox.yaml``, is still validated by pydantic at ``sandbox up``). Reading
 still validates every field, so a hand-edited or truncated file gives a clear
 error instead of a crash. ``schema_version`` guards the format: older versions
-are migrated on read, newer ones refused.
+are migrated on read, newer ones refused. Version 2 moved the runs list out into the
+append-only run index (aido.store.runindex): a run no longer rewrites this file.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import re
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aido.config import limits
@@ -21,7 +23,7 @@ from aido.config.units import parse_duration, parse_size
 from aido.errors import MetadataError
 from aido.store.ids import run_number
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RUN_STATUSES = (
     "running",
     "success",
@@ -48,7 +50,7 @@ def parse_time(value: str) -> datetime:
 
 @dataclass
 class RunRef:
-    """One run as listed in sandbox.json (the spec's run metadata); the full record is its summary.json."""
+    """One run as the run index lists it (the spec's run metadata); the full record is its summary.json."""
 
     run_id: str
     task: str
@@ -72,16 +74,37 @@ class SandboxRecord:
     status: str = "created"
     runtime_backend: str = "docker"
     auto_cleanup: bool = True
-    runs: list[RunRef] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     # Set once, when the sandbox is destroyed and its evidence archived (status "destroyed").
     destroyed_at: str | None = None
     destroy_reason: str | None = None  # "destroyed" (by a command) or "expired" (its ttl)
+    # Not saved in sandbox.json. Where the runs are (runs.jsonl), set by the store's loaders:
+    # ``runs`` reads it on first use, so a load that never looks at the runs (`aido run`'s)
+    # costs the same at the 10,000th run as at the first.
+    run_index: Path | None = field(default=None, repr=False, compare=False)
+    # A schema-1 file's runs list, until the store moves it into the index (which wins).
+    legacy_runs: list[RunRef] | None = field(default=None, repr=False, compare=False)
+    _runs: list[RunRef] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def runs(self) -> list[RunRef]:
+        """Every run, each as its last index line has it (MetadataError if the index is bad)."""
+        if self._runs is None:
+            from aido.store import runindex
+
+            indexed = runindex.read(self.run_index) if self.run_index is not None else []
+            self._runs = runindex.merged(self.legacy_runs or (), indexed)
+        return self._runs
+
+    def runs_read(self) -> list[RunRef]:
+        """The runs if they were read already (by a migration, say), else []; never reads."""
+        return self._runs or []
 
     def to_json(self) -> dict[str, Any]:
-        # Not dataclasses.asdict: its deep copy of every run cost ~40 ms per save at 1000 runs.
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["runs"] = [dict(vars(run)) for run in self.runs]
+        if self.legacy_runs is not None:
+            # Saving now would drop the runs: the store moves them into the index first.
+            raise RuntimeError(f"sandbox {self.id}: its runs must move into the run index before a save")
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_SAVED}
         for key in ("destroyed_at", "destroy_reason"):
             if data[key] is None:
                 del data[key]  # a live sandbox's file stays as it always was
@@ -92,17 +115,8 @@ class SandboxRecord:
         return {**ordered, **data}
 
     def to_bytes(self) -> bytes:
-        """sandbox.json's text: indented, with one line per run. json's indent= mode is pure
-        Python and grew `aido run` by ~100 ms at 1000 runs; compact runs use the C encoder."""
-        parts = []
-        for key, value in self.to_json().items():
-            if key == "runs":
-                rows = ",\n    ".join(json.dumps(run, ensure_ascii=False) for run in value)
-                parts.append(f'  "runs": [\n    {rows}\n  ]' if value else '  "runs": []')
-            else:
-                text = json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  ")
-                parts.append(f"  {json.dumps(key)}: {text}")
-        return ("{\n" + ",\n".join(parts) + "\n}\n").encode("utf-8")
+        """sandbox.json's text, indented."""
+        return (json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
     def expired(self, now: datetime | None = None) -> bool:
         return (now or utcnow()) >= parse_time(self.expires_at)
@@ -111,7 +125,9 @@ class SandboxRecord:
         return next((r for r in self.runs if r.run_id == run_id), None)
 
     @classmethod
-    def from_json(cls, data: Any, *, source: str) -> SandboxRecord:
+    def from_json(cls, data: Any, *, source: str, run_index: Path | None = None) -> SandboxRecord:
+        """The record of sandbox.json's parsed ``data``; its runs come from ``run_index``
+        (and, in a schema-1 file, from its own runs list, which the index overrides)."""
         if not isinstance(data, dict):
             raise MetadataError(f"{source}: expected a JSON object")
         version = data.get("schema_version", 0)
@@ -125,7 +141,7 @@ class SandboxRecord:
             )
         try:
             data = migrate(data, version)
-            runs = [RunRef(**_checked_run(r)) for r in _typed(data, "runs", list)]
+            legacy = [RunRef(**_checked_run(r)) for r in _typed(data, "runs", list)] if version < 2 else None
             return cls(
                 id=_typed(data, "id", str),
                 created_at=_time(data, "created_at"),
@@ -136,12 +152,13 @@ class SandboxRecord:
                 status=_typed(data, "status", str),
                 runtime_backend=_typed(data, "runtime_backend", str),
                 auto_cleanup=_typed(data, "auto_cleanup", bool),
-                runs=runs,
                 schema_version=SCHEMA_VERSION,
                 destroyed_at=_time(data, "destroyed_at") if data.get("destroyed_at") is not None else None,
                 destroy_reason=_typed(data, "destroy_reason", (str, type(None)))
                 if "destroy_reason" in data
                 else None,
+                run_index=run_index,
+                legacy_runs=legacy,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MetadataError(
@@ -162,6 +179,8 @@ def migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
         data.setdefault("auto_cleanup", True)
         data.setdefault("name", (data.get("config") or {}).get("name"))
         data["schema_version"] = 1
+    # 1 -> 2: the runs list moves into runs.jsonl. That is a write, done by the store under
+    # the sandbox's lock (SandboxStore.migrate_runs); until then from_json keeps the list.
     return data
 
 
@@ -181,6 +200,7 @@ def _time(data: dict[str, Any], key: str) -> str:
     return str(value)
 
 
+_NOT_SAVED = frozenset({"run_index", "legacy_runs", "_runs"})
 _RUN_FIELDS = frozenset(RunRef.__dataclass_fields__)
 _STATUS_SET = frozenset(RUN_STATUSES)
 _AIDO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)")
@@ -188,9 +208,9 @@ _INT_OR_NONE = (int, type(None))
 
 
 def _run_ok(run: Any) -> bool:
-    """The fast check, for runs as aido writes them: sandbox.json is read several times per
-    run and holds every run so far. Anything it does not accept gets the full check, which
-    also says what is wrong."""
+    """The fast check, for runs as aido writes them: the run index (and a schema-1
+    sandbox.json) holds every run so far. Anything it does not accept gets the full check,
+    which also says what is wrong."""
     if type(run) is not dict or not run.keys() <= _RUN_FIELDS:
         return False
     run_id, started, completed = run.get("run_id"), run.get("started_at"), run.get("completed_at")

@@ -1,7 +1,8 @@
 """The sandbox store: the one owner of a workspace's records on disk.
 
 Every change to a ``sandbox.json`` goes through ``transaction`` (lock, load, change,
-save), run ids are allocated here in order, and the small readers of aido-written files
+save), run ids are allocated here in order and runs recorded in the append-only run index
+(``runs.jsonl``, aido.store.runindex), and the small readers of aido-written files
 (secrets, the inputs manifest, a quick unvalidated peek) live here so that nothing else
 opens the layout by hand. File names come from ``aido.store.workspace`` only.
 """
@@ -11,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aido import fs
 from aido.errors import MetadataError, SandboxNotFound
+from aido.store import runindex
 from aido.store.ids import run_id, run_number
 from aido.store.records import RunRef, SandboxRecord, isoformat, utcnow
 from aido.store.workspace import SandboxPaths, Workspace, run_evidence
@@ -33,15 +35,22 @@ def peek(paths: SandboxPaths) -> Any:
         return None
 
 
-def wants_reaper(data: object) -> bool:
-    """Whether a sandbox, from its parsed sandbox.json, may need the reaper: it has
-    auto-cleanup (to destroy at expiry) or a run marked running (to recover)."""
+def wants_reaper(data: object, marked: Collection[str] = ()) -> bool:
+    """Whether a sandbox, from its parsed sandbox.json and the runs marked running
+    (``marked_running``), may need the reaper: it has auto-cleanup (to destroy at expiry)
+    or a run marked running (to recover)."""
     if not isinstance(data, dict):
         return False
-    if data.get("auto_cleanup", True):
+    if data.get("auto_cleanup", True) or marked:
         return True
-    runs = data.get("runs")
+    runs = data.get("runs")  # a schema-1 file not migrated yet
     return isinstance(runs, list) and any(isinstance(r, dict) and r.get("status") == "running" for r in runs)
+
+
+def marked_running(paths: SandboxPaths) -> list[str]:
+    """Runs marked running in the index, from their ``.running`` markers (one listdir, not
+    a read of the index): what a sweep on every command looks at."""
+    return runindex.marked(paths.running)
 
 
 def subdirs(path: Path) -> list[Path]:
@@ -108,10 +117,40 @@ class SandboxStore:
             ) from None
         except (OSError, ValueError) as exc:
             raise MetadataError(f"{paths.metadata} is unreadable: {exc}") from None
-        return SandboxRecord.from_json(data, source=str(paths.metadata))
+        return SandboxRecord.from_json(data, source=str(paths.metadata), run_index=paths.run_index)
 
     def save(self, record: SandboxRecord) -> None:
         fs.atomic_write_bytes(self.workspace.sandbox(record.id).metadata, record.to_bytes())
+
+    @staticmethod
+    def migrate_runs(paths: SandboxPaths, record: SandboxRecord, *, live: bool = True) -> None:
+        """Move a schema-1 record's runs list into the run index (the caller holds the
+        sandbox's lock): the runs are appended first, then sandbox.json is rewritten without
+        them, atomically. A crash between the two leaves both; the index then wins, and the
+        next migration appends the same runs again, which changes nothing (last line wins).
+        Runs it marks running get their ``.running`` markers first (``live``: not in an
+        archive, whose runs are all closed)."""
+        if record.legacy_runs is None:
+            return
+        runs = record.runs  # the list with the index over it: the index wins
+        for ref in runs:
+            if live and ref.status == "running":
+                runindex.mark(paths.running, ref.run_id)
+        runindex.append(paths.run_index, runs)
+        record.legacy_runs = None
+        fs.atomic_write_bytes(paths.metadata, record.to_bytes())
+
+    def put_run(self, paths: SandboxPaths, ref: RunRef) -> None:
+        """Record a run's current entry (the caller holds the sandbox's lock): one appended
+        line; a run no longer running loses its ``.running`` marker after it."""
+        runindex.append(paths.run_index, [ref])
+        if ref.status != "running":
+            runindex.unmark(paths.running, ref.run_id)
+
+    def drop_stale_mark(self, paths: SandboxPaths, rid: str) -> None:
+        """Under the sandbox's lock, a marker whose run the index does not mark running
+        was left by a crash between the index line and the marker: remove it."""
+        runindex.unmark(paths.running, rid)
 
     @contextlib.contextmanager
     def transaction(
@@ -125,6 +164,7 @@ class SandboxStore:
             if check is not None:
                 check(paths)
             record = self.load(sandbox_id)
+            self.migrate_runs(paths, record)
             before = record.to_bytes()
             yield record
             after = record.to_bytes()
@@ -157,28 +197,34 @@ class SandboxStore:
     def begin_run(self, sandbox_id: str, task: str) -> tuple[str, Path, int]:
         """Allocate the next run id under the sandbox lock and mark the run as running.
         The returned descriptor holds a lock on the run directory for as long as this
-        process runs the task: a running run whose lock is free was orphaned."""
+        process runs the task: a running run whose lock is free was orphaned.
+
+        The next id comes from the names in runs/ (one listdir, no read of the index):
+        every run id ever taken has its directory, made here under this lock before its
+        index line is written, and aido removes none of them while the sandbox lives."""
         paths = self.workspace.sandbox(sandbox_id)
         lock_fd = -1
         try:
             with self.transaction(sandbox_id, check=lambda p: refuse_going(p, sandbox_id)) as current:
-                taken = [run_number(r.run_id) or 0 for r in current.runs]
-                taken += [run_number(p.name) or 0 for p in paths.runs.iterdir()]
+                taken = [run_number(name) or 0 for name in os.listdir(paths.runs)]
+                taken += [run_number(r.run_id) or 0 for r in current.runs_read()]  # just migrated
                 rid = run_id(max(taken, default=0) + 1)
                 run_dir = paths.run_dir(rid)
                 run_dir.mkdir(mode=0o755)  # exclusive: fails rather than share a directory
                 held = fs.hold_lock(run_dir)
                 assert held is not None
                 lock_fd = held
-                current.runs.append(
-                    RunRef(
-                        run_id=rid,
-                        task=task,
-                        status="running",
-                        started_at=isoformat(utcnow()),
-                        evidence=run_evidence(rid),
-                    )
+                # The marker first: a crash before the index line leaves a marker the next
+                # sweep drops, never a run marked running that no sweep would look at.
+                runindex.mark(paths.running, rid)
+                started = RunRef(
+                    run_id=rid,
+                    task=task,
+                    status="running",
+                    started_at=isoformat(utcnow()),
+                    evidence=run_evidence(rid),
                 )
+                self.put_run(paths, started)
         except FileNotFoundError:
             if lock_fd >= 0:
                 os.close(lock_fd)
@@ -192,9 +238,10 @@ class SandboxStore:
         return rid, run_dir, lock_fd
 
     def close_run(self, sandbox_id: str, ref: RunRef) -> None:
-        """Replace a run's entry with its closed one."""
-        with self.transaction(sandbox_id) as current:
-            current.runs = [ref if r.run_id == ref.run_id else r for r in current.runs]
+        """Record a run's closed entry: one line appended to the index (sandbox.json is
+        not rewritten)."""
+        with self.transaction(sandbox_id):
+            self.put_run(self.workspace.sandbox(sandbox_id), ref)
 
     # -- containers --------------------------------------------------------------------
 

@@ -10,9 +10,11 @@ Layout::
       sandboxes/<id>/
         inputs/ work/ outputs/     # mounted into the container
         sandbox.json  events.log   # metadata, written only by aido
+        runs.jsonl                 # the run index, append-only (see aido.store.runindex)
+        .running/run-001           # one empty file per run marked running in runs.jsonl
         runs/run-001/              # per-run evidence; only the task file is mounted (read-only)
       archive/<id>/                # a destroyed sandbox's evidence (see aido.store.archive)
-        sandbox.json  events.log  inputs.json  runs/run-001/
+        sandbox.json  events.log  inputs.json  runs.jsonl  runs/run-001/
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ LOCK = ".lock"
 DESTROYING = ".destroying"
 REAPER_LOG = "reaper.log"
 RUNS = "runs"
+# The run index: one line per run start or close, the last line for a run id wins.
+RUN_INDEX = "runs.jsonl"
+# Runs the index marks running, one empty file each: what a sweep looks at on every command.
+RUNNING = ".running"
 # A destroyed sandbox's archive while it is being made, and while it is being purged.
 PARTIAL = ".partial"
 PURGE = ".purge"
@@ -85,6 +91,14 @@ class SandboxPaths:
     @property
     def lock(self) -> Path:
         return self.root / LOCK
+
+    @property
+    def run_index(self) -> Path:
+        return self.root / RUN_INDEX
+
+    @property
+    def running(self) -> Path:
+        return self.root / RUNNING
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id

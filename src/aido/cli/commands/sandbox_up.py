@@ -108,6 +108,7 @@ def sandbox_up(
         from aido.evidence.redact import redact_env
 
         shown = record.to_json()
+        shown["runs"] = []  # sandbox.json no longer lists runs (runs.jsonl does); the envelope still does
         # Output may end up in an agent's transcript or a CI log: secret-looking values stay hidden.
         shown["config"] = {**shown["config"], "env": redact_env(shown["config"].get("env") or {})}
         out.envelope(
