@@ -199,7 +199,7 @@ def test_a_run_stopped_by_destroy_is_archived_with_what_it_printed(aido: Aido, p
     result = aido("sandbox", "destroy", sandbox_id)
     assert result.code == 0, result.stderr
     assert running.wait(timeout=30) == 3
-    meta = load(archive_root(project, sandbox_id) / "sandbox.json")
+    meta = with_runs(archive_root(project, sandbox_id))
     assert [r["status"] for r in meta["runs"]] == ["interrupted"]
     logs = aido("logs", "--sandbox", sandbox_id, "--run", "1")
     assert logs.code == 0, logs.stderr
@@ -426,5 +426,5 @@ def test_a_hard_quota_sandbox_is_unmounted_before_its_evidence_is_archived(aido:
     mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
     assert [m for m in mounts if m.startswith(str(project))] == []
     root = archive_root(project, sandbox_id)
-    assert sorted(p.name for p in root.iterdir()) == ["events.log", "runs", "sandbox.json"]
+    assert sorted(p.name for p in root.iterdir()) == ["events.log", "runs", "runs.jsonl", "sandbox.json"]
     assert (root / "runs" / "run-001" / "stdout.log").read_text() == "hello from the task\n"
