@@ -148,7 +148,10 @@ def test_version_zero_is_migrated() -> None:
     assert record.runtime_backend == "docker"
     assert record.auto_cleanup is True
     assert record.name == "old"
+    assert record.to_json()["schema_version"] == SCHEMA_VERSION
     assert record.legacy_runs == []  # the store's first write moves them into the run index
+    with pytest.raises(RuntimeError, match="must move into the run index"):
+        record.to_bytes()  # never saved with its runs dropped
 
 
 def test_version_zero_default_ttl() -> None:

@@ -101,9 +101,6 @@ class SandboxRecord:
         return self._runs or []
 
     def to_json(self) -> dict[str, Any]:
-        if self.legacy_runs is not None:
-            # Saving now would drop the runs: the store moves them into the index first.
-            raise RuntimeError(f"sandbox {self.id}: its runs must move into the run index before a save")
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_SAVED}
         for key in ("destroyed_at", "destroy_reason"):
             if data[key] is None:
@@ -116,6 +113,9 @@ class SandboxRecord:
 
     def to_bytes(self) -> bytes:
         """sandbox.json's text, indented."""
+        if self.legacy_runs is not None:
+            # Saving now would drop the runs: the store moves them into the index first.
+            raise RuntimeError(f"sandbox {self.id}: its runs must move into the run index before a save")
         return (json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
     def expired(self, now: datetime | None = None) -> bool:
