@@ -87,7 +87,7 @@ def test_fake_evidence_files_written_by_the_task_change_no_real_evidence(aido: A
     write(project / "hello.py", "print('hello')\n")
     assert aido("run", "hello.py").code == 0
     first_run = files_under(root / "runs" / "run-001")
-    metadata_before = load(root / "sandbox.json")
+    metadata_before = record(project, sandbox_id)  # with its runs from runs.jsonl
     events_before = (root / "events.log").read_text()
 
     forged = json.dumps({"run_id": "run-001", "status": "success", "exit_code": 0})
@@ -97,7 +97,7 @@ def test_fake_evidence_files_written_by_the_task_change_no_real_evidence(aido: A
         f"forged = {forged!r}\n"
         "for base in ('/outputs', '/work', '/work/runs/run-001', '/outputs/runs/run-002'):\n"
         "    os.makedirs(base, exist_ok=True)\n"
-        "    for name in ('summary.json', 'sandbox.json', 'secrets.json'):\n"
+        "    for name in ('summary.json', 'sandbox.json', 'secrets.json', 'runs.jsonl'):\n"
         "        open(f'{base}/{name}', 'w').write(forged)\n"
         "    for name in ('stdout.log', 'stderr.log', 'events.log'):\n"
         "        open(f'{base}/{name}', 'w').write('forged\\n')\n"
@@ -120,7 +120,7 @@ def test_fake_evidence_files_written_by_the_task_change_no_real_evidence(aido: A
     assert {"outputs/summary.json", "work/summary.json", "work/runs/run-001/summary.json"} <= changed
     assert all(a.startswith("runs/run-002/") for a in second["artifacts"])
 
-    metadata_after = load(root / "sandbox.json")
+    metadata_after = record(project, sandbox_id)
     assert metadata_after["runs"][:1] == metadata_before["runs"]
     assert [(r["run_id"], r["status"], r["exit_code"]) for r in metadata_after["runs"][1:]] == [
         ("run-002", "failed", 5)

@@ -27,7 +27,7 @@ from tests.helpers.cli import Aido, aido_argv, aido_env, spawn, wait_for
 from tests.helpers.engine import assert_no_containers
 from tests.helpers.files import sha256, write
 from tests.helpers.hostile import GVISOR, assert_ran_isolated, hostile_sandbox
-from tests.helpers.sandbox import TASK_UID, run_dir, sandbox_root, summary
+from tests.helpers.sandbox import TASK_UID, record, run_dir, sandbox_root, summary
 
 pytestmark = pytest.mark.docker
 
@@ -473,9 +473,7 @@ def test_control_characters_in_file_names_keep_the_evidence_valid_json(aido: Aid
     changes = {c["path"]: c for c in run_summary["changes"]}
     assert changes["outputs/new\\x0aline"]["sha256"] == sha256("hi\n")
     assert changes["outputs/link"]["target"] == "/tmp/\\x1b]0;title\\x07"
-    assert json.loads((sandbox_root(project, sandbox_id) / "sandbox.json").read_text())["runs"][0][
-        "status"
-    ] == ("success")
+    assert record(project, sandbox_id)["runs"][0]["status"] == "success"
 
 
 def test_non_utf8_file_names_keep_the_evidence_valid(aido: Aido, project: Path) -> None:
