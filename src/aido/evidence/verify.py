@@ -1,0 +1,636 @@
+"""``aido verify``: the checks, as pure functions over a tree of evidence (a sandbox
+directory, or a bundle's members: aido.evidence.tree) and the keys the user trusts.
+
+Each check adds Findings; the verdict follows from them: any FAIL is "tampered" (exit 1),
+else anything that cannot be verified (an unsealed or running run, a signature only by
+an untrusted key, an unknown predicate) is "unverifiable" (exit 4), else "verified" (0).
+``--strict`` turns WARN and unverifiable into failures. The formats checked are in
+SEAL-SPEC (README: "Sealed evidence").
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aido.evidence.tree import DIR, FILE, LINK, safe_name
+
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://aido.dev/attestation/run/v1"
+ENVELOPE = "attestation.intoto.json"
+EVENTS = "events.log"
+SUMMARY = "summary.json"
+FAIL, WARN, INFO = "FAIL", "WARN", "INFO"
+# Findings that make a record unverifiable rather than tampered (exit 4).
+UNVERIFIABLE = frozenset({"unsealed", "running", "seal_failed", "untrusted_key", "unknown_predicate"})
+OK, TAMPERED, CANNOT = 0, 1, 4
+RUN_ENDS = ("run_completed", "run_recovered")
+TRUSTED, UNTRUSTED, BAD = "trusted", "untrusted", "bad"
+
+
+class Key(Protocol):
+    keyid: str
+
+    def verify(self, signature: bytes, data: bytes) -> bool: ...
+
+
+class Tree(Protocol):
+    def kind(self, name: str) -> str | None: ...
+    def read(self, name: str, limit: int = ...) -> bytes: ...
+    def sha256(self, name: str) -> str: ...
+    def walk(self, top: str) -> list[tuple[str, str]]: ...
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str
+    code: str
+    path: str
+    message: str
+    expected: str | None = None
+    actual: str | None = None
+
+    def line(self) -> str:
+        text = f"{self.level} {self.path}: {self.message}"
+        if self.expected is not None or self.actual is not None:
+            text += f" (expected {_short(self.expected)}, found {_short(self.actual)})"
+        return text
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def _short(value: str | None) -> str:
+    if value is None:
+        return "nothing"
+    hexpart = value.removeprefix("sha256:")
+    if len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart):
+        return value[: len(value) - 64 + 8] + "…"
+    return value if len(value) <= 80 else value[:77] + "…"
+
+
+def verdict(findings: list[Finding], *, strict: bool = False) -> int:
+    if any(f.level == FAIL for f in findings):
+        return TAMPERED
+    cannot = any(f.code in UNVERIFIABLE for f in findings)
+    if strict and (cannot or any(f.level == WARN for f in findings)):
+        return TAMPERED
+    return CANNOT if cannot else OK
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def pae(payload_type: str, body: bytes) -> bytes:
+    """DSSE's pre-authentication encoding: what the signature covers."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(body), body)
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """events.log's lines, without their "\\n"; a torn last line (no "\\n") is kept."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def chain_problems(lines: list[bytes]) -> list[tuple[int, str, str | None, str | None]]:
+    """(line number, what, expected, actual) for every break of the seq/prev chain.
+    Legacy lines (no seq, no prev) may only precede the first chained line."""
+    problems: list[tuple[int, str, str | None, str | None]] = []
+    chained = False
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict):
+            problems.append((number, "not a JSON object", None, None))
+            chained = True
+            continue
+        if "seq" not in entry and "prev" not in entry and not chained:
+            continue
+        chained = True
+        if entry.get("seq") != number:
+            problems.append((number, "sequence number", str(number), str(entry.get("seq"))))
+        prev = None if number == 1 else "sha256:" + sha256_hex(lines[number - 2])
+        if entry.get("prev") != prev:
+            problems.append((number, "edited, removed or reordered before it", prev, str(entry.get("prev"))))
+    return problems
+
+
+@dataclass
+class Seal:
+    """One run's envelope, parsed (trusted or not: ``signed`` says)."""
+
+    run_id: str
+    sha256: str
+    trust: str  # TRUSTED, UNTRUSTED (valid or unknown, by a key not trusted here) or BAD
+    statement: dict[str, Any]
+    keyid: str = ""  # the trusted key whose signature verified
+
+    @property
+    def predicate(self) -> dict[str, Any]:
+        value = self.statement.get("predicate")
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def lines(self) -> object:
+        """How many events.log lines the seal covers (as the predicate says)."""
+        events = self.predicate.get("events")
+        return events.get("lines") if isinstance(events, dict) else None
+
+    @property
+    def subjects(self) -> list[dict[str, Any]]:
+        value = self.statement.get("subject")
+        return [s for s in value if isinstance(s, dict)] if isinstance(value, list) else []
+
+
+@dataclass
+class Verifier:
+    """The checks over one tree. ``bundle``: the tree is an exported bundle (no index, no
+    sandbox.json, no other runs, outputs maybe left out); ``outputs_kept``: False for an
+    archive (destroying a sandbox deletes outputs/, so a missing output is expected)."""
+
+    tree: Tree
+    keys: dict[str, Key]
+    bundle: bool = False
+    outputs_kept: bool = True
+    signer: Key | None = None  # a bundle's signer.pub: tells an untrusted valid signature from a bad one
+    findings: list[Finding] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        try:
+            data = self.tree.read(EVENTS)
+        except OSError:
+            data = b""
+            if self.tree.kind(EVENTS) is not None:
+                self.add(FAIL, "not_regular", EVENTS, "not a regular file")
+        self.lines = split_lines(data)
+        self.events: list[dict[str, Any]] = []
+        for line in self.lines:
+            try:
+                value = json.loads(line)
+            except ValueError:
+                value = None
+            self.events.append(value if isinstance(value, dict) else {})
+        # run_sealed lines in order: (line number, run_id, record)
+        self.sealed = [
+            (n, str(e.get("run_id")), str(e.get("record")))
+            for n, e in enumerate(self.events, 1)
+            if e.get("event") == "run_sealed"
+        ]
+        self._seals: dict[str, Seal | None] = {}
+        self.covered = 0  # the most events.log lines a trusted seal covers
+
+    def add(
+        self, level: str, code: str, path: str, message: str, expected: Any = None, actual: Any = None
+    ) -> None:
+        found = Finding(
+            level,
+            code,
+            path,
+            message,
+            None if expected is None else str(expected),
+            None if actual is None else str(actual),
+        )
+        if found not in self.findings:  # e.g. sandbox.json's config, compared with every run's seal
+            self.findings.append(found)
+
+    # -- the envelope ---------------------------------------------------------------------
+
+    def load_seal(self, run_id: str, *, report: bool = True) -> Seal | None:
+        """The run's envelope, parsed and its signature checked (findings only if ``report``)."""
+        if run_id in self._seals and not report:
+            return self._seals[run_id]
+        saved = self.findings
+        if not report:
+            self.findings = []
+        try:
+            seal = self._load_seal(run_id)
+        finally:
+            self.findings = saved
+        self._seals[run_id] = seal
+        return seal
+
+    def envelope_name(self, run_id: str) -> str:
+        return ENVELOPE if self.bundle else f"runs/{run_id}/{ENVELOPE}"
+
+    def _load_seal(self, run_id: str) -> Seal | None:
+        name = self.envelope_name(run_id)
+        try:
+            raw = self.tree.read(name)
+            doc = json.loads(raw)
+            payload_type = doc["payloadType"]
+            body = base64.b64decode(doc["payload"], validate=True)
+            signatures = doc["signatures"]
+            if not isinstance(payload_type, str) or not isinstance(signatures, list):
+                raise TypeError("payloadType or signatures has the wrong type")
+        except OSError as exc:
+            self.add(FAIL, "envelope_unreadable", name, str(exc))
+            return None
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            self.add(FAIL, "envelope_invalid", name, f"not a DSSE envelope: {exc}")
+            return None
+        if payload_type != PAYLOAD_TYPE:
+            self.add(FAIL, "payload_type", name, "not an in-toto payload", PAYLOAD_TYPE, payload_type)
+            return None
+        trust, keyid = self._check_signatures(name, payload_type, body, signatures)
+        try:
+            statement = json.loads(body)
+            if not isinstance(statement, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            self.add(FAIL, "statement_invalid", name, f"the payload is not a JSON statement: {exc}")
+            return None
+        if statement.get("_type") != STATEMENT_TYPE or statement.get("predicateType") != PREDICATE_TYPE:
+            self.add(
+                WARN,
+                "unknown_predicate",
+                name,
+                "a statement or predicate type this aido does not know",
+                f"{STATEMENT_TYPE} {PREDICATE_TYPE}",
+                f"{statement.get('_type')} {statement.get('predicateType')}",
+            )
+            return None
+        seal = Seal(run_id, sha256_hex(raw), trust, statement, keyid)
+        if trust == TRUSTED and isinstance(seal.lines, int):
+            self.covered = max(self.covered, seal.lines)
+        return seal
+
+    def _check_signatures(
+        self, name: str, payload_type: str, body: bytes, signatures: list[Any]
+    ) -> tuple[str, str]:
+        message = pae(payload_type, body)
+        bad, untrusted = [], []
+        for entry in signatures:
+            try:
+                keyid, sig = str(entry["keyid"]), base64.b64decode(entry["sig"], validate=True)
+            except (KeyError, TypeError, ValueError, binascii.Error):
+                bad.append("?")
+                continue
+            key = self.keys.get(keyid)
+            if key is not None:
+                if key.verify(sig, message):
+                    return TRUSTED, keyid
+                bad.append(keyid)
+            elif (
+                self.signer is not None
+                and self.signer.keyid == keyid
+                and not self.signer.verify(sig, message)
+            ):
+                bad.append(keyid)
+            else:
+                untrusted.append(keyid)
+        if bad or not untrusted:
+            self.add(
+                FAIL,
+                "bad_signature",
+                name,
+                "the signature does not verify: the payload or the signature was changed",
+                "a valid signature by a trusted key",
+                f"key {bad[0][:16]}" if bad else "no signature",
+            )
+            return BAD, ""
+        else:
+            self.add(
+                WARN,
+                "untrusted_key",
+                name,
+                f"signed by key {untrusted[0][:16]}, which is not trusted here; trust it with "
+                "`aido key trust signer.pub` (or give --key PEM) if you know whose it is",
+                "a trusted key",
+                untrusted[0],
+            )
+        return UNTRUSTED, ""
+
+    # -- one run ------------------------------------------------------------------------
+
+    def check_run(self, run_id: str, entry: dict[str, Any] | None, config: dict[str, Any] | None) -> None:
+        """Every check of one run (SEAL-SPEC; evidence-design.md §3). ``entry`` is its index
+        entry and ``config`` the sandbox.json config (None in a bundle)."""
+        where = f"runs/{run_id}"
+        name = self.envelope_name(run_id)
+        kind = self.tree.kind(name)
+        if kind is None:
+            self._unsealed(run_id, entry)
+            return
+        if kind != FILE:
+            self.add(FAIL, "not_regular", name, f"a {kind}, not a regular file")
+            return
+        seal = self.load_seal(run_id)
+        if seal is None or seal.trust == UNTRUSTED:
+            # Nothing an untrusted record claims can be checked against: unverifiable, no more.
+            return
+        pred = seal.predicate
+        if pred.get("runId") != run_id:
+            self.add(FAIL, "misplaced", name, "the envelope is another run's", run_id, pred.get("runId"))
+        names = self._check_subjects(seal)
+        self._check_run_dir(where, names)
+        self._check_summary(seal, where, names)
+        if entry is not None:
+            for key, field_name in (("status", "status"), ("exitCode", "exit_code")):
+                if entry.get(field_name) != pred.get(key):
+                    self.add(
+                        FAIL,
+                        "index_mismatch",
+                        f"{where} (run index)",
+                        f"{field_name} differs from the sealed record",
+                        pred.get(key),
+                        entry.get(field_name),
+                    )
+        if config is not None and config != pred.get("sandboxConfig"):
+            self.add(FAIL, "config_mismatch", "sandbox.json", "its config differs from the sealed record's")
+        self._check_events(seal)
+        if not self.bundle:
+            self._check_previous(seal)
+
+    def _unsealed(self, run_id: str, entry: dict[str, Any] | None) -> None:
+        name = self.envelope_name(run_id)
+        if any(rid == run_id for _, rid, _ in self.sealed):
+            self.add(FAIL, "envelope_missing", name, "deleted: events.log records this run's seal")
+        elif entry is not None and entry.get("status") == "running":
+            self.add(WARN, "running", f"runs/{run_id}", "still running: it is sealed when it ends")
+        elif any(e.get("event") == "seal_failed" and e.get("run_id") == run_id for e in self.events):
+            self.add(WARN, "seal_failed", f"runs/{run_id}", "aido could not seal this run (events.log)")
+        else:
+            self.add(
+                WARN, "unsealed", f"runs/{run_id}", "not sealed (made by an older aido, or AIDO_SEAL=off)"
+            )
+
+    def _check_subjects(self, seal: Seal) -> set[str]:
+        names: set[str] = set()
+        for subject in seal.subjects:
+            name = subject.get("name")
+            digest = subject.get("digest")
+            want = digest.get("sha256") if isinstance(digest, dict) else None
+            if not safe_name(name) or not isinstance(want, str):
+                self.add(
+                    FAIL, "unsafe_subject", self.envelope_name(seal.run_id), f"subject {name!r} is unsafe"
+                )
+                continue
+            assert isinstance(name, str)
+            if name in names:
+                self.add(FAIL, "duplicate_subject", name, "listed twice in the sealed record")
+                continue
+            names.add(name)
+            if name == EVENTS:
+                self._check_events_digest(seal, subject, want)
+            elif name.startswith("outputs/"):
+                self._check_output(seal, name, want)
+            else:
+                self._check_file(name, want)
+        return names
+
+    def _check_file(self, name: str, want: str) -> str | None:
+        """The file's sha256 if it matches; findings otherwise."""
+        kind = self.tree.kind(name)
+        if kind is None:
+            self.add(FAIL, "missing", name, "deleted", f"sha256:{want}", None)
+            return None
+        if kind != FILE:
+            self.add(FAIL, "not_regular", name, f"a {kind} where a regular file was sealed")
+            return None
+        try:
+            found = self.tree.sha256(name)
+        except OSError as exc:
+            self.add(FAIL, "unreadable", name, str(exc))
+            return None
+        if found != want:
+            self.add(FAIL, "digest_mismatch", name, "sha256 mismatch", f"sha256:{want}", f"sha256:{found}")
+            return None
+        return found
+
+    def _check_output(self, seal: Seal, name: str, want: str) -> None:
+        kind = self.tree.kind(name)
+        if kind is None and (self.bundle or not self.outputs_kept):
+            where = "the bundle" if self.bundle else "the archive (outputs/ is not kept)"
+            self.add(INFO, "output_absent", name, f"not in {where}: not checked")
+            return
+        found = self.tree.sha256(name) if kind == FILE else None
+        if found == want:
+            return
+        explained = not self.bundle and self._explained(seal.run_id, name)
+        if explained:
+            self.add(INFO, "output_changed_later", name, f"changed after {seal.run_id} by {explained}")
+            return
+        actual = f"sha256:{found}" if found else (kind or "nothing")
+        self.add(FAIL, "output_drift", name, "changed outside any sealed run", f"sha256:{want}", actual)
+
+    def _explained(self, run_id: str, name: str) -> str:
+        """Which later event explains a change to an output: a later sealed run that changed
+        (or removed) it, or `sandbox clean`. '' if none does."""
+        order = [rid for _, rid, _ in self.sealed]
+        if run_id not in order:
+            return ""
+        start = next(n for n, rid, _ in self.sealed if rid == run_id)
+        for number, event in enumerate(self.events[start:], start + 1):
+            if event.get("event") == "sandbox_cleaned" and "outputs" in (event.get("cleared") or []):
+                return f"`aido sandbox clean` (events.log line {number})"
+        for later in order[order.index(run_id) + 1 :]:
+            seal = self.load_seal(later, report=False)
+            if seal is None or seal.trust != TRUSTED:
+                continue
+            for subject in seal.subjects:
+                if subject.get("name") == name and (subject.get("annotations") or {}).get("aido.changed"):
+                    return later
+            if any(c.get("path") == name for c in self._sealed_changes(seal)):
+                return later
+        return ""
+
+    def _sealed_changes(self, seal: Seal) -> list[dict[str, Any]]:
+        """A sealed run's changes[] from its summary.json, if that matches its seal."""
+        summary = f"runs/{seal.run_id}/{SUMMARY}"
+        want = next(
+            (s.get("digest", {}).get("sha256") for s in seal.subjects if s.get("name") == summary), None
+        )
+        try:
+            data = self.tree.read(summary)
+            changes = json.loads(data).get("changes") if sha256_hex(data) == want else None
+        except (OSError, ValueError, AttributeError):
+            return []
+        return [c for c in changes if isinstance(c, dict)] if isinstance(changes, list) else []
+
+    def _check_run_dir(self, where: str, names: set[str]) -> None:
+        keep = set(names)
+        if not self.bundle:
+            keep.add(f"{where}/{ENVELOPE}")
+        if self.tree.kind(where) == LINK:
+            self.add(FAIL, "not_regular", where, "a symlink where the run directory was")
+            return
+        for name, kind in self.tree.walk(where):
+            if kind == DIR and any(n.startswith(name + "/") for n in keep):
+                continue
+            if kind == FILE and name in keep:
+                continue
+            if kind == LINK:
+                self.add(FAIL, "symlink", name, "a symlink in the run's evidence")
+            elif kind != FILE or name not in names:
+                self.add(FAIL, "extra_file", name, f"a {kind} the sealed record does not list")
+
+    def _check_summary(self, seal: Seal, where: str, names: set[str]) -> None:
+        name = f"{where}/{SUMMARY}"
+        if name not in names or self.tree.kind(name) != FILE:
+            return
+        try:
+            summary = json.loads(self.tree.read(name))
+        except (OSError, ValueError):
+            return  # its digest check has said what is wrong
+        if not isinstance(summary, dict):
+            return
+        pred = seal.predicate
+        for key, field_name in (
+            ("sandboxId", "sandbox_id"),
+            ("runId", "run_id"),
+            ("status", "status"),
+            ("exitCode", "exit_code"),
+            ("taskSha256", "task_sha256"),
+        ):
+            if summary.get(field_name) != pred.get(key):
+                self.add(
+                    FAIL,
+                    "summary_mismatch",
+                    name,
+                    f"{field_name} differs from the sealed record",
+                    pred.get(key),
+                    summary.get(field_name),
+                )
+
+    # -- events.log ---------------------------------------------------------------------
+
+    def _check_events_digest(self, seal: Seal, subject: dict[str, Any], want: str) -> None:
+        lines = (subject.get("annotations") or {}).get("lines")
+        pred_events = seal.predicate.get("events") or {}
+        if not isinstance(lines, int) or lines < 1 or pred_events.get("lines") != lines:
+            self.add(
+                FAIL,
+                "events_subject",
+                self.envelope_name(seal.run_id),
+                "events.log subject has no line count",
+            )
+            return
+        if len(self.lines) < lines:
+            self.add(
+                FAIL,
+                "events_truncated",
+                EVENTS,
+                f"truncated: {seal.run_id} sealed {lines} lines",
+                lines,
+                len(self.lines),
+            )
+            return
+        prefix = b"".join(line + b"\n" for line in self.lines[:lines])
+        found = sha256_hex(prefix)
+        if found != want:
+            self.add(
+                FAIL,
+                "events_mismatch",
+                EVENTS,
+                f"lines 1..{lines} differ from what {seal.run_id} sealed",
+                f"sha256:{want}",
+                f"sha256:{found}",
+            )
+        last = "sha256:" + sha256_hex(self.lines[lines - 1])
+        if pred_events.get("lastLine") != last:
+            self.add(
+                FAIL,
+                "events_mismatch",
+                f"{EVENTS} line {lines}",
+                "differs from the sealed last line",
+                pred_events.get("lastLine"),
+                last,
+            )
+
+    def _check_events(self, seal: Seal) -> None:
+        """This run started and ended inside its sealed prefix, and (in a sandbox) the seal
+        is recorded by a run_sealed line naming this envelope's hash."""
+        run_id = seal.run_id
+        upto = (seal.predicate.get("events") or {}).get("lines")
+        upto = upto if isinstance(upto, int) else len(self.lines)
+        started = next(
+            (
+                n
+                for n, e in enumerate(self.events[:upto], 1)
+                if e.get("event") == "run_started" and e.get("run_id") == run_id
+            ),
+            None,
+        )
+        ended = next(
+            (
+                n
+                for n, e in enumerate(self.events[:upto], 1)
+                if e.get("event") in RUN_ENDS and e.get("run_id") == run_id
+            ),
+            None,
+        )
+        if ended is None or (started is not None and started > ended):
+            self.add(
+                FAIL, "events_order", EVENTS, f"no end of {run_id} after its start within lines 1..{upto}"
+            )
+        if self.bundle:
+            return
+        records = [(n, rec) for n, rid, rec in self.sealed if rid == run_id]
+        if not records:
+            self.add(FAIL, "seal_not_recorded", EVENTS, f"no run_sealed line for {run_id}")
+        elif len(records) > 1:
+            self.add(FAIL, "sealed_twice", EVENTS, f"{len(records)} run_sealed lines for {run_id}")
+        elif records[0][1] != "sha256:" + seal.sha256 or records[0][0] <= upto:
+            self.add(
+                FAIL,
+                "seal_mismatch",
+                f"{EVENTS} line {records[0][0]}",
+                f"the run_sealed line does not name {run_id}'s envelope",
+                "sha256:" + seal.sha256,
+                records[0][1],
+            )
+
+    def _check_previous(self, seal: Seal) -> None:
+        """previousRecord: the seal before this one in sealing order, still there unchanged."""
+        previous = seal.predicate.get("previousRecord")
+        order = [(rid, rec) for _, rid, rec in self.sealed]
+        mine = next((i for i, (rid, _) in enumerate(order) if rid == seal.run_id), None)
+        expected = order[mine - 1] if mine else None
+        got = (previous.get("runId"), previous.get("sha256")) if isinstance(previous, dict) else None
+        if mine is not None and got != expected:
+            self.add(
+                FAIL,
+                "previous_record",
+                self.envelope_name(seal.run_id),
+                "previousRecord is not the seal before it in events.log",
+                expected and f"{expected[0]} {expected[1]}",
+                got and f"{got[0]} {got[1]}",
+            )
+        if got is None or not isinstance(got[0], str) or not safe_name(got[0]):
+            return
+        name = f"runs/{got[0]}/{ENVELOPE}"
+        try:
+            found = "sha256:" + self.tree.sha256(name) if self.tree.kind(name) == FILE else None
+        except OSError:
+            found = None
+        if found != got[1]:
+            self.add(
+                FAIL, "previous_record", name, f"the record {seal.run_id} names as previous", got[1], found
+            )
+
+    def check_chain(self) -> None:
+        """The whole chain: a break inside the sealed part is tampering; lines after the last
+        seal are nobody's record yet (WARN)."""
+        last_seal = max(self.sealed[-1][0] if self.sealed else 0, self.covered)
+        for number, what, expected, actual in chain_problems(self.lines):
+            level = FAIL if number <= last_seal else WARN
+            self.add(level, "chain", f"{EVENTS} line {number}", what, expected, actual)
+        tail = len(self.lines) - last_seal
+        if last_seal and tail > 0:
+            self.add(
+                WARN,
+                "unsealed_tail",
+                EVENTS,
+                f"{tail} unsealed line(s) after the last seal (line {last_seal})",
+            )
