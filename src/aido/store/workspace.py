@@ -45,6 +45,7 @@ SUMMARY = "summary.json"
 STDOUT = "stdout.log"
 STDERR = "stderr.log"
 CHANGES = "changes.diff"
+ATTESTATION = "attestation.intoto.json"  # the run's seal (evidence/seal.py)
 TASK_DIR = "task"
 
 
