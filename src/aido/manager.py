@@ -17,6 +17,7 @@ from aido.lifecycle import create as _create
 from aido.lifecycle import destroy as _destroy
 from aido.lifecycle import logs, sandboxes
 from aido.lifecycle import sweep as _sweep
+from aido.lifecycle import verify as _verify
 from aido.run import pipeline
 from aido.run.context import Context
 from aido.run.plan import RunPlan, plan_run
@@ -52,6 +53,10 @@ class SandboxManager(Context):
     run_ref = logs.run_ref
     run_dir = logs.run_dir
     stream_logs = logs.stream_logs
+
+    # -- sealed evidence: aido verify / export ----------------------------------------
+    verify = _verify.verify
+    export = _verify.export
 
     def load(self, sandbox_id: str) -> SandboxRecord:
         return self.store.load(sandbox_id)

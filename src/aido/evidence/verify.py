@@ -17,11 +17,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aido.evidence.events import chain_problems
+from aido.evidence.seal import PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, pae
 from aido.evidence.tree import DIR, FILE, LINK, safe_name
 
-PAYLOAD_TYPE = "application/vnd.in-toto+json"
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "https://aido.dev/attestation/run/v1"
 ENVELOPE = "attestation.intoto.json"
 EVENTS = "events.log"
 SUMMARY = "summary.json"
@@ -34,7 +33,8 @@ TRUSTED, UNTRUSTED, BAD = "trusted", "untrusted", "bad"
 
 
 class Key(Protocol):
-    keyid: str
+    @property
+    def keyid(self) -> str: ...
 
     def verify(self, signature: bytes, data: bytes) -> bool: ...
 
@@ -87,43 +87,12 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def pae(payload_type: str, body: bytes) -> bytes:
-    """DSSE's pre-authentication encoding: what the signature covers."""
-    kind = payload_type.encode()
-    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(body), body)
-
-
 def split_lines(data: bytes) -> list[bytes]:
     """events.log's lines, without their "\\n"; a torn last line (no "\\n") is kept."""
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     return lines
-
-
-def chain_problems(lines: list[bytes]) -> list[tuple[int, str, str | None, str | None]]:
-    """(line number, what, expected, actual) for every break of the seq/prev chain.
-    Legacy lines (no seq, no prev) may only precede the first chained line."""
-    problems: list[tuple[int, str, str | None, str | None]] = []
-    chained = False
-    for number, line in enumerate(lines, 1):
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            entry = None
-        if not isinstance(entry, dict):
-            problems.append((number, "not a JSON object", None, None))
-            chained = True
-            continue
-        if "seq" not in entry and "prev" not in entry and not chained:
-            continue
-        chained = True
-        if entry.get("seq") != number:
-            problems.append((number, "sequence number", str(number), str(entry.get("seq"))))
-        prev = None if number == 1 else "sha256:" + sha256_hex(lines[number - 2])
-        if entry.get("prev") != prev:
-            problems.append((number, "edited, removed or reordered before it", prev, str(entry.get("prev"))))
-    return problems
 
 
 @dataclass
@@ -161,6 +130,7 @@ class Verifier:
 
     tree: Tree
     keys: dict[str, Key]
+    sandbox_id: str | None = None  # where the tree is (None: a bundle, which says itself)
     bundle: bool = False
     outputs_kept: bool = True
     signer: Key | None = None  # a bundle's signer.pub: tells an untrusted valid signature from a bad one
@@ -173,6 +143,7 @@ class Verifier:
             data = b""
             if self.tree.kind(EVENTS) is not None:
                 self.add(FAIL, "not_regular", EVENTS, "not a regular file")
+        self.data = data
         self.lines = split_lines(data)
         self.events: list[dict[str, Any]] = []
         for line in self.lines:
@@ -219,6 +190,10 @@ class Verifier:
             self.findings = saved
         self._seals[run_id] = seal
         return seal
+
+    def seals(self) -> list[Seal]:
+        """The envelopes loaded so far."""
+        return [s for s in self._seals.values() if s is not None]
 
     def envelope_name(self, run_id: str) -> str:
         return ENVELOPE if self.bundle else f"runs/{run_id}/{ENVELOPE}"
@@ -332,8 +307,17 @@ class Verifier:
         pred = seal.predicate
         if pred.get("runId") != run_id:
             self.add(FAIL, "misplaced", name, "the envelope is another run's", run_id, pred.get("runId"))
+        if self.sandbox_id is not None and pred.get("sandboxId") != self.sandbox_id:
+            self.add(
+                FAIL,
+                "misplaced",
+                name,
+                "the envelope is another sandbox's",
+                self.sandbox_id,
+                pred.get("sandboxId"),
+            )
         names = self._check_subjects(seal)
-        self._check_run_dir(where, names)
+        self._check_run_dir(seal, where, names)
         self._check_summary(seal, where, names)
         if entry is not None:
             for key, field_name in (("status", "status"), ("exitCode", "exit_code")):
@@ -458,7 +442,11 @@ class Verifier:
             return []
         return [c for c in changes if isinstance(c, dict)] if isinstance(changes, list) else []
 
-    def _check_run_dir(self, where: str, names: set[str]) -> None:
+    def _check_run_dir(self, seal: Seal, where: str, names: set[str]) -> None:
+        unhashed = seal.predicate.get("unhashed")
+        skipped = (
+            {u.get("name") for u in unhashed if isinstance(u, dict)} if isinstance(unhashed, list) else set()
+        )
         keep = set(names)
         if not self.bundle:
             keep.add(f"{where}/{ENVELOPE}")
@@ -470,7 +458,9 @@ class Verifier:
                 continue
             if kind == FILE and name in keep:
                 continue
-            if kind == LINK:
+            if name in skipped:
+                self.add(WARN, "unhashed", name, "in the run directory but not hashed by the seal")
+            elif kind == LINK:
                 self.add(FAIL, "symlink", name, "a symlink in the run's evidence")
             elif kind != FILE or name not in names:
                 self.add(FAIL, "extra_file", name, f"a {kind} the sealed record does not list")
@@ -597,7 +587,11 @@ class Verifier:
         order = [(rid, rec) for _, rid, rec in self.sealed]
         mine = next((i for i, (rid, _) in enumerate(order) if rid == seal.run_id), None)
         expected = order[mine - 1] if mine else None
-        got = (previous.get("runId"), previous.get("sha256")) if isinstance(previous, dict) else None
+        got = (
+            (previous.get("runId"), "sha256:" + str(previous.get("sha256")))
+            if isinstance(previous, dict)
+            else None
+        )
         if mine is not None and got != expected:
             self.add(
                 FAIL,
@@ -623,9 +617,16 @@ class Verifier:
         """The whole chain: a break inside the sealed part is tampering; lines after the last
         seal are nobody's record yet (WARN)."""
         last_seal = max(self.sealed[-1][0] if self.sealed else 0, self.covered)
-        for number, what, expected, actual in chain_problems(self.lines):
-            level = FAIL if number <= last_seal else WARN
-            self.add(level, "chain", f"{EVENTS} line {number}", what, expected, actual)
+        for problem in chain_problems(self.data):
+            level = FAIL if problem.line <= last_seal else WARN
+            self.add(
+                level,
+                "chain",
+                f"{EVENTS} line {problem.line}",
+                problem.what,
+                problem.expected,
+                problem.actual,
+            )
         tail = len(self.lines) - last_seal
         if last_seal and tail > 0:
             self.add(
