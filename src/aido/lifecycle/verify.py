@@ -161,6 +161,7 @@ def export(
             refused,
             f"{len(drifted)} output(s) of {rid} are no longer what it sealed: not exported",
             hint="export without them (`--no-outputs`); the bundle still proves the run's evidence",
+            drift=True,
         )
     seal = verifier.load_seal(rid, report=False)
     assert seal is not None and seal.keyid
@@ -175,8 +176,11 @@ def export(
 class ExportRefused(Exception):
     """The run does not verify (or its outputs drifted): no bundle is written."""
 
-    def __init__(self, verified: Verified, message: str, hint: str | None = None) -> None:
+    def __init__(
+        self, verified: Verified, message: str, hint: str | None = None, *, drift: bool = False
+    ) -> None:
         super().__init__(message)
         self.verified = verified
+        self.drift = drift  # it verifies, but its outputs changed since
         self.message = message
         self.hint = hint

@@ -79,10 +79,8 @@ def export(
         done = manager.export(sid, run, output, keys=keys, outputs=not no_outputs)
     except ExportRefused as refused:
         result = refused.verified
-        if out.json_mode:
-            show(out, "export", result)
-        else:
-            show(out, "export", result)
+        show(out, "export", result, verdict=not refused.drift, error=(refused.message, refused.hint))
+        if not out.json_mode:
             out.error(refused.message, refused.hint)
         sys.exit(result.exit_code)
     if out.json_mode:

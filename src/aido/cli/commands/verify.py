@@ -123,8 +123,16 @@ def summary_line(result: Verified) -> str:
     )
 
 
-def show(out: Renderer, command: str, result: Verified, extra: dict[str, Any] | None = None) -> None:
-    """The findings, one line each, then the verdict (or one JSON envelope)."""
+def show(
+    out: Renderer,
+    command: str,
+    result: Verified,
+    *,
+    verdict: bool = True,
+    error: tuple[str, str | None] | None = None,
+) -> None:
+    """The findings, one line each, then the verdict (or one JSON envelope; ``error``:
+    its error's message and hint instead of the verdict's)."""
     from aido.cli.show import clean
 
     if out.json_mode:
@@ -136,18 +144,20 @@ def show(out: Renderer, command: str, result: Verified, extra: dict[str, Any] | 
             "bundle": result.bundle,
             "signers": result.signers,
             "findings": [f.as_json() for f in result.findings],
-            **(extra or {}),
         }
-        error = None
-        if result.exit_code:
+        problem = None
+        if error is not None:
+            problem = {"code": "not_exported", "message": error[0], "hint": error[1]}
+        elif result.exit_code:
             hint = (
                 "trust the signer (`aido key trust signer.pub`) or give --key PEM, if you know whose it is"
                 if any(f.code == "untrusted_key" for f in result.findings)
                 else None
             )
-            error = {"code": result.verdict, "message": summary_line(result), "hint": hint}
-        out.envelope(command, "success" if not result.exit_code else "error", data, error)
+            problem = {"code": result.verdict, "message": summary_line(result), "hint": hint}
+        out.envelope(command, "success" if not result.exit_code else "error", data, problem)
         return
     for finding in result.findings:
         click.echo(clean(finding.line()))
-    out.say_result(clean(summary_line(result)), ok=result.exit_code == 0)
+    if verdict:
+        out.say_result(clean(summary_line(result)), ok=result.exit_code == 0)
