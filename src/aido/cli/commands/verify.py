@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from aido.cli.render import Renderer
     from aido.lifecycle.verify import Verified
 
+_COUNTED = (("FAIL", "failure"), ("WARN", "warning"))
 _VERDICT_LINE = {
     "verified": "verified",
     "tampered": "TAMPERED or invalid",
@@ -113,8 +114,8 @@ def summary_line(result: Verified) -> str:
         if len(result.runs) == 1
         else f"sandbox {result.sandbox_id} ({len(result.runs)} runs)"
     )
-    counts = {level: sum(f.level == level for f in result.findings) for level in ("FAIL", "WARN")}
-    detail = ", ".join(f"{n} {level.lower()}{'s' if n > 1 else ''}" for level, n in counts.items() if n)
+    counts = {word: sum(f.level == level for f in result.findings) for level, word in _COUNTED}
+    detail = ", ".join(f"{n} {word}{'s' if n > 1 else ''}" for word, n in counts.items() if n)
     signers = f"; signed by key {', '.join(k[:16] for k in result.signers)}" if result.signers else ""
     return (
         f"{_VERDICT_LINE.get(result.verdict, result.verdict)}: {what}"
