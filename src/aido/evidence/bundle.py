@@ -31,8 +31,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from aido.evidence.attestation import ENVELOPE, EVENTS, FAIL, UNTRUSTED, Finding, Key, Seal
 from aido.evidence.tree import FILE, LINK, MAX_READ, OTHER, DirTree, Member, MemTree, safe_name
-from aido.evidence.verify import ENVELOPE, EVENTS, FAIL, UNTRUSTED, Finding, Key, Seal, Verifier
+from aido.evidence.verify import Verifier
 
 SIGNER = "signer.pub"
 BUNDLE_SUFFIXES = (".tar.gz", ".tgz", ".tar")

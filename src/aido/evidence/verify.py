@@ -1,129 +1,45 @@
-"""``aido verify``: the checks, as pure functions over a tree of evidence (a sandbox
-directory, or a bundle's members: aido.evidence.tree) and the keys the user trusts.
-
-Each check adds Findings; the verdict follows from them: any FAIL is "tampered" (exit 1),
-else anything that cannot be verified (an unsealed or running run, a signature only by
-an untrusted key, an unknown predicate) is "unverifiable" (exit 4), else "verified" (0).
-``--strict`` turns WARN and unverifiable into failures. The formats checked are in
-SEAL-SPEC (README: "Sealed evidence").
+"""``aido verify``: the checks of sealed runs, pure over a tree of evidence (a sandbox
+directory, or a bundle's members: aido.evidence.tree), its events.log and the keys the
+user trusts. What each finding means for the verdict: aido.evidence.attestation.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from aido.evidence.attestation import (
+    BAD,
+    CANNOT,
+    ENVELOPE,
+    EVENTS,
+    FAIL,
+    INFO,
+    OK,
+    SUMMARY,
+    TAMPERED,
+    TRUSTED,
+    UNTRUSTED,
+    WARN,
+    Finding,
+    Key,
+    Report,
+    Seal,
+    Tree,
+    open_seal,
+    sha256_hex,
+    verdict,
+)
+from aido.evidence.eventlog import EventLog
 from aido.evidence.events import chain_problems
-from aido.evidence.seal import PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, pae
 from aido.evidence.tree import DIR, FILE, LINK, safe_name
 
-ENVELOPE = "attestation.intoto.json"
-EVENTS = "events.log"
-SUMMARY = "summary.json"
-FAIL, WARN, INFO = "FAIL", "WARN", "INFO"
-# Findings that make a record unverifiable rather than tampered (exit 4).
-UNVERIFIABLE = frozenset({"unsealed", "running", "seal_failed", "untrusted_key", "unknown_predicate"})
-OK, TAMPERED, CANNOT = 0, 1, 4
-RUN_ENDS = ("run_completed", "run_recovered")
-TRUSTED, UNTRUSTED, BAD = "trusted", "untrusted", "bad"
-
-
-class Key(Protocol):
-    @property
-    def keyid(self) -> str: ...
-
-    def verify(self, signature: bytes, data: bytes) -> bool: ...
-
-
-class Tree(Protocol):
-    def kind(self, name: str) -> str | None: ...
-    def read(self, name: str, limit: int = ...) -> bytes: ...
-    def sha256(self, name: str) -> str: ...
-    def walk(self, top: str) -> list[tuple[str, str]]: ...
-
-
-@dataclass(frozen=True)
-class Finding:
-    level: str
-    code: str
-    path: str
-    message: str
-    expected: str | None = None
-    actual: str | None = None
-
-    def line(self) -> str:
-        text = f"{self.level} {self.path}: {self.message}"
-        if self.expected is not None or self.actual is not None:
-            text += f" (expected {_short(self.expected)}, found {_short(self.actual)})"
-        return text
-
-    def as_json(self) -> dict[str, Any]:
-        return dict(vars(self))
-
-
-def _short(value: str | None) -> str:
-    if value is None:
-        return "nothing"
-    hexpart = value.removeprefix("sha256:")
-    if len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart):
-        return value[: len(value) - 64 + 8] + "…"
-    return value if len(value) <= 80 else value[:77] + "…"
-
-
-def verdict(findings: list[Finding], *, strict: bool = False) -> int:
-    if any(f.level == FAIL for f in findings):
-        return TAMPERED
-    cannot = any(f.code in UNVERIFIABLE for f in findings)
-    if strict and (cannot or any(f.level == WARN for f in findings)):
-        return TAMPERED
-    return CANNOT if cannot else OK
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def split_lines(data: bytes) -> list[bytes]:
-    """events.log's lines, without their "\\n"; a torn last line (no "\\n") is kept."""
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    return lines
+__all__ = ["BAD", "CANNOT", "FAIL", "INFO", "OK", "TAMPERED", "WARN", "Finding", "Verifier", "verdict"]
 
 
 @dataclass
-class Seal:
-    """One run's envelope, parsed (trusted or not: ``signed`` says)."""
-
-    run_id: str
-    sha256: str
-    trust: str  # TRUSTED, UNTRUSTED (valid or unknown, by a key not trusted here) or BAD
-    statement: dict[str, Any]
-    keyid: str = ""  # the trusted key whose signature verified
-
-    @property
-    def predicate(self) -> dict[str, Any]:
-        value = self.statement.get("predicate")
-        return value if isinstance(value, dict) else {}
-
-    @property
-    def lines(self) -> object:
-        """How many events.log lines the seal covers (as the predicate says)."""
-        events = self.predicate.get("events")
-        return events.get("lines") if isinstance(events, dict) else None
-
-    @property
-    def subjects(self) -> list[dict[str, Any]]:
-        value = self.statement.get("subject")
-        return [s for s in value if isinstance(s, dict)] if isinstance(value, list) else []
-
-
-@dataclass
-class Verifier:
+class Verifier(Report):
     """The checks over one tree. ``bundle``: the tree is an exported bundle (no index, no
     sandbox.json, no other runs, outputs maybe left out); ``outputs_kept``: False for an
     archive (destroying a sandbox deletes outputs/, so a missing output is expected)."""
@@ -143,37 +59,10 @@ class Verifier:
             data = b""
             if self.tree.kind(EVENTS) is not None:
                 self.add(FAIL, "not_regular", EVENTS, "not a regular file")
-        self.data = data
-        self.lines = split_lines(data)
-        self.events: list[dict[str, Any]] = []
-        for line in self.lines:
-            try:
-                value = json.loads(line)
-            except ValueError:
-                value = None
-            self.events.append(value if isinstance(value, dict) else {})
-        # run_sealed lines in order: (line number, run_id, record)
-        self.sealed = [
-            (n, str(e.get("run_id")), str(e.get("record")))
-            for n, e in enumerate(self.events, 1)
-            if e.get("event") == "run_sealed"
-        ]
+        self.log = EventLog(data)
+        self.sealed = self.log.sealed
         self._seals: dict[str, Seal | None] = {}
         self.covered = 0  # the most events.log lines a trusted seal covers
-
-    def add(
-        self, level: str, code: str, path: str, message: str, expected: Any = None, actual: Any = None
-    ) -> None:
-        found = Finding(
-            level,
-            code,
-            path,
-            message,
-            None if expected is None else str(expected),
-            None if actual is None else str(actual),
-        )
-        if found not in self.findings:  # e.g. sandbox.json's config, compared with every run's seal
-            self.findings.append(found)
 
     # -- the envelope ---------------------------------------------------------------------
 
@@ -202,89 +91,13 @@ class Verifier:
         name = self.envelope_name(run_id)
         try:
             raw = self.tree.read(name)
-            doc = json.loads(raw)
-            payload_type = doc["payloadType"]
-            body = base64.b64decode(doc["payload"], validate=True)
-            signatures = doc["signatures"]
-            if not isinstance(payload_type, str) or not isinstance(signatures, list):
-                raise TypeError("payloadType or signatures has the wrong type")
         except OSError as exc:
             self.add(FAIL, "envelope_unreadable", name, str(exc))
             return None
-        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-            self.add(FAIL, "envelope_invalid", name, f"not a DSSE envelope: {exc}")
-            return None
-        if payload_type != PAYLOAD_TYPE:
-            self.add(FAIL, "payload_type", name, "not an in-toto payload", PAYLOAD_TYPE, payload_type)
-            return None
-        trust, keyid = self._check_signatures(name, payload_type, body, signatures)
-        try:
-            statement = json.loads(body)
-            if not isinstance(statement, dict):
-                raise ValueError("not an object")
-        except ValueError as exc:
-            self.add(FAIL, "statement_invalid", name, f"the payload is not a JSON statement: {exc}")
-            return None
-        if statement.get("_type") != STATEMENT_TYPE or statement.get("predicateType") != PREDICATE_TYPE:
-            self.add(
-                WARN,
-                "unknown_predicate",
-                name,
-                "a statement or predicate type this aido does not know",
-                f"{STATEMENT_TYPE} {PREDICATE_TYPE}",
-                f"{statement.get('_type')} {statement.get('predicateType')}",
-            )
-            return None
-        seal = Seal(run_id, sha256_hex(raw), trust, statement, keyid)
-        if trust == TRUSTED and isinstance(seal.lines, int):
+        seal = open_seal(self, name, raw, run_id, self.keys, self.signer)
+        if seal is not None and seal.trust == TRUSTED and isinstance(seal.lines, int):
             self.covered = max(self.covered, seal.lines)
         return seal
-
-    def _check_signatures(
-        self, name: str, payload_type: str, body: bytes, signatures: list[Any]
-    ) -> tuple[str, str]:
-        message = pae(payload_type, body)
-        bad, untrusted = [], []
-        for entry in signatures:
-            try:
-                keyid, sig = str(entry["keyid"]), base64.b64decode(entry["sig"], validate=True)
-            except (KeyError, TypeError, ValueError, binascii.Error):
-                bad.append("?")
-                continue
-            key = self.keys.get(keyid)
-            if key is not None:
-                if key.verify(sig, message):
-                    return TRUSTED, keyid
-                bad.append(keyid)
-            elif (
-                self.signer is not None
-                and self.signer.keyid == keyid
-                and not self.signer.verify(sig, message)
-            ):
-                bad.append(keyid)
-            else:
-                untrusted.append(keyid)
-        if bad or not untrusted:
-            self.add(
-                FAIL,
-                "bad_signature",
-                name,
-                "the signature does not verify: the payload or the signature was changed",
-                "a valid signature by a trusted key",
-                f"key {bad[0][:16]}" if bad else "no signature",
-            )
-            return BAD, ""
-        else:
-            self.add(
-                WARN,
-                "untrusted_key",
-                name,
-                f"signed by key {untrusted[0][:16]}, which is not trusted here; trust it with "
-                "`aido key trust signer.pub` (or give --key PEM) if you know whose it is",
-                "a trusted key",
-                untrusted[0],
-            )
-        return UNTRUSTED, ""
 
     # -- one run ------------------------------------------------------------------------
 
@@ -342,7 +155,7 @@ class Verifier:
             self.add(FAIL, "envelope_missing", name, "deleted: events.log records this run's seal")
         elif entry is not None and entry.get("status") == "running":
             self.add(WARN, "running", f"runs/{run_id}", "still running: it is sealed when it ends")
-        elif any(e.get("event") == "seal_failed" and e.get("run_id") == run_id for e in self.events):
+        elif run_id in self.log.seal_failed:
             self.add(WARN, "seal_failed", f"runs/{run_id}", "aido could not seal this run (events.log)")
         else:
             self.add(
@@ -411,12 +224,12 @@ class Verifier:
     def _explained(self, run_id: str, name: str) -> str:
         """Which later event explains a change to an output: a later sealed run that changed
         (or removed) it, or `sandbox clean`. '' if none does."""
-        order = [rid for _, rid, _ in self.sealed]
+        order = self.log.order
         if run_id not in order:
             return ""
-        start = next(n for n, rid, _ in self.sealed if rid == run_id)
-        for number, event in enumerate(self.events[start:], start + 1):
-            if event.get("event") == "sandbox_cleaned" and "outputs" in (event.get("cleared") or []):
+        start = self.log.seals_of(run_id)[0][0]
+        for number in self.log.cleaned:
+            if number > start:
                 return f"`aido sandbox clean` (events.log line {number})"
         for later in order[order.index(run_id) + 1 :]:
             seal = self.load_seal(later, report=False)
@@ -506,18 +319,17 @@ class Verifier:
                 "events.log subject has no line count",
             )
             return
-        if len(self.lines) < lines:
+        if len(self.log.lines) < lines:
             self.add(
                 FAIL,
                 "events_truncated",
                 EVENTS,
                 f"truncated: {seal.run_id} sealed {lines} lines",
                 lines,
-                len(self.lines),
+                len(self.log.lines),
             )
             return
-        prefix = b"".join(line + b"\n" for line in self.lines[:lines])
-        found = sha256_hex(prefix)
+        found = self.log.prefix_sha256(lines)
         if found != want:
             self.add(
                 FAIL,
@@ -527,7 +339,7 @@ class Verifier:
                 f"sha256:{want}",
                 f"sha256:{found}",
             )
-        last = "sha256:" + sha256_hex(self.lines[lines - 1])
+        last = "sha256:" + sha256_hex(self.log.lines[lines - 1])
         if pred_events.get("lastLine") != last:
             self.add(
                 FAIL,
@@ -542,31 +354,20 @@ class Verifier:
         """This run started and ended inside its sealed prefix, and (in a sandbox) the seal
         is recorded by a run_sealed line naming this envelope's hash."""
         run_id = seal.run_id
-        upto = (seal.predicate.get("events") or {}).get("lines")
-        upto = upto if isinstance(upto, int) else len(self.lines)
-        started = next(
-            (
-                n
-                for n, e in enumerate(self.events[:upto], 1)
-                if e.get("event") == "run_started" and e.get("run_id") == run_id
-            ),
-            None,
-        )
-        ended = next(
-            (
-                n
-                for n, e in enumerate(self.events[:upto], 1)
-                if e.get("event") in RUN_ENDS and e.get("run_id") == run_id
-            ),
-            None,
-        )
-        if ended is None or (started is not None and started > ended):
+        upto = seal.lines if isinstance(seal.lines, int) else len(self.log.lines)
+        started, ended = self.log.starts.get(run_id), self.log.ends.get(run_id)
+        if started is None or ended is None or not started < ended <= upto:
             self.add(
-                FAIL, "events_order", EVENTS, f"no end of {run_id} after its start within lines 1..{upto}"
+                FAIL,
+                "events_order",
+                EVENTS,
+                f"events.log lines 1..{upto} do not record {run_id} starting, then ending",
+                "run_started, then run_completed or run_recovered",
+                f"run_started at line {started}, end at line {ended}",
             )
         if self.bundle:
             return
-        records = [(n, rec) for n, rid, rec in self.sealed if rid == run_id]
+        records = self.log.seals_of(run_id)
         if not records:
             self.add(FAIL, "seal_not_recorded", EVENTS, f"no run_sealed line for {run_id}")
         elif len(records) > 1:
@@ -617,7 +418,7 @@ class Verifier:
         """The whole chain: a break inside the sealed part is tampering; lines after the last
         seal are nobody's record yet (WARN)."""
         last_seal = max(self.sealed[-1][0] if self.sealed else 0, self.covered)
-        for problem in chain_problems(self.data):
+        for problem in chain_problems(self.log.data):
             level = FAIL if problem.line <= last_seal else WARN
             self.add(
                 level,
@@ -627,7 +428,7 @@ class Verifier:
                 problem.expected,
                 problem.actual,
             )
-        tail = len(self.lines) - last_seal
+        tail = len(self.log.lines) - last_seal
         if last_seal and tail > 0:
             self.add(
                 WARN,
