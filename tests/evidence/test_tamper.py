@@ -403,3 +403,22 @@ def test_an_unsealed_run_is_unverifiable(aido: Aido, sandbox: str, project: Path
     assert result.code == 4, result.stdout
     assert next(f["code"] for f in result.json["findings"] if f["level"] == "WARN") == "unsealed"
     assert aido("verify", "--strict").code == 1
+
+
+# -- a destroyed sandbox's archive ------------------------------------------------------------
+
+
+def test_a_destroyed_sandboxs_archive_verifies_without_its_outputs(sealed: Sealed, tmp_path: Path) -> None:
+    assert sealed.aido("sandbox", "destroy", sealed.sandbox_id, "--yes").code == 0
+    found = findings(sealed, sealed.sandbox_id, code=0)
+    assert ("output_absent", "outputs/b.txt") in codes(found, "INFO")  # outputs/ is not archived
+    verify(sealed, "2", "--sandbox", sealed.sandbox_id, code=0)
+    bundle = tmp_path / "run.tar.gz"
+    assert sealed.aido("export", "2", "--sandbox", sealed.sandbox_id, "-o", str(bundle)).code == 1
+    assert (
+        sealed.aido("export", "2", "--sandbox", sealed.sandbox_id, "--no-outputs", "-o", str(bundle)).code
+        == 0
+    )
+    archived = sealed.project / ".aido" / "archive" / sealed.sandbox_id
+    (archived / "runs" / "run-002" / "stdout.log").write_text("edited in the archive\n")
+    verify(sealed, sealed.sandbox_id, code=1)

@@ -5,6 +5,7 @@ checks themselves are pure (aido.evidence.verify, aido.evidence.bundle).
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,9 +39,15 @@ class Verified:
 
 
 def trusted(extra: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The keys whose signatures count: the user's trusted keys and the ``--key`` files."""
     from aido.evidence.keys import trusted_keys
 
-    return dict(trusted_keys(extra))
+    try:
+        return dict(trusted_keys(extra))
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read the key {exc.filename}: {exc.strerror}", hint="--key takes a public key file (PEM)"
+        ) from None
 
 
 def _run_entry(record: SandboxRecord, run_id: str) -> dict[str, Any] | None:
@@ -94,7 +101,11 @@ def verify(
         for rid in runs:
             verifier.check_run(rid, _run_entry(record, rid), record.config)
         numbers = {run_number(r) for r in runs}
-        present = {run_number(p.name) for p in paths.runs.iterdir()} if paths.runs.is_dir() else set()
+        names = sorted(os.listdir(paths.runs)) if paths.runs.is_dir() else []
+        present = {run_number(name) for name in names}
+        for name in names:
+            if run_number(name) is None:
+                verifier.add(FAIL, "extra_file", f"runs/{name}", "not a run directory aido made")
         for number in range(1, max((n or 0 for n in numbers), default=0) + 1):
             if number not in present:
                 verifier.add(

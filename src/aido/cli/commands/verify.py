@@ -30,7 +30,7 @@ def key_option(func: Any) -> Any:
         "--key",
         "key_files",
         multiple=True,
-        type=click.Path(path_type=Path, dir_okay=False),
+        type=click.Path(path_type=Path, dir_okay=False, exists=True),
         metavar="PEM",
         help="Also trust this public key (SPKI PEM) for this command; repeatable.",
     )(func)
