@@ -18,6 +18,7 @@ import click
 
 from aido import __version__
 from aido.cli.commands.doctor import doctor
+from aido.cli.commands.key import key
 from aido.cli.commands.logs import logs, runs, show
 from aido.cli.commands.run import run
 from aido.cli.commands.sandbox import sandbox
@@ -73,7 +74,7 @@ def cli() -> None:
     """
 
 
-for command in (sandbox, run, logs, show, runs, doctor):
+for command in (sandbox, run, logs, show, runs, doctor, key):
     cli.add_command(command)
 
 
