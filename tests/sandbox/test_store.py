@@ -94,7 +94,7 @@ def test_a_failed_stage_closes_its_run_once(store: SandboxStore) -> None:
     summary = json.loads((run_dir / SUMMARY).read_text())
     assert (summary["status"], summary["error"], summary["image"]) == ("error", "boom", "python:3.11-slim")
     events = [json.loads(line) for line in store.paths(SID).events.read_text().splitlines()]
-    assert [(e["event"], e.get("error")) for e in events] == [("run_completed", "boom")]
+    assert [(e["event"], e.get("error")) for e in events] == [("run_completed", "boom"), ("run_sealed", None)]
 
 
 def test_a_run_whose_process_is_alive_is_not_recovered(store: SandboxStore) -> None:
