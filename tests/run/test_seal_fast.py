@@ -126,3 +126,31 @@ def test_aido_seal_off_is_a_baseline_without_seals(tmp_path: Path, monkeypatch: 
     assert not (result.evidence_dir / "attestation.intoto.json").exists()
     assert not any(a.endswith("attestation.intoto.json") for a in result.summary["artifacts"])
     assert not (tmp_path / "cfg" / "aido" / "keys").exists()  # no key made either
+
+
+def test_a_run_closed_but_not_sealed_is_sealed_by_the_next_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aido killed between closing a run's record and sealing it: the note it left makes
+    the next command's sweep seal the run (sealedBy: recovery)."""
+    manager, sandbox_id, task = _manager(tmp_path, Script(default=Step(stdout=b"hi\n")))
+    with monkeypatch.context() as patched:
+        patched.setattr("aido.run.collect.seal_run", lambda *a, **k: None)  # died right here
+        result = manager.run(task, [], sandbox_id=sandbox_id)
+    paths = manager.workspace.sandbox(sandbox_id)
+    assert not (result.evidence_dir / "attestation.intoto.json").exists()
+    assert (paths.seal_pending / "run-001").exists()
+    from aido.lifecycle.sweep import sweep
+
+    actions = sweep(manager)
+    assert {"action": "sealed_run", "sandbox_id": sandbox_id, "run_id": "run-001"} in actions
+    predicate = _statement(result.evidence_dir / "attestation.intoto.json")["predicate"]
+    assert predicate["sealedBy"] == "recovery" and predicate["status"] == "success"
+    assert not (paths.seal_pending / "run-001").exists()
+    assert sweep(manager) == []  # once
+
+
+def test_a_sealed_run_leaves_no_note(tmp_path: Path) -> None:
+    manager, sandbox_id, task = _manager(tmp_path, Script(default=Step()))
+    manager.run(task, [], sandbox_id=sandbox_id)
+    assert list(manager.workspace.sandbox(sandbox_id).seal_pending.iterdir()) == []
