@@ -19,6 +19,7 @@ import click
 from aido import __version__
 from aido.cli.commands.doctor import doctor
 from aido.cli.commands.export import export
+from aido.cli.commands.key import key
 from aido.cli.commands.logs import logs, runs, show
 from aido.cli.commands.run import run
 from aido.cli.commands.sandbox import sandbox
@@ -77,7 +78,7 @@ def cli() -> None:
     """
 
 
-for command in (sandbox, run, logs, show, runs, verify, export, doctor):
+for command in (sandbox, run, logs, show, runs, verify, export, doctor, key):
     cli.add_command(command)
 
 

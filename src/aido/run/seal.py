@@ -85,6 +85,32 @@ def _signing_key() -> SigningKey:
     return _key
 
 
+def mark_pending(paths: SandboxPaths, run_id: str) -> None:
+    """Note that a run must be sealed: if its aido dies after closing the run's record but
+    before sealing it, the next command's sweep finds the note and seals it."""
+    if not enabled():
+        return
+    try:
+        paths.seal_pending.mkdir(mode=0o755, exist_ok=True)
+        (paths.seal_pending / run_id).touch()
+    except OSError as exc:
+        log.debug("could not note %s as not sealed yet: %s", run_id, exc)
+
+
+def pending(paths: SandboxPaths) -> list[str]:
+    try:
+        return sorted(os.listdir(paths.seal_pending))
+    except OSError:
+        return []
+
+
+def _clear_pending(paths: SandboxPaths, run_id: str) -> None:
+    try:
+        os.unlink(paths.seal_pending / run_id)
+    except OSError:
+        pass
+
+
 def _predicate(
     summary: dict[str, Any], config: dict[str, Any], sealed_by: str, unhashed: list[dict[str, str]]
 ) -> dict[str, Any]:
@@ -121,6 +147,8 @@ def seal_run(
         return None
     sandbox_id = str(summary.get("sandbox_id") or paths.root.name)
     try:
+        if (paths.run_dir(run_id) / ATTESTATION).exists():
+            return None  # sealed already (a recovery racing a late seal)
         _seal(
             paths,
             run_id,
@@ -142,6 +170,8 @@ def seal_run(
         return (
             f"{run_id} was not sealed: {reason} (its evidence is kept, but `aido verify` cannot vouch for it)"
         )
+    finally:
+        _clear_pending(paths, run_id)
     return None
 
 
