@@ -422,3 +422,12 @@ def test_a_destroyed_sandboxs_archive_verifies_without_its_outputs(sealed: Seale
     archived = sealed.project / ".aido" / "archive" / sealed.sandbox_id
     (archived / "runs" / "run-002" / "stdout.log").write_text("edited in the archive\n")
     verify(sealed, sealed.sandbox_id, code=1)
+
+
+def test_outputs_emptied_by_sandbox_clean_are_explained(sealed: Sealed) -> None:
+    assert sealed.aido("sandbox", "clean", "--outputs").code == 0
+    found = findings(sealed, code=0)
+    assert ("output_changed_later", "outputs/b.txt") in codes(found, "INFO")
+    # The explaining event came after the last seal: nobody's record yet, hence a warning.
+    assert ("unsealed_tail", "events.log") in codes(found, "WARN")
+    verify(sealed, "--strict", code=1)

@@ -139,3 +139,9 @@ def test_prefix_digests_match_whatever_order_they_are_asked_in() -> None:
     lines = data.splitlines(keepends=True)
     for n in (3, 5, 8, 2, 8, 1):
         assert log.prefix_sha256(n) == hashlib.sha256(b"".join(lines[:n])).hexdigest()
+
+
+def test_a_bundle_retarred_with_dot_slash_names_reads_the_same(tmp_path: Path) -> None:
+    bundle = _tar(tmp_path / "b.tar.gz", [(tarfile.TarInfo("./events.log"), b"{}\n")])
+    tree, found = read_bundle(bundle)
+    assert found == [] and tree.kind("events.log") == FILE

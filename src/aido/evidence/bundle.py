@@ -149,7 +149,10 @@ def read_bundle(path: Path) -> tuple[MemTree, list[Finding]]:
             raw.seek(0)
             with tarfile.open(fileobj=raw, mode="r|gz" if zipped else "r|") as tar:
                 for member in tar:
-                    name = member.name
+                    # `tar -czf b.tgz .` names members ./x: the same names, harmlessly spelt.
+                    name = member.name.removeprefix("./")
+                    if name in (".", ""):
+                        continue
                     shown = f"{where}:{name!r}"
                     if not safe_name(name):
                         fail("unsafe_member", shown, "an absolute or escaping member name (refused)")
