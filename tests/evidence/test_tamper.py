@@ -80,6 +80,9 @@ def test_the_sealed_workspace_verifies_and_a_later_run_explains_its_output_chang
     verify(sealed, "3", code=0)
     verify(sealed, sealed.sandbox_id, code=0)
     verify(sealed, "--strict", code=0)
+    verify(sealed, "run-009", code=3)
+    verify(sealed, "missing.tar.gz", code=3)
+    verify(sealed, "not/a/run", code=2)
 
 
 # -- the run's files ------------------------------------------------------------------------

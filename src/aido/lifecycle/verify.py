@@ -10,9 +10,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aido.errors import RunNotFound, UsageError
+from aido.errors import AidoError, RunNotFound, UsageError
 from aido.evidence.tree import DirTree
 from aido.evidence.verify import FAIL, INFO, OK, Finding, Verifier, verdict
+from aido.exit_codes import ExitCode
 from aido.lifecycle.sandboxes import resolve_id
 from aido.store.ids import check_run_id, run_number
 
@@ -20,6 +21,11 @@ if TYPE_CHECKING:
     from aido.run.context import Context
     from aido.store.records import SandboxRecord
     from aido.store.workspace import SandboxPaths
+
+
+class BundleNotFound(AidoError):
+    code = "bundle_not_found"
+    exit_code = ExitCode.SANDBOX_STATE  # 3: not found, as a sandbox or run would be
 
 
 @dataclass
@@ -128,7 +134,10 @@ def verify_bundle(path: Path, *, keys: dict[str, Any], strict: bool = False) -> 
     from aido.evidence.keys import public_key_from_pem
 
     if not path.is_file():
-        raise UsageError(f"{path} is not a file", hint="give the path of a bundle made by `aido export`")
+        raise BundleNotFound(
+            f"no bundle {path}" if not path.exists() else f"{path} is not a file",
+            hint="give the path of a bundle made by `aido export`",
+        )
     verifier, run_id = check_bundle(
         path, keys, lambda pem: public_key_from_pem(pem.decode("ascii", "replace"))
     )
