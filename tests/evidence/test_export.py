@@ -4,6 +4,7 @@ envelope that securesystemslib, the reference DSSE implementation, accepts as is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tarfile
 from pathlib import Path
@@ -24,8 +25,10 @@ def export(sealed: Sealed, out: Path, *args: str, code: int = 0) -> None:
 def test_a_bundle_holds_exactly_the_sealed_files_and_is_reproducible(sealed: Sealed, tmp_path: Path) -> None:
     first, second = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
     export(sealed, first, "run-003")
-    export(sealed, second, "3")
+    result = sealed.aido("export", "3", "-o", str(second), "--json")
+    assert result.code == 0 and result.json["run_id"] == "run-003"
     assert first.read_bytes() == second.read_bytes()
+    assert result.json["sha256"] == hashlib.sha256(second.read_bytes()).hexdigest()
     with tarfile.open(first) as tar:
         members = tar.getmembers()
         names = [m.name for m in members]

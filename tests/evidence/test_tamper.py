@@ -384,6 +384,9 @@ def test_kill_9_before_sealing_then_recovery_seals_it(aido: Aido, sandbox: str, 
         timeout=60,
         what="the task to start",
     )
+    running = aido("verify", "--json")
+    assert running.code == 4, running.stdout  # a run in progress is not sealed yet
+    assert ("running", "runs/run-001") in codes(running.json["findings"], "WARN")
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
     assert not (root / "runs" / "run-001" / "attestation.intoto.json").exists()

@@ -153,6 +153,7 @@ class Exported:
     run_id: str
     members: list[str]
     verified: Verified
+    sha256: str  # of the bundle file: to name it in a ticket or a log
 
 
 def export(
@@ -190,7 +191,7 @@ def export(
     tree = verifier.tree
     assert isinstance(tree, DirTree)
     members = write_bundle(tree, envelope, seal, signer, out, outputs=outputs)
-    return Exported(out, record.id, rid, members, checked)
+    return Exported(out, record.id, rid, members, checked, DirTree(out.parent).sha256(out.name))
 
 
 class ExportRefused(Exception):

@@ -91,10 +91,10 @@ def export(
                 "sandbox_id": done.sandbox_id,
                 "run_id": done.run_id,
                 "path": str(done.path),
+                "sha256": done.sha256,
                 "members": done.members,
             },
         )
         return
-    out.success(
-        f"exported {done.run_id} of sandbox {done.sandbox_id} to {done.path} ({len(done.members)} files)"
-    )
+    files = f"{len(done.members)} files, sha256 {done.sha256[:16]}…"
+    out.success(f"exported {done.run_id} of sandbox {done.sandbox_id} to {done.path} ({files})")
