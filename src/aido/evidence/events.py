@@ -122,28 +122,39 @@ class Appender:
         return chained
 
     def head(self) -> EventsHead:
-        """Lines 1..N as they are now (the whole file: the lock keeps it still)."""
+        """Lines 1..N as they are now (the whole file: the lock keeps it still). The digest
+        is one pass in C; the last seal is looked for from the end, so neither cost grows
+        with Python work per line."""
         digest = hashlib.sha256()
         offset = 0
-        last_sealed: tuple[str, str] | None = None
-        carry = b""
         while chunk := os.pread(self._fd, 1 << 20, offset):
             offset += len(chunk)
             digest.update(chunk)
-            # Only lines naming a seal are parsed; the rest are only hashed.
-            lines = (carry + chunk).split(b"\n")
-            carry = lines.pop()
-            for line in lines:
-                if b'"event":"run_sealed"' in line:
-                    found = _sealed(line)
-                    last_sealed = found or last_sealed
         assert self._lines is not None
         return EventsHead(
             lines=self._lines,
             last_line=line_hash(self._last) if self._last is not None else None,
             prefix_sha256=digest.hexdigest(),
-            last_sealed=last_sealed,
+            last_sealed=self._last_sealed(offset),
         )
+
+    def _last_sealed(self, size: int) -> tuple[str, str] | None:
+        marker = b'"event":"' + SEALED.encode() + b'"'
+        data, pos = b"", size
+        while pos > 0:
+            start = max(0, pos - (64 << 10))
+            data = os.pread(self._fd, pos - start, start) + data
+            pos = start
+            # Only whole lines: the first one is partial unless the read reached the start.
+            lines = data.split(b"\n")
+            complete = lines if pos == 0 else lines[1:]
+            for line in reversed(complete):
+                if marker in line:
+                    found = _sealed(line)
+                    if found is not None:
+                        return found
+            data = lines[0] if pos > 0 else b""
+        return None
 
 
 def _sealed(line: bytes) -> tuple[str, str] | None:
