@@ -35,6 +35,9 @@ from aido.evidence.eventlog import EventLog
 from aido.evidence.events import chain_problems
 from aido.evidence.tree import DIR, FILE, LINK, safe_name
 
+# Events aido appends after a sandbox's last run by design, that change no evidence.
+BENIGN_TAIL = frozenset({"sandbox_extended", "sandbox_destroyed"})
+
 __all__ = ["BAD", "CANNOT", "FAIL", "INFO", "OK", "TAMPERED", "WARN", "Finding", "Verifier", "verdict"]
 
 
@@ -419,9 +422,11 @@ class Verifier(Report):
 
     def check_chain(self) -> None:
         """The whole chain: a break inside the sealed part is tampering; lines after the last
-        seal are nobody's record yet (WARN)."""
+        seal are nobody's record yet (WARN), unless they only extend or destroy the sandbox,
+        which aido writes after its last run by design and which change no evidence (INFO)."""
         last_seal = max(self.sealed[-1][0] if self.sealed else 0, self.covered)
-        for problem in chain_problems(self.log.data):
+        problems = chain_problems(self.log.data)
+        for problem in problems:
             level = FAIL if problem.line <= last_seal else WARN
             self.add(
                 level,
@@ -432,10 +437,14 @@ class Verifier(Report):
                 problem.actual,
             )
         tail = len(self.log.lines) - last_seal
-        if last_seal and tail > 0:
-            self.add(
-                WARN,
-                "unsealed_tail",
-                EVENTS,
-                f"{tail} unsealed line(s) after the last seal (line {last_seal})",
-            )
+        if not last_seal or tail <= 0:
+            return
+        kinds = {e.get("event") for e in self.log.events[last_seal:]}
+        benign = kinds <= BENIGN_TAIL and not any(p.line > last_seal for p in problems)
+        self.add(
+            INFO if benign else WARN,
+            "unsealed_tail",
+            EVENTS,
+            f"{tail} unsealed line(s) after the last seal (line {last_seal})"
+            + (f": {', '.join(sorted(str(k) for k in kinds))} only" if benign else ""),
+        )
