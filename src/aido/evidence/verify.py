@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from aido.evidence import chaincheck
 from aido.evidence.attestation import (
     BAD,
     CANNOT,
@@ -32,11 +33,7 @@ from aido.evidence.attestation import (
     verdict,
 )
 from aido.evidence.eventlog import EventLog
-from aido.evidence.events import chain_problems
 from aido.evidence.tree import DIR, FILE, LINK, safe_name
-
-# Events aido appends after a sandbox's last run by design, that change no evidence.
-BENIGN_TAIL = frozenset({"sandbox_extended", "sandbox_destroyed"})
 
 __all__ = ["BAD", "CANNOT", "FAIL", "INFO", "OK", "TAMPERED", "WARN", "Finding", "Verifier", "verdict"]
 
@@ -148,9 +145,9 @@ class Verifier(Report):
                     )
         if config is not None and config != pred.get("sandboxConfig"):
             self.add(FAIL, "config_mismatch", "sandbox.json", "its config differs from the sealed record's")
-        self._check_events(seal)
+        chaincheck.events_order(self, seal)
         if not self.bundle:
-            self._check_previous(seal)
+            chaincheck.previous_record(self, seal)
 
     def _unsealed(self, run_id: str, entry: dict[str, Any] | None) -> None:
         name = self.envelope_name(run_id)
@@ -182,7 +179,7 @@ class Verifier(Report):
                 continue
             names.add(name)
             if name == EVENTS:
-                self._check_events_digest(seal, subject, want)
+                chaincheck.events_digest(self, seal, subject, want)
             elif name.startswith("outputs/"):
                 self._check_output(seal, name, want)
             else:
@@ -314,137 +311,6 @@ class Verifier(Report):
 
     # -- events.log ---------------------------------------------------------------------
 
-    def _check_events_digest(self, seal: Seal, subject: dict[str, Any], want: str) -> None:
-        lines = (subject.get("annotations") or {}).get("lines")
-        pred_events = seal.predicate.get("events") or {}
-        if not isinstance(lines, int) or lines < 1 or pred_events.get("lines") != lines:
-            self.add(
-                FAIL,
-                "events_subject",
-                self.envelope_name(seal.run_id),
-                "events.log subject has no line count",
-            )
-            return
-        if len(self.log.lines) < lines:
-            self.add(
-                FAIL,
-                "events_truncated",
-                EVENTS,
-                f"truncated: {seal.run_id} sealed {lines} lines",
-                lines,
-                len(self.log.lines),
-            )
-            return
-        found = self.log.prefix_sha256(lines)
-        if found != want:
-            self.add(
-                FAIL,
-                "events_mismatch",
-                EVENTS,
-                f"lines 1..{lines} differ from what {seal.run_id} sealed",
-                f"sha256:{want}",
-                f"sha256:{found}",
-            )
-        last = "sha256:" + sha256_hex(self.log.lines[lines - 1])
-        if pred_events.get("lastLine") != last:
-            self.add(
-                FAIL,
-                "events_mismatch",
-                f"{EVENTS} line {lines}",
-                "differs from the sealed last line",
-                pred_events.get("lastLine"),
-                last,
-            )
-
-    def _check_events(self, seal: Seal) -> None:
-        """This run started and ended inside its sealed prefix, and (in a sandbox) the seal
-        is recorded by a run_sealed line naming this envelope's hash."""
-        run_id = seal.run_id
-        upto = seal.lines if isinstance(seal.lines, int) else len(self.log.lines)
-        started, ended = self.log.starts.get(run_id), self.log.ends.get(run_id)
-        if started is None or ended is None or not started < ended <= upto:
-            self.add(
-                FAIL,
-                "events_order",
-                EVENTS,
-                f"events.log lines 1..{upto} do not record {run_id} starting, then ending",
-                "run_started, then run_completed or run_recovered",
-                f"run_started at line {started}, end at line {ended}",
-            )
-        if self.bundle:
-            return
-        records = self.log.seals_of(run_id)
-        if not records:
-            self.add(FAIL, "seal_not_recorded", EVENTS, f"no run_sealed line for {run_id}")
-        elif len(records) > 1:
-            self.add(FAIL, "sealed_twice", EVENTS, f"{len(records)} run_sealed lines for {run_id}")
-        elif records[0][1] != "sha256:" + seal.sha256 or records[0][0] <= upto:
-            self.add(
-                FAIL,
-                "seal_mismatch",
-                f"{EVENTS} line {records[0][0]}",
-                f"the run_sealed line does not name {run_id}'s envelope",
-                "sha256:" + seal.sha256,
-                records[0][1],
-            )
-
-    def _check_previous(self, seal: Seal) -> None:
-        """previousRecord: the seal before this one in sealing order, still there unchanged."""
-        previous = seal.predicate.get("previousRecord")
-        order = [(rid, rec) for _, rid, rec in self.sealed]
-        mine = next((i for i, (rid, _) in enumerate(order) if rid == seal.run_id), None)
-        expected = order[mine - 1] if mine else None
-        got = (
-            (previous.get("runId"), "sha256:" + str(previous.get("sha256")))
-            if isinstance(previous, dict)
-            else None
-        )
-        if mine is not None and got != expected:
-            self.add(
-                FAIL,
-                "previous_record",
-                self.envelope_name(seal.run_id),
-                "previousRecord is not the seal before it in events.log",
-                expected and f"{expected[0]} {expected[1]}",
-                got and f"{got[0]} {got[1]}",
-            )
-        if got is None or not isinstance(got[0], str) or not safe_name(got[0]):
-            return
-        name = f"runs/{got[0]}/{ENVELOPE}"
-        try:
-            found = "sha256:" + self.tree.sha256(name) if self.tree.kind(name) == FILE else None
-        except OSError:
-            found = None
-        if found != got[1]:
-            self.add(
-                FAIL, "previous_record", name, f"the record {seal.run_id} names as previous", got[1], found
-            )
-
     def check_chain(self) -> None:
-        """The whole chain: a break inside the sealed part is tampering; lines after the last
-        seal are nobody's record yet (WARN), unless they only extend or destroy the sandbox,
-        which aido writes after its last run by design and which change no evidence (INFO)."""
-        last_seal = max(self.sealed[-1][0] if self.sealed else 0, self.covered)
-        problems = chain_problems(self.log.data)
-        for problem in problems:
-            level = FAIL if problem.line <= last_seal else WARN
-            self.add(
-                level,
-                "chain",
-                f"{EVENTS} line {problem.line}",
-                problem.what,
-                problem.expected,
-                problem.actual,
-            )
-        tail = len(self.log.lines) - last_seal
-        if not last_seal or tail <= 0:
-            return
-        kinds = {e.get("event") for e in self.log.events[last_seal:]}
-        benign = kinds <= BENIGN_TAIL and not any(p.line > last_seal for p in problems)
-        self.add(
-            INFO if benign else WARN,
-            "unsealed_tail",
-            EVENTS,
-            f"{tail} unsealed line(s) after the last seal (line {last_seal})"
-            + (f": {', '.join(sorted(str(k) for k in kinds))} only" if benign else ""),
-        )
+        """The chain: broken inside the sealed part is tampering (see chaincheck.chain)."""
+        chaincheck.chain(self)
