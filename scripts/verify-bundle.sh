@@ -6,13 +6,17 @@
 # Exits 0 when the signature and every file check out, non-zero on any failure.
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 BUNDLE TRUSTED.pub" >&2; exit 2; }
+[ -f "$1" ] || { echo "no bundle $1" >&2; exit 2; }
+[ -f "$2" ] || { echo "no public key $2" >&2; exit 2; }
 bundle=$(realpath "$1"); trusted=$(realpath "$2")
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 mkdir "$work/b"; cd "$work/b"
 
 # 1. Only regular files, and no name that is absolute or climbs out: checked before extracting.
-if tar -tvf "$bundle" | cut -c1 | grep -qv -- '[-d]'; then echo "FAIL: a link or special file in the bundle" >&2; exit 1; fi
-if tar -tf "$bundle" | grep -qE '(^/|(^|/)\.\.(/|$))'; then echo "FAIL: an unsafe member name" >&2; exit 1; fi
+#    (Listed to files first: a reader that stops early must not hide a bad member.)
+tar -tvf "$bundle" > ../members.txt; tar -tf "$bundle" > ../names.txt
+if cut -c1 ../members.txt | grep -v -- '[-d]' > /dev/null; then echo "FAIL: a link or special file in the bundle" >&2; exit 1; fi
+if grep -qE '(^/|(^|/)\.\.(/|$))' ../names.txt; then echo "FAIL: an unsafe member name" >&2; exit 1; fi
 tar -xf "$bundle" --no-same-owner --no-same-permissions
 
 # 2. The signature: Ed25519 over DSSE's PAE of the payload, by the key you trust.
