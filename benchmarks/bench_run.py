@@ -120,11 +120,11 @@ def run_checked(argv: Sequence[str], cwd: Path, what: str) -> str:
     return done.stdout
 
 
-def timed(argv: Sequence[str], cwd: Path) -> float:
+def timed(argv: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> float:
     """Wall-clock milliseconds of one whole process, output discarded. Failures are fatal:
     a benchmark of a command that errors out measures nothing."""
     start = time.perf_counter_ns()
-    code = subprocess.call(list(argv), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    code = subprocess.call(list(argv), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     elapsed = (time.perf_counter_ns() - start) / 1e6
     if code != 0:
         # Run it again with the output kept, only to say why.
@@ -266,23 +266,33 @@ def benchmark(runs: int) -> tuple[list[Stats], dict[str, Any]]:
         version = [*aido, "--version"]
         floor = [sys.executable, "-c", "pass"]
 
+        # The same run with sealing switched off: what the seal costs a run (AIDO_SEAL=off is
+        # for this measurement only; such runs are unverifiable).
+        unsealed = {**os.environ, "AIDO_SEAL": "off"}
+
         # Warm-up: aido first, since its first run is what copies hello.py into work/.
         for _ in range(WARMUP):
             timed(aido_run, project)
+            timed(aido_run, project, unsealed)
             timed(raw_run, project)
         if not (sandbox_root / "work" / TASK_NAME).is_file():
             raise BenchError(f"aido did not install the task into {sandbox_root / 'work'}")
 
         aido_ms: list[float] = []
+        unsealed_ms: list[float] = []
         raw_ms: list[float] = []
         for i in range(runs):
-            # Alternate which goes first, so neither always follows the other (page cache, engine state).
-            if i % 2 == 0:
-                aido_ms.append(timed(aido_run, project))
-                raw_ms.append(timed(raw_run, project))
-            else:
-                raw_ms.append(timed(raw_run, project))
-                aido_ms.append(timed(aido_run, project))
+            # Rotate which goes first, so none always follows another (page cache, engine state).
+            order: list[tuple[list[float], list[str], dict[str, str] | None]] = [
+                (aido_ms, aido_run, None),
+                (unsealed_ms, aido_run, unsealed),
+                (raw_ms, raw_run, None),
+            ]
+            for samples, argv, env in order[i % 3 :] + order[: i % 3]:
+                samples.append(timed(argv, project, env))
+        notes["seal_added_ms"] = round(
+            statistics.median(a - u for a, u in zip(aido_ms, unsealed_ms, strict=True)), 2
+        )
 
         for _ in range(WARMUP):
             timed(version, project)
@@ -295,6 +305,7 @@ def benchmark(runs: int) -> tuple[list[Stats], dict[str, Any]]:
 
         stats = [
             Stats("aido run", shlex.join(aido_run), aido_ms),
+            Stats("aido run unsealed", "AIDO_SEAL=off " + shlex.join(aido_run), unsealed_ms),
             Stats("docker run", shlex.join(raw_run), raw_ms),
             Stats("aido --version", shlex.join(version), version_ms),
             Stats("python -c pass", shlex.join(floor), floor_ms),  # the interpreter start-up floor
@@ -312,9 +323,9 @@ def render_table(stats: list[Stats], ratio: float, target: float, runs: int, not
         f"aido run benchmark: {runs} runs each, {WARMUP} warm-ups, interleaved; "
         f"image {notes['image']}, task user {notes['task_user']}",
         "",
-        f"{'command':<18}{'median':>10}{'p90':>10}{'min':>10}",
+        f"{'command':<20}{'median':>10}{'p90':>10}{'min':>10}",
     ]
-    lines += [f"{s.name:<18}{s.median:>8.1f}ms{s.p90:>8.1f}ms{s.minimum:>8.1f}ms" for s in stats]
+    lines += [f"{s.name:<20}{s.median:>8.1f}ms{s.p90:>8.1f}ms{s.minimum:>8.1f}ms" for s in stats]
     by_name = {s.name: s for s in stats}
     overhead = by_name["aido run"].median - by_name["docker run"].median
     verdict = "PASS" if ratio <= target else "FAIL"
@@ -322,6 +333,7 @@ def render_table(stats: list[Stats], ratio: float, target: float, runs: int, not
         "",
         f"aido overhead over raw docker (median): {overhead:+.1f}ms",
         f"ratio (median aido run / median docker run): {ratio:.2f}x",
+        f"sealing adds (median of paired differences, sealed - unsealed): {notes['seal_added_ms']:+.1f}ms",
         f"{verdict}: target <= {target:g}x",
     ]
     if notes.get("leftover_containers"):
@@ -377,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "target_ratio": args.target,
             "ratio": round(ratio, 4),
             "overhead_ms": round(by_name["aido run"].median - by_name["docker run"].median, 2),
+            "seal_added_ms": notes["seal_added_ms"],
             "pass": passed,
             "results": [s.to_json() for s in stats],
             "environment": environment(notes),

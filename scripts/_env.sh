@@ -13,6 +13,9 @@ command -v git >/dev/null 2>&1 || need_apt+=(git)
 # mkfs.ext4 for `resources.disk_quota: hard` (a filesystem per sandbox; the tests use it).
 command -v mkfs.ext4 >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 >/dev/null 2>&1 \
   || need_apt+=(e2fsprogs)
+# jq and openssl (>= 3): the README's third-party check of a bundle (scripts/verify-bundle.sh).
+command -v jq >/dev/null 2>&1 || need_apt+=(jq)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "[setup] installing ${need_apt[*]} ..." >&2
   $SUDO apt-get update -qq

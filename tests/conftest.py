@@ -8,6 +8,7 @@ exactly what a user gets.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,23 @@ import pytest
 from tests.helpers.cli import Aido, Result, run_aido
 from tests.helpers.engine import engine_ok
 from tests.helpers.sandbox import destroy_all_checking_leftovers
+
+
+@pytest.fixture(scope="session", autouse=True)
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test (and every aido it starts) keeps its signing keys in a temporary config
+    directory, never in ~/.config. Session-wide, so that module-scoped fixtures that run
+    aido before any function-scoped fixture get it too."""
+    config = tmp_path_factory.mktemp("xdg-config")
+    saved = {k: os.environ.get(k) for k in ("XDG_CONFIG_HOME", "AIDO_SIGNING_KEY")}
+    os.environ["XDG_CONFIG_HOME"] = str(config)
+    os.environ.pop("AIDO_SIGNING_KEY", None)
+    yield config / "aido" / "keys"
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture

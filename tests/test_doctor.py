@@ -39,8 +39,9 @@ NAMES = [
     *(f"image:{image}" for image in DEFAULT_IMAGES),
     "workspace",
     "python",
+    "signing key",
 ]
-ENGINE_DEPENDENT = NAMES[1:-2]
+ENGINE_DEPENDENT = NAMES[1:-3]
 
 
 def doctor_containers() -> set[str]:
@@ -401,3 +402,19 @@ def test_python_check() -> None:
     assert check.status == OK
     assert check.name == "python"
     assert check.fix is None
+
+
+def test_signing_key_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aido.doctor.host import check_signing_key
+    from aido.evidence.keys import signing_key
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.delenv("AIDO_SIGNING_KEY", raising=False)
+    first = check_signing_key()
+    assert first.status == OK and "the first run makes one" in first.detail
+    assert not (tmp_path / "cfg" / "aido" / "keys" / "signing.key").exists()  # doctor makes nothing
+    keyid = signing_key().public.keyid
+    assert keyid[:16] in check_signing_key().detail
+    (tmp_path / "cfg" / "aido" / "keys" / "signing.key").chmod(0o644)
+    unsafe = check_signing_key()
+    assert unsafe.status == FAIL and "can be read by others" in unsafe.detail and unsafe.fix

@@ -32,6 +32,12 @@ class UsageError(AidoError):
     exit_code = ExitCode.USAGE
 
 
+class SigningKeyError(UsageError):
+    """A signing or trusted key is missing, unsafe or not an Ed25519 key."""
+
+    code = "signing_key"
+
+
 class NotConfirmed(UsageError):
     """An escape hatch or a widened sandbox.yaml was not confirmed."""
 

@@ -13,8 +13,10 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
+    TAMPERED = 1  # aido verify / export: the evidence was changed (or is invalid)
     USAGE = 2  # bad flag, invalid sandbox.yaml or config file, malformed id
     SANDBOX_STATE = 3  # no such sandbox, no active sandbox, sandbox expired (or destroyed) mid-run
+    UNVERIFIABLE = 4  # aido verify: unsealed or running run, signer not trusted, unknown record format
     INTERNAL = 70  # a bug in aido (sysexits EX_SOFTWARE); a crash report names the file
     TIMED_OUT = 124  # the task ran past its timeout and was killed
     RUNTIME = 125  # the engine is unreachable, the image is unavailable, the container failed

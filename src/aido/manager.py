@@ -22,6 +22,7 @@ from aido.run.context import Context
 from aido.run.plan import RunPlan, plan_run
 
 if TYPE_CHECKING:
+    from aido.lifecycle.verify import Exported, Verified
     from aido.run.batch import BatchResult
     from aido.run.request import Confirm, RunHooks, Widening
     from aido.run.result import RunResult
@@ -52,6 +53,19 @@ class SandboxManager(Context):
     run_ref = logs.run_ref
     run_dir = logs.run_dir
     stream_logs = logs.stream_logs
+
+    # -- sealed evidence: aido verify / export (imported when used: not on `aido run`'s path)
+    def verify(self, sandbox_id: str | None, run: str | None, **kwargs: Any) -> Verified:
+        """Check a run's or a sandbox's seals (see aido.lifecycle.verify.verify)."""
+        from aido.lifecycle.verify import verify
+
+        return verify(self, sandbox_id, run, **kwargs)
+
+    def export(self, sandbox_id: str | None, run: str, out: Path, **kwargs: Any) -> Exported:
+        """Verify a run, then write its bundle (see aido.lifecycle.verify.export)."""
+        from aido.lifecycle.verify import export
+
+        return export(self, sandbox_id, run, out, **kwargs)
 
     def load(self, sandbox_id: str) -> SandboxRecord:
         return self.store.load(sandbox_id)

@@ -17,7 +17,9 @@ def test_timestamp_format() -> None:
 def test_record_event_writes_one_compact_line(tmp_path: Path) -> None:
     log = tmp_path / "events.log"
     entry = record_event(log, "run_started", sandbox_id="abcdefabcdef", run_id="run-001", task="t.py")
-    assert list(entry) == ["timestamp", "event", "sandbox_id", "run_id", "task"]
+    # The spec's keys, then the chain's two, last (evidence/events.py).
+    assert list(entry) == ["timestamp", "event", "sandbox_id", "run_id", "task", "seq", "prev"]
+    assert entry["seq"] == 1 and entry["prev"] is None
     assert entry["event"] == "run_started"
     text = log.read_text(encoding="utf-8")
     assert text.count("\n") == 1

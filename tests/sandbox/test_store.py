@@ -88,11 +88,13 @@ def test_a_failed_stage_closes_its_run_once(store: SandboxStore) -> None:
     finally:
         os.close(lock_fd)
     ref = store.load(SID).run(rid)
-    assert ref is not None and ref.status == "error" and ref.artifacts == [f"runs/{rid}/{SUMMARY}"]
+    sealed = f"runs/{rid}/attestation.intoto.json"
+    assert ref is not None and ref.status == "error" and ref.artifacts == [f"runs/{rid}/{SUMMARY}", sealed]
+    assert (run_dir / "attestation.intoto.json").is_file()  # closed once, sealed once
     summary = json.loads((run_dir / SUMMARY).read_text())
     assert (summary["status"], summary["error"], summary["image"]) == ("error", "boom", "python:3.11-slim")
     events = [json.loads(line) for line in store.paths(SID).events.read_text().splitlines()]
-    assert [(e["event"], e.get("error")) for e in events] == [("run_completed", "boom")]
+    assert [(e["event"], e.get("error")) for e in events] == [("run_completed", "boom"), ("run_sealed", None)]
 
 
 def test_a_run_whose_process_is_alive_is_not_recovered(store: SandboxStore) -> None:
@@ -123,7 +125,9 @@ def test_an_orphaned_run_is_recovered_as_interrupted(store: SandboxStore) -> Non
     summary = json.loads((run_dir / SUMMARY).read_text())
     assert summary["stop_reason"] == "aido_lost" and summary["completed_at"] is None
     assert summary["output"]["stdout"] == {"path": "stdout.log", "bytes_captured": 7, "complete": False}
-    assert sorted(ref.artifacts) == [f"runs/{rid}/stdout.log", f"runs/{rid}/{SUMMARY}"]
+    sealed = f"runs/{rid}/attestation.intoto.json"
+    assert sorted(ref.artifacts) == [sealed, f"runs/{rid}/stdout.log", f"runs/{rid}/{SUMMARY}"]
+    assert (run_dir / "attestation.intoto.json").is_file()
 
 
 def test_wants_reaper_lives_with_the_store() -> None:

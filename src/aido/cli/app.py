@@ -18,9 +18,12 @@ import click
 
 from aido import __version__
 from aido.cli.commands.doctor import doctor
+from aido.cli.commands.export import export
+from aido.cli.commands.key import key
 from aido.cli.commands.logs import logs, runs, show
 from aido.cli.commands.run import run
 from aido.cli.commands.sandbox import sandbox
+from aido.cli.commands.verify import verify
 from aido.cli.options import CONTEXT, global_options
 from aido.cli.render import Renderer
 from aido.cli.state import AppState, get_state
@@ -63,6 +66,8 @@ def cli() -> None:
       aido show                    how the last run went: status, limits hit, changes
       aido runs --all              list runs, those of destroyed sandboxes too
       aido sandbox use ID          make another sandbox the active one
+      aido verify                  check the sandbox's sealed evidence (exit 0 verified, 1 tampered)
+      aido export 3 -o r.tar.gz    a run as a bundle anyone can verify offline
       aido sandbox destroy         remove the sandbox and its containers (its evidence is kept)
 
     Tasks run with no network, as an unprivileged user, with all capabilities
@@ -73,7 +78,7 @@ def cli() -> None:
     """
 
 
-for command in (sandbox, run, logs, show, runs, doctor):
+for command in (sandbox, run, logs, show, runs, verify, export, doctor, key):
     cli.add_command(command)
 
 

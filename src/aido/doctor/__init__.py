@@ -39,7 +39,7 @@ from aido.doctor.engine import (
     check_engine,
     check_oci_runtime,
 )
-from aido.doctor.host import check_python, check_workspace
+from aido.doctor.host import check_python, check_signing_key, check_workspace
 from aido.doctor.images import DEFAULT_IMAGES, ImageLookup, check_image
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "check_image",
     "check_oci_runtime",
     "check_python",
+    "check_signing_key",
     "check_workspace",
     "counts",
     "exit_code",
@@ -84,7 +85,8 @@ def run_checks(
     images: Sequence[str] = DEFAULT_IMAGES,
     smoke: bool = True,
 ) -> list[Check]:
-    """Every check, in a stable order: engine, OCI runtimes, cgroup limits, images, workspace, python."""
+    """Every check, in a stable order: engine, OCI runtimes, cgroup limits, images, workspace,
+    python, signing key."""
     if backend is None:
         try:
             from aido.backends.registry import get_backend
@@ -101,6 +103,7 @@ def run_checks(
         checks += _engine_checks(backend, images, smoke)
     checks.append(guarded("workspace", lambda: check_workspace(start)))
     checks.append(guarded("python", check_python))
+    checks.append(guarded("signing key", check_signing_key))
     return checks
 
 

@@ -67,3 +67,18 @@ def check_python() -> Check:
         wanted = ".".join(str(part) for part in MIN_PYTHON)
         return Check("python", FAIL, detail, f"install aido under Python {wanted} or newer")
     return Check("python", OK, detail, None)
+
+
+def check_signing_key() -> Check:
+    """The key that seals runs: usable, or made by the first run. Never made by doctor."""
+    from aido.errors import SigningKeyError
+    from aido.evidence.keys import ENV_KEY, key_dir, signing_key
+
+    name = "signing key"
+    if not os.environ.get(ENV_KEY) and not (key_dir() / "signing.key").exists():
+        return Check(name, OK, f"none yet: the first run makes one in {key_dir()}", None)
+    try:
+        key = signing_key(create=False)
+    except SigningKeyError as exc:
+        return Check(name, FAIL, exc.message, exc.hint or f"fix or remove the key named by {ENV_KEY}")
+    return Check(name, OK, f"{key.public.keyid[:16]} ({key.source})", None)

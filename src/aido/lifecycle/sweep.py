@@ -15,9 +15,12 @@ from aido.errors import AidoError
 from aido.evidence.events import record_event
 from aido.lifecycle.destroy import destroy_one
 from aido.run.close import recover_run
+from aido.run.seal import pending as seal_pending
+from aido.run.seal import seal_run
 from aido.store.ids import check_run_id
 from aido.store.records import SandboxRecord, utcnow
 from aido.store.store import marked_running, peek, subdirs, wants_reaper
+from aido.store.workspace import SUMMARY
 
 if TYPE_CHECKING:
     from aido.run.context import Context
@@ -47,6 +50,9 @@ def sweep(ctx: Context, *, containers: bool = False) -> list[dict[str, Any]]:
                 if _finish_abandoned_destroy(ctx, sandbox_id, paths):
                     actions.append({"action": "finished_destroy", "sandbox_id": sandbox_id})
                 continue
+            for run_id in seal_pending(paths):
+                if _seal_left_behind(ctx, sandbox_id, paths, run_id):
+                    actions.append({"action": "sealed_run", "sandbox_id": sandbox_id, "run_id": run_id})
             data = peek(paths)
             marked = marked_running(paths)
             if data is not None and not _may_need_sweeping(data, now, paths, marked):
@@ -92,6 +98,28 @@ def sweep(ctx: Context, *, containers: bool = False) -> list[dict[str, Any]]:
     if containers or workspace.containers_left.exists():
         actions.extend(reap_containers(ctx))
     return actions
+
+
+def _seal_left_behind(ctx: Context, sandbox_id: str, paths: SandboxPaths, run_id: str) -> bool:
+    """Seal a run whose aido died after closing its record but before sealing it. A run
+    still marked running is left to recover_run, which seals it as it closes it."""
+    run_dir = paths.run_dir(run_id)
+    if not run_dir.is_dir() or fs.is_locked(run_dir):
+        return False  # its aido is still at work (or the run never got a directory)
+    ref = ctx.store.load(sandbox_id).run(run_id)
+    if ref is not None and ref.status == "running":
+        return False
+    try:
+        summary = fs.read_json(run_dir / SUMMARY)
+    except (OSError, ValueError):
+        summary = None
+    if not isinstance(summary, dict):
+        return False
+    record = ctx.store.load(sandbox_id)
+    warning = seal_run(paths, run_id, summary=summary, config=record.config, sealed_by="recovery")
+    if warning is None:
+        log.info("sealed %s of sandbox %s, which its aido left unsealed", run_id, sandbox_id)
+    return warning is None
 
 
 def _finish_abandoned_destroy(ctx: Context, sandbox_id: str, paths: SandboxPaths) -> bool:

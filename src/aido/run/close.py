@@ -19,9 +19,11 @@ from aido.errors import AidoError
 from aido.evidence.events import record_event
 from aido.evidence.summary import SUMMARY_VERSION
 from aido.evidence.writer import write_closing_summary
+from aido.run.seal import enabled as sealing
+from aido.run.seal import seal_run
 from aido.run.verdict import decide, facts_from_summary
 from aido.store.records import RunRef, isoformat, utcnow
-from aido.store.workspace import STDERR, STDOUT, SUMMARY, run_evidence
+from aido.store.workspace import ATTESTATION, STDERR, STDOUT, SUMMARY, run_evidence
 
 if TYPE_CHECKING:
     from aido.run.context import Context
@@ -81,6 +83,7 @@ def close_run(
     ``owned`` (this process holds the run's lock), if its aido process is alive after all."""
     paths = store.paths(sandbox_id)
     run_dir = paths.run_dir(rid)
+    written = False
     with store.transaction(sandbox_id) as record:
         ref = record.run(rid)
         if ref is None or ref.status != "running":
@@ -111,18 +114,23 @@ def close_run(
                     [
                         run_evidence(rid, p.name)
                         for p in sorted(run_dir.iterdir())
-                        if not p.name.startswith(".")
+                        if not p.name.startswith(".") and p.name != ATTESTATION
                     ]
                     if run_dir.is_dir()
                     else []
                 )
             elif written:
                 ref.artifacts = [run_evidence(rid, SUMMARY)]
-            store.put_run(paths, ref)
+            if written and sealing():
+                ref.artifacts.append(run_evidence(rid, ATTESTATION))
+            store.put_run(paths, ref)  # after the artifacts are complete: the line is final
         finally:
             if lock_fd >= 0:
                 os.close(lock_fd)
     record_event(paths.events, end.event, sandbox_id=sandbox_id, run_id=rid, **end.event_fields)
+    if written:
+        sealed_by = "recovery" if end.event == "run_recovered" else "close"
+        seal_run(paths, rid, summary=summary, config=record.config, sealed_by=sealed_by)
     return end
 
 

@@ -1,6 +1,6 @@
 """The last stage of a run: the second snapshot and the diff, the disk report, the one
 verdict (run/verdict.py), the evidence (summary.json, changes.diff), the record closed in
-the store and the ``run_completed`` event: a ``RunResult``.
+the store, the ``run_completed`` event and the seal (run/seal.py): a ``RunResult``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from aido.evidence.events import record_event
 from aido.evidence.writer import write_changes, write_summary
 from aido.run.request import unenforced_permissions
 from aido.run.result import RunResult, declared_from_summary, streams_from_summary
+from aido.run.seal import enabled as sealing
+from aido.run.seal import seal_run
 from aido.store.records import RunRef
 from aido.store.store import read_inputs_manifest
-from aido.store.workspace import CHANGES, STDERR, STDOUT, SUMMARY, TASK_DIR, run_evidence
+from aido.store.workspace import ATTESTATION, CHANGES, STDERR, STDOUT, SUMMARY, TASK_DIR, run_evidence
 
 if TYPE_CHECKING:
     from aido.run.context import Context
@@ -44,6 +46,8 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
     if diff_text:
         write_changes(run_dir / CHANGES, diff_text)
         artifacts.insert(3, CHANGES)
+    if sealing():
+        artifacts.append(ATTESTATION)  # listed now, written last: the record is saved once
     disk = guard.disk_report()
     signal_exit = hooks.signal_exit() if hooks.signal_exit else None
     verdict = guard.verdict(outcome, signal_exit)
@@ -103,6 +107,15 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
         oom_killed=outcome.oom_killed or None,
         stop_reason=outcome.stop_reason,
         limits_exceeded=[b["kind"] for b in verdict.limits_exceeded] or None,
+    )
+    seal_run(
+        paths,
+        rid,
+        summary=summary,
+        config=record.config,
+        sealed_by="run",
+        outputs=after.get("outputs"),
+        changed=frozenset(str(c["path"]) for c in changes if c.get("change") != "removed"),
     )
     return RunResult(
         sandbox_id=record.id,

@@ -20,6 +20,7 @@ from aido.evidence.events import record_event
 from aido.host.inputs import hand_over
 from aido.run.plan import RunPlan, pids_limit
 from aido.run.request import BASE_ENV, HOST_FILESYSTEM_TARGET
+from aido.run.seal import mark_pending
 from aido.store.workspace import TASK_DIR
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ def begin(ctx: Context, plan: RunPlan, turn: AbstractContextManager[object] | No
     runs in the order the tasks were given)."""
     with turn or contextlib.nullcontext():
         rid, run_dir, lock_fd = ctx.store.begin_run(plan.record.id, plan.task.name)
+        mark_pending(plan.paths, rid)
         record_event(
             plan.paths.events, "run_started", sandbox_id=plan.record.id, run_id=rid, task=plan.task.name
         )

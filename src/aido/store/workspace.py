@@ -51,6 +51,8 @@ SUMMARY = "summary.json"
 STDOUT = "stdout.log"
 STDERR = "stderr.log"
 CHANGES = "changes.diff"
+ATTESTATION = "attestation.intoto.json"  # the run's seal (evidence/seal.py)
+SEAL_PENDING = ".seal-pending"  # one empty file per run not sealed yet (run/seal.py)
 TASK_DIR = "task"
 
 
@@ -102,6 +104,10 @@ class SandboxPaths:
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id
+
+    @property
+    def seal_pending(self) -> Path:
+        return self.root / SEAL_PENDING
 
     @property
     def destroying(self) -> Path:
