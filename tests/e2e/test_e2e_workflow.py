@@ -76,7 +76,13 @@ def test_full_workflow_up_run_logs_list_destroy(aido: Aido, project: Path) -> No
     assert ran.code == 0, ran.stderr
     assert ran.stdout == "hello from the sandbox\n"
     evidence = run_dir(project, sandbox_id)
-    assert sorted(p.name for p in evidence.iterdir()) == ["stderr.log", "stdout.log", "summary.json", "task"]
+    assert sorted(p.name for p in evidence.iterdir()) == [
+        "attestation.intoto.json",  # the run's seal
+        "stderr.log",
+        "stdout.log",
+        "summary.json",
+        "task",
+    ]
     assert (evidence / "task" / "hello.py").read_text() == HELLO
     assert (evidence / "stdout.log").read_text() == "hello from the sandbox\n"
     assert (evidence / "stderr.log").read_text() == ""
@@ -98,6 +104,7 @@ def test_full_workflow_up_run_logs_list_destroy(aido: Aido, project: Path) -> No
         "runs/run-001/stdout.log",
         "runs/run-001/stderr.log",
         "runs/run-001/summary.json",
+        "runs/run-001/attestation.intoto.json",  # written last, listed here so nothing is saved twice
     ]
     (ref,) = record(project, sandbox_id)["runs"]
     assert ref["run_id"] == "run-001"
