@@ -8,14 +8,25 @@ import os
 import resource
 import socket
 import stat
+import subprocess
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from aido import fs
 from tests.helpers.files import as_unprivileged
 
 LONG = "d" * 250  # a 250-byte name: 20 levels of it pass PATH_MAX (4096)
+
+
+@pytest.fixture(autouse=True)
+def _no_deep_tree_left(tmp_path: Path) -> Iterator[None]:
+    """Whatever a failing test leaves goes with rm (iterative): a 5,000-level tree left in
+    pytest's temporary directory would break pytest's own (recursive) clean-up later."""
+    yield
+    subprocess.run(["rm", "-rf", "--one-file-system", str(tmp_path)], check=False)
 
 
 def _nest(top: Path, depth: int, name: str = "a", every: Callable[[int, int], None] | None = None) -> None:
