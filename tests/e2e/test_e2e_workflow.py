@@ -112,7 +112,7 @@ def test_full_workflow_up_run_logs_list_destroy(aido: Aido, project: Path) -> No
     assert ref["exit_code"] == 0
     assert ref["evidence"] == "runs/run-001"
     run_events = [e for e in events(root / "events.log") if e.get("run_id") == "run-001"]
-    assert [e["event"] for e in run_events] == ["run_started", "run_completed"]
+    assert [e["event"] for e in run_events] == ["run_started", "run_completed", "run_sealed"]
     assert run_events[1]["status"] == "success"
 
     # logs
@@ -279,7 +279,7 @@ def test_json_on_every_command_prints_one_envelope(aido: Aido, project: Path) ->
     assert doc["evidence_dir"] == f".aido/sandboxes/{sandbox_id}/runs/run-001"
     assert doc["artifacts"] == [
         f".aido/sandboxes/{sandbox_id}/runs/run-001/{name}"
-        for name in ("task/hello.py", "stdout.log", "stderr.log", "summary.json")
+        for name in ("task/hello.py", "stdout.log", "stderr.log", "summary.json", "attestation.intoto.json")
     ]
     for artifact in doc["artifacts"]:  # type: ignore[attr-defined]
         assert (project / artifact).is_file()
