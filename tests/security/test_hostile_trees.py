@@ -37,14 +37,22 @@ MiB = 1 << 20
 
 
 def _after_run_checks(aido: Aido, project: Path, sandbox_id: str, run_id: str) -> None:
-    """HOOK for the lead: the evidence checks of a run that left a hostile tree, to be
-    extended with `aido verify` / `aido export` once those commands exist. For now:
-    summary.json parses, and every file of the run's evidence is a plain file."""
+    """Whatever tree the task left, the run's evidence is plain files, its seal verifies,
+    and it exports to a bundle that verifies too (what could not be hashed is listed in
+    the seal as unhashed, never a crash)."""
     evidence = run_dir(project, sandbox_id, run_id)
     json.loads((evidence / "summary.json").read_bytes())
     for path in evidence.rglob("*"):
         assert path.is_file() or path.is_dir(), path
         assert not path.is_symlink(), path
+    verified = aido("verify", run_id, "--sandbox", sandbox_id, timeout=300)
+    assert verified.code == 0, verified.stdout + verified.stderr
+    bundle = project.parent / f"{sandbox_id}-{run_id}.tar.gz"
+    exported = aido("export", run_id, "--sandbox", sandbox_id, "-o", str(bundle), timeout=300)
+    assert exported.code == 0, exported.stderr
+    checked = aido("verify", str(bundle), timeout=300)
+    assert checked.code == 0, checked.stdout + checked.stderr
+    bundle.unlink()
 
 
 def _summary(project: Path, sandbox_id: str, run_id: str) -> dict[str, Any]:
