@@ -8,13 +8,13 @@ planted at that name can never redirect the write.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
-import shutil
 import stat
-import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,37 +116,204 @@ def read_json(path: Path) -> Any:
         return json.loads(handle.read())
 
 
-def remove_tree(path: Path) -> None:
-    """Delete a tree that a task wrote to, never following a link out of it.
+# Directories held open at once while removing a tree (two descriptors each: the
+# directory and its listing); a directory deeper than that is first moved up.
+REMOVE_OPEN_DEPTH = 64
+_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_EMPTY_PASSES = 8  # how often a directory is listed again when something reappears in it
 
-    shutil.rmtree uses the fd-based walk on Linux (``rmtree.avoids_symlink_attacks``);
-    directories the task made unreadable (mode 000) are opened up and retried.
+
+@dataclass
+class Removed:
+    """What a removal deleted: entries (files, directories, links...) and the bytes
+    freed on disk (``st_blocks * 512`` of each directory and of each file's last link)."""
+
+    entries: int = 0
+    bytes: int = 0
+
+
+def remove_tree(path: Path) -> Removed:
+    """Delete a file, link or tree that a task wrote to, never following a link out of it.
+
+    The walk is iterative and descriptor-based (every name is looked up relative to its
+    directory's descriptor with O_NOFOLLOW, never as a path, so PATH_MAX does not apply),
+    holds at most ``REMOVE_OPEN_DEPTH`` directories open, and moves a directory deeper
+    than that up to the top of the tree (one rename) to delete it from there: any depth,
+    any number of entries, in bounded memory and descriptors. Directories the task made
+    unreadable or unwritable (mode 000, 0500...) are opened up as it goes.
     """
-    if path.is_symlink():
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return Removed()
+    if not stat.S_ISDIR(st.st_mode):
         path.unlink()
-        return
-    if not path.exists():
-        return
+        return Removed(1, st.st_blocks * 512 if st.st_nlink <= 1 else 0)
+    parent = os.open(path.parent, _DIR_OPEN)  # the caller's directory, not the task's
+    try:
+        top = _open_dir(parent, path.name)
+        try:
+            removed = _empty(top)
+        finally:
+            os.close(top)
+        os.rmdir(path.name, dir_fd=parent)
+    finally:
+        os.close(parent)
+    removed.entries += 1
+    removed.bytes += st.st_blocks * 512
+    return removed
 
-    def fix_and_retry(func: Any, name: str, exc_info: Any) -> None:
-        # Open up the directory (and its parent) the task locked, then retry.
-        for target in (os.path.dirname(name), name):
-            with contextlib.suppress(OSError):
-                if stat.S_ISDIR(os.lstat(target).st_mode):
-                    os.chmod(target, 0o700)
-        if func in (os.rmdir, os.unlink):
-            func(name)
-        elif func in (os.open, os.scandir, os.lstat):
-            _rmtree(name)
-        else:
-            raise exc_info[1] if isinstance(exc_info, tuple) else exc_info
 
-    def _rmtree(target: str | Path) -> None:
-        if sys.version_info >= (3, 12):
-            shutil.rmtree(target, onexc=lambda f, n, e: fix_and_retry(f, n, (type(e), e, None)))
-        else:
-            shutil.rmtree(target, onerror=fix_and_retry)
+def empty_tree(path: Path) -> Removed:
+    """Delete everything inside the directory ``path`` (which stays) as remove_tree does;
+    a missing directory is empty. ``path`` itself must not be a link."""
+    try:
+        top = os.open(path, _DIR_OPEN)
+    except FileNotFoundError:
+        return Removed()
+    try:
+        _writable(top)
+        return _empty(top)
+    finally:
+        os.close(top)
 
-    if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - every Linux has it
-        raise RuntimeError("refusing to delete a sandbox tree without a symlink-safe rmtree")
-    _rmtree(path)
+
+def _chmod_at(dir_fd: int, name: str, mode: int) -> None:
+    """chmod the directory ``name`` in dir_fd without following a link: Linux has no
+    lchmod, so it is pinned with an O_PATH descriptor and changed through /proc."""
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            os.chmod(f"/proc/self/fd/{fd}", mode)
+    finally:
+        os.close(fd)
+
+
+def _writable(dir_fd: int) -> None:
+    """Give the owner rwx on an open directory (entries can only be listed and unlinked
+    with them); root needs no bits, and a directory of someone else stays as it is."""
+    if stat.S_IMODE(os.fstat(dir_fd).st_mode) & 0o700 != 0o700:
+        with contextlib.suppress(OSError):
+            os.fchmod(dir_fd, 0o700)
+
+
+def _open_dir(dir_fd: int, name: str) -> int:
+    """Open the directory ``name`` in dir_fd (never through a link) for removal."""
+    try:
+        fd = os.open(name, _DIR_OPEN, dir_fd=dir_fd)
+    except PermissionError:  # mode 000 (or no r): open it up, then open it
+        _chmod_at(dir_fd, name, 0o700)
+        fd = os.open(name, _DIR_OPEN, dir_fd=dir_fd)
+    try:
+        _writable(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@dataclass
+class _Level:
+    fd: int
+    name: str  # in the level above; "" for the top
+    listing: Iterator[os.DirEntry[str]]
+    seen: bool = False  # whether this listing returned anything
+    passes: int = 1  # listings of this directory so far (of one below the top)
+
+    def close(self) -> None:
+        close = getattr(self.listing, "close", None)
+        if close is not None:
+            close()
+        if self.name:
+            os.close(self.fd)
+
+
+def _empty(top: int) -> Removed:
+    """Delete everything below the open directory ``top``."""
+    removed = Removed()
+    moved = 0
+    levels = [_Level(top, "", os.scandir(top))]
+    try:
+        while levels:
+            level = levels[-1]
+            entry = next(level.listing, None)
+            if entry is None:
+                level.close()
+                if level.seen and not level.name:
+                    # The top again, until a listing finds it empty: directories moved up
+                    # into it may not have been listed (each pass deletes what it finds).
+                    level.listing, level.seen = os.scandir(level.fd), False
+                    continue
+                levels.pop()
+                if not level.name:
+                    continue
+                try:
+                    os.rmdir(level.name, dir_fd=levels[-1].fd)
+                except OSError as exc:
+                    if exc.errno != errno.ENOTEMPTY or level.passes >= _EMPTY_PASSES:
+                        raise
+                    fd = _open_dir(levels[-1].fd, level.name)  # something new: list it again
+                    levels.append(_Level(fd, level.name, os.scandir(fd), passes=level.passes + 1))
+                continue
+            level.seen = True
+            name = entry.name
+            try:
+                st = os.stat(name, dir_fd=level.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                try:
+                    os.unlink(name, dir_fd=level.fd)
+                except FileNotFoundError:
+                    continue
+                except IsADirectoryError:  # swapped for a directory: the next pass sees it
+                    continue
+                removed.entries += 1
+                removed.bytes += st.st_blocks * 512 if st.st_nlink <= 1 else 0
+                continue
+            removed.entries += 1
+            removed.bytes += st.st_blocks * 512
+            if len(levels) < REMOVE_OPEN_DEPTH:
+                fd = _open_dir(level.fd, name)
+                try:
+                    levels.append(_Level(fd, name, os.scandir(fd)))
+                except BaseException:
+                    os.close(fd)
+                    raise
+                continue
+            # Too deep to hold open: move it up to the top (same filesystem), where a
+            # later listing of the top finds it. Counted once, when it is deleted there.
+            removed.entries -= 1
+            removed.bytes -= st.st_blocks * 512
+            moved = _move_up(levels, level.fd, name, moved)
+    finally:
+        for level in levels:
+            level.close()
+    return removed
+
+
+def _move_up(levels: list[_Level], dir_fd: int, name: str, moved: int) -> int:
+    """Rename directory ``name`` of dir_fd to a fresh name in the shallowest level that
+    takes it (a mount boundary refuses with EXDEV); returns the counter of names used."""
+    error: OSError | None = None
+    for level in levels[:-1]:
+        while True:
+            moved += 1
+            fresh = f".aido-deep-{moved}"
+            try:
+                os.stat(fresh, dir_fd=level.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                break
+        try:
+            try:
+                os.rename(name, fresh, src_dir_fd=dir_fd, dst_dir_fd=level.fd)
+            except PermissionError:  # moving a directory rewrites its "..": it needs w
+                _chmod_at(dir_fd, name, 0o700)
+                os.rename(name, fresh, src_dir_fd=dir_fd, dst_dir_fd=level.fd)
+            level.seen = True  # so that it is listed again
+            return moved
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            error = exc
+    raise error or OSError(errno.EXDEV, os.strerror(errno.EXDEV), name)

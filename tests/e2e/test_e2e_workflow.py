@@ -76,7 +76,13 @@ def test_full_workflow_up_run_logs_list_destroy(aido: Aido, project: Path) -> No
     assert ran.code == 0, ran.stderr
     assert ran.stdout == "hello from the sandbox\n"
     evidence = run_dir(project, sandbox_id)
-    assert sorted(p.name for p in evidence.iterdir()) == ["stderr.log", "stdout.log", "summary.json", "task"]
+    assert sorted(p.name for p in evidence.iterdir()) == [
+        "attestation.intoto.json",  # the run's seal
+        "stderr.log",
+        "stdout.log",
+        "summary.json",
+        "task",
+    ]
     assert (evidence / "task" / "hello.py").read_text() == HELLO
     assert (evidence / "stdout.log").read_text() == "hello from the sandbox\n"
     assert (evidence / "stderr.log").read_text() == ""
@@ -98,6 +104,7 @@ def test_full_workflow_up_run_logs_list_destroy(aido: Aido, project: Path) -> No
         "runs/run-001/stdout.log",
         "runs/run-001/stderr.log",
         "runs/run-001/summary.json",
+        "runs/run-001/attestation.intoto.json",  # written last, listed here so nothing is saved twice
     ]
     (ref,) = record(project, sandbox_id)["runs"]
     assert ref["run_id"] == "run-001"
@@ -105,7 +112,7 @@ def test_full_workflow_up_run_logs_list_destroy(aido: Aido, project: Path) -> No
     assert ref["exit_code"] == 0
     assert ref["evidence"] == "runs/run-001"
     run_events = [e for e in events(root / "events.log") if e.get("run_id") == "run-001"]
-    assert [e["event"] for e in run_events] == ["run_started", "run_completed"]
+    assert [e["event"] for e in run_events] == ["run_started", "run_completed", "run_sealed"]
     assert run_events[1]["status"] == "success"
 
     # logs
@@ -272,7 +279,7 @@ def test_json_on_every_command_prints_one_envelope(aido: Aido, project: Path) ->
     assert doc["evidence_dir"] == f".aido/sandboxes/{sandbox_id}/runs/run-001"
     assert doc["artifacts"] == [
         f".aido/sandboxes/{sandbox_id}/runs/run-001/{name}"
-        for name in ("task/hello.py", "stdout.log", "stderr.log", "summary.json")
+        for name in ("task/hello.py", "stdout.log", "stderr.log", "summary.json", "attestation.intoto.json")
     ]
     for artifact in doc["artifacts"]:  # type: ignore[attr-defined]
         assert (project / artifact).is_file()

@@ -134,6 +134,7 @@ def test_fake_evidence_files_written_by_the_task_change_no_real_evidence(aido: A
     assert [(e["event"], e["run_id"]) for e in added] == [
         ("run_started", "run-002"),
         ("run_completed", "run-002"),
+        ("run_sealed", "run-002"),
     ]
     assert not (root / "secrets.json").exists()
 
@@ -171,6 +172,7 @@ def test_the_task_cannot_reach_runs(aido: Aido, project: Path) -> None:
     runs_after = files_under(root / "runs")
     assert {k: v for k, v in runs_after.items() if not k.startswith("run-002/")} == runs_before
     assert sorted(k for k in runs_after if k.startswith("run-002/")) == [
+        "run-002/attestation.intoto.json",
         "run-002/stderr.log",
         "run-002/stdout.log",
         "run-002/summary.json",

@@ -17,6 +17,7 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,8 @@ HASH_BUDGET = 256 << 20  # bytes hashed per snapshot in all; later files are rec
 TEXT_LIMIT = 64 << 10  # files up to this size keep their text for a diff
 TEXT_BUDGET = 4 << 20  # total text kept per snapshot
 DIFF_LIMIT = 1 << 20  # the unified diff stored per run
+NAMES_BUDGET = 16 << 20  # characters of paths and link targets kept per snapshot
+MAX_NOTES = 1000  # notes kept per snapshot (then only how many more there were)
 
 
 @dataclass(frozen=True)
@@ -159,59 +162,118 @@ def snapshot(
     max_depth: int = MAX_DEPTH,
     exclude: frozenset[str] = frozenset(),
 ) -> Snapshot:
+    """Every entry below ``root`` (up to the bounds), walked depth first: a directory is
+    walked as soon as it is met, so at most ``max_depth`` directories (and their listings)
+    are open at once however wide the tree, and no listing is ever held in memory whole."""
     result = Snapshot()
+    notes = _Notes(result.notes)
     try:
         top = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
-        result.notes.append(f"{root.name}: not walked: {exc.strerror}")
+        notes.add(f"{root.name}: not walked: {exc.strerror}")
         return result
     budget = [TEXT_BUDGET]
     hash_budget = [HASH_BUDGET]
-    stack: list[tuple[int, str, int]] = [(top, "", 0)]  # (dir fd, relative prefix, depth)
+    names_left = NAMES_BUDGET
+    levels: list[tuple[int, str, int, Iterator[os.DirEntry[str]]]] = []  # (fd, prefix, depth, listing)
     try:
-        while stack:
-            dir_fd, prefix, depth = stack.pop()
+        _push(levels, top, "", 0, notes)
+        while levels:
+            dir_fd, prefix, depth, listing = levels[-1]
             try:
-                with os.scandir(dir_fd) as it:
-                    names = sorted(e.name for e in it)
+                item = next(listing, None)
             except OSError as exc:
-                result.notes.append(f"{prefix or '.'}: not listed: {exc.strerror}")
-                os.close(dir_fd)
+                notes.add(f"{prefix or '.'}: not listed completely: {exc.strerror}")
+                item = None
+            if item is None:
+                _pop(levels)
                 continue
-            for name in names:
-                if depth == 0 and name in exclude:
+            name = item.name
+            if depth == 0 and name in exclude:
+                continue
+            if len(result.entries) >= max_entries:
+                notes.final(f"stopped after {max_entries} entries")
+                break
+            rel = f"{prefix}{display_name(name)}"
+            if len(rel) > names_left:
+                count = len(result.entries)
+                notes.final(f"stopped after {count} entries: their names passed {NAMES_BUDGET} characters")
+                break
+            looked = _look(dir_fd, name, budget, hash_budget)
+            if looked is None:
+                continue
+            entry, note = looked
+            if note:
+                notes.add(f"{rel}: {note}")
+            result.entries[rel] = entry
+            names_left -= len(rel) + len(entry.target or "")
+            if entry.kind == "dir":
+                if depth + 1 >= max_depth:
+                    notes.add(f"{rel}: not descended: deeper than {max_depth} levels")
                     continue
-                if len(result.entries) >= max_entries:
-                    result.notes.append(f"stopped after {max_entries} entries")
-                    stack.append((dir_fd, prefix, depth))  # closed below
-                    raise StopIteration
-                rel = f"{prefix}{display_name(name)}"
-                looked = _look(dir_fd, name, budget, hash_budget)
-                if looked is None:
+                try:
+                    sub = os.open(
+                        name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
+                    )
+                except OSError as exc:
+                    notes.add(f"{rel}: not walked: {exc.strerror}")
                     continue
-                entry, note = looked
-                if note:
-                    result.notes.append(f"{rel}: {note}")
-                result.entries[rel] = entry
-                if entry.kind == "dir":
-                    if depth + 1 >= max_depth:
-                        result.notes.append(f"{rel}: not descended: deeper than {max_depth} levels")
-                        continue
-                    try:
-                        sub = os.open(
-                            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
-                        )
-                    except OSError as exc:
-                        result.notes.append(f"{rel}: not walked: {exc.strerror}")
-                        continue
-                    stack.append((sub, f"{rel}/", depth + 1))
-            os.close(dir_fd)
-    except StopIteration:
-        pass
+                _push(levels, sub, f"{rel}/", depth + 1, notes)
     finally:
-        for dir_fd, _, _ in stack:
-            os.close(dir_fd)
+        while levels:
+            _pop(levels)
+    notes.close()
     return result
+
+
+def _push(
+    levels: list[tuple[int, str, int, Iterator[os.DirEntry[str]]]],
+    dir_fd: int,
+    prefix: str,
+    depth: int,
+    notes: _Notes,
+) -> None:
+    """Start listing the open directory ``dir_fd`` (closed here if it cannot be listed)."""
+    try:
+        listing = os.scandir(dir_fd)
+    except OSError as exc:
+        notes.add(f"{prefix or '.'}: not listed: {exc.strerror}")
+        os.close(dir_fd)
+        return
+    levels.append((dir_fd, prefix, depth, listing))
+
+
+def _pop(levels: list[tuple[int, str, int, Iterator[os.DirEntry[str]]]]) -> None:
+    dir_fd, _, _, listing = levels.pop()
+    close = getattr(listing, "close", None)
+    if close is not None:
+        close()
+    os.close(dir_fd)
+
+
+class _Notes:
+    """The walk's notes, at most MAX_NOTES of them (then how many more there were): a
+    tree of a million odd entries must not make a summary of a million lines."""
+
+    def __init__(self, notes: list[str]) -> None:
+        self.notes = notes
+        self.dropped = 0
+        self.last: str | None = None
+
+    def add(self, note: str) -> None:
+        if len(self.notes) < MAX_NOTES:
+            self.notes.append(note)
+        else:
+            self.dropped += 1
+
+    def final(self, note: str) -> None:
+        self.last = note  # why the walk stopped: always kept
+
+    def close(self) -> None:
+        if self.dropped:
+            self.notes.append(f"{self.dropped} more notes not kept")
+        if self.last:
+            self.notes.append(self.last)
 
 
 def _describe(path: str, entry: Entry, change: str) -> dict[str, object]:

@@ -6,9 +6,10 @@ walk, so the walk trusts nothing: it descends with directory file descriptors
 opened O_NOFOLLOW | O_DIRECTORY relative to their parent's descriptor, only
 ever lstat()s everything else (no file is opened, so no file is read and no
 fifo, socket or device can block it), and skips entries that vanish or change
-type under it. It is iterative, holds one descriptor per level (at most
-``max_depth`` + 2 at once), and stops as soon as a limit is exceeded, so a
-million tiny files cost at most ``stop_files`` entries of work.
+type under it. It is iterative, holds one directory open at a time whatever the
+depth (a task cannot hide data below the walk's reach: no depth is out of it), and
+stops as soon as a limit is exceeded, so a million tiny files cost at most
+``stop_files`` entries of work.
 
 Sizes are what the files occupy on disk (``st_blocks * 512``, as ``du`` counts),
 so a 1 TiB sparse file counts the few blocks it really has; its 1 TiB shows in
@@ -25,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aido.config.units import format_size
-
-MAX_DEPTH = 256
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 # The entry vanished, or was replaced by a non-directory or a symlink, between
@@ -91,18 +90,19 @@ def measure(
     *,
     stop_bytes: int | None = None,
     stop_files: int | None = None,
-    max_depth: int = MAX_DEPTH,
+    max_depth: int | None = None,
 ) -> DiskUsage:
     """Usage of everything below ``roots`` (each root directory's own blocks
     included, the root itself not counted as a file).
 
     The walk stops, with ``complete=False``, as soon as ``bytes_used`` exceeds
-    ``stop_bytes`` or ``files`` exceeds ``stop_files``. Directories deeper than
-    ``max_depth`` levels below a root are counted but not descended into
-    (``complete=False``); so are directories that cannot be read. A missing root
-    counts as empty.
+    ``stop_bytes`` or ``files`` exceeds ``stop_files``. By default the walk goes as deep
+    as the tree does (in one descriptor); with ``max_depth``, directories deeper than
+    that below a root are counted but not descended into (``complete=False``).
+    Directories that cannot be read are counted, not descended into (``complete=False``).
+    A missing root counts as empty.
     """
-    if max_depth < 0:
+    if max_depth is not None and max_depth < 0:
         raise ValueError(f"max_depth must be at least 0, got {max_depth}")
     tally = _Tally(stop_bytes, stop_files)
     try:
@@ -113,7 +113,7 @@ def measure(
     return tally.result()
 
 
-def _walk(tally: _Tally, root: Path, max_depth: int) -> None:
+def _walk(tally: _Tally, root: Path, max_depth: int | None) -> None:
     try:
         top = os.open(root, _DIR_FLAGS)
     except OSError as exc:
@@ -128,29 +128,47 @@ def _walk(tally: _Tally, root: Path, max_depth: int) -> None:
             return
         tally.complete = False
         return
-    # One frame per open directory: (its descriptor, subdirectory names still to walk).
-    # Subdirectories are opened one at a time, so open descriptors never exceed the depth.
-    stack: list[tuple[int, list[str]]] = [(top, [])]
+    # One frame per directory on the way down: its identity (st_dev, st_ino) and the names
+    # of its subdirectories still to walk. Only the current directory is open: the walk
+    # goes back up through "..", which must be that very parent (if the task moved the
+    # directory meanwhile, the walk ends short rather than go anywhere else), so any depth
+    # costs one descriptor and no path is ever resolved.
+    current = top
     try:
-        tally.add(os.fstat(top), entry=False)
-        stack[-1][1].extend(_list(tally, top, descend=max_depth >= 1))
-        while stack:
-            dir_fd, pending = stack[-1]
-            if not pending:
-                stack.pop()
-                os.close(dir_fd)
+        st = os.fstat(top)
+        tally.add(st, entry=False)
+        stack = [((st.st_dev, st.st_ino), _list(tally, top, descend=max_depth is None or max_depth >= 1))]
+        while True:
+            _, pending = stack[-1]
+            if pending:
+                name = pending.pop()
+                try:
+                    sub = os.open(name, _DIR_FLAGS, dir_fd=current)
+                except OSError as exc:
+                    tally.failed(exc)
+                    continue
+                os.close(current)
+                current = sub
+                st = os.fstat(sub)
+                stack.append(((st.st_dev, st.st_ino), []))
+                stack[-1][1].extend(_list(tally, sub, descend=max_depth is None or len(stack) <= max_depth))
                 continue
-            name = pending.pop()
+            stack.pop()
+            if not stack:
+                return
             try:
-                sub = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-            except OSError as exc:
-                tally.failed(exc)
-                continue
-            stack.append((sub, []))  # on the stack before listing, so it is closed on any error
-            stack[-1][1].extend(_list(tally, sub, descend=len(stack) <= max_depth))
+                parent = os.open("..", _DIR_FLAGS, dir_fd=current)
+            except OSError:
+                tally.complete = False
+                return
+            os.close(current)
+            current = parent
+            st = os.fstat(parent)
+            if (st.st_dev, st.st_ino) != stack[-1][0]:
+                tally.complete = False  # moved while walked: what is left is not measured
+                return
     finally:
-        for dir_fd, _ in stack:
-            os.close(dir_fd)
+        os.close(current)
 
 
 def _list(tally: _Tally, dir_fd: int, *, descend: bool) -> list[str]:
