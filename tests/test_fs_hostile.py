@@ -5,18 +5,16 @@ go, in bounded descriptors and memory, and nothing outside it may be touched."""
 from __future__ import annotations
 
 import os
-import resource
 import socket
 import stat
 import subprocess
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from aido import fs
-from tests.helpers.files import as_unprivileged
+from tests.helpers.files import as_unprivileged, in_child
 
 LONG = "d" * 250  # a 250-byte name: 20 levels of it pass PATH_MAX (4096)
 
@@ -43,28 +41,6 @@ def _nest(top: Path, depth: int, name: str = "a", every: Callable[[int, int], No
                 every(level, fd)
     finally:
         os.close(fd)
-
-
-def _in_child(body: Callable[[], None], *, max_fds: int | None = None, max_rss: int | None = None) -> None:
-    """Run ``body`` in a forked child, with at most ``max_fds`` descriptors and at most
-    ``max_rss`` bytes of peak memory (checked after it ran)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            if max_fds is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds))
-            body()
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            code = 0 if max_rss is None or peak <= max_rss else 3
-            if code:
-                print(f"peak memory {peak >> 20} MiB, over {max_rss >> 20} MiB", flush=True)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "the check in the child failed (see its output)"
 
 
 def _outside(base: Path) -> Path:
@@ -126,7 +102,7 @@ def test_a_tree_past_path_max_with_locked_levels_goes_in_few_descriptors() -> No
         def remove() -> None:
             fs.remove_tree(tree)
 
-        _in_child(remove, max_fds=256)
+        in_child(remove, max_fds=256)
         assert not os.path.lexists(tree)
         _assert_kept(outside)
 
@@ -200,5 +176,5 @@ def test_a_wide_and_deep_tree_goes_in_bounded_descriptors_and_memory(tmp_path: P
     def remove() -> None:
         fs.remove_tree(tree)
 
-    _in_child(remove, max_fds=256, max_rss=200 << 20)
+    in_child(remove, max_fds=256, max_rss=200 << 20)
     assert not os.path.lexists(tree)

@@ -6,37 +6,13 @@ memory."""
 from __future__ import annotations
 
 import os
-import resource
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from aido.evidence import snapshot as snapshots
 from aido.evidence.snapshot import snapshot
-
-
-def _in_child(body: Callable[[], None], *, max_fds: int | None = None, max_rss: int | None = None) -> None:
-    """Run ``body`` in a forked child, with at most ``max_fds`` descriptors and at most
-    ``max_rss`` bytes of peak memory (checked after it ran)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            if max_fds is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds))
-            body()
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            code = 0 if max_rss is None or peak <= max_rss else 3
-            if code:
-                print(f"peak memory {peak >> 20} MiB, over {max_rss >> 20} MiB", flush=True)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "the check in the child failed (see its output)"
+from tests.helpers.files import in_child
 
 
 def test_a_wide_tree_is_walked_whole_under_a_low_descriptor_limit(tmp_path: Path) -> None:
@@ -53,7 +29,7 @@ def test_a_wide_tree_is_walked_whole_under_a_low_descriptor_limit(tmp_path: Path
         assert len(snap.entries) == 1200
         assert snap.entries["d599/f.txt"].sha256 is not None
 
-    _in_child(walk, max_fds=256)
+    in_child(walk, max_fds=256)
 
 
 def test_the_longest_odd_names_at_full_depth_stay_in_bounded_memory(tmp_path: Path) -> None:
@@ -79,7 +55,7 @@ def test_the_longest_odd_names_at_full_depth_stay_in_bounded_memory(tmp_path: Pa
         assert snap.notes[-1].startswith(f"stopped after {len(snap.entries)} entries: their names passed")
         assert all("\\xff" in path and "\udcff" not in path for path in snap.entries)
 
-    _in_child(walk, max_rss=150 << 20)
+    in_child(walk, max_rss=150 << 20)
 
 
 def test_notes_about_a_flood_of_odd_files_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

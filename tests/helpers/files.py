@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import tempfile
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,3 +58,25 @@ def as_unprivileged(body: Callable[[Path], None]) -> None:
             if path.is_dir() and not path.is_symlink():
                 os.chmod(path, 0o700)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def in_child(body: Callable[[], None], *, max_fds: int | None = None, max_rss: int | None = None) -> None:
+    """Run ``body`` in a forked child, with at most ``max_fds`` descriptors and at most
+    ``max_rss`` bytes of peak memory (checked after it ran)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            if max_fds is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds))
+            body()
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            code = 0 if max_rss is None or peak <= max_rss else 3
+            if code:
+                print(f"peak memory {peak >> 20} MiB, over {max_rss >> 20} MiB", flush=True)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the check in the child failed (see its output)"

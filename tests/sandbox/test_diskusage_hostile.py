@@ -4,35 +4,16 @@ depth cap, and directories moved while the walk is inside them."""
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aido.host.diskusage import measure
+from tests.helpers.files import in_child
 
 MiB = 1 << 20
-
-
-def _in_child(body: Callable[[], None], *, max_fds: int) -> None:
-    """Run ``body`` in a forked child limited to ``max_fds`` descriptors."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 1
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (max_fds, max_fds))
-            body()
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "the check in the child failed (see its output)"
 
 
 def test_data_hidden_thousands_of_levels_down_is_measured_in_one_descriptor(tmp_path: Path) -> None:
@@ -59,7 +40,7 @@ def test_data_hidden_thousands_of_levels_down_is_measured_in_one_descriptor(tmp_
         assert not measure([work], stop_bytes=4 * MiB).complete  # the meter would stop the run
 
     try:
-        _in_child(walk, max_fds=32)
+        in_child(walk, max_fds=32)
     finally:  # rm is iterative: a deep tree left behind would break pytest's own clean-up
         subprocess.run(["rm", "-rf", str(work)], check=False)
 
