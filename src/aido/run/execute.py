@@ -13,6 +13,7 @@ from aido.backends.base import StopReason
 from aido.errors import RuntimeUnavailable
 from aido.run.guard import RunGuard
 from aido.run.prepare import PreparedRun
+from aido.run.seal import prewarm
 from aido.store.workspace import STDERR, STDOUT
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ def execute(
     guard = RunGuard(plan, cancel)
     if hooks.on_start:
         hooks.on_start(prepared.run_id, plan.task.name, request.image)
+    # The signing key (and cryptography, whose native library takes 5-25 ms to load while
+    # holding the GIL) loads now, while this thread mostly waits on the engine.
+    prewarm()
     try:
         outcome = ctx.backend.run(request, capture.write, guard)
     except RuntimeUnavailable:

@@ -15,7 +15,6 @@ from aido.run.collect import collect
 from aido.run.execute import execute
 from aido.run.prepare import begin, prepare
 from aido.run.request import RunHooks
-from aido.run.seal import prewarm
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -37,7 +36,6 @@ def run_one(
     held while the run id is taken (a batch numbers runs in the order the tasks were given);
     setting ``cancel`` (from another thread) stops the task as interrupted."""
     start = begin(ctx, plan, turn)
-    prewarm()  # the signing key loads while the task runs
     try:
         hooks = hooks or RunHooks()
         executed = execute(ctx, prepare(ctx, plan, start), hooks, cancel)
