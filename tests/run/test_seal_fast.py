@@ -154,3 +154,38 @@ def test_a_sealed_run_leaves_no_note(tmp_path: Path) -> None:
     manager, sandbox_id, task = _manager(tmp_path, Script(default=Step()))
     manager.run(task, [], sandbox_id=sandbox_id)
     assert list(manager.workspace.sandbox(sandbox_id).seal_pending.iterdir()) == []
+
+
+def test_a_run_whose_record_failed_to_close_after_its_summary_agrees_everywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run got as far as its own summary (its outcome decided), then closing its record
+    failed (a full disk, or aido killed right there): the record is closed from that summary,
+    not as a guessed error, so the index, the summary and the seal agree and it verifies."""
+    from aido.store.store import SandboxStore
+
+    manager, sandbox_id, task = _manager(tmp_path, Script(default=Step(stdout=b"done\n")))
+    real = SandboxStore.close_run
+    calls = []
+
+    def failing_once(self: SandboxStore, sid: str, ref: Any) -> None:
+        calls.append(ref.run_id)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        real(self, sid, ref)
+
+    monkeypatch.setattr(SandboxStore, "close_run", failing_once)
+    with pytest.raises(OSError):
+        manager.run(task, [], sandbox_id=sandbox_id)
+    run_dir = manager.workspace.sandbox(sandbox_id).run_dir("run-001")
+    summary = json.loads((run_dir / "summary.json").read_bytes())
+    ref = manager.load(sandbox_id).run("run-001")
+    predicate = _statement(run_dir / "attestation.intoto.json")["predicate"]
+    assert summary["status"] == "success"
+    assert ref is not None and (ref.status, ref.exit_code) == ("success", 0)
+    assert (predicate["status"], predicate["exitCode"], predicate["sealedBy"]) == ("success", 0, "close")
+    assert ref.artifacts == summary["artifacts"]
+    from aido.evidence.keys import trusted_keys
+
+    verified = manager.verify(sandbox_id, None, keys=trusted_keys(), strict=True)
+    assert verified.exit_code == 0, [str(f) for f in verified.findings]

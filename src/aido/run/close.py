@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aido import fs
@@ -22,7 +23,7 @@ from aido.evidence.writer import write_closing_summary
 from aido.run.seal import enabled as sealing
 from aido.run.seal import seal_run
 from aido.run.verdict import decide, facts_from_summary
-from aido.store.records import RunRef, isoformat, utcnow
+from aido.store.records import RUN_STATUSES, RunRef, isoformat, utcnow
 from aido.store.workspace import ATTESTATION, STDERR, STDOUT, SUMMARY, run_evidence
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def close_run(
     paths = store.paths(sandbox_id)
     run_dir = paths.run_dir(rid)
     written = False
+    finished: dict[str, Any] | None = None
     with store.transaction(sandbox_id) as record:
         ref = record.run(rid)
         if ref is None or ref.status != "running":
@@ -107,31 +109,68 @@ def close_run(
                 **end.details,
             )
             written = run_dir.is_dir() and write_closing_summary(run_dir / SUMMARY, summary)
-            ref.status = end.status
-            ref.completed_at = end.completed_at
-            if end.list_artifacts:
-                ref.artifacts = (
-                    [
-                        run_evidence(rid, p.name)
-                        for p in sorted(run_dir.iterdir())
-                        if not p.name.startswith(".") and p.name != ATTESTATION
-                    ]
-                    if run_dir.is_dir()
-                    else []
-                )
-            elif written:
-                ref.artifacts = [run_evidence(rid, SUMMARY)]
-            if written and sealing():
-                ref.artifacts.append(run_evidence(rid, ATTESTATION))
+            finished = None if written else _finished_summary(run_dir, rid)
+            event_fields = end.event_fields
+            if finished is not None:
+                # The run got as far as its own summary (its outcome was decided) before a
+                # later step failed or its aido died: that summary closes the record, so the
+                # record, the summary and the seal say the same thing.
+                summary = finished
+                _close_from(ref, finished, end.completed_at)
+                event_fields = {**end.event_fields, "status": ref.status, "message": FINISHED_MESSAGE}
+            else:
+                ref.status = end.status
+                ref.completed_at = end.completed_at
+                if end.list_artifacts:
+                    ref.artifacts = (
+                        [
+                            run_evidence(rid, p.name)
+                            for p in sorted(run_dir.iterdir())
+                            if not p.name.startswith(".") and p.name != ATTESTATION
+                        ]
+                        if run_dir.is_dir()
+                        else []
+                    )
+                elif written:
+                    ref.artifacts = [run_evidence(rid, SUMMARY)]
+                if written and sealing():
+                    ref.artifacts.append(run_evidence(rid, ATTESTATION))
             store.put_run(paths, ref)  # after the artifacts are complete: the line is final
         finally:
             if lock_fd >= 0:
                 os.close(lock_fd)
-    record_event(paths.events, end.event, sandbox_id=sandbox_id, run_id=rid, **end.event_fields)
-    if written:
+    record_event(paths.events, end.event, sandbox_id=sandbox_id, run_id=rid, **event_fields)
+    if written or finished is not None:
         sealed_by = "recovery" if end.event == "run_recovered" else "close"
         seal_run(paths, rid, summary=summary, config=record.config, sealed_by=sealed_by)
     return end
+
+
+FINISHED_MESSAGE = "the run ended and its summary was written, but aido stopped before closing its record"
+
+
+def _finished_summary(run_dir: Path, rid: str) -> dict[str, Any] | None:
+    """The summary collect wrote for this run, if it did: complete, closed, this run's."""
+    try:
+        data = fs.read_json(run_dir / SUMMARY)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("run_id") != rid:
+        return None
+    status = data.get("status")
+    return data if status in RUN_STATUSES and status != "running" else None
+
+
+def _close_from(ref: RunRef, summary: dict[str, Any], fallback_end: str) -> None:
+    ref.status = str(summary["status"])
+    completed = summary.get("completed_at")
+    ref.completed_at = completed if isinstance(completed, str) else fallback_end
+    for name in ("exit_code", "duration_ms"):
+        value = summary.get(name)
+        setattr(ref, name, value if isinstance(value, int) and not isinstance(value, bool) else None)
+    artifacts = summary.get("artifacts")
+    if isinstance(artifacts, list):
+        ref.artifacts = [a for a in artifacts if isinstance(a, str)]
 
 
 def abandon_run(store: SandboxStore, plan: RunPlan, rid: str, exc: BaseException) -> None:
