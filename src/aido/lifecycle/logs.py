@@ -64,11 +64,7 @@ def stream_logs(
     offsets = dict.fromkeys(streams, 0)
     next_check, orphaned = time.monotonic() + ORPHAN_CHECK_SECONDS, 0
     while True:
-        ended = (
-            not follow
-            or (ctx.store.load_evidence(sandbox_id)[0].run(run) or RunRef(run, "", "error", "")).status
-            != "running"
-        )
+        ended = not follow or not _running(ctx, sandbox_id, run)
         where = run_dir(ctx, sandbox_id, run)  # again each time: it moves when archived
         for kind in streams:
             try:
@@ -95,6 +91,16 @@ def stream_logs(
                 )
                 return
         time.sleep(poll)
+
+
+def _running(ctx: Context, sandbox_id: str, run: str) -> bool:
+    """Whether the run is still marked running. Its ``.running`` marker answers with one
+    stat while it runs (it goes only after the run's closed line is in the index), so a
+    follow polling ten times a second never re-reads an index of thousands of runs."""
+    if (ctx.store.paths(sandbox_id).running / run).exists():
+        return True
+    ref = ctx.store.load_evidence(sandbox_id)[0].run(run)
+    return (ref or RunRef(run, "", "error", "")).status == "running"
 
 
 def _run_container_alive(ctx: Context, sandbox_id: str, run: str) -> bool:
