@@ -207,9 +207,8 @@ class ChainProblem:
     actual: str | None = None
 
 
-def chain_problems(data: bytes, *, start: int = 1, previous: bytes | None = None) -> list[ChainProblem]:
-    """Every break in the chain of ``data``: whole lines of a log whose first line is line
-    ``start``, after the line ``previous`` (to check a tail on its own). Unchained
+def chain_problems(data: bytes) -> list[ChainProblem]:
+    """Every break in the chain of ``data``, a whole log. Unchained
     lines may only precede the first chained one; a line that is not JSON is accepted only
     when the next line is the ``chain_repair`` that names its digest."""
     problems: list[ChainProblem] = []
@@ -217,10 +216,11 @@ def chain_problems(data: bytes, *, start: int = 1, previous: bytes | None = None
     if lines and lines[-1] == b"":
         lines.pop()
     elif lines:
-        problems.append(ChainProblem(start + len(lines) - 1, "not ended by a newline (torn)"))
-    chained = previous is not None
+        problems.append(ChainProblem(len(lines), "not ended by a newline (torn)"))
+    chained = False
+    previous: bytes | None = None
     for index, line in enumerate(lines):
-        number = start + index
+        number = index + 1
         try:
             value = json.loads(line)
         except ValueError:
@@ -238,7 +238,7 @@ def chain_problems(data: bytes, *, start: int = 1, previous: bytes | None = None
             if value.get("seq") != number:
                 problems.append(ChainProblem(number, "out of sequence", str(number), str(value.get("seq"))))
             expected = line_hash(previous) if previous is not None else None
-            if (previous is not None or number == 1) and value.get("prev") != expected:
+            if value.get("prev") != expected:
                 problems.append(
                     ChainProblem(
                         number, "does not follow the line before it", expected, str(value.get("prev"))

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from aido.errors import SigningKeyError
+from aido.fs import atomic_write_bytes
 
 ENV_KEY = "AIDO_SIGNING_KEY"
 # PKCS#8 and SPKI encodings of an Ed25519 key are a fixed prefix and 32 raw bytes (RFC 8410).
@@ -169,9 +170,7 @@ def _create_user_key(directory: Path) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     public = _signing_from_pem(pem, "new key").public
-    tmp = directory / f".signing.pub.{os.getpid()}"
-    tmp.write_text(public.pem())
-    os.replace(tmp, directory / "signing.pub")
+    atomic_write_bytes(directory / "signing.pub", public.pem().encode())
 
 
 def signing_key(*, create: bool = True) -> SigningKey:
@@ -241,9 +240,7 @@ def trust(path: Path) -> tuple[PublicKey, Path, bool]:
     target = folder / f"{key.keyid[:16]}.pub"
     if target.exists():
         return key, target, False
-    tmp = folder / f".{key.keyid[:16]}.{os.getpid()}"
-    tmp.write_text(key.pem())
-    os.replace(tmp, target)
+    atomic_write_bytes(target, key.pem().encode())
     return key, target, True
 
 

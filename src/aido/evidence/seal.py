@@ -45,16 +45,21 @@ def pae(payload_type: str, body: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(body), body)
 
 
-def file_sha256(path: Path | str, *, dir_fd: int | None = None) -> str:
+def fd_sha256(fd: int) -> str:
+    """The SHA-256 of what is left to read on a descriptor, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    while chunk := os.read(fd, 1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path | str) -> str:
     """The SHA-256 of a regular file, opened without following a link (OSError otherwise)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file")
-        digest = hashlib.sha256()
-        while chunk := os.read(fd, 1 << 20):
-            digest.update(chunk)
-        return digest.hexdigest()
+        return fd_sha256(fd)
     finally:
         os.close(fd)
 
@@ -171,20 +176,3 @@ def envelope(payload: bytes, key: Signer, keyid: str) -> bytes:
 def payload_bytes(document: dict[str, Any]) -> bytes:
     # Signed as serialized once; readers take these bytes from the envelope and never re-serialize.
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
-
-
-def open_envelope(data: bytes) -> tuple[str, bytes, list[dict[str, str]]]:
-    """(payloadType, payload bytes, signatures) of an envelope; ValueError if malformed."""
-    document = json.loads(data)
-    if not isinstance(document, dict):
-        raise ValueError("not a JSON object")
-    kind, payload, signatures = (
-        document.get("payloadType"),
-        document.get("payload"),
-        document.get("signatures"),
-    )
-    if not isinstance(kind, str) or not isinstance(payload, str) or not isinstance(signatures, list):
-        raise ValueError("payloadType, payload and signatures are required")
-    body = base64.b64decode(payload, validate=True)
-    sigs = [s for s in signatures if isinstance(s, dict)]
-    return kind, body, sigs

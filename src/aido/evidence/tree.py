@@ -11,13 +11,14 @@ reported as a link, never read through.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
+
+from aido.evidence.seal import fd_sha256
 
 FILE, DIR, LINK, OTHER = "file", "dir", "link", "other"
 MAX_READ = 64 * 1024 * 1024  # envelopes, summaries, events.log: read whole; never more than this
@@ -90,11 +91,11 @@ class DirTree:
         return data
 
     def sha256(self, name: str) -> str:
-        digest = hashlib.sha256()
-        with os.fdopen(self._open(name), "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        return digest.hexdigest()
+        fd = self._open(name)
+        try:
+            return fd_sha256(fd)
+        finally:
+            os.close(fd)
 
     def walk(self, top: str) -> list[tuple[str, str]]:
         """(name, kind) of everything under the directory ``top``, links not followed."""

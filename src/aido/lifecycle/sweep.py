@@ -106,7 +106,8 @@ def _seal_left_behind(ctx: Context, sandbox_id: str, paths: SandboxPaths, run_id
     run_dir = paths.run_dir(run_id)
     if not run_dir.is_dir() or fs.is_locked(run_dir):
         return False  # its aido is still at work (or the run never got a directory)
-    ref = ctx.store.load(sandbox_id).run(run_id)
+    record = ctx.store.load(sandbox_id)
+    ref = record.run(run_id)
     if ref is not None and ref.status == "running":
         return False
     try:
@@ -115,7 +116,6 @@ def _seal_left_behind(ctx: Context, sandbox_id: str, paths: SandboxPaths, run_id
         summary = None
     if not isinstance(summary, dict):
         return False
-    record = ctx.store.load(sandbox_id)
     warning = seal_run(paths, run_id, summary=summary, config=record.config, sealed_by="recovery")
     if warning is None:
         log.info("sealed %s of sandbox %s, which its aido left unsealed", run_id, sandbox_id)
