@@ -29,11 +29,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV ..." >&2
   python3 -m venv "$VENV"
 fi
-stamp="$VENV/.aido-installed"
+# test.sh asks for the ray extra too (the cluster tests start a real Ray cluster).
+EXTRAS="${AIDO_EXTRAS:-dev}"
+stamp="$VENV/.aido-installed-${EXTRAS//,/-}"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   echo "[setup] installing aido and its test tools into $VENV ..." >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[dev]"
+  "$VENV/bin/python" -m pip install -q -e "$ROOT[$EXTRAS]"
   touch "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

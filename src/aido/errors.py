@@ -162,6 +162,13 @@ class RuntimeFailure(AidoError):
     exit_code = ExitCode.RUNTIME
 
 
+class ClusterUnavailable(AidoError):
+    """A Ray cluster cannot be used: Ray missing, address unreachable, no aido node."""
+
+    code = "cluster_unavailable"
+    exit_code = ExitCode.RUNTIME
+
+
 class Interrupted(AidoError):
     code = "interrupted"
     exit_code = ExitCode.INTERRUPTED

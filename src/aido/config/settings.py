@@ -23,6 +23,8 @@ class Settings:
     source: str | None = None
     # How long a destroyed sandbox's archived evidence is kept, in seconds; None: forever.
     evidence_retention: float | None = DEFAULT_EVIDENCE_RETENTION
+    # The Ray cluster `aido run` sends runs to (`--cluster` and AIDO_CLUSTER win); None: local.
+    cluster: str | None = None
 
 
 def parse_retention(value: object) -> float | None:
@@ -48,6 +50,7 @@ def load_settings(path: Path | None) -> Settings:
         model_config = ConfigDict(extra="forbid")
         output_limit: str | int = Field(default="16M")
         evidence_retention: str | int = Field(default="30d")
+        cluster: str | None = None
 
     data, lines = load_mapping(path, missing_hint="check the --config path")
     try:
@@ -72,4 +75,7 @@ def load_settings(path: Path | None) -> Settings:
     except ValueError as exc:
         line = lines.get(("evidence_retention",), 1)
         raise ConfigError([Problem(str(exc), path.name, line, "evidence_retention")]) from None
-    return Settings(output_limit=limit, source=str(path), evidence_retention=retention)
+    cluster = parsed.cluster.strip() if parsed.cluster else None
+    return Settings(
+        output_limit=limit, source=str(path), evidence_retention=retention, cluster=cluster or None
+    )

@@ -1,0 +1,118 @@
+"""Which Ray cluster a run goes to, and the connection to it.
+
+The address is what Ray accepts (``host:6379``, ``ray://host:10001``, ``auto``), from
+``--cluster``, else ``AIDO_CLUSTER``, else ``cluster:`` in aido's settings file. Every way
+of failing to use it is one ``ClusterUnavailable`` (exit 125) that says what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING
+
+from aido.errors import ClusterUnavailable
+
+if TYPE_CHECKING:
+    from aido.config.settings import Settings
+
+ENV = "AIDO_CLUSTER"
+RESOURCE = "aido"  # the custom Ray resource a node advertises: how many runs it takes at once
+NAMESPACE = "aido"
+JOIN_HINT = (
+    "start aido nodes with `ray start --address=HEAD:PORT --resources='{\"aido\": 2}'` "
+    "on machines with a Docker engine and aido installed (README: Running on a Ray cluster)"
+)
+PROBE_SECONDS = 3.0
+
+_connected: str | None = None
+
+
+def resolve_address(flag: str | None, settings: Settings | None = None) -> str | None:
+    """The cluster to use: the flag, else AIDO_CLUSTER, else the settings file; None: local."""
+    for value in (flag, os.environ.get(ENV), settings.cluster if settings else None):
+        if value is not None and value.strip():
+            return value.strip()
+    return None
+
+
+def token_required() -> bool:
+    """Whether this process talks to the cluster with Ray token authentication."""
+    return os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token"
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """Where to knock before handing the address to Ray (which may wait a minute on a dead
+    one); None for ``auto`` and forms Ray resolves itself."""
+    rest = address.removeprefix("ray://")
+    if rest == "auto" or ":" not in rest:
+        return None
+    host, _, port = rest.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClusterUnavailable(
+            f"--cluster {address!r}: expected HOST:PORT, ray://HOST:PORT or auto",
+            hint="the head's address as `ray start --head` printed it",
+        )
+    return host.strip("[]"), int(port)
+
+
+def _knock(address: str) -> None:
+    target = _host_port(address)
+    if target is None:
+        return
+    try:
+        with socket.create_connection(target, timeout=PROBE_SECONDS):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ClusterUnavailable(
+            f"cannot reach the Ray cluster at {address}: {reason}",
+            hint="check the address and that its head is up (`ray status --address ...` on it), "
+            "or run without --cluster (and without AIDO_CLUSTER) to run locally",
+        ) from None
+
+
+def connect(address: str) -> None:
+    """Connect this process to the cluster (once; reconnects when the address changes),
+    and make sure some node takes aido runs."""
+    global _connected
+    try:
+        import ray
+    except ImportError:
+        raise ClusterUnavailable(
+            "--cluster needs Ray, which is not installed", hint="pip install 'aido[ray]'"
+        ) from None
+    if _connected != address:
+        if ray.is_initialized():
+            ray.shutdown()
+        _knock(address)
+        try:
+            ray.init(
+                address=address,
+                namespace=NAMESPACE,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+                configure_logging=True,
+            )
+        except Exception as exc:  # ConnectionError, RuntimeError, grpc errors: all one answer
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            hint = "check the address and the cluster's token (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN)"
+            message = f"cannot connect to the Ray cluster at {address}: {first}"
+            raise ClusterUnavailable(message, hint=hint) from None
+        _connected = address
+    if ray.cluster_resources().get(RESOURCE, 0) <= 0:
+        raise ClusterUnavailable(
+            f"no node of the Ray cluster at {address} takes aido runs (none has the {RESOURCE!r} resource)",
+            hint=JOIN_HINT,
+        )
+
+
+def disconnect() -> None:
+    global _connected
+    if _connected is None:
+        return
+    import ray
+
+    ray.shutdown()
+    _connected = None
