@@ -22,6 +22,8 @@ from aido.run.context import Context
 from aido.run.plan import RunPlan, plan_run
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from aido.lifecycle.verify import Exported, Verified
     from aido.run.batch import BatchResult
     from aido.run.request import Confirm, RunHooks, Widening
@@ -90,13 +92,29 @@ class SandboxManager(Context):
         confirm: Confirm | None = None,
         cancel: threading.Event | None = None,
         stdin: int | None = None,
+        cluster: str | None = None,
+        retries: int = 0,
     ) -> RunResult:
         """Run one task in a fresh container of the sandbox and record its evidence.
 
         ``widen`` asks for escape hatches; they need ``confirm`` to return True for their
         warnings. Setting ``cancel`` (from another thread) stops the task as interrupted.
         ``stdin``, a file descriptor, is forwarded to the task's stdin (else it is closed).
+        ``cluster``, a Ray address, runs it on a node of that cluster (aido.cluster);
+        ``retries`` re-runs it there, as a new run, if its node is lost.
         """
+        if cluster is not None:
+            from aido.cluster.driver import Cluster, Dispatcher, run_on_cluster
+
+            sid = self.resolve_id(sandbox_id)
+            plan = plan_run(
+                self, sid, task, args, timeout=timeout, env=env, widen=widen, confirm=confirm, remote=True
+            )
+            if stdin is not None:
+                plan = replace(plan, stdin=stdin)
+            dispatcher = Dispatcher(Cluster(cluster, retries))
+            dispatcher.check(plan)
+            return run_on_cluster(self, plan, hooks, dispatcher, cancel=cancel)
         plan = self.prepare(
             task,
             args,
@@ -134,9 +152,28 @@ class SandboxManager(Context):
     execute = pipeline.run_one
 
     def run_batch(self, tasks: list[Path], args: list[str] | None = None, **kwargs: Any) -> BatchResult:
-        """Run several tasks concurrently (see aido.run.batch.run_batch)."""
+        """Run several tasks concurrently (see aido.run.batch.run_batch); ``cluster`` and
+        ``retries`` as for ``run``."""
         from aido.run.batch import run_batch
 
+        cluster: str | None = kwargs.pop("cluster", None)
+        retries: int = kwargs.pop("retries", 0)
+        if cluster is not None:
+            from aido.cluster.driver import Cluster, Dispatcher, run_on_cluster
+
+            dispatcher = Dispatcher(Cluster(cluster, retries))
+
+            def runner(
+                ctx: Context,
+                plan: RunPlan,
+                hooks: RunHooks | None,
+                *,
+                cancel: threading.Event | None,
+                turn: AbstractContextManager[object] | None,
+            ) -> RunResult:
+                return run_on_cluster(ctx, plan, hooks, dispatcher, cancel=cancel, turn=turn)
+
+            kwargs.update(runner=runner, check=dispatcher.check)
         return run_batch(self, tasks, list(args or []), resolve=self.resolve_id, **kwargs)
 
 

@@ -35,6 +35,7 @@ class StopReason(StrEnum):
     EXPIRED = "expired"  # the guard: the sandbox's ttl ran out
     DISK_LIMIT = "disk_limit"  # the guard: the trees reached the disk or file-count limit
     AIDO_LOST = "aido_lost"  # a sweep: the aido process that ran the task died
+    NODE_LOST = "node_lost"  # a cluster driver: the Ray node (or its worker) running the task died
 
 
 # The names the backends use (typed str: a guard's reason passes through them as is).

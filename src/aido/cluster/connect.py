@@ -101,7 +101,7 @@ def connect(address: str) -> None:
             message = f"cannot connect to the Ray cluster at {address}: {first}"
             raise ClusterUnavailable(message, hint=hint) from None
         _connected = address
-    if ray.cluster_resources().get(RESOURCE, 0) <= 0:
+    if ray.cluster_resources().get(RESOURCE, 0) <= 0:  # type: ignore[no-untyped-call]
         raise ClusterUnavailable(
             f"no node of the Ray cluster at {address} takes aido runs (none has the {RESOURCE!r} resource)",
             hint=JOIN_HINT,

@@ -14,10 +14,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aido.errors import AidoError
 from aido.exit_codes import ExitCode
@@ -29,6 +29,20 @@ if TYPE_CHECKING:
     from aido.run.result import RunResult
 
 MAX_PARALLEL = 64
+
+
+class Runner(Protocol):
+    """What runs one planned task (run_one, or a cluster's)."""
+
+    def __call__(
+        self,
+        ctx: Context,
+        plan: RunPlan,
+        hooks: RunHooks | None,
+        *,
+        cancel: threading.Event | None,
+        turn: AbstractContextManager[object] | None,
+    ) -> RunResult: ...
 
 
 @dataclass
@@ -128,11 +142,14 @@ def run_batch(
     on_result: Callable[[BatchItem], None] | None = None,
     on_ready: Callable[[], None] | None = None,
     hooks_for: Callable[[BatchItem], RunHooks] | None = None,
+    runner: Runner | None = None,
+    check: Callable[[RunPlan], None] | None = None,
 ) -> BatchResult:
     """``resolve`` names the sandbox (the given id or the active one, see
     lifecycle.sandboxes.resolve_id); ``on_ready`` is called once every task has been
     checked, just before the first starts; ``hooks_for`` gives each task its own hooks
-    (e.g. to show its output)."""
+    (e.g. to show its output). ``runner`` runs each planned task instead of run_one (a
+    cluster's, which also plans without asking the local engine), after ``check``."""
     import time
 
     from aido.errors import UsageError
@@ -153,9 +170,23 @@ def run_batch(
 
     sid = resolve(sandbox_id)
     plans: list[RunPlan] = [
-        plan_run(ctx, sid, task, args, timeout=timeout, env=env, widen=widen, confirm=confirm_once)
+        plan_run(
+            ctx,
+            sid,
+            task,
+            args,
+            timeout=timeout,
+            env=env,
+            widen=widen,
+            confirm=confirm_once,
+            remote=bool(runner),
+        )
         for task in tasks
     ]
+    for plan in plans:
+        if check is not None:
+            check(plan)
+    run = runner or run_one
     items = [BatchItem(index, task) for index, task in enumerate(tasks)]
     cancel = threading.Event()
     turnstile = _Turnstile()
@@ -168,7 +199,7 @@ def run_batch(
             return item
         try:
             hooks = hooks_for(item) if hooks_for is not None else None
-            item.result = run_one(ctx.fork(), plan, hooks, cancel=cancel, turn=turnstile.turn(item.index))
+            item.result = run(ctx.fork(), plan, hooks, cancel=cancel, turn=turnstile.turn(item.index))
         except AidoError as exc:
             item.error = exc
         finally:

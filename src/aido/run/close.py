@@ -173,11 +173,22 @@ def _close_from(ref: RunRef, summary: dict[str, Any], fallback_end: str) -> None
         ref.artifacts = [a for a in artifacts if isinstance(a, str)]
 
 
-def abandon_run(store: SandboxStore, plan: RunPlan, rid: str, exc: BaseException) -> None:
+def abandon_run(
+    store: SandboxStore,
+    plan: RunPlan,
+    rid: str,
+    exc: BaseException,
+    *,
+    status: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
     """Close the record of a run that failed before it produced an outcome (this process
-    holds its lock). Every run directory gets a summary, even one that never started a task."""
-    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+    holds its lock). Every run directory gets a summary, even one that never started a task.
+    ``status`` and ``details`` (summary fields, also in the event) say more when the caller
+    knows more (a cluster run whose node was lost)."""
+    status = status or ("interrupted" if isinstance(exc, KeyboardInterrupt) else "error")
     message = str(exc)[:500] or type(exc).__name__
+    extra = details or {}
 
     def ending(ref: RunRef) -> Ending:
         completed = isoformat(utcnow())
@@ -185,9 +196,9 @@ def abandon_run(store: SandboxStore, plan: RunPlan, rid: str, exc: BaseException
             status=status,
             completed_at=completed,
             summary_completed_at=completed,
-            details={"error": message, "image": plan.choice.image},
+            details={"error": message, "image": plan.choice.image, **extra},
             event="run_completed",
-            event_fields={"status": status, "error": message},
+            event_fields={"status": status, "error": message, **extra},
         )
 
     try:

@@ -82,6 +82,9 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
         exit_code_of_run=verdict.exit_code,
     )
     summary["notes"] = unenforced_permissions(record.config)  # not enforced, so not in `warnings`
+    if plan.placement is not None:  # run on a cluster node for a driver (aido.cluster)
+        summary["node"] = plan.placement.node
+        summary["retry_of"] = plan.placement.retry_of
     write_summary(run_dir / SUMMARY, summary)
     ref = RunRef(
         run_id=rid,

@@ -10,7 +10,7 @@ import os
 import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aido.errors import SandboxExpired, TaskNotFound, TaskNotRunnable, UsageError
 from aido.run.request import (
@@ -38,6 +38,17 @@ GVISOR_PIDS = 1024
 
 
 @dataclass(frozen=True)
+class Placement:
+    """A run a cluster node executes for a driver (aido.cluster.node): it takes the driver's
+    run number, its /outputs is outputs/<run> (parallel runs never write the same files),
+    and its summary names the node (and the lost run it retries, if it does)."""
+
+    number: int
+    node: dict[str, Any]
+    retry_of: str | None = None
+
+
+@dataclass(frozen=True)
 class RunPlan:
     """Everything a run needs, checked before a run id is allocated."""
 
@@ -55,6 +66,7 @@ class RunPlan:
     warnings: list[str]  # every permission wider than the default, from the sandbox or the flags
     notes: list[str] = field(default_factory=list)  # other warnings for the run's evidence
     stdin: int | None = None  # host descriptor forwarded to the task (`run -i`); None: closed
+    placement: Placement | None = None  # set on a cluster node only
 
 
 def plan_run(
@@ -68,10 +80,12 @@ def plan_run(
     widen: Widening | None = None,
     confirm: Confirm | None = None,
     hooks: RunHooks | None = None,
+    remote: bool = False,
 ) -> RunPlan:
     """Check everything a run needs (sandbox, task, engine, image, confirmation)
     before a run id exists: a run that cannot start leaves no trace. ``sid`` is resolved
-    (see lifecycle.sandboxes.resolve_id)."""
+    (see lifecycle.sandboxes.resolve_id). ``remote``: a cluster node runs it, so this
+    machine's engine and images are not asked (the node checks its own)."""
     from aido.config.runtimes import interpreter_for_task, parse_runtime, runtime_for_task
     from aido.config.units import parse_duration
 
@@ -140,16 +154,18 @@ def plan_run(
             f"{choice.runtime}: it runs with {choice.interpreter}"
         )
         log.warning("%s", notes[-1])
-    # Engine, isolation and image before a run id exists: a missing engine leaves no trace.
-    backend = ctx.backend  # its first call reports an unreachable engine
-    backend.check_isolation(settings.isolation)
-    # Checked at `sandbox up` too, but the image may have been removed since.
-    image_id = ensure_image(
-        backend,
-        choice.image,
-        (hooks or RunHooks()).on_pull,
-        other=f"or create a sandbox with another runtime: {UP_RUNTIME_HINT}",
-    )
+    image_id = ""
+    if not remote:
+        # Engine, isolation and image before a run id exists: a missing engine leaves no trace.
+        backend = ctx.backend  # its first call reports an unreachable engine
+        backend.check_isolation(settings.isolation)
+        # Checked at `sandbox up` too, but the image may have been removed since.
+        image_id = ensure_image(
+            backend,
+            choice.image,
+            (hooks or RunHooks()).on_pull,
+            other=f"or create a sandbox with another runtime: {UP_RUNTIME_HINT}",
+        )
     return RunPlan(
         record,
         paths,

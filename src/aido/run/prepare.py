@@ -62,7 +62,8 @@ def begin(ctx: Context, plan: RunPlan, turn: AbstractContextManager[object] | No
     """Take the run id. ``turn`` is held while it is allocated (a batch uses it to number
     runs in the order the tasks were given)."""
     with turn or contextlib.nullcontext():
-        rid, run_dir, lock_fd = ctx.store.begin_run(plan.record.id, plan.task.name)
+        number = plan.placement.number if plan.placement else None
+        rid, run_dir, lock_fd = ctx.store.begin_run(plan.record.id, plan.task.name, number)
         mark_pending(plan.paths, rid)
         record_event(
             plan.paths.events, "run_started", sandbox_id=plan.record.id, run_id=rid, task=plan.task.name
@@ -134,9 +135,11 @@ def build_request(ctx: Context, plan: RunPlan, rid: str, writable: Trees) -> Exe
 
     record, paths, settings = plan.record, plan.paths, plan.settings
     env = {**BASE_ENV, **settings.env, **plan.env, "AIDO_SANDBOX_ID": record.id, "AIDO_RUN_ID": rid}
+    # On a cluster node each run writes its own outputs/<run> (the driver stores it there).
+    outputs = paths.outputs / rid if plan.placement else paths.outputs
     mounts = [
         Mount(str(paths.work.resolve()), "/work", read_only=False),
-        Mount(str(paths.outputs.resolve()), "/outputs", read_only=False),
+        Mount(str(outputs.resolve()), "/outputs", read_only=False),
     ]
     if settings.filesystem != "none":
         inputs = Mount(str(paths.inputs.resolve()), "/inputs", read_only="inputs" not in writable)

@@ -117,3 +117,44 @@ def declared_from_summary(declared: object) -> tuple[DeclaredOutput, ...]:
 
 def _int(value: object) -> int:
     return value if isinstance(value, int) else 0
+
+
+def result_from_summary(
+    summary: Mapping[str, object], *, evidence_dir: Path, outputs_dir: Path, artifacts: tuple[str, ...]
+) -> RunResult:
+    """The result of a run whose outcome exists only as its summary.json (a run closed
+    without an outcome, or one a cluster node ran): the same fields collect gives."""
+    exit_code = summary.get("exit_code")
+    reason = summary.get("stop_reason")
+    pids = summary.get("pids_limit_reached")
+    limits = summary.get("limits_exceeded")
+    changes = summary.get("changes")
+    return RunResult(
+        sandbox_id=str(summary.get("sandbox_id", "")),
+        run_id=str(summary.get("run_id", "")),
+        task=str(summary.get("task", "")),
+        status=str(summary.get("status", "error")),
+        exit_code=exit_code if isinstance(exit_code, int) and not isinstance(exit_code, bool) else None,
+        duration_ms=_int(summary.get("duration_ms")),
+        timed_out=summary.get("timed_out") is True,
+        oom_killed=summary.get("oom_killed") is True,
+        evidence_dir=evidence_dir,
+        outputs_dir=outputs_dir,
+        artifacts=artifacts,
+        summary=summary,
+        error=_str(summary.get("error")),
+        stop_reason=_str(reason),
+        message=_str(summary.get("message")),
+        outcome=_str(summary.get("outcome")) or "",
+        pids_limit_reached=pids if isinstance(pids, bool) else None,
+        limits_exceeded=tuple(x for x in limits if isinstance(x, Mapping))
+        if isinstance(limits, list)
+        else (),
+        output=streams_from_summary(summary.get("output")),
+        changes=tuple(x for x in changes if isinstance(x, Mapping)) if isinstance(changes, list) else (),
+        declared_outputs=declared_from_summary(summary.get("declared_outputs")),
+    )
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -34,7 +34,13 @@ from aido.exit_codes import ExitCode
 from aido.host.trees import Breach  # a value of the host's meters; re-exported here
 
 # Stop reasons (ExecOutcome.stop_reason, or a recovered run's) that mean "interrupted".
-INTERRUPTING = (StopReason.INTERRUPTED, StopReason.CANCELLED, StopReason.DESTROYED, StopReason.AIDO_LOST)
+INTERRUPTING = (
+    StopReason.INTERRUPTED,
+    StopReason.CANCELLED,
+    StopReason.DESTROYED,
+    StopReason.AIDO_LOST,
+    StopReason.NODE_LOST,
+)
 DISK_KINDS = ("disk", "files")
 
 
@@ -87,6 +93,8 @@ def exit_code_for(
     if status == "interrupted":
         if stop_reason == StopReason.DESTROYED:
             return int(ExitCode.SANDBOX_STATE)
+        if stop_reason == StopReason.NODE_LOST:  # the infrastructure failed, not the task
+            return int(ExitCode.RUNTIME)
         return int(signal_exit or ExitCode.INTERRUPTED)
     if status == "expired":
         return int(ExitCode.SANDBOX_STATE)
@@ -173,7 +181,7 @@ def decide(facts: Facts) -> Verdict:
             message = f"the task was stopped: sandbox {facts.sandbox_id} was destroyed"
         elif reason == StopReason.CANCELLED:
             message = "the task was stopped: the batch was interrupted"
-        elif reason == StopReason.AIDO_LOST and facts.detail:
+        elif reason in (StopReason.AIDO_LOST, StopReason.NODE_LOST) and facts.detail:
             message = facts.detail
         else:
             message = "the task was interrupted; the container was stopped and removed"

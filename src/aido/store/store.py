@@ -194,7 +194,7 @@ class SandboxStore:
 
     # -- runs --------------------------------------------------------------------------
 
-    def begin_run(self, sandbox_id: str, task: str) -> tuple[str, Path, int]:
+    def begin_run(self, sandbox_id: str, task: str, number: int | None = None) -> tuple[str, Path, int]:
         """Allocate the next run id under the sandbox lock and mark the run as running.
         The returned descriptor holds a lock on the run directory for as long as this
         process runs the task: a running run whose lock is free was orphaned.
@@ -208,7 +208,8 @@ class SandboxStore:
             with self.transaction(sandbox_id, check=lambda p: refuse_going(p, sandbox_id)) as current:
                 taken = [run_number(name) or 0 for name in os.listdir(paths.runs)]
                 taken += [run_number(r.run_id) or 0 for r in current.runs_read()]  # just migrated
-                rid = run_id(max(taken, default=0) + 1)
+                # A cluster node takes the number its driver gave (its sandbox is new).
+                rid = run_id(max(max(taken, default=0) + 1, number or 0))
                 run_dir = paths.run_dir(rid)
                 run_dir.mkdir(mode=0o755)  # exclusive: fails rather than share a directory
                 held = fs.hold_lock(run_dir)

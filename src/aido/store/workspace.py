@@ -52,6 +52,7 @@ STDOUT = "stdout.log"
 STDERR = "stderr.log"
 CHANGES = "changes.diff"
 ATTESTATION = "attestation.intoto.json"  # the run's seal (evidence/seal.py)
+NODE_EVIDENCE = "node-evidence.tar"  # a cluster run: the node's own sealed bundle (aido.cluster)
 SEAL_PENDING = ".seal-pending"  # one empty file per run not sealed yet (run/seal.py)
 TASK_DIR = "task"
 

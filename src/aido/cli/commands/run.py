@@ -39,6 +39,8 @@ class RunOptions:
     timeout: str | None
     env: tuple[str, ...]  # -e KEY=VALUE / -e KEY, as given
     widen: Widening
+    cluster: str | None = None  # a Ray address: the runs go to that cluster's aido nodes
+    retries: int = 0  # re-run a run lost with its node, as a new run (cluster only)
 
 
 @click.command("run", context_settings=CONTEXT)
@@ -83,6 +85,20 @@ class RunOptions:
     help="Forward this terminal's or pipe's stdin to the task (one task only); without it "
     "the task's stdin is closed.",
 )
+@click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    help="Run on the aido nodes of this Ray cluster (HOST:PORT, ray://HOST:10001 or auto; "
+    "default: AIDO_CLUSTER, else `cluster:` in aido's settings). Needs `pip install 'aido[ray]'`.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 10),
+    default=0,
+    metavar="N",
+    help="With --cluster: run a task whose node was lost again elsewhere, up to N times, each "
+    "as a new run that names the lost one (retry_of). Never done without this flag.",
+)
 @yes_option
 @click.option(
     "--raw-output", is_flag=True, help="Echo the task's output unfiltered, escape sequences included."
@@ -100,6 +116,8 @@ def run(
     host_filesystem: bool,
     dangerous_allow_mutations: bool,
     interactive: bool,
+    cluster: str | None,
+    retries: int,
     yes: bool,
     raw_output: bool,
 ) -> None:
@@ -141,6 +159,14 @@ def run(
     The interpreter comes from the sandbox's runtime, else from the extension:
     .py python, .js/.mjs/.cjs node, .sh sh. A task whose extension names another
     interpreter than the sandbox's runtime gets a warning (kept in its evidence).
+
+    \b
+    On a Ray cluster (--cluster, AIDO_CLUSTER or `cluster:` in the settings), each
+    task runs on a node advertising the `aido` resource, with the same hardening;
+    its output streams back live and its sealed evidence is verified here, then
+    stored as an ordinary run (summary.json names the node; outputs land in
+    outputs/<run>/). A lost node: the run is recorded interrupted (node_lost, exit
+    125); --retries N runs it again as a new run. See `aido cluster status`.
     """
     from aido.errors import TaskNotFound
     from aido.run.request import Widening
@@ -158,12 +184,17 @@ def run(
     manager = open_manager(state)
     try:
         resolved = state.context["sandbox_id"] = manager.resolve_id(sandbox_id)
+        address = _cluster_address(state, manager, cluster)
+        if retries and address is None:
+            raise click.UsageError("--retries needs --cluster (a local run is never re-run)")
         options = RunOptions(
             args=tuple(task_args),
             sandbox_id=resolved,
             timeout=timeout,
             env=env,
             widen=Widening(network, host_filesystem, dangerous_allow_mutations),
+            cluster=address,
+            retries=retries,
         )
         if len(task_list) > 1 or (parallel or 1) > 1:
             labels = _labels(list(given) if len(given) > 1 else list(given) * (parallel or 1))
@@ -184,6 +215,20 @@ def run(
         if hint:
             exc.hint = hint
         raise
+
+
+def _cluster_address(state: AppState, manager: SandboxManager, flag: str | None) -> str | None:
+    """--cluster, else AIDO_CLUSTER, else the settings' `cluster:`; None: run locally."""
+    if flag is None and not os.environ.get("AIDO_CLUSTER"):
+        from aido.cli.workspace import load_settings
+
+        configured = load_settings(state, manager.workspace_if_any).cluster
+        if configured is None:
+            return None  # the common case: nothing about clusters is imported
+    from aido.cli.workspace import load_settings
+    from aido.cluster.connect import resolve_address
+
+    return resolve_address(flag, load_settings(state, manager.workspace_if_any))
 
 
 def _labels(tasks: list[str]) -> list[str]:
@@ -236,6 +281,8 @@ def _run_one(
         widen=options.widen,
         confirm=observer.confirmer("run the task with the permissions above?"),
         stdin=stdin,
+        cluster=options.cluster,
+        retries=options.retries,
     )
     observer.pulled()
     code = result.process_exit_code
@@ -311,6 +358,7 @@ def _run_batch(
         on_result=on_result,
         on_ready=on_ready,
         hooks_for=hooks_for,
+        **({"cluster": options.cluster, "retries": options.retries} if options.cluster else {}),
     )
     for sink in sinks.values():
         sink.close()

@@ -1,0 +1,387 @@
+"""A run sent to a Ray cluster, as the driver (the machine that asked) sees it.
+
+The run id is taken here, like a local run's; the task goes to a node as one Ray task
+(its CPUs and memory plus one ``aido`` slot, never retried by Ray); what the task prints
+is written to the local run directory as it comes (so ``aido logs --follow`` works) and
+shown; the node's sealed evidence is checked (cluster/accept.py) and stored as an
+ordinary ``runs/run-NNN``. A lost node, a Ctrl-C or a node that could not start the run
+close the run here, through the same close path as any local run that failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import stat
+import tarfile
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from aido import __version__, fs
+from aido.backends.base import StopReason
+from aido.cluster.connect import RESOURCE, connect, token_required
+from aido.cluster.spec import DEFAULT_RETURN_LIMIT, DONE, FAILED, MAX_INPUTS, NODE, OUTPUT, RemoteSpec
+from aido.errors import AidoError, ClusterUnavailable, RuntimeFailure, UsageError
+from aido.exit_codes import ExitCode
+from aido.run.close import abandon_run
+from aido.run.prepare import begin
+from aido.run.request import RunHooks
+from aido.run.result import result_from_summary
+from aido.store.workspace import STDERR, STDOUT, SUMMARY, TASK_DIR
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from aido.run.context import Context
+    from aido.run.plan import RunPlan
+    from aido.run.prepare import RunStart
+    from aido.run.result import RunResult
+    from aido.store.workspace import SandboxPaths
+
+WAIT = 0.2  # how often the wait for a node looks at the cancel event
+
+
+class NodeLost(AidoError):
+    """The node (or the worker) running a task died: the run is closed as interrupted."""
+
+    code = "node_lost"
+    exit_code = ExitCode.RUNTIME
+
+    def __init__(self, message: str, node: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+class _Stopped(Exception):
+    """The driver stopped the run (Ctrl-C, or the batch was cancelled)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where runs go and how: ``retries`` re-runs a run lost with its node (opt-in)."""
+
+    address: str
+    retries: int = 0
+    return_limit: int = DEFAULT_RETURN_LIMIT
+
+
+class Dispatcher:
+    """A connection to the cluster for one command: a sandbox's inputs are shipped once
+    (``ray.put``) however many runs use them."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        if cluster.retries < 0:
+            raise UsageError(f"--retries must be 0 or more, got {cluster.retries}")
+        connect(cluster.address)
+        self.cluster = cluster
+        self._inputs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def inputs(self, paths: SandboxPaths, sandbox_id: str) -> Any:
+        import ray
+
+        with self._lock:
+            if sandbox_id not in self._inputs:
+                self._inputs[sandbox_id] = ray.put(pack_inputs(paths.inputs))
+            return self._inputs[sandbox_id]
+
+    def check(self, plan: RunPlan) -> None:
+        """Refuse what a cluster run cannot do (before a run id exists)."""
+        check_plan(plan)
+        fits = fitting_nodes(plan.settings.cpus, plan.settings.memory_bytes)
+        if not fits:
+            raise ClusterUnavailable(
+                f"no aido node of the cluster has {plan.settings.cpus:g} CPUs and "
+                f"{plan.settings.memory_bytes >> 20} MiB of memory for sandbox {plan.record.id}",
+                hint="lower resources.cpu / resources.memory in sandbox.yaml, or add a bigger node",
+            )
+
+
+def check_plan(plan: RunPlan) -> None:
+    settings, widen = plan.settings, plan.widen
+    if widen.host_filesystem or widen.mutations:
+        raise UsageError(
+            "--host-filesystem and --dangerous-allow-mutations are not available with --cluster: "
+            "a node has neither your project directory nor the sandbox's own inputs/",
+            hint="run without --cluster to use them",
+        )
+    if settings.filesystem == "readwrite":
+        raise UsageError(
+            "permissions.filesystem: readwrite is not available with --cluster (a node's changes "
+            "to /inputs would not come back)",
+            hint="use a sandbox with the default read-only inputs, or run without --cluster",
+        )
+    if plan.stdin is not None:
+        raise UsageError("-i/--interactive is not available with --cluster")
+    if (settings.network or widen.network) and not token_required():
+        raise UsageError(
+            "network access is refused on a cluster that does not require a token: the task "
+            "could reach the cluster's own ports and run code on every node",
+            hint="start the cluster and this driver with RAY_AUTH_MODE=token (README: cluster security)",
+        )
+
+
+def fitting_nodes(cpus: float, memory: int) -> list[str]:
+    """Alive aido nodes whose total CPUs and memory can hold one run of this size."""
+    import ray
+
+    found = []
+    for node in ray.nodes():  # type: ignore[no-untyped-call]
+        res = node.get("Resources") or {}
+        big = res.get("CPU", 0) >= cpus and res.get("memory", 0) >= memory
+        if node.get("Alive") and res.get(RESOURCE, 0) >= 1 and big:
+            found.append(str(node.get("NodeID")))
+    return found
+
+
+def pack_inputs(root: Path) -> bytes:
+    """The sandbox's inputs/ as an uncompressed tar: regular files and directories only."""
+    buffer = io.BytesIO()
+    total = 0
+    with tarfile.open(fileobj=buffer, mode="w:", format=tarfile.PAX_FORMAT) as tar:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = os.path.join(dirpath, name)
+                st = os.lstat(path)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                total += st.st_size
+                if total > MAX_INPUTS:
+                    raise UsageError(
+                        f"the sandbox's inputs are larger than {MAX_INPUTS >> 20} MiB: too large to send "
+                        "to cluster nodes",
+                        hint="put large data where the nodes can read it, or run without --cluster",
+                    )
+                tar.add(path, arcname=os.path.relpath(path, root), recursive=False)
+    return buffer.getvalue()
+
+
+def run_on_cluster(
+    ctx: Context,
+    plan: RunPlan,
+    hooks: RunHooks | None,
+    dispatcher: Dispatcher,
+    *,
+    cancel: threading.Event | None = None,
+    turn: AbstractContextManager[object] | None = None,
+) -> RunResult:
+    """One task on the cluster; with ``retries``, a run lost with its node is run again as
+    a new run (its summary names the lost one in ``retry_of``)."""
+    hooks = hooks or RunHooks()
+    result = _attempt(ctx, plan, hooks, dispatcher, cancel, turn, None)
+    left = dispatcher.cluster.retries
+    while result.stop_reason == StopReason.NODE_LOST and left > 0 and not (cancel and cancel.is_set()):
+        left -= 1
+        if hooks.on_warning is not None:
+            hooks.on_warning(f"{result.run_id} was lost with its node: running it again as a new run")
+        result = _attempt(ctx, plan, hooks, dispatcher, cancel, None, result.run_id)
+    return result
+
+
+def _attempt(
+    ctx: Context,
+    plan: RunPlan,
+    hooks: RunHooks,
+    dispatcher: Dispatcher,
+    cancel: threading.Event | None,
+    turn: AbstractContextManager[object] | None,
+    retry_of: str | None,
+) -> RunResult:
+    start = begin(ctx, plan, turn)
+    node: dict[str, Any] = {}
+    try:
+        return _drive(ctx, plan, start, hooks, dispatcher, cancel, retry_of, node)
+    except NodeLost as lost:
+        details = {"stop_reason": StopReason.NODE_LOST, "message": lost.message, "node": lost.node or None}
+        return _close(ctx, plan, start, lost, details, retry_of, hooks)
+    except _Stopped as stopped:
+        details = {"stop_reason": stopped.reason, "node": node or None}
+        return _close(ctx, plan, start, KeyboardInterrupt(), details, retry_of, hooks)
+    except BaseException as exc:
+        abandon_run(ctx.store, plan, start.run_id, exc, details={"node": node or None, "retry_of": retry_of})
+        raise
+    finally:
+        os.close(start.lock_fd)
+
+
+def _close(
+    ctx: Context,
+    plan: RunPlan,
+    start: RunStart,
+    exc: BaseException,
+    details: dict[str, Any],
+    retry_of: str | None,
+    hooks: RunHooks,
+) -> RunResult:
+    abandon_run(
+        ctx.store, plan, start.run_id, exc, status="interrupted", details={**details, "retry_of": retry_of}
+    )
+    summary = fs.read_json(start.run_dir / SUMMARY)
+    result = result_from_summary(
+        summary, evidence_dir=start.run_dir, outputs_dir=plan.paths.outputs, artifacts=(SUMMARY,)
+    )
+    return replace(result, signal_exit=hooks.signal_exit() if hooks.signal_exit else None)
+
+
+def _spec(ctx: Context, plan: RunPlan, rid: str, dispatcher: Dispatcher, retry_of: str | None) -> RemoteSpec:
+    from aido.store.ids import run_number
+    from aido.store.store import read_secrets
+
+    record, paths = plan.record, plan.paths
+    try:
+        manifest: bytes | None = paths.inputs_manifest.read_bytes()
+    except FileNotFoundError:
+        manifest = None
+    mode = 0o755 if os.stat(plan.task).st_mode & 0o111 else 0o644
+    return RemoteSpec(
+        sandbox_id=record.id,
+        name=record.name,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+        config=record.config,
+        secrets=read_secrets(paths),
+        inputs_manifest=manifest,
+        number=run_number(rid) or 0,
+        task_name=plan.task.name,
+        task_source=plan.source,
+        task_mode=mode,
+        args=list(plan.args),
+        env=dict(plan.env),
+        timeout_seconds=plan.timeout_seconds,
+        network=plan.widen.network,
+        output_limit=ctx.output_limit or 0,
+        return_limit=dispatcher.cluster.return_limit,
+        aido_version=__version__,
+        retry_of=retry_of,
+        driver={"hostname": socket.gethostname(), "pid": os.getpid()},
+    )
+
+
+def _drive(
+    ctx: Context,
+    plan: RunPlan,
+    start: RunStart,
+    hooks: RunHooks,
+    dispatcher: Dispatcher,
+    cancel: threading.Event | None,
+    retry_of: str | None,
+    node: dict[str, Any],
+) -> RunResult:
+    import ray
+
+    from aido.cluster import node as on_node
+    from aido.cluster.accept import accept
+    from aido.evidence.capture import DEFAULT_LIMIT, OutputCapture
+    from aido.evidence.events import record_event
+    from aido.evidence.redact import secret_values
+
+    rid, run_dir, paths, settings = start.run_id, start.run_dir, plan.paths, plan.settings
+    spec = _spec(ctx, plan, rid, dispatcher, retry_of)
+    (run_dir / TASK_DIR).mkdir(mode=0o755)
+    fs.write_new(run_dir / TASK_DIR / plan.task.name, plan.source, mode=spec.task_mode)
+    if spec.output_limit == 0:
+        spec = replace(spec, output_limit=DEFAULT_LIMIT)
+    capture = OutputCapture(
+        {1: run_dir / STDOUT, 2: run_dir / STDERR},
+        limit=spec.output_limit,
+        echo=hooks.on_output,
+        secrets=secret_values({**settings.env, **plan.env}),
+    )
+    if hooks.on_start:
+        hooks.on_start(rid, plan.task.name, plan.choice.image)
+    task = ray.remote(on_node.execute).options(
+        num_returns="streaming",
+        max_retries=0,  # Ray would silently run a lost task again: retries are aido's, opt-in
+        retry_exceptions=False,
+        num_cpus=settings.cpus,
+        memory=settings.memory_bytes,
+        resources={RESOURCE: 1},
+        name=f"aido-{plan.record.id}-{rid}",
+    )
+    stream = task.remote(spec, dispatcher.inputs(paths, plan.record.id))
+    final: tuple[str, Any] | None = None
+    try:
+        while final is None:
+            if cancel is not None and cancel.is_set():
+                raise _Stopped(StopReason.CANCELLED)
+            ready, _ = ray.wait([stream], timeout=WAIT)
+            if not ready:
+                continue
+            kind, value = _next(stream, node, rid)
+            if kind == NODE:
+                node.update(value)
+                record_event(paths.events, "run_placed", sandbox_id=plan.record.id, run_id=rid, node=value)
+            elif kind == OUTPUT:
+                for fd, data in value:
+                    capture.write(fd, data)
+            elif kind in (DONE, FAILED):
+                final = (kind, value)
+    except KeyboardInterrupt:
+        _cancel(stream)
+        raise _Stopped(StopReason.INTERRUPTED) from None
+    except _Stopped:
+        _cancel(stream)
+        raise
+    finally:
+        capture.close()
+    kind, value = final
+    if kind == FAILED:
+        raise _node_failure(value, node)
+    return accept(ctx, plan, start, value, node)
+
+
+def _next(stream: Any, node: dict[str, Any], rid: str) -> tuple[str, Any]:
+    import ray
+    from ray import exceptions as rex
+
+    try:
+        item = ray.get(next(stream))
+    except StopIteration:
+        raise NodeLost(f"{_named(node)} ended {rid} without a result", node) from None
+    except rex.TaskCancelledError:
+        raise _Stopped(StopReason.CANCELLED) from None
+    except rex.RayTaskError as exc:  # aido failed on the node: a bug there, not a lost node
+        raise RuntimeFailure(
+            f"{_named(node)} failed running {rid}: {str(exc).splitlines()[0][:300]}"
+        ) from None
+    except rex.RayError as exc:  # the node, its raylet or the worker died, or its objects are gone
+        raise NodeLost(f"{_named(node)} was lost while {rid} ran ({type(exc).__name__})", node) from None
+    if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+        raise RuntimeFailure(f"{_named(node)} sent something aido does not understand")
+    return item
+
+
+def _named(node: dict[str, Any]) -> str:
+    if not node:
+        return "the node"
+    return f"node {node.get('hostname')} ({str(node.get('id', ''))[:12]})"
+
+
+def _cancel(stream: Any) -> None:
+    import ray
+
+    with contextlib.suppress(Exception):  # the task may be gone already
+        ray.cancel(stream)  # not forced: the node stops the container and cleans up first
+
+
+def _node_failure(value: Any, node: dict[str, Any]) -> AidoError:
+    info = value if isinstance(value, dict) else {}
+    message = f"{_named(node)}: {info.get('message') or 'the run could not start'}"
+    exc = RuntimeFailure(message, hint=info.get("hint") if isinstance(info.get("hint"), str) else None)
+    code = info.get("exit_code")
+    if isinstance(code, int) and code in ExitCode._value2member_map_:
+        exc.exit_code = ExitCode(code)
+    return exc
+
+
+Runner = Callable[..., "RunResult"]

@@ -1,0 +1,347 @@
+"""One run on a cluster node: the body of the Ray task the driver sends.
+
+The node rebuilds the driver's sandbox in a private directory (same id, config, secrets
+and inputs; an empty work/ and outputs/), runs the task with the ordinary pipeline
+(run/pipeline.py: the same hardening, limits, timeout, isolation and masking as a local
+run), and sends back what it printed as it comes, then the run's sealed evidence.
+
+Ray kills the worker but never the container (dockerd owns it), so removal is guaranteed
+outside Ray: a watchdog process in its own session removes the run's container and
+directory when this worker dies without saying goodbye, and each task first sweeps run
+directories whose worker is gone (their lock is free).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import queue
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aido import __version__, fs
+from aido.cluster.spec import DONE, FAILED, NODE, OUTPUT, NodeResult, RemoteSpec
+from aido.errors import AidoError
+from aido.store.ids import run_id
+from aido.store.workspace import ATTESTATION, Workspace
+
+log = logging.getLogger("aido")
+
+NODE_DIR_ENV = "AIDO_NODE_DIR"  # where a node keeps its runs while they run (default: the temp dir)
+PREFIX = "aido-node-"
+CHUNK = 64 << 10  # output coalesced per item: few Ray objects for a flood, little delay for a line
+
+
+def node_dir() -> Path:
+    return Path(os.environ.get(NODE_DIR_ENV) or tempfile.gettempdir())
+
+
+def identity() -> dict[str, Any]:
+    """The node as the run's summary names it."""
+    import ray
+
+    from aido.backends.registry import get_backend
+
+    node: dict[str, Any] = {"id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname()}
+    try:
+        node["engine_version"] = get_backend().info().version
+    except AidoError as exc:
+        node["engine_version"] = None
+        node["engine_error"] = exc.message
+    return node
+
+
+def failure(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, AidoError):
+        return {
+            "type": type(exc).__name__,
+            "code": exc.code,
+            "message": exc.message,
+            "hint": exc.hint,
+            "exit_code": int(exc.exit_code),
+        }
+    return {"type": type(exc).__name__, "code": "internal", "message": str(exc)[:500], "exit_code": 70}
+
+
+def execute(spec: RemoteSpec, inputs: bytes) -> Iterator[tuple[str, Any]]:
+    """The node's side of one run, as a stream of items (see cluster/spec.py)."""
+    node = identity()
+    yield (NODE, node)
+    if spec.aido_version != __version__:
+        message = f"node {node['hostname']} runs aido {__version__}, the driver {spec.aido_version}"
+        yield (FAILED, {"code": "version_mismatch", "message": message, "exit_code": 125})
+        return
+    sweep_stale()
+    base = Path(tempfile.mkdtemp(prefix=PREFIX, dir=node_dir())).resolve()
+    base_lock = fs.hold_lock(base)  # held while this worker lives: a free lock means a dead run
+    watchdog = start_watchdog(base)
+    items: queue.Queue[tuple[str, Any]] = queue.Queue()
+    cancel = threading.Event()
+    worker = threading.Thread(
+        target=_work, args=(spec, inputs, node, base, items, cancel), name="aido-node-run", daemon=True
+    )
+    worker.start()
+    try:
+        while True:
+            try:
+                item = items.get(timeout=0.1)  # short: a cancel (KeyboardInterrupt) lands here
+            except queue.Empty:
+                if worker.is_alive() or not items.empty():
+                    continue
+                item = (
+                    FAILED,
+                    {"code": "internal", "message": "the run ended without a result", "exit_code": 70},
+                )
+            for merged in _coalesce(item, items):
+                yield merged
+                if merged[0] in (DONE, FAILED):
+                    return
+    finally:
+        # Cancelled (the driver's Ctrl-C) or done: the task must be stopped and its container
+        # gone before this worker lets go; the watchdog is told only once that is so.
+        cancel.set()
+        worker.join(timeout=60)
+        clean = not worker.is_alive()
+        if clean:
+            _remove_base(base)
+        stop_watchdog(watchdog, clean=clean)
+        if base_lock is not None:
+            os.close(base_lock)
+
+
+def _coalesce(first: tuple[str, Any], items: queue.Queue[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """Output chunks waiting in the queue go out as one item (up to CHUNK bytes)."""
+    if first[0] != OUTPUT:
+        yield first
+        return
+    chunks, size = [first[1]], len(first[1][1])
+    while size < CHUNK:
+        try:
+            nxt = items.get_nowait()
+        except queue.Empty:
+            break
+        if nxt[0] != OUTPUT:
+            yield (OUTPUT, chunks)
+            yield nxt
+            return
+        chunks.append(nxt[1])
+        size += len(nxt[1][1])
+    yield (OUTPUT, chunks)
+
+
+def _work(
+    spec: RemoteSpec,
+    inputs: bytes,
+    node: dict[str, Any],
+    base: Path,
+    items: queue.Queue[tuple[str, Any]],
+    cancel: threading.Event,
+) -> None:
+    """Run the task in a rebuilt sandbox; the last item is DONE (a sealed run) or FAILED."""
+    from aido.run.pipeline import run_one
+    from aido.run.request import RunHooks
+
+    rid = run_id(spec.number)
+    try:
+        ctx, plan = _rebuild(spec, inputs, node, base)
+    except BaseException as exc:
+        items.put((FAILED, failure(exc)))
+        return
+    hooks = RunHooks(on_output=lambda kind, data: items.put((OUTPUT, (kind, data))))
+    error = None
+    try:
+        run_one(ctx, plan, hooks, cancel=cancel)
+    except BaseException as exc:  # the run, if it exists, was closed and sealed as an error
+        error = failure(exc)
+    paths = ctx.store.paths(spec.sandbox_id)
+    if not (paths.run_dir(rid) / ATTESTATION).is_file():
+        items.put(
+            (FAILED, error or {"code": "not_sealed", "message": f"{rid} was not sealed", "exit_code": 70})
+        )
+        return
+    try:
+        items.put((DONE, package(paths.root, rid, spec.return_limit, error, base / "bundle.tar")))
+    except BaseException as exc:
+        items.put((FAILED, failure(exc)))
+
+
+def _rebuild(spec: RemoteSpec, inputs: bytes, node: dict[str, Any], base: Path) -> tuple[Any, Any]:
+    """The driver's sandbox, rebuilt under ``base``, and the run's plan."""
+    from aido.evidence.events import record_event
+    from aido.run.context import Context
+    from aido.run.plan import Placement, plan_run
+    from aido.run.request import Widening, task_user
+    from aido.store.records import SandboxRecord
+
+    workspace = Workspace.find_or_create(base)
+    paths = workspace.sandbox(spec.sandbox_id)
+    uid, gid = task_user()
+    paths.root.mkdir(mode=0o755)
+    for sub in (paths.inputs, paths.work, paths.outputs, paths.runs):
+        sub.mkdir(mode=0o755)
+    rid = run_id(spec.number)
+    (paths.outputs / rid).mkdir(mode=0o755)
+    if os.getuid() == 0:
+        for writable in (paths.work, paths.outputs, paths.outputs / rid):
+            os.chown(writable, uid, gid)
+    with tarfile.open(fileobj=io.BytesIO(inputs), mode="r:") as tar:
+        tar.extractall(paths.inputs, filter="data")  # nothing outside, no links out, no devices
+    if spec.inputs_manifest is not None:
+        fs.write_new(paths.inputs_manifest, spec.inputs_manifest)
+    if spec.secrets:
+        fs.atomic_write_json(paths.secrets, spec.secrets, mode=0o600)
+    record = SandboxRecord(
+        id=spec.sandbox_id,
+        name=spec.name,
+        created_at=spec.created_at,
+        expires_at=spec.expires_at,
+        config=spec.config,
+        task_user=f"{uid}:{gid}",
+        auto_cleanup=False,
+    )
+    ctx = Context(workspace, output_limit=spec.output_limit, evidence_retention=None)
+    ctx.store.save(record)
+    record_event(
+        paths.events,
+        "sandbox_rebuilt",
+        sandbox_id=spec.sandbox_id,
+        node=node,
+        driver=spec.driver,
+        run_id=rid,
+    )
+    task_dir = base / "task"
+    task_dir.mkdir(mode=0o700)
+    task = task_dir / spec.task_name
+    fs.write_new(task, spec.task_source, mode=spec.task_mode)
+    plan = plan_run(
+        ctx,
+        spec.sandbox_id,
+        task,
+        spec.args,
+        widen=Widening(network=spec.network),
+        confirm=lambda _warnings: True,  # confirmed on the driver, and recorded there too
+    )
+    placement = Placement(number=spec.number, node=node, retry_of=spec.retry_of)
+    return ctx, replace(plan, env=spec.env, timeout_seconds=spec.timeout_seconds, placement=placement)
+
+
+def package(root: Path, rid: str, return_limit: int, error: dict[str, Any] | None, out: Path) -> NodeResult:
+    """The sealed run as a bundle without outputs, plus the sealed outputs that fit."""
+    from aido.evidence.bundle import write_bundle
+    from aido.evidence.keys import signing_key
+    from aido.evidence.tree import DirTree
+    from aido.evidence.verify import Verifier
+
+    key = signing_key()
+    tree = DirTree(root)
+    verifier = Verifier(tree, {key.public.keyid: key.public}, sandbox_id=root.name)
+    seal = verifier.load_seal(rid, report=False)
+    if seal is None:
+        raise AidoError(f"{rid}: the node cannot read back its own seal")
+    envelope = tree.read(f"runs/{rid}/{ATTESTATION}")
+    write_bundle(tree, envelope, seal, key.public.pem().encode(), out, outputs=False)
+    outputs: list[tuple[str, bytes]] = []
+    not_returned: list[dict[str, Any]] = []
+    room = return_limit
+    for item in seal.subjects:
+        name = item.get("name")
+        if not isinstance(name, str) or not name.startswith("outputs/"):
+            continue
+        size = os.lstat(root / name).st_size
+        if size > room:
+            not_returned.append({"path": name, "bytes": size, "reason": "over the return limit"})
+            continue
+        with tree.open(name) as handle:
+            outputs.append((name, handle.read()))
+        room -= size
+    return NodeResult(out.read_bytes(), outputs, not_returned, error)
+
+
+# -- removal that survives the worker ---------------------------------------------------
+
+WATCHDOG = r"""
+import os, sys
+if os.fork():
+    os._exit(0)  # the grandchild is nobody's child: Ray cannot kill it with the worker
+if os.read(0, 1) != b"k":  # EOF first: the worker died without saying goodbye
+    from pathlib import Path
+    from aido.cluster.node import clean_base
+    clean_base(Path(sys.argv[1]))
+"""
+
+
+def start_watchdog(base: Path) -> int:
+    """A process outside the worker's session that cleans ``base`` if the worker dies;
+    the returned descriptor says goodbye (``stop_watchdog``)."""
+    read_end, write_end = os.pipe()
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    subprocess.Popen(
+        [sys.executable, "-c", WATCHDOG, str(base)],
+        stdin=read_end,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+        env=env,
+    ).wait()
+    os.close(read_end)
+    return write_end
+
+
+def stop_watchdog(write_end: int, *, clean: bool) -> None:
+    try:
+        if clean:
+            os.write(write_end, b"k")
+    finally:
+        os.close(write_end)
+
+
+def clean_base(base: Path) -> None:
+    """Remove a dead run's containers (by its workspace label) and its directory."""
+    from aido.backends.registry import get_backend
+
+    try:
+        get_backend().remove_labelled({"aido.workspace": str(base)[:1024]})
+    except AidoError as exc:
+        log.warning("could not remove the containers of %s: %s", base, exc.message)
+        return  # keep the directory: the next sweep tries again
+    _remove_base(base)
+
+
+def _remove_base(base: Path) -> None:
+    from aido.host import volume
+
+    workspace = Workspace(base)
+    try:
+        for sid in workspace.sandbox_ids():
+            volume.release_mounted(workspace.sandbox(sid))  # never delete through a mount
+    except (AidoError, OSError) as exc:
+        log.debug("could not list %s: %s", base, exc)
+    fs.remove_tree(base)
+
+
+def sweep_stale() -> None:
+    """Clean run directories whose worker is gone (their lock is free): the case where
+    the watchdog itself was killed, or the machine restarted mid-run."""
+    try:
+        names = [n for n in os.listdir(node_dir()) if n.startswith(PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        base = node_dir() / name
+        held = fs.hold_lock(base, wait=False) if base.is_dir() and not base.is_symlink() else None
+        if held is None:
+            continue  # alive (or not ours)
+        try:
+            clean_base(base)
+        finally:
+            os.close(held)
