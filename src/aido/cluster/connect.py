@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from aido.errors import ClusterUnavailable
 
+log = logging.getLogger("aido")
+
 if TYPE_CHECKING:
     from aido.config.settings import Settings
 
@@ -87,6 +89,7 @@ def connect(address: str) -> None:
         if ray.is_initialized():
             ray.shutdown()
         _knock(address)
+        _quiet_ray()
         try:
             ray.init(
                 address=address,
@@ -106,6 +109,24 @@ def connect(address: str) -> None:
             f"no node of the Ray cluster at {address} takes aido runs (none has the {RESOURCE!r} resource)",
             hint=JOIN_HINT,
         )
+
+
+def _quiet_ray() -> None:
+    """Ray prints its cluster's own error messages (a raylet died, ...) straight to this
+    process's stderr, between the task's lines. aido reports what they mean for each run
+    itself (a lost node is a run recorded node_lost), so they go to aido's debug log."""
+    try:
+        from ray._private import worker
+    except ImportError:  # pragma: no cover - another Ray layout: its messages stay
+        return
+
+    def to_log(data: dict[str, object], *args: object, **kwargs: object) -> None:
+        lines = data.get("lines") if isinstance(data, dict) else None
+        for line in lines if isinstance(lines, list) else []:
+            log.debug("ray: %s", str(line)[:2000])
+
+    if hasattr(worker, "print_to_stdstream"):
+        worker.print_to_stdstream = to_log
 
 
 def disconnect() -> None:

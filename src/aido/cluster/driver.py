@@ -10,13 +10,13 @@ close the run here, through the same close path as any local run that failed.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import socket
 import stat
 import tarfile
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from aido import __version__, fs
 from aido.backends.base import StopReason
-from aido.cluster.connect import RESOURCE, connect, token_required
+from aido.cluster.connect import JOIN_HINT, RESOURCE, connect, token_required
 from aido.cluster.spec import DEFAULT_RETURN_LIMIT, DONE, FAILED, MAX_INPUTS, NODE, OUTPUT, RemoteSpec
+from aido.cluster.stream import GeneratorStream, Mailbox, QueueStream
 from aido.errors import AidoError, ClusterUnavailable, RuntimeFailure, UsageError
 from aido.exit_codes import ExitCode
 from aido.run.close import abandon_run
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from aido.store.workspace import SandboxPaths
 
 WAIT = 0.2  # how often the wait for a node looks at the cancel event
+PENDING_CHECK = 2.0  # how often a run no node has taken yet checks that some node still could
 
 
 class NodeLost(AidoError):
@@ -85,6 +87,22 @@ class Dispatcher:
         self.cluster = cluster
         self._inputs: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._function: Any = None
+        self._mailbox: Mailbox | None = None
+
+    def stream(self, options: dict[str, Any], spec: RemoteSpec, inputs: Any, tag: str) -> Any:
+        """Start the run on the cluster; its items come through the returned stream."""
+        import ray
+
+        from aido.cluster import node as on_node
+
+        with self._lock:
+            if self.cluster.address.startswith("ray://"):  # Ray Client: no streaming generators
+                self._mailbox = self._mailbox or Mailbox()
+                return QueueStream(self._mailbox, options, spec, inputs, tag)
+            if self._function is None:
+                self._function = ray.remote(on_node.execute)
+            return GeneratorStream(self._function, options, spec, inputs)
 
     def inputs(self, paths: SandboxPaths, sandbox_id: str) -> Any:
         import ray
@@ -277,9 +295,6 @@ def _drive(
     retry_of: str | None,
     node: dict[str, Any],
 ) -> RunResult:
-    import ray
-
-    from aido.cluster import node as on_node
     from aido.cluster.accept import accept
     from aido.evidence.capture import DEFAULT_LIMIT, OutputCapture
     from aido.evidence.events import record_event
@@ -299,38 +314,51 @@ def _drive(
     )
     if hooks.on_start:
         hooks.on_start(rid, plan.task.name, plan.choice.image)
-    task = ray.remote(on_node.execute).options(
-        num_returns="streaming",
-        max_retries=0,  # Ray would silently run a lost task again: retries are aido's, opt-in
-        retry_exceptions=False,
-        num_cpus=settings.cpus,
-        memory=settings.memory_bytes,
-        resources={RESOURCE: 1},
-        name=f"aido-{plan.record.id}-{rid}",
+    options = {
+        "max_retries": 0,  # Ray would silently run a lost task again: retries are aido's, opt-in
+        "retry_exceptions": False,
+        "num_cpus": settings.cpus,
+        "memory": settings.memory_bytes,
+        "resources": {RESOURCE: 1},
+        "name": f"aido-{plan.record.id}-{rid}",
+    }
+    stream = dispatcher.stream(
+        options, spec, dispatcher.inputs(paths, plan.record.id), f"{plan.record.id}/{rid}"
     )
-    stream = task.remote(spec, dispatcher.inputs(paths, plan.record.id))
     final: tuple[str, Any] | None = None
+    looked = time.monotonic()
     try:
         while final is None:
             if cancel is not None and cancel.is_set():
                 raise _Stopped(StopReason.CANCELLED)
-            ready, _ = ray.wait([stream], timeout=WAIT)
-            if not ready:
+            items = _poll(stream, node, rid)
+            if items is None:
+                if not node and time.monotonic() - looked > PENDING_CHECK:
+                    # Ray keeps a task no node can take pending forever, without an error.
+                    looked = time.monotonic()
+                    if not fitting_nodes(settings.cpus, settings.memory_bytes):
+                        raise ClusterUnavailable(
+                            f"no node of the cluster can take {rid} any more: every aido node "
+                            "that could was lost",
+                            hint=JOIN_HINT,
+                        )
                 continue
-            kind, value = _next(stream, node, rid)
-            if kind == NODE:
-                node.update(value)
-                record_event(paths.events, "run_placed", sandbox_id=plan.record.id, run_id=rid, node=value)
-            elif kind == OUTPUT:
-                for fd, data in value:
-                    capture.write(fd, data)
-            elif kind in (DONE, FAILED):
-                final = (kind, value)
+            for kind, value in items:
+                if kind == NODE:
+                    node.update(value)
+                    record_event(
+                        paths.events, "run_placed", sandbox_id=plan.record.id, run_id=rid, node=value
+                    )
+                elif kind == OUTPUT:
+                    for fd, data in value:
+                        capture.write(fd, data)
+                elif kind in (DONE, FAILED):
+                    final = (kind, value)
     except KeyboardInterrupt:
-        _cancel(stream)
+        stream.cancel()
         raise _Stopped(StopReason.INTERRUPTED) from None
-    except _Stopped:
-        _cancel(stream)
+    except (_Stopped, ClusterUnavailable):
+        stream.cancel()
         raise
     finally:
         capture.close()
@@ -340,12 +368,12 @@ def _drive(
     return accept(ctx, plan, start, value, node)
 
 
-def _next(stream: Any, node: dict[str, Any], rid: str) -> tuple[str, Any]:
-    import ray
+def _poll(stream: Any, node: dict[str, Any], rid: str) -> list[tuple[str, Any]] | None:
+    """The items that arrived (None: none yet), with Ray's failures said as aido's."""
     from ray import exceptions as rex
 
     try:
-        item = ray.get(next(stream))
+        items: list[tuple[str, Any]] | None = stream.poll(WAIT)
     except StopIteration:
         raise NodeLost(f"{_named(node)} ended {rid} without a result", node) from None
     except rex.TaskCancelledError:
@@ -356,22 +384,16 @@ def _next(stream: Any, node: dict[str, Any], rid: str) -> tuple[str, Any]:
         ) from None
     except rex.RayError as exc:  # the node, its raylet or the worker died, or its objects are gone
         raise NodeLost(f"{_named(node)} was lost while {rid} ran ({type(exc).__name__})", node) from None
-    if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
-        raise RuntimeFailure(f"{_named(node)} sent something aido does not understand")
-    return item
+    for item in items or ():
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+            raise RuntimeFailure(f"{_named(node)} sent something aido does not understand")
+    return items
 
 
 def _named(node: dict[str, Any]) -> str:
     if not node:
         return "the node"
     return f"node {node.get('hostname')} ({str(node.get('id', ''))[:12]})"
-
-
-def _cancel(stream: Any) -> None:
-    import ray
-
-    with contextlib.suppress(Exception):  # the task may be gone already
-        ray.cancel(stream)  # not forced: the node stops the container and cleans up first
 
 
 def _node_failure(value: Any, node: dict[str, Any]) -> AidoError:

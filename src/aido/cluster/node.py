@@ -110,7 +110,9 @@ def execute(spec: RemoteSpec, inputs: bytes) -> Iterator[tuple[str, Any]]:
         # gone before this worker lets go; the watchdog is told only once that is so.
         cancel.set()
         worker.join(timeout=60)
-        clean = not worker.is_alive()
+        # A container the engine could not remove (it went away mid-run) keeps the directory:
+        # the watchdog, and else the next task's sweep, remove both once the engine answers.
+        clean = not worker.is_alive() and not Workspace(base).containers_left.exists()
         if clean:
             _remove_base(base)
         stop_watchdog(watchdog, clean=clean)
