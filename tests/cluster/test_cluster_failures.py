@@ -87,8 +87,8 @@ def test_retries_run_a_lost_run_again_elsewhere(
 def test_node_lost_mid_batch_others_complete(
     three_nodes: RayCluster, aido: Aido, sandbox: str, project: Path
 ) -> None:
-    alive = [n for n in ("w1", "w2", "w3") if three_nodes.is_alive(n)]
-    assert len(alive) == 2, "the previous test killed one node"
+    alive = [n for n in ("w1", "w2", "w3") if three_nodes.raylet_pid(n) is not None]
+    assert len(alive) >= 2
     ids = three_nodes.node_ids()
     (project / "slow.py").write_text(SLOW)
     proc = _spawn(project, three_nodes, "--parallel", "4", *(["slow.py"] * 6))
@@ -121,7 +121,7 @@ def test_no_aido_node_left_exits_125(
     three_nodes: RayCluster, aido: Aido, sandbox: str, project: Path
 ) -> None:
     for name in ("w1", "w2", "w3"):
-        if three_nodes.is_alive(name):
+        if three_nodes.raylet_pid(name) is not None:
             three_nodes.kill_node(name)
             three_nodes.wait_dead(name, timeout=60)
     (project / "t.py").write_text("print(1)\n")

@@ -70,7 +70,7 @@ def test_unknown_key_suggests_a_settings_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(_config(tmp_path, '{"outptu_limit": "1M"}'))
     assert caught.value.problems == [
-        "config.json:1: outptu_limit: unknown key (allowed: output_limit, evidence_retention); "
+        "config.json:1: outptu_limit: unknown key (allowed: output_limit, evidence_retention, cluster); "
         "did you mean 'output_limit'?"
     ]
 
@@ -80,3 +80,10 @@ def test_missing_settings_file(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.json")
     assert caught.value.problems == [f"{tmp_path / 'missing.json'}: no such file"]
     assert caught.value.hint == "check the --config path"
+
+
+def test_cluster_setting(tmp_path: Path) -> None:
+    """`cluster:` is where `aido run` sends runs when neither --cluster nor AIDO_CLUSTER says."""
+    assert load_settings(_config(tmp_path, '{"cluster": " 10.0.0.5:6379 "}')).cluster == "10.0.0.5:6379"
+    assert load_settings(_config(tmp_path, '{"cluster": ""}')).cluster is None
+    assert load_settings(None).cluster is None

@@ -182,7 +182,7 @@ def _rebuild(spec: RemoteSpec, inputs: bytes, node: dict[str, Any], base: Path) 
     from aido.run.context import Context
     from aido.run.plan import Placement, plan_run
     from aido.run.request import Widening, task_user
-    from aido.store.records import SandboxRecord
+    from aido.store.records import RunSettings, SandboxRecord
 
     workspace = Workspace.find_or_create(base)
     paths = workspace.sandbox(spec.sandbox_id)
@@ -190,11 +190,18 @@ def _rebuild(spec: RemoteSpec, inputs: bytes, node: dict[str, Any], base: Path) 
     paths.root.mkdir(mode=0o755)
     for sub in (paths.inputs, paths.work, paths.outputs, paths.runs):
         sub.mkdir(mode=0o755)
+    if os.getuid() == 0:
+        for writable in (paths.work, paths.outputs):
+            os.chown(writable, uid, gid)
+    settings = RunSettings.from_config(spec.config)
+    if settings.disk_quota == "hard":  # a filesystem of its own, as `sandbox up` makes
+        from aido.host import volume
+
+        volume.create(paths, size_bytes=settings.disk_bytes, max_files=settings.max_files, uid=uid, gid=gid)
     rid = run_id(spec.number)
     (paths.outputs / rid).mkdir(mode=0o755)
     if os.getuid() == 0:
-        for writable in (paths.work, paths.outputs, paths.outputs / rid):
-            os.chown(writable, uid, gid)
+        os.chown(paths.outputs / rid, uid, gid)
     with tarfile.open(fileobj=io.BytesIO(inputs), mode="r:") as tar:
         tar.extractall(paths.inputs, filter="data")  # nothing outside, no links out, no devices
     if spec.inputs_manifest is not None:

@@ -1,0 +1,142 @@
+"""The cluster code's pure parts, without a cluster: where the address comes from, what the
+inputs shipped to nodes hold, and how returned outputs are checked and stored."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from aido.cluster import accept, connect, driver
+from aido.cluster.spec import NodeResult
+from aido.config.settings import Settings
+from aido.errors import ClusterUnavailable, UsageError
+
+
+def test_address_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(connect.ENV, raising=False)
+    configured = Settings(cluster="from-settings:6379")
+    assert connect.resolve_address(None, None) is None
+    assert connect.resolve_address(None, configured) == "from-settings:6379"
+    monkeypatch.setenv(connect.ENV, " from-env:6379 ")
+    assert connect.resolve_address(None, configured) == "from-env:6379"
+    assert connect.resolve_address("flag:1", configured) == "flag:1"
+
+
+@pytest.mark.parametrize("address", ["host:notaport", "host:0", "ray://host:70000"])
+def test_bad_address_is_one_line(address: str) -> None:
+    with pytest.raises(ClusterUnavailable) as caught:
+        connect._host_port(address)
+    assert "expected HOST:PORT" in caught.value.message
+
+
+def test_address_forms() -> None:
+    assert connect._host_port("auto") is None
+    assert connect._host_port("ray://10.0.0.5:10001") == ("10.0.0.5", 10001)
+    assert connect._host_port("[::1]:6379") == ("::1", 6379)
+
+
+def test_inputs_pack_regular_files_only(tmp_path: Path) -> None:
+    root = tmp_path / "inputs"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "a.csv").write_text("1,2\n")
+    (root / "top.txt").write_text("x")
+    os.symlink("/etc/passwd", root / "link")
+    os.mkfifo(root / "fifo")
+    with tarfile.open(fileobj=io.BytesIO(driver.pack_inputs(root))) as tar:
+        assert sorted(m.name for m in tar.getmembers()) == ["data/a.csv", "top.txt"]
+        assert all(m.isreg() for m in tar.getmembers())
+
+
+def test_inputs_too_large_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(driver, "MAX_INPUTS", 10)
+    root = tmp_path / "inputs"
+    root.mkdir()
+    (root / "big").write_bytes(b"x" * 11)
+    with pytest.raises(UsageError, match="too large to send"):
+        driver.pack_inputs(root)
+
+
+def test_returned_outputs_must_be_sealed_and_the_runs_own() -> None:
+    good = b"42\n"
+    sealed = {"digests": {"outputs/run-003/r.txt": hashlib.sha256(good).hexdigest()}}
+    result = NodeResult(
+        b"",
+        [
+            ("outputs/run-003/r.txt", good),
+            ("outputs/run-003/r.txt.forged", b"not sealed"),
+            ("outputs/run-002/other.txt", good),
+            ("outputs/run-003/../../escape", good),
+        ],
+        [],
+    )
+    kept, refused = accept._outputs(result, "run-003", sealed)
+    assert kept == [("outputs/run-003/r.txt", good)]
+    assert len(refused) == 3
+
+
+def test_stored_outputs_never_overwrite_and_say_what_was_not_returned(tmp_path: Path) -> None:
+    root = tmp_path / "outputs"
+    (root / "run-003").mkdir(parents=True)
+    (root / "run-003" / "taken.txt").write_text("someone else's")
+    sealed = {
+        "digests": {
+            "outputs/run-003/new.txt": "x",
+            "outputs/run-003/taken.txt": "y",
+            "outputs/run-003/huge.bin": "z",
+        }
+    }
+    outputs = [("outputs/run-003/new.txt", b"new"), ("outputs/run-003/taken.txt", b"mine")]
+    reasons = [{"path": "outputs/run-003/huge.bin", "bytes": 1 << 30, "reason": "over the return limit"}]
+    stored, missing = accept._store_outputs(root, outputs, sealed, reasons)
+    assert stored == 1
+    assert (root / "run-003" / "new.txt").read_bytes() == b"new"
+    assert (root / "run-003" / "taken.txt").read_text() == "someone else's"
+    by_path = {m["path"]: m for m in missing}
+    assert by_path["outputs/run-003/taken.txt"]["reason"].startswith("not stored")
+    assert by_path["outputs/run-003/huge.bin"] == reasons[0]
+
+
+def test_output_directories_are_never_followed_through_a_symlink(tmp_path: Path) -> None:
+    root = tmp_path / "outputs"
+    (root / "run-003").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, root / "run-003" / "sub")
+    stored, missing = accept._store_outputs(
+        root, [("outputs/run-003/sub/f.txt", b"x")], {"digests": {"outputs/run-003/sub/f.txt": "d"}}, []
+    )
+    assert stored == 0 and missing[0]["reason"].startswith("not stored")
+    assert not any(elsewhere.iterdir())
+
+
+@pytest.mark.docker
+def test_a_local_run_never_imports_ray(sandbox: str, project: Path) -> None:
+    """Ray is an optional extra and costs ~0.5 s to import: only --cluster may load it."""
+    import subprocess
+    import sys
+
+    from tests.helpers.cli import aido_env
+
+    (project / "t.py").write_text("print(1)\n")
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('RAY' if 'ray' in sys.modules else 'NO-RAY', file=sys.stderr))\n"
+        "from aido.cli.main import main\n"
+        "sys.argv = ['aido', 'run', 't.py']\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=project,
+        env=aido_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "NO-RAY"
