@@ -22,7 +22,10 @@ from typing import Any
 from aido import __version__
 from aido.cluster.connect import RESOURCE
 
-PROBE_TIMEOUT = 15.0  # seconds: a cold node starts a Python worker first (about 1 s here)
+# Seconds. A node first starts a Python worker for the command's Ray job: about 1 s when idle,
+# over 15 s on a machine whose cores are all busy (measured at load 22 on 2 cores). A node
+# that answers returns at once, so this only bounds the wait on one that never will.
+PROBE_TIMEOUT = 30.0
 HEAD_RESOURCE = "node:__internal_head__"  # Ray's marker of the head node
 # What Ray raises for a probe whose node went away between ray.nodes() and the answer.
 NODE_GONE = ("TaskUnschedulableError", "NodeDiedError")

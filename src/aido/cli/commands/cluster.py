@@ -17,7 +17,7 @@ from aido.errors import NotConfirmed, UsageError
 
 # = aido.cluster.probe.PROBE_TIMEOUT (a test checks): importing that module here would cost
 # every aido command ~13 ms at start-up, for a default only --help shows.
-PROBE_TIMEOUT = 15.0
+PROBE_TIMEOUT = 30.0
 F = TypeVar("F", bound=Callable[..., Any])
 
 
