@@ -13,6 +13,7 @@ import pytest
 from aido.evidence.keys import keyid_of, public_key_from_pem
 from tests.helpers.cli import Aido, Result, answer_on_terminal
 
+pytestmark = pytest.mark.docker  # every node's probe asks its Docker engine
 HEAD_RESOURCE = "node:__internal_head__"
 # Every node answers; a busy machine (CI, or this one at load 20) may take long to start the
 # command's Ray workers, and a healthy node is never waited on longer than it takes.

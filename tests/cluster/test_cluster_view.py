@@ -131,6 +131,7 @@ def test_short_error_is_one_capped_line() -> None:
     assert len(short_error(RuntimeError("x" * 1000))) == 200
 
 
+@pytest.mark.docker
 def test_node_facts_reads_this_machine(engine: None, signing_keys: Path) -> None:
     facts = node_facts()
     assert facts["node_id"] is None  # not inside a Ray task
