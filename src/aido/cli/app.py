@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from aido import __version__
+from aido.cli.commands.cluster import cluster
 from aido.cli.commands.doctor import doctor
 from aido.cli.commands.export import export
 from aido.cli.commands.key import key
@@ -78,7 +79,7 @@ def cli() -> None:
     """
 
 
-for command in (sandbox, run, logs, show, runs, verify, export, doctor, key):
+for command in (sandbox, run, logs, show, runs, verify, export, doctor, key, cluster):
     cli.add_command(command)
 
 

@@ -229,12 +229,19 @@ def trusted_keys(extra: tuple[Path, ...] | list[Path] = ()) -> dict[str, PublicK
 
 
 def trust(path: Path) -> tuple[PublicKey, Path, bool]:
-    """Add a public key to the trusted keys: (key, where it is kept, whether it is new)."""
+    """Add the public key in a PEM file to the trusted keys: (key, where it is kept, whether
+    it is new)."""
     try:
         text = path.read_text(encoding="ascii", errors="replace")
     except OSError as exc:
         raise SigningKeyError(f"cannot read {path}: {exc.strerror}") from None
-    key = public_key_from_pem(text, str(path))
+    return trust_pem(text, str(path))
+
+
+def trust_pem(text: str, source: str = "key") -> tuple[PublicKey, Path, bool]:
+    """Add a public key given as PEM text (a cluster node's, fetched by `aido cluster
+    trust`) to the trusted keys: (key, where it is kept, whether it is new)."""
+    key = public_key_from_pem(text, source)
     folder = trusted_dir()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = folder / f"{key.keyid[:16]}.pub"
