@@ -71,7 +71,7 @@ def test_retries_run_a_lost_run_again_elsewhere(
     by_id = {v: k for k, v in three_nodes.node_ids().items()}
     lost_node = _placed(project, sandbox)["run-001"]
     three_nodes.kill_node(by_id[lost_node])
-    out, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     lost = _summary(project, sandbox, "run-001")
     assert (lost["status"], lost["stop_reason"]) == ("interrupted", "node_lost")
