@@ -104,7 +104,7 @@ class SandboxManager(Context):
         ``retries`` re-runs it there, as a new run, if its node is lost.
         """
         if cluster is not None:
-            from aido.cluster.driver import Cluster, Dispatcher, run_on_cluster
+            from aido.cluster.driver import Cluster, dispatcher_for, run_on_cluster
 
             sid = self.resolve_id(sandbox_id)
             plan = plan_run(
@@ -112,7 +112,7 @@ class SandboxManager(Context):
             )
             if stdin is not None:
                 plan = replace(plan, stdin=stdin)
-            dispatcher = Dispatcher(Cluster(cluster, retries))
+            dispatcher = dispatcher_for(Cluster(cluster, retries))
             dispatcher.check(plan)
             return run_on_cluster(self, plan, hooks, dispatcher, cancel=cancel)
         plan = self.prepare(
@@ -159,9 +159,9 @@ class SandboxManager(Context):
         cluster: str | None = kwargs.pop("cluster", None)
         retries: int = kwargs.pop("retries", 0)
         if cluster is not None:
-            from aido.cluster.driver import Cluster, Dispatcher, run_on_cluster
+            from aido.cluster.driver import Cluster, dispatcher_for, run_on_cluster
 
-            dispatcher = Dispatcher(Cluster(cluster, retries))
+            dispatcher = dispatcher_for(Cluster(cluster, retries))
 
             def runner(
                 ctx: Context,

@@ -15,10 +15,21 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.cli import Aido, aido_argv, aido_env, wait_for
+from tests.helpers.cli import Aido, aido_argv, aido_env, run_aido, wait_for
 from tests.helpers.raycluster import RayCluster
 
 pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module", autouse=True)
+def trusted_nodes(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Each node of the fixture has its own key, as separate machines would: this driver
+    trusts them once, as a user does (`aido cluster trust`)."""
+    where = tmp_path_factory.mktemp("trust")
+    done = run_aido(
+        "cluster", "trust", "--cluster", ray_cluster.address, "--yes", cwd=where, env=ray_cluster.driver_env
+    )
+    assert done.code == 0, done.stderr
 
 
 def _summaries(project: Path, sandbox: str) -> dict[str, dict[str, Any]]:

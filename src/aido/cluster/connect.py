@@ -29,6 +29,7 @@ JOIN_HINT = (
 PROBE_SECONDS = 3.0
 
 _connected: str | None = None
+_session = 0  # counts connections: what a driver cached under another one is gone
 
 
 def resolve_address(flag: str | None, settings: Settings | None = None) -> str | None:
@@ -75,10 +76,10 @@ def _knock(address: str) -> None:
         ) from None
 
 
-def connect(address: str) -> None:
+def connect(address: str) -> int:
     """Connect this process to the cluster (once; reconnects when the address changes),
-    and make sure some node takes aido runs."""
-    global _connected
+    and make sure some node takes aido runs. Returns the connection's number."""
+    global _connected, _session
     try:
         import ray
     except ImportError:
@@ -104,11 +105,13 @@ def connect(address: str) -> None:
             message = f"cannot connect to the Ray cluster at {address}: {first}"
             raise ClusterUnavailable(message, hint=hint) from None
         _connected = address
+        _session += 1
     if ray.cluster_resources().get(RESOURCE, 0) <= 0:  # type: ignore[no-untyped-call]
         raise ClusterUnavailable(
             f"no node of the Ray cluster at {address} takes aido runs (none has the {RESOURCE!r} resource)",
             hint=JOIN_HINT,
         )
+    return _session
 
 
 def _quiet_ray() -> None:

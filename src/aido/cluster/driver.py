@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import stat
 import tarfile
@@ -80,15 +81,14 @@ class Dispatcher:
     """A connection to the cluster for one command: a sandbox's inputs are shipped once
     (``ray.put``) however many runs use them."""
 
-    def __init__(self, cluster: Cluster) -> None:
-        if cluster.retries < 0:
-            raise UsageError(f"--retries must be 0 or more, got {cluster.retries}")
-        connect(cluster.address)
+    def __init__(self, cluster: Cluster, session: int) -> None:
         self.cluster = cluster
+        self.session = session
         self._inputs: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._function: Any = None
         self._mailbox: Mailbox | None = None
+        self._fits: dict[tuple[float, int], tuple[float, bool]] = {}
 
     def stream(self, options: dict[str, Any], spec: RemoteSpec, inputs: Any, tag: str) -> Any:
         """Start the run on the cluster; its items come through the returned stream."""
@@ -115,13 +115,34 @@ class Dispatcher:
     def check(self, plan: RunPlan) -> None:
         """Refuse what a cluster run cannot do (before a run id exists)."""
         check_plan(plan)
-        fits = fitting_nodes(plan.settings.cpus, plan.settings.memory_bytes)
-        if not fits:
+        size = (plan.settings.cpus, plan.settings.memory_bytes)
+        with self._lock:
+            known = self._fits.get(size)
+            if known is None or time.monotonic() - known[0] > 5:  # a batch asks once
+                known = self._fits[size] = (time.monotonic(), bool(fitting_nodes(*size)))
+        if not known[1]:
             raise ClusterUnavailable(
                 f"no aido node of the cluster has {plan.settings.cpus:g} CPUs and "
                 f"{plan.settings.memory_bytes >> 20} MiB of memory for sandbox {plan.record.id}",
                 hint="lower resources.cpu / resources.memory in sandbox.yaml, or add a bigger node",
             )
+
+
+_dispatchers: dict[Cluster, Dispatcher] = {}
+_made = threading.Lock()
+
+
+def dispatcher_for(cluster: Cluster) -> Dispatcher:
+    """The dispatcher of this connection to the cluster: a program calling ``run`` again
+    and again ships the remote function and a sandbox's inputs once."""
+    if cluster.retries < 0:
+        raise UsageError(f"--retries must be 0 or more, got {cluster.retries}")
+    session = connect(cluster.address)
+    with _made:
+        found = _dispatchers.get(cluster)
+        if found is None or found.session != session:
+            found = _dispatchers[cluster] = Dispatcher(cluster, session)
+        return found
 
 
 def check_plan(plan: RunPlan) -> None:
@@ -379,9 +400,10 @@ def _poll(stream: Any, node: dict[str, Any], rid: str) -> list[tuple[str, Any]] 
     except rex.TaskCancelledError:
         raise _Stopped(StopReason.CANCELLED) from None
     except rex.RayTaskError as exc:  # aido failed on the node: a bug there, not a lost node
-        raise RuntimeFailure(
-            f"{_named(node)} failed running {rid}: {str(exc).splitlines()[0][:300]}"
-        ) from None
+        cause = getattr(exc, "cause", None)
+        said = str(cause) if cause is not None else (str(exc).strip().splitlines() or [""])[-1]
+        said = re.sub(r"\x1b\[[0-9;]*m", "", said).strip()[:300] or type(cause or exc).__name__
+        raise RuntimeFailure(f"{_named(node)} failed running {rid}: {said}") from None
     except rex.RayError as exc:  # the node, its raylet or the worker died, or its objects are gone
         raise NodeLost(f"{_named(node)} was lost while {rid} ran ({type(exc).__name__})", node) from None
     for item in items or ():

@@ -18,11 +18,9 @@ import logging
 import os
 import queue
 import socket
-import subprocess
-import sys
 import tarfile
-import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -30,19 +28,17 @@ from typing import Any
 
 from aido import __version__, fs
 from aido.cluster.spec import DONE, FAILED, NODE, OUTPUT, NodeResult, RemoteSpec
+from aido.cluster.watchdog import new_base, sweep_stale, watchdog
 from aido.errors import AidoError
 from aido.store.ids import run_id
 from aido.store.workspace import ATTESTATION, Workspace
 
 log = logging.getLogger("aido")
 
-NODE_DIR_ENV = "AIDO_NODE_DIR"  # where a node keeps its runs while they run (default: the temp dir)
-PREFIX = "aido-node-"
 CHUNK = 64 << 10  # output coalesced per item: few Ray objects for a flood, little delay for a line
+ENGINE_TTL = 30.0  # how long a worker reuses what the engine said about itself
 
-
-def node_dir() -> Path:
-    return Path(os.environ.get(NODE_DIR_ENV) or tempfile.gettempdir())
+_engine: tuple[float, dict[str, Any]] | None = None
 
 
 def identity() -> dict[str, Any]:
@@ -51,13 +47,15 @@ def identity() -> dict[str, Any]:
 
     from aido.backends.registry import get_backend
 
+    global _engine
     node: dict[str, Any] = {"id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname()}
-    try:
-        node["engine_version"] = get_backend().info().version
-    except AidoError as exc:
-        node["engine_version"] = None
-        node["engine_error"] = exc.message
-    return node
+    if _engine is None or time.monotonic() - _engine[0] > ENGINE_TTL:
+        try:
+            engine: dict[str, Any] = {"engine_version": get_backend().info().version}
+        except AidoError as exc:  # said in the summary; the run fails on it with its own message
+            engine = {"engine_version": None, "engine_error": exc.message}
+        _engine = (time.monotonic(), engine)
+    return {**node, **_engine[1]}
 
 
 def failure(exc: BaseException) -> dict[str, Any]:
@@ -81,9 +79,9 @@ def execute(spec: RemoteSpec, inputs: bytes) -> Iterator[tuple[str, Any]]:
         yield (FAILED, {"code": "version_mismatch", "message": message, "exit_code": 125})
         return
     sweep_stale()
-    base = Path(tempfile.mkdtemp(prefix=PREFIX, dir=node_dir())).resolve()
-    base_lock = fs.hold_lock(base)  # held while this worker lives: a free lock means a dead run
-    watchdog = start_watchdog(base)
+    base, base_lock = new_base()  # locked while this worker runs it: a free lock means a dead run
+    guard = watchdog()
+    guard.watch(base)
     items: queue.Queue[tuple[str, Any]] = queue.Queue()
     cancel = threading.Event()
     worker = threading.Thread(
@@ -111,13 +109,13 @@ def execute(spec: RemoteSpec, inputs: bytes) -> Iterator[tuple[str, Any]]:
         cancel.set()
         worker.join(timeout=60)
         # A container the engine could not remove (it went away mid-run) keeps the directory:
-        # the watchdog, and else the next task's sweep, remove both once the engine answers.
-        clean = not worker.is_alive() and not Workspace(base).containers_left.exists()
-        if clean:
-            _remove_base(base)
-        stop_watchdog(watchdog, clean=clean)
-        if base_lock is not None:
-            os.close(base_lock)
+        # the next task's sweep removes both once the engine answers. Otherwise the watchdog
+        # removes it after this task has handed its slot back.
+        if not worker.is_alive() and not Workspace(base).containers_left.exists():
+            guard.remove(base)
+        else:
+            guard.forget(base)
+        os.close(base_lock)
 
 
 def _coalesce(first: tuple[str, Any], items: queue.Queue[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
@@ -273,84 +271,3 @@ def package(root: Path, rid: str, return_limit: int, error: dict[str, Any] | Non
             outputs.append((name, handle.read()))
         room -= size
     return NodeResult(out.read_bytes(), outputs, not_returned, error)
-
-
-# -- removal that survives the worker ---------------------------------------------------
-
-WATCHDOG = r"""
-import os, sys
-if os.fork():
-    os._exit(0)  # the grandchild is nobody's child: Ray cannot kill it with the worker
-if os.read(0, 1) != b"k":  # EOF first: the worker died without saying goodbye
-    from pathlib import Path
-    from aido.cluster.node import clean_base
-    clean_base(Path(sys.argv[1]))
-"""
-
-
-def start_watchdog(base: Path) -> int:
-    """A process outside the worker's session that cleans ``base`` if the worker dies;
-    the returned descriptor says goodbye (``stop_watchdog``)."""
-    read_end, write_end = os.pipe()
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    subprocess.Popen(
-        [sys.executable, "-c", WATCHDOG, str(base)],
-        stdin=read_end,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        close_fds=True,
-        env=env,
-    ).wait()
-    os.close(read_end)
-    return write_end
-
-
-def stop_watchdog(write_end: int, *, clean: bool) -> None:
-    try:
-        if clean:
-            os.write(write_end, b"k")
-    finally:
-        os.close(write_end)
-
-
-def clean_base(base: Path) -> None:
-    """Remove a dead run's containers (by its workspace label) and its directory."""
-    from aido.backends.registry import get_backend
-
-    try:
-        get_backend().remove_labelled({"aido.workspace": str(base)[:1024]})
-    except AidoError as exc:
-        log.warning("could not remove the containers of %s: %s", base, exc.message)
-        return  # keep the directory: the next sweep tries again
-    _remove_base(base)
-
-
-def _remove_base(base: Path) -> None:
-    from aido.host import volume
-
-    workspace = Workspace(base)
-    try:
-        for sid in workspace.sandbox_ids():
-            volume.release_mounted(workspace.sandbox(sid))  # never delete through a mount
-    except (AidoError, OSError) as exc:
-        log.debug("could not list %s: %s", base, exc)
-    fs.remove_tree(base)
-
-
-def sweep_stale() -> None:
-    """Clean run directories whose worker is gone (their lock is free): the case where
-    the watchdog itself was killed, or the machine restarted mid-run."""
-    try:
-        names = [n for n in os.listdir(node_dir()) if n.startswith(PREFIX)]
-    except OSError:
-        return
-    for name in names:
-        base = node_dir() / name
-        held = fs.hold_lock(base, wait=False) if base.is_dir() and not base.is_symlink() else None
-        if held is None:
-            continue  # alive (or not ours)
-        try:
-            clean_base(base)
-        finally:
-            os.close(held)
