@@ -62,7 +62,7 @@ HEAD_PORTS = 10  # gcs, client server, dashboard, then per-node blocks
 NODE_PORTS = 50  # 10 fixed ports + 40 worker ports: a burst of tasks needs one port per worker
 WORKER_PORTS_OFFSET = 10
 MAX_NODES = (SLOT_SIZE - HEAD_PORTS) // NODE_PORTS
-LOCK_DIR = Path(tempfile.gettempdir())
+LOCK_DIR = Path(tempfile.gettempdir(), ".aido-ray-ports")  # one lock file per slot, shared by all users
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -187,6 +187,7 @@ class RayCluster:
         self._stopped = False
         self._killed: set[str] = set()
         self._ids: dict[str, str] = {}
+        self._orphan_roots: set[tuple[int, int]] = set()  # (pid, start time), see stop_orphaned_clusters
         # Measurements, for the report and for tests that want to know: seconds per start step, and
         # the processes that needed SIGKILL at stop.
         self.timings: dict[str, float] = {}
@@ -245,10 +246,14 @@ class RayCluster:
             raise RuntimeError("a RayCluster starts once")
         t0 = time.monotonic()
         # Short on purpose: Ray's unix sockets live under it and a socket path is limited to ~107 bytes.
+        stop_orphaned_clusters()
         self.temp_dir = tempfile.mkdtemp(prefix="aray-", dir="/tmp")
         atexit.register(self.stop)
         try:
             self.base_port = self._claim_ports(1 + len(self.workers))
+            # Who owns this cluster, so that a later session can stop it if this process dies
+            # without stopping it (SIGKILL, a CI timeout).
+            self._write_owner()
             self.nodes[HEAD] = Node(NodeSpec(HEAD, num_cpus=1, memory=2 * GIB), self.base_port + HEAD_PORTS)
             for i, spec in enumerate(self.workers, start=1):
                 self.nodes[spec.name] = Node(spec, self.base_port + HEAD_PORTS + i * NODE_PORTS)
@@ -260,11 +265,30 @@ class RayCluster:
             t1 = time.monotonic()
             self.wait_ready()
             self.timings["wait_ready"] = time.monotonic() - t1
+            self._write_owner()
         except BaseException:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - t0
         return self
+
+    def _write_owner(self) -> None:
+        """Record who owns the cluster, so that a later session can stop it if this process dies
+        without stopping it (SIGKILL, a CI timeout): this process, and the pids of the processes
+        found by GCS port rather than temp dir (the Ray Client server; it outlives the cluster), as
+        the port may belong to another cluster by then."""
+        assert self.temp_dir is not None
+        me = _stat(os.getpid())
+        owner = {
+            "pid": os.getpid(),
+            "start": me[2] if me else 0,
+            "by_port": [
+                [p.pid, p.start]
+                for p in _scan()
+                if self._is_member(p.cmdline) and not self._is_member(p.cmdline, by_port=False)
+            ],
+        }
+        Path(self.temp_dir, OWNER_FILE).write_text(json.dumps(owner))
 
     def _common_args(self, node: Node) -> list[str]:
         spec = node.spec
@@ -362,8 +386,9 @@ class RayCluster:
             and not _overlaps(base, base + SLOT_SIZE, eph_low, eph_high + 1)
         ]
         random.shuffle(slots)  # two sessions starting together rarely try the same slot first
+        LOCK_DIR.mkdir(mode=0o777, exist_ok=True)
         for base in slots:
-            fd = os.open(LOCK_DIR / f"aray-ports-{base}.lock", os.O_CREAT | os.O_RDWR, 0o666)
+            fd = os.open(LOCK_DIR / f"{base}.lock", os.O_CREAT | os.O_RDWR, 0o666)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -479,18 +504,23 @@ class RayCluster:
         if self.temp_dir is None:
             return []
         procs = _scan()
-        return _descendants(procs, {p.pid for p in procs if self._is_member(p.cmdline, node)})
+        roots = {p.pid for p in procs if self._is_member(p.cmdline, node)}
+        if node in (None, HEAD):
+            roots |= {p.pid for p in procs if (p.pid, p.start) in self._orphan_roots}
+        return _descendants(procs, roots)
 
-    def _is_member(self, cmdline: str, node: str | None = None) -> bool:
+    def _is_member(self, cmdline: str, node: str | None = None, *, by_port: bool = True) -> bool:
         # The dir as a whole path component: other sessions' dirs share the /tmp/aray- prefix.
         where = self.temp_dir if node is None else self.node_dir(node)
         if where and re.search(re.escape(where) + r"(/|\s|$)", cmdline):
             return True
         # The Ray Client server names no temp dir, only the GCS, by the host's primary IP (Ray
-        # rewrites 127.0.0.1), so match any host with this cluster's GCS port.
+        # rewrites 127.0.0.1), so match any host with this cluster's GCS port: ours while we hold
+        # the port slot's lock.
         return bool(
-            node in (None, HEAD)
-            and self.base_port
+            by_port
+            and node in (None, HEAD)
+            and self._lock_fd is not None
             and "ray.util.client.server" in cmdline
             and re.search(rf"--address=\S*:{self.base_port}(\s|$)", cmdline)
         )
@@ -551,6 +581,32 @@ class RayCluster:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+# -- clusters left behind -----------------------------------------------------------------------------
+
+OWNER_FILE = "owner.json"
+
+
+def stop_orphaned_clusters() -> list[str]:
+    """Stop the clusters whose owner process is gone (a test session killed before its teardown),
+    found by the owner file in their temp dir; returns their temp dirs. Other sessions' live
+    clusters, and temp dirs without an owner file, are left alone."""
+    stopped = []
+    for owner_file in Path("/tmp").glob(f"aray-*/{OWNER_FILE}"):
+        try:
+            owner = json.loads(owner_file.read_text())
+        except (OSError, ValueError):
+            continue
+        stat = _stat(int(owner["pid"]))
+        if stat is not None and stat[2] == owner["start"]:
+            continue
+        orphan = RayCluster([])
+        orphan.temp_dir = str(owner_file.parent)
+        orphan._orphan_roots = {(pid, start) for pid, start in owner.get("by_port", [])}
+        orphan.stop()
+        stopped.append(orphan.temp_dir)
+    return stopped
 
 
 # -- the driver's auth settings ------------------------------------------------------------------------
