@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.cli import Aido, aido_argv, aido_env, wait_for
-from tests.helpers.raycluster import NodeSpec, RayCluster
+from tests.helpers.raycluster import FAST_NODE_DEATH, NodeSpec, RayCluster
 from tests.helpers.sockproxy import EngineRelay
 
 pytestmark = pytest.mark.docker
@@ -26,7 +26,7 @@ SLOW = "import time\nprint('up', flush=True)\ntime.sleep(10)\nprint('done', flus
 @pytest.fixture(scope="module")
 def three_nodes(engine: None) -> Iterator[RayCluster]:
     workers = [NodeSpec(name, resources={"aido": 2}) for name in ("w1", "w2", "w3")]
-    with RayCluster(workers) as cluster:
+    with RayCluster(workers, head_env=FAST_NODE_DEATH) as cluster:
         yield cluster
 
 

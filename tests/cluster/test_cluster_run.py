@@ -115,14 +115,18 @@ def test_exit_code_timeout_and_oom_as_locally(
     _no_containers_left()
 
 
+@pytest.mark.parametrize("client", [False, True], ids=["gcs-address", "ray-client"])
 def test_output_streams_live_and_logs_follow_sees_it(
-    ray_cluster: RayCluster, sandbox: str, project: Path
+    ray_cluster: RayCluster, sandbox: str, project: Path, client: bool
 ) -> None:
+    """Through a node-local driver (a streaming generator) and through Ray Client
+    (ray://, which has none: a queue actor carries the lines)."""
+    address = ray_cluster.client_address if client else ray_cluster.address
     (project / "tick.py").write_text(
         "import time\nprint('first', flush=True)\ntime.sleep(6)\nprint('second', flush=True)\n"
     )
     proc = subprocess.Popen(
-        aido_argv("run", "--cluster", ray_cluster.address, "tick.py"),
+        aido_argv("run", "--cluster", address, "tick.py"),
         cwd=project,
         env=aido_env(ray_cluster.driver_env),
         stdout=subprocess.PIPE,
@@ -149,6 +153,10 @@ def test_output_streams_live_and_logs_follow_sees_it(
     assert ended_at - first_at > 3, "the first line arrived only when the run ended"
     assert follow.returncode == 0, follow.stderr
     assert "first" in follow.stdout and "second" in follow.stdout
+    summary = json.loads(
+        (project / ".aido" / "sandboxes" / sandbox / "runs" / "run-001" / "summary.json").read_text()
+    )
+    assert summary["status"] == "success" and summary["node"]["id"] in ray_cluster.node_ids().values()
 
 
 def test_ctrl_c_cancels_the_remote_run_and_removes_its_container(

@@ -102,6 +102,9 @@ def connect(address: str) -> int:
         except Exception as exc:  # ConnectionError, RuntimeError, grpc errors: all one answer
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             hint = "check the address and the cluster's token (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN)"
+            if _auth_failed(exc):
+                first = "the cluster refused this driver's token (or its lack of one)"
+                hint = "set RAY_AUTH_MODE=token and the cluster's RAY_AUTH_TOKEN before starting aido"
             message = f"cannot connect to the Ray cluster at {address}: {first}"
             raise ClusterUnavailable(message, hint=hint) from None
         _connected = address
@@ -112,6 +115,18 @@ def connect(address: str) -> int:
             hint=JOIN_HINT,
         )
     return _session
+
+
+def _auth_failed(exc: BaseException) -> bool:
+    """Ray says a token problem only in a chained AuthenticationError, after ~20 s."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if "Authentication" in type(seen).__name__ or "InvalidAuthToken" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _quiet_ray() -> None:
