@@ -104,7 +104,8 @@ class SandboxManager(Context):
         ``retries`` re-runs it there, as a new run, if its node is lost.
         """
         if cluster is not None:
-            from aido.cluster.driver import Cluster, dispatcher_for, run_on_cluster
+            from aido.cluster.dispatch import Cluster, dispatcher_for
+            from aido.cluster.driver import run_on_cluster
 
             sid = self.resolve_id(sandbox_id)
             plan = plan_run(
@@ -159,7 +160,8 @@ class SandboxManager(Context):
         cluster: str | None = kwargs.pop("cluster", None)
         retries: int = kwargs.pop("retries", 0)
         if cluster is not None:
-            from aido.cluster.driver import Cluster, dispatcher_for, run_on_cluster
+            from aido.cluster.dispatch import Cluster, dispatcher_for
+            from aido.cluster.driver import run_on_cluster
 
             dispatcher = dispatcher_for(Cluster(cluster, retries))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aido.cluster import accept, connect, driver
+from aido.cluster import accept, connect, dispatch
 from aido.cluster.spec import NodeResult
 from aido.config.settings import Settings
 from aido.errors import ClusterUnavailable, UsageError
@@ -47,18 +47,18 @@ def test_inputs_pack_regular_files_only(tmp_path: Path) -> None:
     (root / "top.txt").write_text("x")
     os.symlink("/etc/passwd", root / "link")
     os.mkfifo(root / "fifo")
-    with tarfile.open(fileobj=io.BytesIO(driver.pack_inputs(root))) as tar:
+    with tarfile.open(fileobj=io.BytesIO(dispatch.pack_inputs(root))) as tar:
         assert sorted(m.name for m in tar.getmembers()) == ["data/a.csv", "top.txt"]
         assert all(m.isreg() for m in tar.getmembers())
 
 
 def test_inputs_too_large_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(driver, "MAX_INPUTS", 10)
+    monkeypatch.setattr(dispatch, "MAX_INPUTS", 10)
     root = tmp_path / "inputs"
     root.mkdir()
     (root / "big").write_bytes(b"x" * 11)
     with pytest.raises(UsageError, match="too large to send"):
-        driver.pack_inputs(root)
+        dispatch.pack_inputs(root)
 
 
 def test_returned_outputs_must_be_sealed_and_the_runs_own() -> None:

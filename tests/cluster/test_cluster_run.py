@@ -245,3 +245,23 @@ def test_python_api_runs_on_the_cluster(
 
         disconnect()
         assert not ray.is_initialized()
+
+
+def test_local_and_cluster_runs_mix_in_one_sandbox_and_their_outputs_are_sealed(
+    ray_cluster: RayCluster, aido: Aido, sandbox: str, project: Path
+) -> None:
+    env = ray_cluster.driver_env
+    (project / "write.py").write_text("import sys\nopen('/outputs/' + sys.argv[1], 'w').write(sys.argv[2])\n")
+    assert aido("run", "write.py", "--", "a.txt", "local-1").code == 0
+    assert (
+        aido("run", "--cluster", ray_cluster.address, "write.py", "--", "b.txt", "remote", env=env).code == 0
+    )
+    assert aido("run", "write.py", "--", "a.txt", "local-2").code == 0
+    outputs = project / ".aido" / "sandboxes" / sandbox / "outputs"
+    assert (outputs / "a.txt").read_text() == "local-2"
+    assert (outputs / "run-002" / "b.txt").read_text() == "remote"
+    assert aido("verify", "--strict").code == 0
+    (outputs / "run-002" / "b.txt").write_text("edited by hand")
+    tampered = aido("verify", "--strict")
+    assert tampered.code == 1, tampered.stdout
+    assert "run-002/b.txt" in tampered.stdout

@@ -42,7 +42,10 @@ class EvidenceRejected(AidoError):
     exit_code = ExitCode.RUNTIME
 
 
-def accept(ctx: Context, plan: RunPlan, start: RunStart, result: Any, node: dict[str, Any]) -> RunResult:
+def accept(
+    ctx: Context, plan: RunPlan, start: RunStart, result: Any, node: dict[str, Any], keys: dict[str, Any]
+) -> RunResult:
+    """Check a node's result against ``keys`` (the keys this machine trusts), then store it."""
     from aido.evidence.events import record_event
     from aido.run.result import result_from_summary
     from aido.run.seal import seal_run
@@ -53,7 +56,7 @@ def accept(ctx: Context, plan: RunPlan, start: RunStart, result: Any, node: dict
     rid, run_dir, paths, record = start.run_id, start.run_dir, plan.paths, plan.record
     bundle = run_dir / NODE_EVIDENCE
     fs.write_new(bundle, result.bundle)
-    sealed = _verified(ctx, plan, rid, bundle, node)
+    sealed = _verified(ctx, plan, rid, bundle, node, keys)
     files = _members(bundle, rid, sealed)
     if files.get(f"{TASK_DIR}/{plan.task.name}") != plan.source:
         _reject(ctx, plan, rid, bundle, node, ["the task the node ran is not the task that was sent"])
@@ -96,7 +99,17 @@ def accept(ctx: Context, plan: RunPlan, start: RunStart, result: Any, node: dict
         outputs_not_returned=not_returned or None,
     )
     changed = frozenset(str(c.get("path")) for c in summary.get("changes") or [] if isinstance(c, dict))
-    seal_run(paths, rid, summary=summary, config=record.config, sealed_by="run", changed=changed)
+    # Only this run's own outputs: a cluster run cannot have touched the rest, and walking
+    # every earlier run's outputs at each seal would make runs slower as they accumulate.
+    seal_run(
+        paths,
+        rid,
+        summary=summary,
+        config=record.config,
+        sealed_by="run",
+        outputs=_own_outputs(paths.outputs, rid),
+        changed=changed,
+    )
     done = result_from_summary(
         summary,
         evidence_dir=run_dir,
@@ -108,13 +121,27 @@ def accept(ctx: Context, plan: RunPlan, start: RunStart, result: Any, node: dict
     return done
 
 
-def _verified(ctx: Context, plan: RunPlan, rid: str, bundle: Path, node: dict[str, Any]) -> dict[str, Any]:
+def _own_outputs(root: Path, rid: str) -> Any:
+    """A snapshot of outputs/<run>/ named as under outputs/ (what the seal lists)."""
+    from aido.evidence.snapshot import Snapshot, snapshot
+
+    if not (root / rid).is_dir():
+        return Snapshot()
+    own = snapshot(root / rid)
+    return Snapshot(
+        entries={f"{rid}/{name}": entry for name, entry in own.entries.items()},
+        notes=[f"{rid}/{note}" for note in own.notes],
+    )
+
+
+def _verified(
+    ctx: Context, plan: RunPlan, rid: str, bundle: Path, node: dict[str, Any], keys: dict[str, Any]
+) -> dict[str, Any]:
     """The bundle's checks (strict: a warning is a failure here); the sealed subjects."""
     from aido.evidence.attestation import ENVELOPE, INFO, verdict
     from aido.evidence.bundle import check_bundle
-    from aido.evidence.keys import public_key_from_pem, trusted_keys
+    from aido.evidence.keys import public_key_from_pem
 
-    keys: dict[str, Any] = dict(trusted_keys())
     verifier, bundle_run = check_bundle(
         bundle, keys, lambda pem: public_key_from_pem(pem.decode("ascii", "replace"))
     )
