@@ -251,6 +251,9 @@ def test_local_and_cluster_runs_mix_in_one_sandbox_and_their_outputs_are_sealed(
     ray_cluster: RayCluster, aido: Aido, sandbox: str, project: Path
 ) -> None:
     env = ray_cluster.driver_env
+    git = ["git", "-c", "user.email=t@example.invalid", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], cwd=project, check=True)
     (project / "write.py").write_text("import sys\nopen('/outputs/' + sys.argv[1], 'w').write(sys.argv[2])\n")
     assert aido("run", "write.py", "--", "a.txt", "local-1").code == 0
     assert (
@@ -260,6 +263,9 @@ def test_local_and_cluster_runs_mix_in_one_sandbox_and_their_outputs_are_sealed(
     outputs = project / ".aido" / "sandboxes" / sandbox / "outputs"
     assert (outputs / "a.txt").read_text() == "local-2"
     assert (outputs / "run-002" / "b.txt").read_text() == "remote"
+    summaries = _summaries(project, sandbox)
+    # A cluster run records the driver's project, as a local run does (not the node's temp dir).
+    assert summaries["run-002"]["git"]["commit"] == summaries["run-001"]["git"]["commit"]
     assert aido("verify", "--strict").code == 0
     (outputs / "run-002" / "b.txt").write_text("edited by hand")
     tampered = aido("verify", "--strict")

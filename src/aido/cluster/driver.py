@@ -129,6 +129,7 @@ def _close(
 
 
 def _spec(ctx: Context, plan: RunPlan, rid: str, dispatcher: Dispatcher, retry_of: str | None) -> RemoteSpec:
+    from aido.evidence.gitinfo import git_context
     from aido.store.ids import run_number
     from aido.store.store import read_secrets
 
@@ -158,6 +159,7 @@ def _spec(ctx: Context, plan: RunPlan, rid: str, dispatcher: Dispatcher, retry_o
         return_limit=dispatcher.cluster.return_limit,
         aido_version=__version__,
         retry_of=retry_of,
+        git=git_context(ctx.workspace.root),
         driver={"hostname": socket.gethostname(), "pid": os.getpid()},
     )
 

@@ -237,7 +237,7 @@ def _rebuild(spec: RemoteSpec, inputs: bytes, node: dict[str, Any], base: Path) 
         widen=Widening(network=spec.network),
         confirm=lambda _warnings: True,  # confirmed on the driver, and recorded there too
     )
-    placement = Placement(number=spec.number, node=node, retry_of=spec.retry_of)
+    placement = Placement(number=spec.number, node=node, retry_of=spec.retry_of, git=spec.git)
     return ctx, replace(plan, env=spec.env, timeout_seconds=spec.timeout_seconds, placement=placement)
 
 

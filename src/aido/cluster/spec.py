@@ -42,6 +42,7 @@ class RemoteSpec:
     return_limit: int
     aido_version: str
     retry_of: str | None = None
+    git: dict[str, Any] | None = None  # the driver's project (the summary records it, as locally)
     driver: dict[str, Any] = field(default_factory=dict)  # hostname, pid: for the node's log
 
 

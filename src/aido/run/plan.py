@@ -46,6 +46,7 @@ class Placement:
     number: int
     node: dict[str, Any]
     retry_of: str | None = None
+    git: dict[str, Any] | None = None  # the driver's project, as a local run records its own
 
 
 @dataclass(frozen=True)

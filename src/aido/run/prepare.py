@@ -97,7 +97,7 @@ def prepare(ctx: Context, plan: RunPlan, start: RunStart) -> PreparedRun:
             escape_hatches=plan.widen.as_dict(),
             warnings=plan.warnings,
         )
-    git = git_context(ctx.workspace.root)
+    git = plan.placement.git if plan.placement else git_context(ctx.workspace.root)
     watched = writable_trees(ctx, plan)
     before = {name: snapshot(root, exclude=skip) for name, (root, skip) in watched.items()}
     request = build_request(ctx, plan, rid, watched)
