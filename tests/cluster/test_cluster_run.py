@@ -63,6 +63,7 @@ def test_batch_spreads_over_aido_nodes_only_and_verifies(
     )
     assert result.code == 0, result.stderr
     assert result.json["counts"] == {"success": 12}
+    assert all(run["node"]["id"] for run in result.json["runs"]), "--json names each run's node"
     summaries = _summaries(project, sandbox)
     assert len(summaries) == 12
     nodes = ray_cluster.node_ids()

@@ -22,6 +22,15 @@ def outcome_line(result: RunResult) -> str:
 
 
 def run_payload(result: RunResult) -> dict[str, Any]:
+    payload = _payload(result)
+    node = result.summary.get("node")
+    if node is not None:  # a run on a cluster node: which one, and the lost run it retried
+        payload["node"] = node
+        payload["retry_of"] = result.summary.get("retry_of")
+    return payload
+
+
+def _payload(result: RunResult) -> dict[str, Any]:
     return {
         "sandbox_id": result.sandbox_id,
         "run_id": result.run_id,

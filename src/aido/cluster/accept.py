@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import tarfile
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from aido import fs
 from aido.cluster.spec import NodeResult
@@ -57,7 +57,10 @@ def accept(
     bundle = run_dir / NODE_EVIDENCE
     fs.write_new(bundle, result.bundle)
     sealed = _verified(ctx, plan, rid, bundle, node, keys)
-    files = _members(bundle, rid, sealed)
+    try:
+        files = _members(bundle, rid, sealed)
+    except (EvidenceRejected, OSError, tarfile.TarError) as exc:
+        _reject(ctx, plan, rid, bundle, node, [str(exc) or type(exc).__name__])
     if files.get(f"{TASK_DIR}/{plan.task.name}") != plan.source:
         _reject(ctx, plan, rid, bundle, node, ["the task the node ran is not the task that was sent"])
     outputs, refused = _outputs(result, rid, sealed)
@@ -243,7 +246,7 @@ def _make_dirs(root: Path, directory: Path) -> None:
 
 def _reject(
     ctx: Context, plan: RunPlan, rid: str, bundle: Path, node: dict[str, Any], problems: list[str]
-) -> None:
+) -> NoReturn:
     """Keep the record aside (never merged) and fail the run."""
     kept = ctx.workspace.dir / "rejected" / f"{plan.record.id}-{rid}"
     kept.mkdir(parents=True, exist_ok=True)
