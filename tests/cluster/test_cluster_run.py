@@ -84,6 +84,8 @@ def test_batch_spreads_over_aido_nodes_only_and_verifies(
         assert summary["security"]["applied"], "the node read the hardening back from its engine"
     verified = aido("verify", "--strict", "--json", env=env)
     assert verified.code == 0, verified.stdout + verified.stderr
+    shown = aido("show", "run-003")
+    assert f"Ray node {summaries['run-003']['node']['id'][:12]}" in shown.stdout
     one = project / ".aido" / "sandboxes" / sandbox / "runs" / "run-003" / "node-evidence.tar"
     assert aido("verify", str(one)).code == 0, "the node's own bundle stays verifiable"
     _no_containers_left()

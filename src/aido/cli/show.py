@@ -200,7 +200,11 @@ def build_view(sandbox_id: str, ref: Any, run_dir: Path) -> dict[str, Any]:
         "declared_outputs": _list(known.get("declared_outputs")),
         "evidence": _evidence(run_dir),
         "summary_problem": problem,
-    }
+    } | (
+        {"node": node, "retry_of": known.get("retry_of")}
+        if isinstance(node := known.get("node"), dict)
+        else {}
+    )
 
 
 # -- human ------------------------------------------------------------------------------------
@@ -288,6 +292,10 @@ def render(view: dict[str, Any]) -> None:
         field("why", f"the task exited with code {clean(code)}")
     task = shlex.join([str(view["task"] or "?"), *(["--"] if view["args"] else []), *map(str, view["args"])])
     field("task", clean(task))
+    if isinstance(node := view.get("node"), dict):  # a run on a Ray cluster's node
+        ray_id, engine = clean(str(node.get("id", ""))[:12]), clean(node.get("engine_version"))
+        where = f"{clean(node.get('hostname'))} (Ray node {ray_id}, docker {engine})"
+        field("node", where + (f", retry of {clean(view['retry_of'])}" if view.get("retry_of") else ""))
     if view["image"]:
         image_id = str(view["image_id"] or "")
         field("image", clean(view["image"]) + (f" ({clean(image_id[:19])})" if image_id else ""))
