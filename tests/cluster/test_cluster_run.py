@@ -274,3 +274,17 @@ def test_local_and_cluster_runs_mix_in_one_sandbox_and_their_outputs_are_sealed(
     tampered = aido("verify", "--strict")
     assert tampered.code == 1, tampered.stdout
     assert "run-002/b.txt" in tampered.stdout
+
+
+def test_gvisor_sandbox_runs_under_gvisor_on_the_node(
+    ray_cluster: RayCluster, aido: Aido, engine: None, project: Path
+) -> None:
+    up = aido("sandbox", "up", "--isolation", "gvisor", "--json")
+    assert up.code == 0, up.stderr
+    (project / "k.py").write_text("import platform\nprint(platform.release())\n")
+    ran = aido("run", "--cluster", ray_cluster.client_address, "k.py", env=ray_cluster.driver_env)
+    assert ran.code == 0, ran.stderr
+    summary = _summaries(project, up.json["sandbox_id"])["run-001"]
+    assert summary["security"]["requested"]["isolation"] == "gvisor"
+    assert summary["security"]["applied"]["runtime"] == "runsc", "read back from the node's engine"
+    aido("sandbox", "destroy", "--all")
