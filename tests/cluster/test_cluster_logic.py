@@ -140,3 +140,31 @@ def test_a_local_run_never_imports_ray(sandbox: str, project: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1] == "NO-RAY"
+
+
+@pytest.mark.docker
+def test_without_ray_installed_a_cluster_run_says_how_to_get_it(sandbox: str, project: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers.cli import aido_env
+
+    (project / "t.py").write_text("print(1)\n")
+    probe = (
+        "import sys\n"
+        "sys.modules['ray'] = None  # as if `pip install aido` without the [ray] extra\n"
+        "from aido.cli.main import main\n"
+        "sys.argv = ['aido', 'run', '--cluster', '127.0.0.1:6379', 't.py']\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=project,
+        env=aido_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 125, done.stderr
+    assert "needs Ray" in done.stderr and "pip install 'aido[ray]'" in done.stderr
+    assert not any((project / ".aido" / "sandboxes" / sandbox / "runs").iterdir()), "nothing ran"

@@ -85,7 +85,7 @@ class TerminalObserver:
         """Hooks for one run of a batch: its output goes to its own (prefixed) sink."""
         from aido.run.request import RunHooks
 
-        return RunHooks(on_output=on_output, signal_exit=self.signal_exit)
+        return RunHooks(on_output=on_output, on_warning=self.warning, signal_exit=self.signal_exit)
 
     # -- confirmation -------------------------------------------------------------------
 
