@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from aido.cluster import accept, connect, dispatch
 from aido.cluster.spec import NodeResult
 from aido.config.settings import Settings
 from aido.errors import ClusterUnavailable, UsageError
+from tests.helpers.cli import aido_env
 
 
 def test_address_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,23 +117,11 @@ def test_output_directories_are_never_followed_through_a_symlink(tmp_path: Path)
     assert not any(elsewhere.iterdir())
 
 
-@pytest.mark.docker
-def test_a_local_run_never_imports_ray(sandbox: str, project: Path) -> None:
-    """Ray is an optional extra and costs ~0.5 s to import: only --cluster may load it."""
-    import subprocess
-    import sys
-
-    from tests.helpers.cli import aido_env
-
+def _aido_in_child(project: Path, setup: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``aido ARGV`` in a fresh interpreter, after ``setup`` (Python) has run in it."""
     (project / "t.py").write_text("print(1)\n")
-    probe = (
-        "import atexit, sys\n"
-        "atexit.register(lambda: print('RAY' if 'ray' in sys.modules else 'NO-RAY', file=sys.stderr))\n"
-        "from aido.cli.main import main\n"
-        "sys.argv = ['aido', 'run', 't.py']\n"
-        "main()\n"
-    )
-    done = subprocess.run(
+    probe = f"import sys\n{setup}\nfrom aido.cli.main import main\nsys.argv = {['aido', *argv]!r}\nmain()\n"
+    return subprocess.run(
         [sys.executable, "-c", probe],
         cwd=project,
         env=aido_env(),
@@ -138,33 +129,24 @@ def test_a_local_run_never_imports_ray(sandbox: str, project: Path) -> None:
         text=True,
         timeout=120,
     )
+
+
+@pytest.mark.docker
+def test_a_local_run_never_imports_ray(sandbox: str, project: Path) -> None:
+    """Ray is an optional extra and costs ~0.5 s to import: only --cluster may load it."""
+    report = (
+        "import atexit\n"
+        "atexit.register(lambda: print('RAY' if 'ray' in sys.modules else 'NO-RAY', file=sys.stderr))"
+    )
+    done = _aido_in_child(project, report, "run", "t.py")
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1] == "NO-RAY"
 
 
 @pytest.mark.docker
 def test_without_ray_installed_a_cluster_run_says_how_to_get_it(sandbox: str, project: Path) -> None:
-    import subprocess
-    import sys
-
-    from tests.helpers.cli import aido_env
-
-    (project / "t.py").write_text("print(1)\n")
-    probe = (
-        "import sys\n"
-        "sys.modules['ray'] = None  # as if `pip install aido` without the [ray] extra\n"
-        "from aido.cli.main import main\n"
-        "sys.argv = ['aido', 'run', '--cluster', '127.0.0.1:6379', 't.py']\n"
-        "main()\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=project,
-        env=aido_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    no_ray = "sys.modules['ray'] = None  # as if `pip install aido` without the [ray] extra"
+    done = _aido_in_child(project, no_ray, "run", "--cluster", "127.0.0.1:6379", "t.py")
     assert done.returncode == 125, done.stderr
     assert "needs Ray" in done.stderr and "pip install 'aido[ray]'" in done.stderr
     assert not any((project / ".aido" / "sandboxes" / sandbox / "runs").iterdir()), "nothing ran"

@@ -21,7 +21,7 @@ import tarfile
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from aido import fs
-from aido.cluster.spec import NodeResult
+from aido.cluster.spec import NodeResult, node_name
 from aido.errors import AidoError
 from aido.exit_codes import ExitCode
 from aido.store.workspace import CHANGES, NODE_EVIDENCE, STDERR, STDOUT, SUMMARY, TASK_DIR, run_evidence
@@ -47,12 +47,13 @@ def accept(
 ) -> RunResult:
     """Check a node's result against ``keys`` (the keys this machine trusts), then store it."""
     from aido.evidence.events import record_event
+    from aido.run.close import close_from
     from aido.run.result import result_from_summary
     from aido.run.seal import seal_run
-    from aido.store.records import RunRef
+    from aido.store.records import RunRef, isoformat, utcnow
 
     if not isinstance(result, NodeResult):
-        raise EvidenceRejected(f"node {node.get('hostname')} sent no evidence for {start.run_id}")
+        raise EvidenceRejected(f"{node_name(node)} sent no evidence for {start.run_id}")
     rid, run_dir, paths, record = start.run_id, start.run_dir, plan.paths, plan.record
     bundle = run_dir / NODE_EVIDENCE
     fs.write_new(bundle, result.bundle)
@@ -71,19 +72,17 @@ def accept(
             fs.atomic_write_bytes(run_dir / name, files[name])
     stored, not_returned = _store_outputs(paths.outputs, outputs, sealed, result.not_returned)
     summary = json.loads(files[SUMMARY])
-    artifacts = [a for a in summary.get("artifacts") or [] if isinstance(a, str)]
-    artifacts.append(run_evidence(rid, NODE_EVIDENCE))
+    started = summary.get("started_at")
     ref = RunRef(
-        run_id=rid,
-        task=plan.task.name,
-        status=str(summary.get("status")),
-        started_at=summary.get("started_at") or "",
-        completed_at=summary.get("completed_at"),
-        duration_ms=summary.get("duration_ms"),
-        exit_code=summary.get("exit_code"),
+        rid,
+        plan.task.name,
+        "running",
+        started if isinstance(started, str) else "",
         evidence=run_evidence(rid),
-        artifacts=artifacts,
     )
+    close_from(ref, summary, isoformat(utcnow()))  # as close.py closes a run from its summary
+    ref.artifacts.append(run_evidence(rid, NODE_EVIDENCE))
+    artifacts = ref.artifacts
     ctx.store.close_run(record.id, ref)
     record_event(
         paths.events,
@@ -253,7 +252,6 @@ def _reject(
     os.replace(bundle, kept / NODE_EVIDENCE)
     fs.atomic_write_json(kept / "why.json", {"node": node, "problems": problems})
     raise EvidenceRejected(
-        f"the evidence of {rid} from node {node.get('hostname')} ({str(node.get('id', ''))[:12]}) "
-        f"failed verification: {problems[0]}",
+        f"the evidence of {rid} from {node_name(node)} failed verification: {problems[0]}",
         hint=f"it is kept aside in {kept}, never merged; `aido verify {kept / NODE_EVIDENCE}` shows why",
     )

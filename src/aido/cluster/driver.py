@@ -23,7 +23,7 @@ from aido import __version__, fs
 from aido.backends.base import StopReason
 from aido.cluster.connect import JOIN_HINT, RESOURCE
 from aido.cluster.dispatch import Dispatcher, fitting_nodes
-from aido.cluster.spec import DONE, FAILED, NODE, OUTPUT, RemoteSpec
+from aido.cluster.spec import DONE, FAILED, NODE, OUTPUT, RemoteSpec, node_name
 from aido.errors import AidoError, ClusterUnavailable, RuntimeFailure
 from aido.exit_codes import ExitCode
 from aido.run.close import abandon_run
@@ -122,13 +122,15 @@ def _close(
         ctx.store, plan, start.run_id, exc, status="interrupted", details={**details, "retry_of": retry_of}
     )
     summary = fs.read_json(start.run_dir / SUMMARY)
+    where = start.run_dir.relative_to(ctx.workspace.root)
     result = result_from_summary(
-        summary, evidence_dir=start.run_dir, outputs_dir=plan.paths.outputs, artifacts=(SUMMARY,)
+        summary, evidence_dir=start.run_dir, outputs_dir=plan.paths.outputs, artifacts=(str(where / SUMMARY),)
     )
     return replace(result, signal_exit=hooks.signal_exit() if hooks.signal_exit else None)
 
 
 def _spec(ctx: Context, plan: RunPlan, rid: str, dispatcher: Dispatcher, retry_of: str | None) -> RemoteSpec:
+    from aido.evidence.capture import DEFAULT_LIMIT
     from aido.evidence.gitinfo import git_context
     from aido.store.ids import run_number
     from aido.store.store import read_secrets
@@ -155,7 +157,7 @@ def _spec(ctx: Context, plan: RunPlan, rid: str, dispatcher: Dispatcher, retry_o
         env=dict(plan.env),
         timeout_seconds=plan.timeout_seconds,
         network=plan.widen.network,
-        output_limit=ctx.output_limit or 0,
+        output_limit=ctx.output_limit or DEFAULT_LIMIT,
         return_limit=dispatcher.cluster.return_limit,
         aido_version=__version__,
         retry_of=retry_of,
@@ -175,7 +177,7 @@ def _drive(
     node: dict[str, Any],
 ) -> RunResult:
     from aido.cluster.accept import accept
-    from aido.evidence.capture import DEFAULT_LIMIT, OutputCapture
+    from aido.evidence.capture import OutputCapture
     from aido.evidence.events import record_event
     from aido.evidence.redact import secret_values
 
@@ -183,8 +185,6 @@ def _drive(
     spec = _spec(ctx, plan, rid, dispatcher, retry_of)
     (run_dir / TASK_DIR).mkdir(mode=0o755)
     fs.write_new(run_dir / TASK_DIR / plan.task.name, plan.source, mode=spec.task_mode)
-    if spec.output_limit == 0:
-        spec = replace(spec, output_limit=DEFAULT_LIMIT)
     capture = OutputCapture(
         {1: run_dir / STDOUT, 2: run_dir / STDERR},
         limit=spec.output_limit,
@@ -254,31 +254,25 @@ def _poll(stream: Any, node: dict[str, Any], rid: str) -> list[tuple[str, Any]] 
     try:
         items: list[tuple[str, Any]] | None = stream.poll(WAIT)
     except StopIteration:
-        raise NodeLost(f"{_named(node)} ended {rid} without a result", node) from None
+        raise NodeLost(f"{node_name(node)} ended {rid} without a result", node) from None
     except rex.TaskCancelledError:
         raise _Stopped(StopReason.CANCELLED) from None
     except rex.RayTaskError as exc:  # aido failed on the node: a bug there, not a lost node
         cause = getattr(exc, "cause", None)
         said = str(cause) if cause is not None else (str(exc).strip().splitlines() or [""])[-1]
         said = re.sub(r"\x1b\[[0-9;]*m", "", said).strip()[:300] or type(cause or exc).__name__
-        raise RuntimeFailure(f"{_named(node)} failed running {rid}: {said}") from None
+        raise RuntimeFailure(f"{node_name(node)} failed running {rid}: {said}") from None
     except rex.RayError as exc:  # the node, its raylet or the worker died, or its objects are gone
-        raise NodeLost(f"{_named(node)} was lost while {rid} ran ({type(exc).__name__})", node) from None
+        raise NodeLost(f"{node_name(node)} was lost while {rid} ran ({type(exc).__name__})", node) from None
     for item in items or ():
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
-            raise RuntimeFailure(f"{_named(node)} sent something aido does not understand")
+            raise RuntimeFailure(f"{node_name(node)} sent something aido does not understand")
     return items
-
-
-def _named(node: dict[str, Any]) -> str:
-    if not node:
-        return "the node"
-    return f"node {node.get('hostname')} ({str(node.get('id', ''))[:12]})"
 
 
 def _node_failure(value: Any, node: dict[str, Any]) -> AidoError:
     info = value if isinstance(value, dict) else {}
-    message = f"{_named(node)}: {info.get('message') or 'the run could not start'}"
+    message = f"{node_name(node)}: {info.get('message') or 'the run could not start'}"
     exc = RuntimeFailure(message, hint=info.get("hint") if isinstance(info.get("hint"), str) else None)
     code = info.get("exit_code")
     if isinstance(code, int) and code in ExitCode._value2member_map_:

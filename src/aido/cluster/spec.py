@@ -21,6 +21,13 @@ DEFAULT_RETURN_LIMIT = 256 << 20  # outputs sent back per run; the rest is liste
 MAX_INPUTS = 256 << 20  # a sandbox's inputs/ shipped to the nodes (once per batch)
 
 
+def node_name(node: dict[str, Any]) -> str:
+    """A node as messages name it: its host and the start of its Ray node id."""
+    if not node:
+        return "the node"
+    return f"node {node.get('hostname')} ({str(node.get('id', ''))[:12]})"
+
+
 @dataclass(frozen=True)
 class RemoteSpec:
     sandbox_id: str

@@ -116,7 +116,7 @@ def close_run(
                 # later step failed or its aido died: that summary closes the record, so the
                 # record, the summary and the seal say the same thing.
                 summary = finished
-                _close_from(ref, finished, end.completed_at)
+                close_from(ref, finished, end.completed_at)
                 event_fields = {**end.event_fields, "status": ref.status, "message": FINISHED_MESSAGE}
             else:
                 ref.status = end.status
@@ -161,7 +161,9 @@ def _finished_summary(run_dir: Path, rid: str) -> dict[str, Any] | None:
     return data if status in RUN_STATUSES and status != "running" else None
 
 
-def _close_from(ref: RunRef, summary: dict[str, Any], fallback_end: str) -> None:
+def close_from(ref: RunRef, summary: dict[str, Any], fallback_end: str) -> None:
+    """Close a run's record from its summary (the run decided its outcome there): status,
+    end, exit code, duration and artifacts, each taken only when it has the right type."""
     ref.status = str(summary["status"])
     completed = summary.get("completed_at")
     ref.completed_at = completed if isinstance(completed, str) else fallback_end

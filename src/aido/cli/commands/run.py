@@ -219,16 +219,14 @@ def run(
 
 def _cluster_address(state: AppState, manager: SandboxManager, flag: str | None) -> str | None:
     """--cluster, else AIDO_CLUSTER, else the settings' `cluster:`; None: run locally."""
-    if flag is None and not os.environ.get("AIDO_CLUSTER"):
-        from aido.cli.workspace import load_settings
-
-        configured = load_settings(state, manager.workspace_if_any).cluster
-        if configured is None:
-            return None  # the common case: nothing about clusters is imported
     from aido.cli.workspace import load_settings
+
+    settings = load_settings(state, manager.workspace_if_any)
+    if flag is None and not os.environ.get("AIDO_CLUSTER") and settings.cluster is None:
+        return None  # the common case: nothing about clusters is imported
     from aido.cluster.connect import resolve_address
 
-    return resolve_address(flag, load_settings(state, manager.workspace_if_any))
+    return resolve_address(flag, settings)
 
 
 def _labels(tasks: list[str]) -> list[str]:
