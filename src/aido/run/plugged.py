@@ -29,11 +29,11 @@ PLUGINS_DIR = "plugins"  # runs/<run>/plugins/<plugin>/<file>
 def check_pre_run(plan: RunPlan) -> None:
     """Ask every plugin whether this run may start; a refusal (or a broken plugin: runs
     fail closed) is recorded as a ``run_refused`` event and raised as RunRefused."""
+    if not _any_plugin():
+        return  # the common case: nothing but a listing of sys.path was paid for
     from aido.plugins.calls import pre_run
     from aido.plugins.views import PlannedRun, freeze
 
-    if not _any_plugin():
-        return
     digest = hashlib.sha256(plan.source).hexdigest()
     view = PlannedRun(
         sandbox_id=plan.record.id,
