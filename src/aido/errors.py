@@ -169,6 +169,26 @@ class ClusterUnavailable(AidoError):
     exit_code = ExitCode.RUNTIME
 
 
+class RunRefused(AidoError):
+    """A plugin's pre-run hook refused the run (or failed, or a plugin is broken: runs fail
+    closed, since the plugin may be a security policy). Recorded as a ``run_refused`` event."""
+
+    code = "run_refused"
+    exit_code = ExitCode.NOT_EXECUTABLE
+
+    def __init__(self, message: str, *, hint: str | None = None, plugin: str, reason: str) -> None:
+        super().__init__(message, hint=hint)
+        self.plugin = plugin
+        self.reason = reason
+
+
+class PluginError(AidoError):
+    """A plugin failed outside a run: its command crashed, or it clashes with aido."""
+
+    code = "plugin_error"
+    exit_code = ExitCode.INTERNAL
+
+
 class Interrupted(AidoError):
     code = "interrupted"
     exit_code = ExitCode.INTERRUPTED

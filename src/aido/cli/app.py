@@ -18,14 +18,17 @@ import click
 
 from aido import __version__
 from aido.cli.commands.cluster import cluster
+from aido.cli.commands.completion import completion
 from aido.cli.commands.doctor import doctor
 from aido.cli.commands.export import export
 from aido.cli.commands.key import key
 from aido.cli.commands.logs import logs, runs, show
+from aido.cli.commands.plugins import plugins
 from aido.cli.commands.run import run
 from aido.cli.commands.sandbox import sandbox
 from aido.cli.commands.verify import verify
 from aido.cli.options import CONTEXT, global_options
+from aido.cli.plugged import AidoGroup
 from aido.cli.render import Renderer
 from aido.cli.state import AppState, get_state
 from aido.errors import AidoError, ConfigError, Interrupted, NoActiveSandbox
@@ -44,7 +47,7 @@ def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
     ctx.exit()
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=AidoGroup, context_settings=CONTEXT)
 @click.option(
     "-v",
     "--version",
@@ -79,7 +82,7 @@ def cli() -> None:
     """
 
 
-for command in (sandbox, run, logs, show, runs, verify, export, doctor, key, cluster):
+for command in (sandbox, run, logs, show, runs, verify, export, doctor, key, cluster, plugins, completion):
     cli.add_command(command)
 
 

@@ -1,5 +1,6 @@
 """The last stage of a run: the second snapshot and the diff, the disk report, the one
-verdict (run/verdict.py), the evidence (summary.json, changes.diff), the record closed in
+verdict (run/verdict.py), the plugins' files (run/plugged.py), the evidence
+(summary.json, changes.diff), the record closed in
 the store, the ``run_completed`` event and the seal (run/seal.py): a ``RunResult``.
 """
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 from aido import __version__
 from aido.evidence.events import record_event
 from aido.evidence.writer import write_changes, write_summary
+from aido.run.plugged import add_plugin_evidence
 from aido.run.request import unenforced_permissions
 from aido.run.result import RunResult, declared_from_summary, streams_from_summary
 from aido.run.seal import enabled as sealing
@@ -52,6 +54,9 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
     signal_exit = hooks.signal_exit() if hooks.signal_exit else None
     verdict = guard.verdict(outcome, signal_exit)
     status, message = verdict.status, verdict.message
+    # Plugins' evidence: written now, so the summary lists it and the seal covers it.
+    added = add_plugin_evidence(plan, rid, run_dir, outcome, verdict, changes)
+    artifacts[artifacts.index(SUMMARY) : artifacts.index(SUMMARY)] = added.artifacts
     summary = build_summary(
         record=record,
         run_id=rid,
@@ -82,6 +87,8 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
         exit_code_of_run=verdict.exit_code,
     )
     summary["notes"] = unenforced_permissions(record.config)  # not enforced, so not in `warnings`
+    if added.plugins:
+        summary["plugins"] = added.plugins
     if plan.placement is not None:  # run on a cluster node for a driver (aido.cluster)
         summary["node"] = plan.placement.node
         summary["retry_of"] = plan.placement.retry_of

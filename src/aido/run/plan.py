@@ -1,6 +1,7 @@
 """The first stage of a run: every check that can fail before a run id exists (sandbox,
 limits, confirmation, timeout, env, task file, runtime, engine, image), giving a frozen
-``RunPlan``. A run that cannot start leaves no trace.
+``RunPlan``. A run that cannot start leaves no trace, except a plugin's refusal, which is
+recorded as a ``run_refused`` event (run/plugged.py).
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def plan_run(
             (hooks or RunHooks()).on_pull,
             other=f"or create a sandbox with another runtime: {UP_RUNTIME_HINT}",
         )
-    return RunPlan(
+    plan = RunPlan(
         record,
         paths,
         task,
@@ -182,6 +183,11 @@ def plan_run(
         spec_warnings + hatch_warnings,
         env_warnings + notes,
     )
+    from aido.run.plugged import check_pre_run
+
+    # Last: a plugin judges the run as it would start; a refusal is recorded (run_refused).
+    check_pre_run(plan)
+    return plan
 
 
 def check_task(task: Path) -> bytes:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from aido.cli.commands.completion import complete_sandbox_ids
 from aido.cli.observer import TerminalObserver
 from aido.cli.options import CONTEXT, global_options, yes_option
 from aido.cli.outcome import outcome_line, run_payload
@@ -46,7 +47,13 @@ class RunOptions:
 @click.command("run", context_settings=CONTEXT)
 # Plain strings: click.Path would normalise the task's own arguments ("" -> ".", "a/" -> "a").
 @click.argument("tasks", nargs=-1, required=True, metavar="TASK...")
-@click.option("--sandbox", "sandbox_id", metavar="ID", help="Sandbox to run in (default: the active one).")
+@click.option(
+    "--sandbox",
+    "sandbox_id",
+    metavar="ID",
+    help="Sandbox to run in (default: the active one).",
+    shell_complete=complete_sandbox_ids,
+)
 @click.option(
     "--timeout", metavar="DURATION", help="Kill the task after this long, e.g. 30s (default: the spec's)."
 )
@@ -132,7 +139,8 @@ def run(
       2 usage, config error or unconfirmed escape hatch
       3 sandbox missing, expired or over its disk or file limit
         (also: it expired or was destroyed mid-run)
-      124 timed out   125 engine or image error   126 task not runnable
+      124 timed out   125 engine or image error   126 task not runnable,
+      or refused by a plugin (see `aido plugins`)
       127 task not found   137 killed at the disk or file limit, or exited 0
       although a limit was reached (out of memory, processes, disk, files)
       130 interrupted (Ctrl-C)   143 SIGTERM   129 SIGHUP

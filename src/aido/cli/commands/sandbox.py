@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from aido.cli.commands.completion import complete_sandbox_ids
 from aido.cli.commands.sandbox_up import sandbox_up
 from aido.cli.evidence import archived_count
 from aido.cli.observer import TerminalObserver
@@ -99,7 +100,7 @@ def _destroyed(summary: SandboxSummary) -> str:
 
 
 @sandbox.command("destroy", context_settings=CONTEXT)
-@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.argument("ids", nargs=-1, metavar="[ID]...", shell_complete=complete_sandbox_ids)
 @click.option(
     "--all",
     "all_",
@@ -194,7 +195,7 @@ def sandbox_destroy(state: AppState, ids: tuple[str, ...], all_: bool, purge: bo
 
 
 @sandbox.command("use", context_settings=CONTEXT)
-@click.argument("sandbox_id", metavar="ID")
+@click.argument("sandbox_id", metavar="ID", shell_complete=complete_sandbox_ids)
 @global_options
 @command_state
 def sandbox_use(state: AppState, sandbox_id: str) -> None:
@@ -221,7 +222,7 @@ def sandbox_use(state: AppState, sandbox_id: str) -> None:
 
 
 @sandbox.command("extend", context_settings=CONTEXT)
-@click.argument("sandbox_id", metavar="[ID]", required=False)
+@click.argument("sandbox_id", metavar="[ID]", required=False, shell_complete=complete_sandbox_ids)
 @click.option(
     "--ttl",
     required=True,
@@ -251,7 +252,7 @@ def sandbox_extend(state: AppState, sandbox_id: str | None, ttl: str) -> None:
 
 
 @sandbox.command("clean", context_settings=CONTEXT)
-@click.argument("sandbox_id", required=False, metavar="[ID]")
+@click.argument("sandbox_id", required=False, metavar="[ID]", shell_complete=complete_sandbox_ids)
 @click.option("--work", "work", is_flag=True, help="Clear work/ (the default is work/ and outputs/).")
 @click.option("--outputs", "outputs", is_flag=True, help="Clear outputs/ (the default is both).")
 @global_options
