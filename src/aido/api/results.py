@@ -95,8 +95,8 @@ class Verification:
 class RunOutcome:
     """One finished run. ``ok`` is True only for a success: exit code 0 and no limit reached.
 
-    ``status`` is aido's verdict: success, failed, timeout, killed, interrupted, expired,
-    destroyed or error (see ``message`` for why). ``exit_code`` is the task's own (None
+    ``status`` is aido's verdict: success, failed, timed_out, disk_limit, interrupted,
+    expired or error (``message`` says why in words). ``exit_code`` is the task's own (None
     when it never gave one); ``process_exit_code`` what ``aido run`` would exit with.
     """
 

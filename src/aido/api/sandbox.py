@@ -96,7 +96,7 @@ class Sandbox:
         self._id = record.id
         self._record = record
         self._keep = keep
-        self._closed = False
+        self._destroyed = False
 
     @classmethod
     def open(cls, sandbox_id: str, *, workspace: str | os.PathLike[str] | None = None) -> Self:
@@ -324,16 +324,15 @@ class Sandbox:
 
     def destroy(self, *, purge: bool = False) -> None:
         """Destroy the sandbox now (its evidence stays in the archive unless ``purge``)."""
-        if self._closed:
+        if self._destroyed:
             return
         self._manager.destroy([self._id], purge=purge, confirm=(lambda _w: True) if purge else None)
-        self._closed = True
+        self._destroyed = True
 
     def close(self) -> None:
         """What leaving ``with`` does: destroy the sandbox unless it is kept."""
         if not self._keep:
             self.destroy()
-        self._closed = True
 
     def __enter__(self) -> Self:
         return self
