@@ -248,7 +248,10 @@ class Sandbox:
             summary = support.read_json(run_dir / SUMMARY)
         except FileNotFoundError:
             self._manager.run_ref(self._id, run_id)  # RunNotFound when there is no such run
-            raise AidoError(f"{run_id} of sandbox {self._id} has not finished yet") from None
+            raise AidoError(
+                f"{run_id} of sandbox {self._id} has not finished yet",
+                hint="wait for it, or read its output so far with logs()",
+            ) from None
         result = result_from_summary(
             summary, evidence_dir=run_dir, outputs_dir=self._paths().outputs, artifacts=()
         )

@@ -153,6 +153,7 @@ def _spec(ctx: Context, plan: RunPlan, rid: str, dispatcher: Dispatcher, retry_o
         task_source=plan.source,
         task_mode=plan.task_mode,
         from_code=plan.from_code,
+        code_runtime=plan.choice.runtime if plan.from_code else None,
         args=list(plan.args),
         env=dict(plan.env),
         timeout_seconds=plan.timeout_seconds,

@@ -183,8 +183,8 @@ def run(
 
     \b
     A code string instead of a file (one run, not a batch):
-      aido run -c 'print(6*7)'                  the sandbox's runtime runs it
-      aido run -c 'echo "$1"' --runtime sh -- hi   a sandbox without a runtime
+      aido run -c 'print(6*7)'                    the sandbox's runtime runs it
+      aido run -c 'echo "$1"' --runtime sh -- hi  in a sandbox without a runtime
     It becomes the task snippet-<first 12 hex of its SHA-256>.py (.js, .sh),
     stored in the run's evidence like a task file.
     """
@@ -205,7 +205,9 @@ def run(
     elif runtime is not None:
         raise click.UsageError("--runtime picks the interpreter of a code string: use it with -c CODE")
     elif not task_list:
-        raise click.UsageError("missing TASK" + (" before --" if state.after_dashdash else ""))
+        raise click.UsageError(
+            "missing TASK before --" if state.after_dashdash else "missing TASK (or -c CODE)"
+        )
     if interactive and (len(task_list) > 1 or (parallel or 1) > 1):
         raise click.UsageError("-i/--interactive forwards stdin to one task; give a single TASK")
     out = Renderer(json_mode=state.json, raw_output=raw_output)
