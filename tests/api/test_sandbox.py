@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import aido
-from aido.errors import ConfigError, FileNotInSandbox, SandboxNotFound, UsageError
+from aido.errors import ConfigError, FileNotInSandbox, NotConfirmed, SandboxNotFound, UsageError
 from tests.helpers.engine import assert_no_containers
 from tests.helpers.sandbox import events
 
@@ -214,8 +214,9 @@ def test_bad_arguments_are_refused_with_the_clis_messages(
     ]
     with pytest.raises(ConfigError, match=r"Sandbox\(\): runtime: unknown runtime 'cobol'"):
         aido.Sandbox(runtime="cobol", workspace=tmp_path)
-    with pytest.raises(UsageError, match="refusing to widen the sandbox without confirmation"):
+    with pytest.raises(NotConfirmed, match="refusing to widen the sandbox without confirmation") as refused:
         aido.Sandbox(network=True, workspace=tmp_path)
+    assert refused.value.hint is not None and refused.value.hint.startswith("pass confirm=")
     assert not (tmp_path / ".aido" / "sandboxes").exists() or not any(
         (tmp_path / ".aido" / "sandboxes").iterdir()
     )
@@ -230,4 +231,7 @@ def test_bad_arguments_are_refused_with_the_clis_messages(
         sb.run_code("print(1)", env={"1X": "y"})
     with pytest.raises(UsageError, match=r"runs everything with python:3\.11"):
         sb.run_code("console.log(1)", runtime="node")
+    with pytest.raises(NotConfirmed, match="--network: the task can reach the network") as refused:
+        sb.run_code("print(1)", widen=aido.Widening(network=True))
+    assert refused.value.hint is not None and refused.value.hint.startswith("pass confirm=")
     assert len(sb.runs()) == runs  # nothing refused left a run behind

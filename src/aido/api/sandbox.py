@@ -160,18 +160,19 @@ class Sandbox:
         ``on_stdout``/``on_stderr`` get the output as text while the task writes it;
         setting ``cancel`` stops the task (recorded as interrupted)."""
         hooks, flush = support.stream_hooks(on_stdout, on_stderr)
-        result = self._manager.fork().run_code(
-            code,
-            support.check_args(args),
-            sandbox_id=self._id,
-            timeout=timeout,
-            env=support.env_flags(env),
-            hooks=hooks,
-            widen=widen,
-            confirm=confirm,
-            cancel=cancel,
-            runtime=runtime,
-        )
+        with support.api_hints():
+            result = self._manager.fork().run_code(
+                code,
+                support.check_args(args),
+                sandbox_id=self._id,
+                timeout=timeout,
+                env=support.env_flags(env),
+                hooks=hooks,
+                widen=widen,
+                confirm=confirm,
+                cancel=cancel,
+                runtime=runtime,
+            )
         flush()
         return outcome_from(result)
 
@@ -191,17 +192,18 @@ class Sandbox:
         """Run a task file (on this machine; relative to the current directory) as
         ``aido run PATH -- ARGS`` does."""
         hooks, flush = support.stream_hooks(on_stdout, on_stderr)
-        result = self._manager.fork().run(
-            Path(path),
-            support.check_args(args),
-            sandbox_id=self._id,
-            timeout=timeout,
-            env=support.env_flags(env),
-            hooks=hooks,
-            widen=widen,
-            confirm=confirm,
-            cancel=cancel,
-        )
+        with support.api_hints():
+            result = self._manager.fork().run(
+                Path(path),
+                support.check_args(args),
+                sandbox_id=self._id,
+                timeout=timeout,
+                env=support.env_flags(env),
+                hooks=hooks,
+                widen=widen,
+                confirm=confirm,
+                cancel=cancel,
+            )
         flush()
         return outcome_from(result)
 
@@ -224,14 +226,15 @@ class Sandbox:
         if isinstance(tasks, str | os.PathLike):
             raise UsageError("run_many takes a list of tasks", hint="use run() or run_code() for one task")
         items = [CodeTask(t.code, t.runtime) if isinstance(t, Code) else Path(t) for t in tasks]
-        batch = self._manager.fork().run_batch(
-            items,
-            support.check_args(args),
-            parallel=parallel,
-            sandbox_id=self._id,
-            timeout=timeout,
-            env=support.env_flags(env),
-        )
+        with support.api_hints():
+            batch = self._manager.fork().run_batch(
+                items,
+                support.check_args(args),
+                parallel=parallel,
+                sandbox_id=self._id,
+                timeout=timeout,
+                env=support.env_flags(env),
+            )
         errors = [item.error for item in batch.items if item.error is not None]
         if errors:
             raise errors[0]

@@ -4,16 +4,17 @@ settings, streamed output as text, and writing into inputs/."""
 from __future__ import annotations
 
 import codecs
+import contextlib
 import logging
 import os
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aido.api.results import FileInfo, RunLogs, RunOutcome
-from aido.errors import ConfigError, UsageError
+from aido.errors import ConfigError, NotConfirmed, UsageError
 
 if TYPE_CHECKING:
     from aido.manager import SandboxManager
@@ -78,9 +79,10 @@ def create(
 ) -> SandboxRecord:
     """``aido sandbox up`` from keywords: the same checks, problems named by keyword."""
     try:
-        record = manager.create(
-            start=start, auto_cleanup=auto_cleanup, confirm=confirm, on_pull=on_pull, given=(SOURCE, spec)
-        )
+        with api_hints():
+            record = manager.create(
+                start=start, auto_cleanup=auto_cleanup, confirm=confirm, on_pull=on_pull, given=(SOURCE, spec)
+            )
     except ConfigError as exc:
         problems = [replace(p, key=_keyword(p.key)) for p in exc.details]
         raise ConfigError(problems, hint=exc.hint) from None
@@ -92,6 +94,19 @@ def create(
         except OSError as exc:
             log.warning("could not start the TTL reaper (%s); expired sandboxes go at the next command", exc)
     return record
+
+
+CONFIRM_HINT = "pass confirm=, a function that gets these warnings and returns True to accept them"
+
+
+@contextlib.contextmanager
+def api_hints() -> Iterator[None]:
+    """The CLI's hint for an unconfirmed widening names its prompt and --yes; an API
+    caller confirms with ``confirm=``."""
+    try:
+        yield
+    except NotConfirmed as exc:
+        raise NotConfirmed(exc.message, hint=CONFIRM_HINT) from None
 
 
 def _keyword(key: str | None) -> str | None:
