@@ -48,6 +48,8 @@ def test_code_string_runs_and_is_sealed_as_its_task(aido: Aido, project: Path) -
         e for e in events(sandbox_root(project, sandbox_id) / "events.log") if e["event"] == "run_started"
     ]
     assert started[-1]["task"] == name and started[-1]["task_source"] == "code"
+    shown = aido("show", "run-001")
+    assert f"task       {name} -- a b  (a code string)" in shown.stdout
     verified = aido("verify", "run-001")
     assert verified.code == 0, verified.stderr
     # A task file in the same sandbox says it came from a file.
