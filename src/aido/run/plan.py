@@ -160,8 +160,7 @@ def plan_run(
     else:
         if runtime is not None:
             raise UsageError("--runtime picks the interpreter of a code string (-c) only")
-        source = check_task(task)
-        mode = task_mode(task)
+        source, mode = check_task(task)
         if settings.runtime:
             choice = parse_runtime(settings.runtime)
         else:
@@ -213,7 +212,9 @@ def plan_run(
     )
 
 
-def check_task(task: Path) -> bytes:
+def check_task(task: Path) -> tuple[bytes, int]:
+    """The task file's bytes, and its mode for work/ and the evidence: 0o755 when it is
+    executable (a docker:// image may run it itself), else 0o644; read from one descriptor."""
     try:
         fd = os.open(task, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -232,14 +233,9 @@ def check_task(task: Path) -> bytes:
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
-        return b"".join(chunks)
+        return b"".join(chunks), 0o755 if st.st_mode & 0o111 else 0o644
     finally:
         os.close(fd)
-
-
-def task_mode(task: Path) -> int:
-    """0o755 for an executable task file (a docker:// image may run it itself), else 0o644."""
-    return 0o755 if os.stat(task).st_mode & 0o111 else 0o644
 
 
 SNIPPET_EXTENSIONS = {"python": ".py", "node": ".js", "sh": ".sh"}
