@@ -19,9 +19,10 @@ from aido.lifecycle import logs, sandboxes
 from aido.lifecycle import sweep as _sweep
 from aido.run import pipeline
 from aido.run.context import Context
-from aido.run.plan import RunPlan, plan_run
+from aido.run.plan import CodeTask, RunPlan, plan_run
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from contextlib import AbstractContextManager
 
     from aido.lifecycle.verify import Exported, Verified
@@ -104,18 +105,13 @@ class SandboxManager(Context):
         ``retries`` re-runs it there, as a new run, if its node is lost.
         """
         if cluster is not None:
-            from aido.cluster.dispatch import Cluster, dispatcher_for
-            from aido.cluster.driver import run_on_cluster
-
             sid = self.resolve_id(sandbox_id)
             plan = plan_run(
                 self, sid, task, args, timeout=timeout, env=env, widen=widen, confirm=confirm, remote=True
             )
             if stdin is not None:
                 plan = replace(plan, stdin=stdin)
-            dispatcher = dispatcher_for(Cluster(cluster, retries))
-            dispatcher.check(plan)
-            return run_on_cluster(self, plan, hooks, dispatcher, cancel=cancel)
+            return self._execute_plan(plan, hooks, cancel, cluster, retries)
         plan = self.prepare(
             task,
             args,
@@ -129,6 +125,63 @@ class SandboxManager(Context):
         if stdin is not None:
             plan = replace(plan, stdin=stdin)
         return self.execute(plan, hooks, cancel=cancel)
+
+    def run_code(
+        self,
+        code: str,
+        args: list[str] | None = None,
+        *,
+        sandbox_id: str | None = None,
+        timeout: str | None = None,
+        env: list[str] | None = None,
+        hooks: RunHooks | None = None,
+        widen: Widening | None = None,
+        confirm: Confirm | None = None,
+        cancel: threading.Event | None = None,
+        runtime: str | None = None,
+        stdin: int | None = None,
+        cluster: str | None = None,
+        retries: int = 0,
+    ) -> RunResult:
+        """Run a code string as ``run`` runs a task file: it becomes the task
+        ``snippet-<sha256 prefix>.<ext>``, stored in the run's evidence like any task. It runs
+        with the sandbox's runtime; ``runtime`` (python, node or sh) picks one for a sandbox
+        that has none."""
+        sid = self.resolve_id(sandbox_id)
+        plan = plan_run(
+            self,
+            sid,
+            None,
+            args,
+            timeout=timeout,
+            env=env,
+            widen=widen,
+            confirm=confirm,
+            hooks=hooks,
+            remote=cluster is not None,
+            code=code,
+            runtime=runtime,
+        )
+        if stdin is not None:
+            plan = replace(plan, stdin=stdin)
+        return self._execute_plan(plan, hooks, cancel, cluster, retries)
+
+    def _execute_plan(
+        self,
+        plan: RunPlan,
+        hooks: RunHooks | None,
+        cancel: threading.Event | None,
+        cluster: str | None,
+        retries: int,
+    ) -> RunResult:
+        if cluster is None:
+            return self.execute(plan, hooks, cancel=cancel)
+        from aido.cluster.dispatch import Cluster, dispatcher_for
+        from aido.cluster.driver import run_on_cluster
+
+        dispatcher = dispatcher_for(Cluster(cluster, retries))
+        dispatcher.check(plan)
+        return run_on_cluster(self, plan, hooks, dispatcher, cancel=cancel)
 
     def prepare(
         self,
@@ -152,9 +205,11 @@ class SandboxManager(Context):
     # Run a prepared plan: take the run id, run the task, write the evidence.
     execute = pipeline.run_one
 
-    def run_batch(self, tasks: list[Path], args: list[str] | None = None, **kwargs: Any) -> BatchResult:
-        """Run several tasks concurrently (see aido.run.batch.run_batch); ``cluster`` and
-        ``retries`` as for ``run``."""
+    def run_batch(
+        self, tasks: Sequence[Path | CodeTask], args: list[str] | None = None, **kwargs: Any
+    ) -> BatchResult:
+        """Run several tasks (files, or code strings as CodeTask) concurrently (see
+        aido.run.batch.run_batch); ``cluster`` and ``retries`` as for ``run``."""
         from aido.run.batch import run_batch
 
         cluster: str | None = kwargs.pop("cluster", None)

@@ -243,6 +243,12 @@ def test_python_api_runs_on_the_cluster(
         batch = manager.run_batch([Path("t.py")] * 3, parallel=3, cluster=ray_cluster.address)
         assert [i.status for i in batch.items] == ["success"] * 3
         assert [i.result.run_id for i in batch.items if i.result] == ["run-002", "run-003", "run-004"]
+        # A code string goes to the node as one: same snippet, same runtime, sealed there.
+        coded = manager.run_code("console.log('code')", runtime="node", cluster=ray_cluster.address)
+        assert coded.status == "success", coded.error
+        assert coded.summary["task_source"] == "code" and coded.summary["runtime"] == "node:18"
+        assert coded.task.startswith("snippet-") and coded.task.endswith(".js")
+        assert (coded.evidence_dir / "stdout.log").read_text() == "code\n"
     finally:
         from aido.cluster.connect import disconnect
 

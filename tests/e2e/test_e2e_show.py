@@ -29,6 +29,7 @@ RUN_KEYS = {
     "task",
     "args",
     "task_sha256",
+    "task_source",
     "runtime",
     "image",
     "image_id",

@@ -185,6 +185,7 @@ def build_view(sandbox_id: str, ref: Any, run_dir: Path) -> dict[str, Any]:
         "task": fact("task"),
         "args": _list(known.get("args")),
         "task_sha256": known.get("task_sha256"),
+        "task_source": known.get("task_source"),  # "code": a code string (run -c); older runs: None
         "runtime": known.get("runtime"),
         "image": known.get("image"),
         "image_id": known.get("image_id"),
@@ -291,7 +292,7 @@ def render(view: dict[str, Any]) -> None:
     elif status == "failed" and code is not None:
         field("why", f"the task exited with code {clean(code)}")
     task = shlex.join([str(view["task"] or "?"), *(["--"] if view["args"] else []), *map(str, view["args"])])
-    field("task", clean(task))
+    field("task", clean(task) + ("  (a code string)" if view.get("task_source") == "code" else ""))
     if isinstance(node := view.get("node"), dict):  # a run on a Ray cluster's node
         ray_id, engine = clean(str(node.get("id", ""))[:12]), clean(node.get("engine_version"))
         where = f"{clean(node.get('hostname'))} (Ray node {ray_id}, docker {engine})"

@@ -225,10 +225,12 @@ def _rebuild(spec: RemoteSpec, inputs: bytes, node: dict[str, Any], base: Path) 
         driver=spec.driver,
         run_id=rid,
     )
-    task_dir = base / "task"
-    task_dir.mkdir(mode=0o700)
-    task = task_dir / spec.task_name
-    fs.write_new(task, spec.task_source, mode=spec.task_mode)
+    task: Path | None = None
+    if not spec.from_code:
+        task_dir = base / "task"
+        task_dir.mkdir(mode=0o700)
+        task = task_dir / spec.task_name
+        fs.write_new(task, spec.task_source, mode=spec.task_mode)
     plan = plan_run(
         ctx,
         spec.sandbox_id,
@@ -236,6 +238,9 @@ def _rebuild(spec: RemoteSpec, inputs: bytes, node: dict[str, Any], base: Path) 
         spec.args,
         widen=Widening(network=spec.network),
         confirm=lambda _warnings: True,  # confirmed on the driver, and recorded there too
+        # A code string is planned as one here too: the same snippet name and runtime.
+        code=spec.task_source.decode("utf-8") if spec.from_code else None,
+        runtime=spec.code_runtime if spec.from_code else None,
     )
     placement = Placement(number=spec.number, node=node, retry_of=spec.retry_of, git=spec.git)
     return ctx, replace(plan, env=spec.env, timeout_seconds=spec.timeout_seconds, placement=placement)

@@ -41,6 +41,7 @@ class RemoteSpec:
     task_name: str
     task_source: bytes
     task_mode: int
+    from_code: bool  # a code string (`run -c`): the node plans it as one, so it is recorded so
     args: list[str]
     env: dict[str, str]  # from -e flags
     timeout_seconds: float
@@ -49,6 +50,7 @@ class RemoteSpec:
     return_limit: int
     aido_version: str
     retry_of: str | None = None
+    code_runtime: str | None = None  # a code string's runtime (the sandbox's, or run -c --runtime)
     git: dict[str, Any] | None = None  # the driver's project (the summary records it, as locally)
     driver: dict[str, Any] = field(default_factory=dict)  # hostname, pid: for the node's log
 
