@@ -22,6 +22,7 @@ from aido.cli.commands.doctor import doctor
 from aido.cli.commands.export import export
 from aido.cli.commands.key import key
 from aido.cli.commands.logs import logs, runs, show
+from aido.cli.commands.mcp import mcp
 from aido.cli.commands.run import run
 from aido.cli.commands.sandbox import sandbox
 from aido.cli.commands.verify import verify
@@ -79,7 +80,7 @@ def cli() -> None:
     """
 
 
-for command in (sandbox, run, logs, show, runs, verify, export, doctor, key, cluster):
+for command in (sandbox, run, logs, show, runs, verify, export, doctor, key, cluster, mcp):
     cli.add_command(command)
 
 
