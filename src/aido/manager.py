@@ -104,18 +104,13 @@ class SandboxManager(Context):
         ``retries`` re-runs it there, as a new run, if its node is lost.
         """
         if cluster is not None:
-            from aido.cluster.dispatch import Cluster, dispatcher_for
-            from aido.cluster.driver import run_on_cluster
-
             sid = self.resolve_id(sandbox_id)
             plan = plan_run(
                 self, sid, task, args, timeout=timeout, env=env, widen=widen, confirm=confirm, remote=True
             )
             if stdin is not None:
                 plan = replace(plan, stdin=stdin)
-            dispatcher = dispatcher_for(Cluster(cluster, retries))
-            dispatcher.check(plan)
-            return run_on_cluster(self, plan, hooks, dispatcher, cancel=cancel)
+            return self._execute_plan(plan, hooks, cancel, cluster, retries)
         plan = self.prepare(
             task,
             args,
@@ -129,6 +124,63 @@ class SandboxManager(Context):
         if stdin is not None:
             plan = replace(plan, stdin=stdin)
         return self.execute(plan, hooks, cancel=cancel)
+
+    def run_code(
+        self,
+        code: str,
+        args: list[str] | None = None,
+        *,
+        sandbox_id: str | None = None,
+        timeout: str | None = None,
+        env: list[str] | None = None,
+        hooks: RunHooks | None = None,
+        widen: Widening | None = None,
+        confirm: Confirm | None = None,
+        cancel: threading.Event | None = None,
+        runtime: str | None = None,
+        stdin: int | None = None,
+        cluster: str | None = None,
+        retries: int = 0,
+    ) -> RunResult:
+        """Run a code string as ``run`` runs a task file: it becomes the task
+        ``snippet-<sha256 prefix>.<ext>``, stored in the run's evidence like any task. It runs
+        with the sandbox's runtime; ``runtime`` (python, node or sh) picks one for a sandbox
+        that has none."""
+        sid = self.resolve_id(sandbox_id)
+        plan = plan_run(
+            self,
+            sid,
+            None,
+            args,
+            timeout=timeout,
+            env=env,
+            widen=widen,
+            confirm=confirm,
+            hooks=hooks,
+            remote=cluster is not None,
+            code=code,
+            runtime=runtime,
+        )
+        if stdin is not None:
+            plan = replace(plan, stdin=stdin)
+        return self._execute_plan(plan, hooks, cancel, cluster, retries)
+
+    def _execute_plan(
+        self,
+        plan: RunPlan,
+        hooks: RunHooks | None,
+        cancel: threading.Event | None,
+        cluster: str | None,
+        retries: int,
+    ) -> RunResult:
+        if cluster is None:
+            return self.execute(plan, hooks, cancel=cancel)
+        from aido.cluster.dispatch import Cluster, dispatcher_for
+        from aido.cluster.driver import run_on_cluster
+
+        dispatcher = dispatcher_for(Cluster(cluster, retries))
+        dispatcher.check(plan)
+        return run_on_cluster(self, plan, hooks, dispatcher, cancel=cancel)
 
     def prepare(
         self,

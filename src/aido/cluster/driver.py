@@ -140,7 +140,6 @@ def _spec(ctx: Context, plan: RunPlan, rid: str, dispatcher: Dispatcher, retry_o
         manifest: bytes | None = paths.inputs_manifest.read_bytes()
     except FileNotFoundError:
         manifest = None
-    mode = 0o755 if os.stat(plan.task).st_mode & 0o111 else 0o644
     return RemoteSpec(
         sandbox_id=record.id,
         name=record.name,
@@ -152,7 +151,8 @@ def _spec(ctx: Context, plan: RunPlan, rid: str, dispatcher: Dispatcher, retry_o
         number=run_number(rid) or 0,
         task_name=plan.task.name,
         task_source=plan.source,
-        task_mode=mode,
+        task_mode=plan.task_mode,
+        from_code=plan.from_code,
         args=list(plan.args),
         env=dict(plan.env),
         timeout_seconds=plan.timeout_seconds,

@@ -238,7 +238,13 @@ def _rebuild(spec: RemoteSpec, inputs: bytes, node: dict[str, Any], base: Path) 
         confirm=lambda _warnings: True,  # confirmed on the driver, and recorded there too
     )
     placement = Placement(number=spec.number, node=node, retry_of=spec.retry_of, git=spec.git)
-    return ctx, replace(plan, env=spec.env, timeout_seconds=spec.timeout_seconds, placement=placement)
+    return ctx, replace(
+        plan,
+        env=spec.env,
+        timeout_seconds=spec.timeout_seconds,
+        placement=placement,
+        from_code=spec.from_code,
+    )
 
 
 def package(root: Path, rid: str, return_limit: int, error: dict[str, Any] | None, out: Path) -> NodeResult:

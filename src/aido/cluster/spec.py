@@ -41,6 +41,7 @@ class RemoteSpec:
     task_name: str
     task_source: bytes
     task_mode: int
+    from_code: bool  # a code string (`run -c`): recorded so in the node's summary
     args: list[str]
     env: dict[str, str]  # from -e flags
     timeout_seconds: float

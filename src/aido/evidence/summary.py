@@ -28,6 +28,7 @@ def build_summary(
     run_id: str,
     task: str,
     task_source: bytes,
+    from_code: bool = False,
     args: list[str],
     runtime: str,
     request: ExecRequest,
@@ -58,6 +59,8 @@ def build_summary(
         "run_id": run_id,
         "task": task,
         "task_sha256": hashlib.sha256(task_source).hexdigest(),
+        # "code": the task was given as a code string (`run -c`, run_code), not a file.
+        "task_source": "code" if from_code else "file",
         "args": args,
         "command": request.argv,
         "status": status,

@@ -57,6 +57,7 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
         run_id=rid,
         task=task.name,
         task_source=plan.source,
+        from_code=plan.from_code,
         args=plan.args,
         runtime=plan.choice.runtime,
         request=request,

@@ -68,12 +68,14 @@ class RunPlan:
     notes: list[str] = field(default_factory=list)  # other warnings for the run's evidence
     stdin: int | None = None  # host descriptor forwarded to the task (`run -i`); None: closed
     placement: Placement | None = None  # set on a cluster node only
+    task_mode: int = 0o644  # the task file's mode in work/ and the evidence (0o755: executable)
+    from_code: bool = False  # given as a code string (`run -c`): ``task`` names no host file
 
 
 def plan_run(
     ctx: Context,
     sid: str,
-    task: Path,
+    task: Path | None,
     args: list[str] | None = None,
     *,
     timeout: str | None = None,
@@ -82,11 +84,17 @@ def plan_run(
     confirm: Confirm | None = None,
     hooks: RunHooks | None = None,
     remote: bool = False,
+    code: str | None = None,
+    runtime: str | None = None,
 ) -> RunPlan:
     """Check everything a run needs (sandbox, task, engine, image, confirmation)
     before a run id exists: a run that cannot start leaves no trace. ``sid`` is resolved
     (see lifecycle.sandboxes.resolve_id). ``remote``: a cluster node runs it, so this
-    machine's engine and images are not asked (the node checks its own)."""
+    machine's engine and images are not asked (the node checks its own).
+
+    ``code`` instead of a ``task`` file (None then) runs a code string: it becomes the task
+    ``snippet-<sha256 prefix>.<ext>`` and from there is a task file like any other. It runs
+    with the sandbox's runtime, or with ``runtime`` when the sandbox has none."""
     from aido.config.runtimes import interpreter_for_task, parse_runtime, runtime_for_task
     from aido.config.units import parse_duration
 
@@ -134,18 +142,28 @@ def plan_run(
     env_warnings = short_secret_warnings({**settings.env, **extra_env})
     for warning in env_warnings:
         log.warning("%s", warning)
-    source = check_task(task)
-    if settings.runtime:
-        choice = parse_runtime(settings.runtime)
+    if code is not None:
+        source = check_code(code)
+        choice = code_runtime(settings.runtime, runtime, sid)
+        task, mode = snippet_path(source, choice), 0o644
+    elif task is None:
+        raise UsageError("no task given", hint="give a task file, or a code string (aido run -c CODE)")
     else:
-        found = runtime_for_task(task.name)
-        if found is None:
-            raise UsageError(
-                f"cannot tell how to run {task.name!r} from its extension",
-                hint="use a .py, .js, .mjs, .cjs or .sh file, or set `runtime:` in sandbox.yaml "
-                "(e.g. docker://IMAGE to run the file itself)",
-            )
-        choice = found
+        if runtime is not None:
+            raise UsageError("--runtime picks the interpreter of a code string (-c) only")
+        source = check_task(task)
+        mode = task_mode(task)
+        if settings.runtime:
+            choice = parse_runtime(settings.runtime)
+        else:
+            found = runtime_for_task(task.name)
+            if found is None:
+                raise UsageError(
+                    f"cannot tell how to run {task.name!r} from its extension",
+                    hint="use a .py, .js, .mjs, .cjs or .sh file, or set `runtime:` in sandbox.yaml "
+                    "(e.g. docker://IMAGE to run the file itself)",
+                )
+            choice = found
     notes = []
     by_extension = interpreter_for_task(task.name)
     if choice.interpreter and by_extension and by_extension != choice.interpreter:
@@ -181,6 +199,8 @@ def plan_run(
         widen,
         spec_warnings + hatch_warnings,
         env_warnings + notes,
+        task_mode=mode,
+        from_code=code is not None,
     )
 
 
@@ -206,6 +226,76 @@ def check_task(task: Path) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def task_mode(task: Path) -> int:
+    """0o755 for an executable task file (a docker:// image may run it itself), else 0o644."""
+    return 0o755 if os.stat(task).st_mode & 0o111 else 0o644
+
+
+SNIPPET_EXTENSIONS = {"python": ".py", "node": ".js", "sh": ".sh"}
+CODE_RUNTIME_HINT = (
+    "pass --runtime python|node|sh (API: runtime=...), or use a sandbox created with --runtime"
+)
+
+
+def code_runtime(sandbox_runtime: str | None, asked: str | None, sid: str) -> RuntimeChoice:
+    """The runtime a code string runs with: the sandbox's, else ``asked``. A code string
+    has no extension to pick an interpreter by, and a docker:// image has no interpreter."""
+    from aido.config.runtimes import parse_runtime
+
+    choice = parse_runtime(sandbox_runtime) if sandbox_runtime else None
+    if asked is not None:
+        try:
+            wanted = parse_runtime(asked)
+        except ValueError as exc:
+            raise UsageError(f"--runtime: {exc}", hint="a code string runs with python, node or sh") from None
+        if choice is not None and wanted.runtime != choice.runtime:
+            raise UsageError(
+                f"--runtime {asked}: sandbox {sid} runs everything with {choice.runtime}",
+                hint="leave out --runtime (the sandbox's runtime is used), or use a sandbox "
+                "created without one",
+            )
+        choice = wanted
+    if choice is None:
+        raise UsageError(
+            f"a code string needs a runtime, and sandbox {sid} has none (it picks one by file extension)",
+            hint=CODE_RUNTIME_HINT,
+        )
+    if choice.interpreter is None:
+        raise UsageError(
+            f"a code string cannot run with runtime {choice.runtime}: an image has no interpreter for it",
+            hint="put the code in a file and run that (aido run FILE), or use a python, node or sh sandbox",
+        )
+    return choice
+
+
+def check_code(code: object) -> bytes:
+    """A code string as the task file's bytes: a non-empty str, UTF-8, within MAX_TASK_BYTES."""
+    if not isinstance(code, str):
+        raise UsageError(f"code must be a string, got {type(code).__name__}")
+    if not code.strip():
+        raise UsageError("the code string is empty", hint="give the code to run, e.g. -c 'print(42)'")
+    try:
+        source = code.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("the code string is not valid UTF-8 (it holds a lone surrogate)") from None
+    if len(source) > MAX_TASK_BYTES:
+        raise UsageError(
+            f"the code string is larger than {MAX_TASK_BYTES >> 20} MiB",
+            hint="put it in a file and pass the file in the sandbox's inputs",
+        )
+    return source
+
+
+def snippet_path(source: bytes, choice: RuntimeChoice) -> Path:
+    """The task name of a code string: by content, so that concurrent snippets never
+    replace each other's work/ file, and the same snippet is the same task."""
+    import hashlib
+
+    assert choice.interpreter is not None
+    digest = hashlib.sha256(source).hexdigest()[:12]
+    return Path(f"snippet-{digest}{SNIPPET_EXTENSIONS[choice.interpreter]}")
 
 
 def pids_limit(settings: RunSettings) -> int:

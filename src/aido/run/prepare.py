@@ -66,7 +66,12 @@ def begin(ctx: Context, plan: RunPlan, turn: AbstractContextManager[object] | No
         rid, run_dir, lock_fd = ctx.store.begin_run(plan.record.id, plan.task.name, number)
         mark_pending(plan.paths, rid)
         record_event(
-            plan.paths.events, "run_started", sandbox_id=plan.record.id, run_id=rid, task=plan.task.name
+            plan.paths.events,
+            "run_started",
+            sandbox_id=plan.record.id,
+            run_id=rid,
+            task=plan.task.name,
+            task_source="code" if plan.from_code else "file",
         )
     return RunStart(rid, run_dir, lock_fd)
 
@@ -84,7 +89,12 @@ def prepare(ctx: Context, plan: RunPlan, start: RunStart) -> PreparedRun:
 
         volume.ensure_mounted(paths, uid=int(uid), gid=int(gid))  # after a reboot, nothing is
     install_task(
-        paths.work / task.name, run_dir / TASK_DIR / task.name, plan.source, task, int(uid), int(gid)
+        paths.work / task.name,
+        run_dir / TASK_DIR / task.name,
+        plan.source,
+        plan.task_mode,
+        int(uid),
+        int(gid),
     )
     if plan.widen.mutations and settings.filesystem != "readwrite":
         hand_over(paths.inputs, int(uid), int(gid))
@@ -184,7 +194,7 @@ def build_request(ctx: Context, plan: RunPlan, rid: str, writable: Trees) -> Exe
     )
 
 
-def install_task(dest: Path, evidence: Path, source: bytes, task: Path, uid: int, gid: int) -> None:
+def install_task(dest: Path, evidence: Path, source: bytes, mode: int, uid: int, gid: int) -> None:
     """Write the task twice: into the run's evidence (mounted read-only over the task's path),
     and into work/ as the spec says, by write-then-rename so that a symlink or file a task
     left at that name in an earlier run is replaced, never followed."""
@@ -193,7 +203,6 @@ def install_task(dest: Path, evidence: Path, source: bytes, task: Path, uid: int
             f"cannot copy the task: work/{dest.name} is a directory (left by an earlier run)",
             hint="rename the task file, or start a new sandbox",
         )
-    mode = 0o755 if os.stat(task).st_mode & 0o111 else 0o644
     evidence.parent.mkdir(mode=0o755)
     fs.write_new(evidence, source, mode=mode)
     if same_file_content(dest, source, mode):

@@ -23,10 +23,8 @@ from aido.cli.text import relative
 from aido.cli.workspace import open_manager
 
 if TYPE_CHECKING:
-    from aido.cli.render import PrefixedOutput
     from aido.manager import SandboxManager
-    from aido.run.batch import BatchItem, BatchResult
-    from aido.run.request import RunHooks, Widening
+    from aido.run.request import Widening
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +43,20 @@ class RunOptions:
 
 @click.command("run", context_settings=CONTEXT)
 # Plain strings: click.Path would normalise the task's own arguments ("" -> ".", "a/" -> "a").
-@click.argument("tasks", nargs=-1, required=True, metavar="TASK...")
+@click.argument("tasks", nargs=-1, metavar="TASK...")
+@click.option(
+    "-c",
+    "--code",
+    metavar="CODE",
+    help="Run this code string instead of a task file (arguments after --); it is stored in "
+    "the run's evidence as the task snippet-<sha256>.py|.js|.sh.",
+)
+@click.option(
+    "--runtime",
+    metavar="RUNTIME",
+    help="With -c in a sandbox that has no runtime: python[:VERSION], node[:VERSION] or sh. "
+    "A sandbox's own runtime always wins; naming another one is an error.",
+)
 @click.option("--sandbox", "sandbox_id", metavar="ID", help="Sandbox to run in (default: the active one).")
 @click.option(
     "--timeout", metavar="DURATION", help="Kill the task after this long, e.g. 30s (default: the spec's)."
@@ -108,6 +119,8 @@ class RunOptions:
 def run(
     state: AppState,
     tasks: tuple[str, ...],
+    code: str | None,
+    runtime: str | None,
     sandbox_id: str | None,
     timeout: str | None,
     env: tuple[str, ...],
@@ -167,6 +180,13 @@ def run(
     stored as an ordinary run (summary.json names the node; outputs land in
     outputs/<run>/). A lost node: the run is recorded interrupted (node_lost, exit
     125); --retries N runs it again as a new run. See `aido cluster status`.
+
+    \b
+    A code string instead of a file (one run, not a batch):
+      aido run -c 'print(6*7)'                  the sandbox's runtime runs it
+      aido run -c 'echo "$1"' --runtime sh -- hi   a sandbox without a runtime
+    It becomes the task snippet-<first 12 hex of its SHA-256>.py (.js, .sh),
+    stored in the run's evidence like a task file.
     """
     from aido.errors import TaskNotFound
     from aido.run.request import Widening
@@ -175,8 +195,17 @@ def run(
     task_args = list(tasks[split:]) if state.after_dashdash else []
     given = tasks[:split] if state.after_dashdash else tasks
     task_list = [Path(t) for t in given]
-    if not task_list:
-        raise click.UsageError("missing TASK before --")
+    if code is not None:
+        if task_list:
+            raise click.UsageError(
+                "give either a task file or -c CODE, not both (arguments for the code go after --)"
+            )
+        if (parallel or 1) > 1:
+            raise click.UsageError("-c runs one code string once; --parallel needs task files")
+    elif runtime is not None:
+        raise click.UsageError("--runtime picks the interpreter of a code string: use it with -c CODE")
+    elif not task_list:
+        raise click.UsageError("missing TASK" + (" before --" if state.after_dashdash else ""))
     if interactive and (len(task_list) > 1 or (parallel or 1) > 1):
         raise click.UsageError("-i/--interactive forwards stdin to one task; give a single TASK")
     out = Renderer(json_mode=state.json, raw_output=raw_output)
@@ -197,9 +226,11 @@ def run(
             retries=retries,
         )
         if len(task_list) > 1 or (parallel or 1) > 1:
-            labels = _labels(list(given) if len(given) > 1 else list(given) * (parallel or 1))
+            from aido.cli.commands.run_batch import labels_for, run_batch
+
+            labels = labels_for(list(given) if len(given) > 1 else list(given) * (parallel or 1))
             batch = task_list if len(task_list) > 1 else task_list * (parallel or 1)
-            _run_batch(manager, out, observer, options, batch, labels, parallel or len(batch))
+            run_batch(manager, out, observer, options, batch, labels, parallel or len(batch))
             return
         stdin = None
         if interactive:
@@ -209,7 +240,10 @@ def run(
                 stdin = sys.stdin.fileno()
             except (ValueError, OSError):  # io.UnsupportedOperation too: a stdin with no descriptor
                 raise click.UsageError("-i/--interactive: aido has no stdin to forward") from None
-        _run_one(manager, out, observer, options, task_list[0], stdin)
+        if code is not None:
+            _run_one(manager, out, observer, options, (code, runtime), stdin)
+        else:
+            _run_one(manager, out, observer, options, task_list[0], stdin)
     except TaskNotFound as exc:
         hint = _arguments_hint(list(given), state.after_dashdash)
         if hint:
@@ -227,17 +261,6 @@ def _cluster_address(state: AppState, manager: SandboxManager, flag: str | None)
     from aido.cluster.connect import resolve_address
 
     return resolve_address(flag, settings)
-
-
-def _labels(tasks: list[str]) -> list[str]:
-    """Each run of a batch by its path as given; a path given more than once (or the copies
-    of --parallel N) numbered apart: a.py#1, a.py#2."""
-    seen: dict[str, int] = {}
-    labels = []
-    for task in tasks:
-        seen[task] = seen.get(task, 0) + 1
-        labels.append(f"{task}#{seen[task]}" if tasks.count(task) > 1 else task)
-    return labels
 
 
 def _arguments_hint(given: list[str], after_dashdash: int) -> str | None:
@@ -266,11 +289,17 @@ def _run_one(
     out: Renderer,
     observer: TerminalObserver,
     options: RunOptions,
-    task: Path,
+    task: Path | tuple[str, str | None],
     stdin: int | None,
 ) -> None:
-    result = manager.run(
-        task,
+    """One run: of a task file, or of a code string given as (code, --runtime)."""
+    import functools
+
+    if isinstance(task, Path):
+        start = functools.partial(manager.run, task)
+    else:
+        start = functools.partial(manager.run_code, task[0], runtime=task[1])
+    result = start(
         list(options.args),
         sandbox_id=options.sandbox_id,
         timeout=options.timeout,
@@ -306,102 +335,3 @@ def _run_one(
         out.say(f"🧾 Evidence: {relative(result.evidence_dir)}/")
     if code:
         sys.exit(code)
-
-
-def _run_batch(
-    manager: SandboxManager,
-    out: Renderer,
-    observer: TerminalObserver,
-    options: RunOptions,
-    tasks: list[Path],
-    labels: list[str],
-    parallel: int,
-) -> None:
-    """Each task's output is shown live, its lines prefixed with its label (the path as
-    given), and each run ends with its outcome line."""
-    width = max(len(label) for label in labels)
-    sinks: dict[int, PrefixedOutput] = {}
-
-    def hooks_for(item: BatchItem) -> RunHooks:
-        if out.json_mode:
-            return observer.batch_hooks(None)
-        sink = sinks[item.index] = out.prefixed(labels[item.index], width, item.index)
-        return observer.batch_hooks(sink)
-
-    def on_result(item: BatchItem) -> None:
-        if item.index in sinks:
-            sinks.pop(item.index).close()
-        if out.json_mode:
-            return
-        label = labels[item.index]
-        if item.result is None:
-            out.failure(f"{label}: {item.error}")
-            return
-        result = item.result
-        out.say_result(f"{result.run_id} {label}: {outcome_line(result)}", ok=result.status == "success")
-
-    def on_ready() -> None:
-        # Only once every task has been checked: a bad task stops the batch before this line.
-        out.say(f"⚡ Running {len(tasks)} tasks, up to {min(parallel, len(tasks))} at a time")
-
-    batch = manager.run_batch(
-        tasks,
-        list(options.args),
-        parallel=parallel,
-        sandbox_id=options.sandbox_id,
-        timeout=options.timeout,
-        env=list(options.env),
-        widen=options.widen,
-        confirm=observer.confirmer("run the tasks with the permissions above?"),
-        on_result=on_result,
-        on_ready=on_ready,
-        hooks_for=hooks_for,
-        **({"cluster": options.cluster, "retries": options.retries} if options.cluster else {}),
-    )
-    for sink in sinks.values():
-        sink.close()
-    # The signal that interrupted the batch (if one did) decides its exit code.
-    batch = dataclasses.replace(batch, signal_exit=observer.signal_exit())
-    _render_batch(out, batch, labels)
-
-
-def _render_batch(out: Renderer, batch: BatchResult, labels: list[str]) -> None:
-    code = batch.process_exit_code
-    if out.json_mode:
-        out.envelope(
-            "run",
-            batch.status,
-            {
-                "exit_code": int(code),
-                "parallel": batch.parallel,
-                "duration_ms": batch.duration_ms,
-                "counts": batch.counts,
-                "runs": [
-                    {
-                        "task": str(item.task),
-                        "label": labels[item.index],
-                        "status": item.status,
-                        "exit_code_of_run": item.exit_code,
-                    }
-                    | (run_payload(item.result) if item.result is not None else {})
-                    | (
-                        {"error": {"code": item.error.code, "message": item.error.message}}
-                        if item.error is not None
-                        else {}
-                    )
-                    for item in batch.items
-                ],
-            },
-        )
-    else:
-        counts = ", ".join(f"{n} {status}" for status, n in sorted(batch.counts.items()))
-        out.say_result(
-            f"{len(batch.items)} runs in {batch.duration_ms / 1000:.2f}s: {counts}",
-            ok=batch.status == "success",
-        )
-        if batch.items and batch.items[0].result is not None:
-            out.say(
-                f"🧾 Evidence: {relative(batch.items[0].result.evidence_dir.parent)}/ (one folder per run)"
-            )
-    if code:
-        sys.exit(int(code))
