@@ -48,17 +48,17 @@ def create(
     start: Path | None = None,
     confirm: Confirm | None = None,
     on_pull: Callable[[str], None] | None = None,
-    spec: dict[str, Any] | None = None,
+    spec_keys: dict[str, Any] | None = None,
 ) -> SandboxRecord:
     """Create a sandbox. A spec that widens permissions (network, writable inputs) must be
     confirmed: ``confirm`` gets the warnings and returns True to go ahead. A spec that names
     a runtime has its image checked (and pulled, reporting to ``on_pull``) first: a sandbox
-    whose every run would fail is not created. ``spec`` gives more keys of a sandbox.yaml
+    whose every run would fail is not created. ``spec_keys`` gives more keys of a sandbox.yaml
     (``resources``, ``permissions``; a program's, as the flags are a user's), over the file's."""
     from aido.config.loader import load_spec_and_lines
     from aido.evidence.redact import REDACTED, is_secret_name, short_secret_warnings
 
-    overrides = dict(spec or {}) | {
+    overrides = dict(spec_keys or {}) | {
         k: v
         for k, v in (("name", name), ("runtime", runtime), ("ttl", ttl), ("isolation", isolation))
         if v is not None

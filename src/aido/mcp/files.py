@@ -37,7 +37,8 @@ def split_path(path: str) -> list[str]:
     if path.startswith("/"):
         raise UnsafePath(
             f"path {path!r} is absolute",
-            hint="give it relative to the sandbox, like outputs/report.json (the task's /outputs/report.json)",
+            hint="give it relative to the sandbox, like outputs/report.json (the task's "
+            "/outputs/report.json)",
         )
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
@@ -74,13 +75,13 @@ def _open(root: Path, parts: list[str], shown: str) -> int:
             try:
                 sub = os.open(part, _DIR, dir_fd=fd)
             except OSError as exc:
-                raise _refusal(shown, "/".join(parts[: i + 1]), exc, directory=True) from None
+                raise _refusal(shown, "/".join(parts[: i + 1]), exc, _is_link(fd, part)) from None
             os.close(fd)
             fd = sub
         try:
             opened = os.open(parts[-1], _FILE, dir_fd=fd)
         except OSError as exc:
-            raise _refusal(shown, shown, exc, directory=False) from None
+            raise _refusal(shown, shown, exc, _is_link(fd, parts[-1])) from None
     finally:
         os.close(fd)
     mode = os.fstat(opened).st_mode
@@ -91,8 +92,8 @@ def _open(root: Path, parts: list[str], shown: str) -> int:
     return opened
 
 
-def _refusal(shown: str, where: str, exc: OSError, *, directory: bool) -> UsageError:
-    if exc.errno == errno.ELOOP or (directory and exc.errno == errno.ENOTDIR and _is_link(exc)):
+def _refusal(shown: str, where: str, exc: OSError, link: bool) -> UsageError:
+    if exc.errno == errno.ELOOP or link:
         return UnsafePath(f"{where} is a symbolic link: links in a sandbox are never followed")
     if exc.errno == errno.ENOENT:
         return UsageError(f"{shown}: no such file in the sandbox", hint="list the files with list_outputs")
@@ -101,9 +102,12 @@ def _refusal(shown: str, where: str, exc: OSError, *, directory: bool) -> UsageE
     return UsageError(f"{shown}: cannot be read ({exc.strerror})")
 
 
-def _is_link(exc: OSError) -> bool:
-    # O_DIRECTORY | O_NOFOLLOW on a link fails with ENOTDIR on some kernels; say what it is.
-    return exc.filename is not None and os.path.islink(exc.filename)
+def _is_link(dir_fd: int, name: str) -> bool:
+    # O_DIRECTORY | O_NOFOLLOW on a link fails with ENOTDIR, not ELOOP: say what it is.
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 class SandboxInfo(BaseModel):
     sandbox_id: str
     name: str | None = None
-    status: str = Field(description="ready, running (a run in progress), expired or destroyed")
+    status: str = Field(description="created, running (a run in progress) or expired")
     runtime: str | None = None
     created_at: str
     expires_at: str

@@ -7,7 +7,6 @@ sets, so the run stops and is recorded as interrupted. Two middlewares see every
 argument, one records the call in aido's event log.
 """
 
-from __future__ import annotations
 
 import hashlib
 import json
@@ -127,7 +126,8 @@ def build_server(service: AgentService) -> MCPServer[Any]:
     Code = Annotated[
         str,
         Field(
-            description=f"the code to run, with the sandbox's runtime (at most {policy.max_code_bytes} bytes)",
+            description="the code to run, with the sandbox's runtime "
+            f"(at most {policy.max_code_bytes} bytes)",
             min_length=1,
             max_length=policy.max_code_bytes,
             strict=True,
@@ -268,8 +268,9 @@ def build_server(service: AgentService) -> MCPServer[Any]:
     _ = (create_sandbox, run_code, run_file, read_output, list_outputs, read_file, get_evidence)
     _ = (list_sandboxes, destroy_sandbox, Context)
     params = {name: set(tool.parameters.get("properties", {})) for name, tool in _tools(server).items()}
-    server.middleware.append(_Guard(service, params))
+    # Outermost first: a call the guard refuses is recorded too.
     server.middleware.append(_Recorder(service))
+    server.middleware.append(_Guard(service, params))
     return server
 
 
@@ -298,7 +299,8 @@ class _Guard:
             name = ctx.params.get("name")
             if size > self.limit:
                 return _error(
-                    f"Error executing tool {name}: arguments are {size} bytes, over this server's limit of {self.limit}"
+                    f"Error executing tool {name}: arguments are {size} bytes, "
+                    f"over this server's limit of {self.limit}"
                 )
             known = self.params.get(str(name))
             if known is not None and isinstance(arguments, dict):
@@ -379,10 +381,12 @@ def _client(ctx: Any) -> dict[str, Any] | None:
 
 
 def _error_text(result: Any) -> str | None:
+    is_error: object
+    content: list[Any]
     if isinstance(result, CallToolResult):
-        is_error, content = result.is_error, result.content
+        is_error, content = result.is_error, list(result.content)
     elif isinstance(result, dict):
-        is_error, content = result.get("isError"), result.get("content") or []
+        is_error, content = result.get("isError"), list(result.get("content") or [])
     else:
         return None
     if not is_error:
@@ -422,9 +426,11 @@ def summarize(arguments: object) -> dict[str, Any] | None:
         name = str(key)[:64]
         if name == "env" and isinstance(value, dict):
             shown[name] = {"names": sorted(str(k)[:128] for k in value)[:64]}
-        elif isinstance(value, bool | int | float) or value is None:
-            shown[name] = value
-        elif isinstance(value, str) and name != "code" and len(value) <= 256:
+        elif (
+            isinstance(value, bool | int | float)
+            or value is None
+            or (isinstance(value, str) and name != "code" and len(value) <= 256)
+        ):
             shown[name] = value
         else:
             data = (

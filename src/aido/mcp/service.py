@@ -156,7 +156,7 @@ class AgentService:
             raise UsageError(f"runtime: {exc}") from None
         spec: dict[str, Any] = {
             "resources": {
-                "memory": format_size(memory_b),
+                "memory": format_size(int(memory_b)),
                 "cpu": cpu,
                 "timeout": format_duration(timeout_s),
             },
@@ -177,7 +177,7 @@ class AgentService:
                 runtime=runtime,
                 ttl=format_duration(ttl_s),
                 isolation=isolation,
-                spec=spec,
+                spec_keys=spec,
                 # Widening was decided by the operator's policy, just above.
                 confirm=lambda warnings: True,
             )
@@ -214,12 +214,12 @@ class AgentService:
         if not any(asked):
             return None
         policy = self.policy
-        for asked, allowed, what, flag in (
+        for wanted, allowed, what, flag in (
             (network, policy.allow_network, "network access", "--allow-network"),
             (host_filesystem, policy.allow_host_filesystem, "the host filesystem", "--allow-host-filesystem"),
             (mutations, policy.allow_mutations, "mutations", "--allow-mutations"),
         ):
-            if asked and not allowed:
+            if wanted and not allowed:
                 raise PolicyRefusal(
                     f"{what} is not allowed by the operator of this server",
                     hint=f"the operator can allow it with `aido mcp {flag}`",
@@ -258,8 +258,7 @@ class AgentService:
         self.check_code(code)
         timeout = self.check_timeout(timeout)
         with self._run_slot(cancel) as manager:
-            result = _run_code(
-                manager,
+            result = manager.run_code(
                 code,
                 args,
                 sandbox_id=sid,
@@ -291,7 +290,8 @@ class AgentService:
         read = files.read_file(root, path, offset=0, limit=self.policy.max_code_bytes + 1)
         if read.size > self.policy.max_code_bytes:
             raise PolicyRefusal(
-                f"{path} is {read.size} bytes, over the operator's limit of {self.policy.max_code_bytes} bytes",
+                f"{path} is {read.size} bytes, over the operator's limit of "
+                f"{self.policy.max_code_bytes} bytes",
                 hint="the operator sets --max-code-bytes",
             )
         import tempfile
@@ -389,7 +389,7 @@ class AgentService:
         entries, more = files.list_tree(root, "outputs")
         return OutputList(
             sandbox_id=sandbox_id,
-            entries=[FileEntry(path=e.path, kind=e.kind, size=e.size, link_target=e.target) for e in entries],  # type: ignore[arg-type]
+            entries=[FileEntry(path=e.path, kind=e.kind, size=e.size, link_target=e.target) for e in entries],
             truncated=more,
         )
 
@@ -408,7 +408,7 @@ class AgentService:
             size=read.size,
             offset=offset,
             bytes_read=len(read.data),
-            encoding=encoding,  # type: ignore[arg-type]
+            encoding=encoding,
             content=content,
             eof=offset + len(read.data) >= read.size,
         )
@@ -463,7 +463,11 @@ def sandbox_info(record: SandboxRecord) -> SandboxInfo:
     permissions = config.get("permissions") or {}
     from aido.store.records import utcnow
 
-    status = "expired" if record.expired(utcnow()) else record.status
+    status = record.status
+    if record.expired(utcnow()):
+        status = "expired"
+    elif any(r.status == "running" for r in record.runs):
+        status = "running"  # as `aido sandbox list` shows it
     return SandboxInfo(
         sandbox_id=record.id,
         name=record.name,
@@ -533,18 +537,3 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _run_code(manager: SandboxManager, code: str, args: list[str], **kwargs: Any) -> RunResult:
-    # TEMPORARY until the api branch (SandboxManager.run_code) is merged.
-    if hasattr(manager, "run_code"):
-        return manager.run_code(code, args, **kwargs)  # type: ignore[no-any-return]
-    import hashlib
-    import tempfile
-    from pathlib import Path
-
-    name = f"snippet-{hashlib.sha256(code.encode()).hexdigest()[:12]}.py"
-    with tempfile.TemporaryDirectory(prefix="aido-mcp-") as tmp:
-        task = Path(tmp) / name
-        task.write_text(code)
-        return manager.run(task, args, **kwargs)

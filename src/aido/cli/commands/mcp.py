@@ -11,8 +11,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -21,9 +22,10 @@ from aido.cli.state import AppState, command_state
 from aido.errors import UsageError
 
 LOOPBACK = ("127.0.0.1", "localhost")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _flag(name: str, help_text: str) -> Any:
+def _flag(name: str, help_text: str) -> Callable[[F], F]:
     return click.option(f"--{name}/--no-{name}", default=None, help=help_text)
 
 
@@ -64,7 +66,23 @@ def _flag(name: str, help_text: str) -> Any:
 @_flag("keep-sandboxes", "Keep this server's sandboxes when it stops (their ttl still ends them).")
 @global_options
 @command_state
-def mcp(state: AppState, http_port: int | None, host: str, workspace_dir: Path | None, **flags: Any) -> None:
+def mcp(
+    state: AppState,
+    http_port: int | None,
+    host: str,
+    workspace_dir: Path | None,
+    allow_network: bool | None,
+    allow_host_filesystem: bool | None,
+    allow_mutations: bool | None,
+    max_ttl: str | None,
+    max_memory: str | None,
+    max_cpus: str | None,
+    max_timeout: str | None,
+    max_sandboxes: int | None,
+    max_concurrent_runs: int | None,
+    max_code_bytes: str | None,
+    keep_sandboxes: bool | None,
+) -> None:
     """Serve aido to an AI agent over MCP (stdio; --http PORT for streamable HTTP on loopback).
 
     \b
@@ -102,6 +120,19 @@ def mcp(state: AppState, http_port: int | None, host: str, workspace_dir: Path |
         raise UsageError(f"--workspace {workspace_dir}: no such directory")
     workspace = Workspace.find_or_create(start)
     settings = load_settings(state, workspace)
+    flags: dict[str, object] = {
+        "allow_network": allow_network,
+        "allow_host_filesystem": allow_host_filesystem,
+        "allow_mutations": allow_mutations,
+        "max_ttl": max_ttl,
+        "max_memory": max_memory,
+        "max_cpus": max_cpus,
+        "max_timeout": max_timeout,
+        "max_sandboxes": max_sandboxes,
+        "max_concurrent_runs": max_concurrent_runs,
+        "max_code_bytes": max_code_bytes,
+        "keep_sandboxes": keep_sandboxes,
+    }
     values = dict(settings.mcp)
     for key, value in flags.items():
         if value is not None:
@@ -126,7 +157,7 @@ def mcp(state: AppState, http_port: int | None, host: str, workspace_dir: Path |
     from aido.mcp.service import AgentService
 
     service = AgentService(manager, policy)
-    say = click.get_text_stream("stderr")
+    say = sys.stderr
     say.write(f"aido mcp: workspace {workspace.root}\n")
     for line in policy.lines():
         say.write(f"aido mcp: {line}\n")
