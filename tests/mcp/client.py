@@ -16,9 +16,9 @@ import pytest
 mcp = pytest.importorskip("mcp")
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal  # noqa: E402
-from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 
+from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from tests.helpers.cli import aido_env  # noqa: E402
 
 
@@ -30,7 +30,9 @@ class Session:
 
     def call(self, name: str, arguments: dict[str, Any] | None = None, *, timeout: float = 120) -> Any:
         """The tool's result (is_error, structured_content, content) as the client got it."""
-        return self.portal.call(lambda: self.session.call_tool(name, arguments or {}, read_timeout_seconds=timeout))
+        return self.portal.call(
+            lambda: self.session.call_tool(name, arguments or {}, read_timeout_seconds=timeout)
+        )
 
     def ok(self, name: str, arguments: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         """A call that must succeed: its structured content."""
@@ -60,7 +62,10 @@ def server_params(project: Path, *flags: str, env: dict[str, str] | None = None)
 
 @asynccontextmanager
 async def _connect(params: StdioServerParameters) -> AsyncIterator[ClientSession]:
-    async with stdio_client(params) as (read, write), ClientSession(read, write, read_timeout_seconds=60) as s:
+    async with (
+        stdio_client(params) as (read, write),
+        ClientSession(read, write, read_timeout_seconds=60) as s,
+    ):
         await s.initialize()
         yield s
 

@@ -88,7 +88,10 @@ def test_run_code_then_read_what_it_left(s: Session, sid: str, project: Path) ->
     assert (run["status"], run["exit_code"], run["run_id"]) == ("success", 0, "run-001")
     assert run["stdout"]["text"] == "hello from mcp\n" and run["stdout"]["truncated"] is False
     assert run["stderr"]["text"] == "oops\n"
-    assert run["task"].startswith("snippet-") and set(run["outputs"]) == {"outputs/report.txt", "outputs/next.py"}
+    assert run["task"].startswith("snippet-") and set(run["outputs"]) == {
+        "outputs/report.txt",
+        "outputs/next.py",
+    }
 
     out = s.ok("read_output", {"sandbox_id": sid, "run_id": "run-001", "offset": 6, "max_bytes": 4})
     assert (out["text"], out["bytes_total"], out["eof"]) == ("from", 15, False)
@@ -224,7 +227,9 @@ def test_links_planted_by_a_task_are_never_followed(s: Session, sid: str, projec
 
 def test_every_tool_call_is_in_the_event_log(s: Session, sid: str, project: Path) -> None:
     s.ok("list_sandboxes")
-    s.ok("run_code", {"sandbox_id": sid, "code": "print('secret-code-text')", "env": {"API_TOKEN": "tok-123"}})
+    s.ok(
+        "run_code", {"sandbox_id": sid, "code": "print('secret-code-text')", "env": {"API_TOKEN": "tok-123"}}
+    )
     log = project / ".aido" / "sandboxes" / sid / "events.log"
     calls = [e for e in events(log) if e["event"] == "mcp_tool_call"]
     tools = {e["tool"] for e in calls}
@@ -261,7 +266,11 @@ def test_a_cancelled_call_stops_its_run(s: Session, sid: str, project: Path) -> 
     from mcp.shared.exceptions import MCPError
 
     with pytest.raises(MCPError):
-        s.call("run_code", {"sandbox_id": sid, "code": "import time; print('go', flush=True); time.sleep(60)"}, timeout=3)
+        s.call(
+            "run_code",
+            {"sandbox_id": sid, "code": "import time; print('go', flush=True); time.sleep(60)"},
+            timeout=3,
+        )
     runs = project / ".aido" / "sandboxes" / sid / "runs.jsonl"
 
     def last_status() -> str:

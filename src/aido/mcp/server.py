@@ -7,7 +7,6 @@ sets, so the run stops and is recorded as interrupted. Two middlewares see every
 argument, one records the call in aido's event log.
 """
 
-
 import hashlib
 import json
 import logging
