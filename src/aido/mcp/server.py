@@ -10,13 +10,14 @@ argument, one records the call in aido's event log.
 import hashlib
 import json
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 import anyio.to_thread
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
@@ -264,8 +265,6 @@ def build_server(service: AgentService) -> MCPServer[Any]:
         """Destroy a sandbox: its runs stop, its files go; its evidence is kept for the operator."""
         return await _blocking(lambda: service.destroy_sandbox(sandbox_id))
 
-    _ = (create_sandbox, run_code, run_file, read_output, list_outputs, read_file, get_evidence)
-    _ = (list_sandboxes, destroy_sandbox, Context)
     params = {name: set(tool.parameters.get("properties", {})) for name, tool in _tools(server).items()}
     # Outermost first: a call the guard refuses is recorded too.
     server.middleware.append(_Recorder(service))
@@ -452,6 +451,11 @@ def serve(service: AgentService, *, http_port: int | None, token: str | None) ->
             assert token is not None
             _serve_http(server, http_port, token)
     finally:
+        # The client stops a server that has not exited 2 s after closing stdin with SIGTERM,
+        # then SIGKILL: a SIGTERM must not break off the cleanup halfway (a killed destroy
+        # is finished by the next aido command's sweep, and the TTL reaper is the backstop).
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)
         service.close()
 
 
