@@ -14,15 +14,35 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AidoError",
+    "AsyncSandbox",
+    "Change",
+    "Code",
+    "FileInfo",
     "RunHooks",
+    "RunInfo",
+    "RunLogs",
+    "RunOutcome",
     "RunResult",
+    "Sandbox",
     "SandboxManager",
+    "Verification",
     "Widening",
     "Workspace",
     "__version__",
 ]
 
 if TYPE_CHECKING:
+    from aido.api import (
+        AsyncSandbox,
+        Change,
+        Code,
+        FileInfo,
+        RunInfo,
+        RunLogs,
+        RunOutcome,
+        Sandbox,
+        Verification,
+    )
     from aido.errors import AidoError
     from aido.manager import SandboxManager
     from aido.run.request import RunHooks, Widening
@@ -31,6 +51,15 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "AidoError": "aido.errors",
+    "AsyncSandbox": "aido.api",
+    "Change": "aido.api",
+    "Code": "aido.api",
+    "FileInfo": "aido.api",
+    "RunInfo": "aido.api",
+    "RunLogs": "aido.api",
+    "RunOutcome": "aido.api",
+    "Sandbox": "aido.api",
+    "Verification": "aido.api",
     "RunHooks": "aido.run.request",
     "RunResult": "aido.run.result",
     "SandboxManager": "aido.manager",

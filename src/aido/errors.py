@@ -126,6 +126,13 @@ class RunNotFound(AidoError):
     exit_code = ExitCode.SANDBOX_STATE
 
 
+class FileNotInSandbox(AidoError):
+    """A file asked for in a sandbox tree (outputs/) is not there as a regular file."""
+
+    code = "file_not_found"
+    exit_code = ExitCode.SANDBOX_STATE
+
+
 class MetadataError(AidoError):
     """sandbox.json is unreadable, corrupt or from a newer aido."""
 

@@ -19,9 +19,10 @@ from aido.lifecycle import logs, sandboxes
 from aido.lifecycle import sweep as _sweep
 from aido.run import pipeline
 from aido.run.context import Context
-from aido.run.plan import RunPlan, plan_run
+from aido.run.plan import CodeTask, RunPlan, plan_run
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from contextlib import AbstractContextManager
 
     from aido.lifecycle.verify import Exported, Verified
@@ -204,9 +205,11 @@ class SandboxManager(Context):
     # Run a prepared plan: take the run id, run the task, write the evidence.
     execute = pipeline.run_one
 
-    def run_batch(self, tasks: list[Path], args: list[str] | None = None, **kwargs: Any) -> BatchResult:
-        """Run several tasks concurrently (see aido.run.batch.run_batch); ``cluster`` and
-        ``retries`` as for ``run``."""
+    def run_batch(
+        self, tasks: Sequence[Path | CodeTask], args: list[str] | None = None, **kwargs: Any
+    ) -> BatchResult:
+        """Run several tasks (files, or code strings as CodeTask) concurrently (see
+        aido.run.batch.run_batch); ``cluster`` and ``retries`` as for ``run``."""
         from aido.run.batch import run_batch
 
         cluster: str | None = kwargs.pop("cluster", None)

@@ -265,10 +265,15 @@ def load_spec(path: Path | None, *, overrides: dict[str, Any] | None = None) -> 
 
 
 def load_spec_and_lines(
-    path: Path | None, *, overrides: dict[str, Any] | None = None
+    path: Path | None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    given: tuple[str, dict[str, Any]] | None = None,
 ) -> tuple[SandboxSpec, dict[Loc, int]]:
     """load_spec, and the line of every key path in the file, for problems found later
-    (an `inputs` pattern that matches nothing)."""
+    (an `inputs` pattern that matches nothing). ``given`` is (source, mapping): a spec
+    given as data instead of a file (the Python API's keywords), checked the same way and
+    reported as ``source: key: ...``."""
     from pydantic import ValidationError
 
     from aido.config.schema import SandboxSpec
@@ -278,7 +283,9 @@ def load_spec_and_lines(
     lines: dict[Loc, int] = {}
     source = path.name if path is not None else "defaults"
     duplicates: list[Problem] = []
-    if path is not None:
+    if given is not None:
+        source, data = given
+    elif path is not None:
         data, lines = load_mapping(path, missing_hint="pass an existing file with -f", duplicates=duplicates)
     problems: list[Problem] = []
     try:

@@ -48,32 +48,36 @@ def create(
     start: Path | None = None,
     confirm: Confirm | None = None,
     on_pull: Callable[[str], None] | None = None,
-    spec_keys: dict[str, Any] | None = None,
+    given: tuple[str, dict[str, Any]] | None = None,
 ) -> SandboxRecord:
     """Create a sandbox. A spec that widens permissions (network, writable inputs) must be
     confirmed: ``confirm`` gets the warnings and returns True to go ahead. A spec that names
     a runtime has its image checked (and pulled, reporting to ``on_pull``) first: a sandbox
-    whose every run would fail is not created. ``spec_keys`` gives more keys of a sandbox.yaml
-    (``resources``, ``permissions``; a program's, as the flags are a user's), over the file's."""
+    whose every run would fail is not created. ``given`` is (source, mapping): the spec as
+    data instead of a file (the Python API), its inputs relative to ``start``."""
     from aido.config.loader import load_spec_and_lines
     from aido.evidence.redact import REDACTED, is_secret_name, short_secret_warnings
 
-    overrides = dict(spec_keys or {}) | {
+    overrides = {
         k: v
         for k, v in (("name", name), ("runtime", runtime), ("ttl", ttl), ("isolation", isolation))
         if v is not None
     }
-    spec, lines = load_spec_and_lines(spec_file, overrides=overrides)
+    spec, lines = load_spec_and_lines(spec_file, overrides=overrides, given=given)
     matches: list[tuple[Path, Path]] = []
     if spec.inputs:
-        if spec_file is None:
-            raise UsageError("inputs need a sandbox.yaml to be relative to")
         from aido.host.inputs import match_inputs
 
-        matches = match_inputs(spec.inputs, spec_file.parent, source=spec_file.name, lines=lines)
+        if spec_file is not None:
+            base, where = spec_file.parent, spec_file.name
+        elif given is not None:
+            base, where = (start or Path.cwd()), given[0]
+        else:
+            raise UsageError("inputs need a sandbox.yaml to be relative to")
+        matches = match_inputs(spec.inputs, base, source=where, lines=lines)
     if spec.isolation == "gvisor" and spec.permissions.network:
         message = "true cannot be combined with isolation: gvisor (runsc is registered with --network=none)"
-        where = spec_file.name if spec_file else "sandbox.yaml"
+        where = spec_file.name if spec_file else given[0] if given else "sandbox.yaml"
         line = lines.get(("permissions", "network"))
         raise ConfigError([Problem(message, where, line, "permissions.network")])
     if spec.resources.disk_quota == "hard":
@@ -84,7 +88,7 @@ def create(
         except ConfigError as exc:  # at the line that asked for it
             from dataclasses import replace
 
-            where = spec_file.name if spec_file else "sandbox.yaml"
+            where = spec_file.name if spec_file else given[0] if given else "sandbox.yaml"
             line = lines.get(("resources", "disk_quota"))
             raise ConfigError(
                 [replace(p, file=where, line=line) for p in exc.details], hint=exc.hint

@@ -177,7 +177,7 @@ class AgentService:
                 runtime=runtime,
                 ttl=format_duration(ttl_s),
                 isolation=isolation,
-                spec_keys=spec,
+                given=("create_sandbox", spec),
                 # Widening was decided by the operator's policy, just above.
                 confirm=lambda warnings: True,
             )

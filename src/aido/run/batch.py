@@ -12,7 +12,7 @@ its task first. Ctrl-C stops every running task; each is recorded as interrupted
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -24,7 +24,7 @@ from aido.exit_codes import ExitCode
 
 if TYPE_CHECKING:
     from aido.run.context import Context
-    from aido.run.plan import RunPlan
+    from aido.run.plan import CodeTask, RunPlan
     from aido.run.request import Confirm, RunHooks, Widening
     from aido.run.result import RunResult
 
@@ -129,7 +129,7 @@ class _Turnstile:
 
 def run_batch(
     ctx: Context,
-    tasks: list[Path],
+    tasks: Sequence[Path | CodeTask],
     args: list[str],
     *,
     resolve: Callable[[str | None], str],
@@ -149,7 +149,8 @@ def run_batch(
     lifecycle.sandboxes.resolve_id); ``on_ready`` is called once every task has been
     checked, just before the first starts; ``hooks_for`` gives each task its own hooks
     (e.g. to show its output). ``runner`` runs each planned task instead of run_one (a
-    cluster's, which also plans without asking the local engine), after ``check``."""
+    cluster's, which also plans without asking the local engine), after ``check``. A
+    task may be a code string (CodeTask); its item's ``task`` is then its snippet name."""
     import time
 
     from aido.errors import UsageError
@@ -173,13 +174,15 @@ def run_batch(
         plan_run(
             ctx,
             sid,
-            task,
+            task if isinstance(task, Path) else None,
             args,
             timeout=timeout,
             env=env,
             widen=widen,
             confirm=confirm_once,
             remote=bool(runner),
+            code=None if isinstance(task, Path) else task.code,
+            runtime=None if isinstance(task, Path) else task.runtime,
         )
         for task in tasks
     ]
@@ -187,7 +190,10 @@ def run_batch(
         if check is not None:
             check(plan)
     run = runner or run_one
-    items = [BatchItem(index, task) for index, task in enumerate(tasks)]
+    items = [
+        BatchItem(index, task if isinstance(task, Path) else plan.task)
+        for index, (task, plan) in enumerate(zip(tasks, plans, strict=True))
+    ]
     cancel = threading.Event()
     turnstile = _Turnstile()
     if on_ready is not None:

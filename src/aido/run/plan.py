@@ -50,6 +50,15 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class CodeTask:
+    """A task given as a code string (``run -c``, ``run_code``), for a batch; ``runtime``
+    picks the interpreter in a sandbox that has none."""
+
+    code: str
+    runtime: str | None = None
+
+
+@dataclass(frozen=True)
 class RunPlan:
     """Everything a run needs, checked before a run id is allocated."""
 
