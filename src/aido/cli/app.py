@@ -71,6 +71,7 @@ def cli() -> None:
       aido verify                  check the sandbox's sealed evidence (exit 0 verified, 1 tampered)
       aido export 3 -o r.tar.gz    a run as a bundle anyone can verify offline
       aido sandbox destroy         remove the sandbox and its containers (its evidence is kept)
+      aido mcp                     serve all this to an AI agent over MCP, within your limits
 
     Tasks run with no network, as an unprivileged user, with all capabilities
     dropped, a read-only root filesystem and CPU, memory and process limits.

@@ -118,7 +118,14 @@ def mcp(
     start = (workspace_dir or Path.cwd()).resolve()
     if workspace_dir is not None and not start.is_dir():
         raise UsageError(f"--workspace {workspace_dir}: no such directory")
-    workspace = Workspace.find_or_create(start)
+    found = Workspace.find(start)
+    if found is None and start == Path(start.anchor):
+        # GUI clients often start servers in /: never make a workspace there unasked.
+        raise UsageError(
+            f"no aido workspace in {start}",
+            hint="give the project with --workspace DIR in the client's config",
+        )
+    workspace = found or Workspace.find_or_create(start)
     settings = load_settings(state, workspace)
     flags: dict[str, object] = {
         "allow_network": allow_network,
