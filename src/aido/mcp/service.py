@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from aido.config.limits import DEFAULT_CPU, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DEFAULT_TTL, MAX_TTL_SECONDS
-from aido.config.units import format_duration, format_size, parse_duration, parse_size
 from aido.errors import AidoError, SandboxNotFound, UsageError
 from aido.evidence.events import record_event
-from aido.mcp import files
+from aido.mcp import checks, files
 from aido.mcp.models import (
     Destroyed,
     Evidence,
@@ -31,11 +28,10 @@ from aido.mcp.models import (
     RunOutcome,
     SandboxInfo,
     SandboxList,
-    StreamText,
 )
-from aido.run.request import Widening
+from aido.mcp.views import read_at, run_outcome, run_summary, sandbox_info
 from aido.store.ids import check_run_id, check_sandbox_id
-from aido.store.workspace import STDERR, STDOUT, SUMMARY
+from aido.store.workspace import STDERR, STDOUT
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -43,19 +39,10 @@ if TYPE_CHECKING:
     from aido.config.mcp import McpPolicy
     from aido.manager import SandboxManager
     from aido.run.result import RunResult
-    from aido.store.records import SandboxRecord
 
 log = logging.getLogger("aido")
 
-OUTPUT_SHOWN = 16 << 10  # bytes of each stream a run's result carries; read_output has the rest
-CHANGES_SHOWN = 100
 SHUTDOWN_WAIT_SECONDS = 10.0
-
-
-class PolicyRefusal(UsageError):
-    """An agent asked for more than the operator allows."""
-
-    code = "policy_refused"
 
 
 class AgentService:
@@ -125,47 +112,20 @@ class AgentService:
         name: str | None,
     ) -> SandboxInfo:
         policy = self.policy
-        if network and not policy.allow_network:
-            raise PolicyRefusal(
-                "network access is not allowed by the operator of this server",
-                hint="the operator can allow it with `aido mcp --allow-network`",
-            )
-        if writable_inputs and not policy.allow_mutations:
-            raise PolicyRefusal(
-                "writable inputs (mutations) are not allowed by the operator of this server",
-                hint="the operator can allow them with `aido mcp --allow-mutations`",
-            )
-        ttl_s = _within("ttl", ttl, DEFAULT_TTL, policy.max_ttl, "--max-ttl", parse_duration_any)
-        timeout_s = _within(
-            "timeout", timeout, DEFAULT_TIMEOUT, policy.max_timeout, "--max-timeout", parse_duration_any
+        ttl_text, spec = checks.sandbox_spec(
+            policy,
+            runtime=runtime,
+            ttl=ttl,
+            memory=memory,
+            cpus=cpus,
+            timeout=timeout,
+            network=network,
+            writable_inputs=writable_inputs,
         )
-        memory_b = _within(
-            "memory", memory, DEFAULT_MEMORY, policy.max_memory, "--max-memory", parse_size_any
-        )
-        cpu = min(DEFAULT_CPU, policy.max_cpus) if cpus is None else cpus
-        if cpu > policy.max_cpus:
-            raise PolicyRefusal(
-                f"cpus {cpu:g} is over the operator's limit of {policy.max_cpus:g}",
-                hint=f"ask for at most {policy.max_cpus:g} (the operator sets --max-cpus)",
-            )
-        try:
-            from aido.config.runtimes import parse_runtime
-
-            parse_runtime(runtime)
-        except ValueError as exc:
-            raise UsageError(f"runtime: {exc}") from None
-        spec: dict[str, Any] = {
-            "resources": {
-                "memory": format_size(int(memory_b)),
-                "cpu": cpu,
-                "timeout": format_duration(timeout_s),
-            },
-            "permissions": {"network": network, "filesystem": "readwrite" if writable_inputs else "readonly"},
-        }
         with self._lock:
             alive = self._alive()
             if len(alive) >= policy.max_sandboxes:
-                raise PolicyRefusal(
+                raise checks.PolicyRefusal(
                     f"this server already has {len(alive)} sandboxes, the operator's limit (--max-sandboxes "
                     f"{policy.max_sandboxes})",
                     hint="destroy one with destroy_sandbox first",
@@ -175,7 +135,7 @@ class AgentService:
             record = self.manager.create(
                 name=name,
                 runtime=runtime,
-                ttl=format_duration(ttl_s),
+                ttl=ttl_text,
                 isolation=isolation,
                 given=("create_sandbox", spec),
                 # Widening was decided by the operator's policy, just above.
@@ -208,40 +168,6 @@ class AgentService:
 
     # -- runs ---------------------------------------------------------------------------
 
-    def widening(self, asked: tuple[bool, bool, bool]) -> Widening | None:
-        """The escape hatches asked for a run, each refused unless the operator allowed it."""
-        network, host_filesystem, mutations = asked
-        if not any(asked):
-            return None
-        policy = self.policy
-        for wanted, allowed, what, flag in (
-            (network, policy.allow_network, "network access", "--allow-network"),
-            (host_filesystem, policy.allow_host_filesystem, "the host filesystem", "--allow-host-filesystem"),
-            (mutations, policy.allow_mutations, "mutations", "--allow-mutations"),
-        ):
-            if wanted and not allowed:
-                raise PolicyRefusal(
-                    f"{what} is not allowed by the operator of this server",
-                    hint=f"the operator can allow it with `aido mcp {flag}`",
-                )
-        return Widening(network=network, host_filesystem=host_filesystem, mutations=mutations)
-
-    def check_timeout(self, timeout: str | None) -> str | None:
-        if timeout is None:
-            return None  # the sandbox's own, within the limit since this server created it
-        seconds = _within(
-            "timeout", timeout, DEFAULT_TIMEOUT, self.policy.max_timeout, "--max-timeout", parse_duration_any
-        )
-        return format_duration(seconds)
-
-    def check_code(self, code: str) -> None:
-        size = len(code.encode("utf-8", "surrogatepass"))
-        if size > self.policy.max_code_bytes:
-            raise PolicyRefusal(
-                f"code is {size} bytes, over the operator's limit of {self.policy.max_code_bytes} bytes",
-                hint="send a shorter snippet (the operator sets --max-code-bytes)",
-            )
-
     def run_code(
         self,
         sandbox_id: str,
@@ -254,9 +180,9 @@ class AgentService:
         cancel: threading.Event,
     ) -> RunOutcome:
         sid = self.owned(sandbox_id)
-        widening = self.widening(widen)
-        self.check_code(code)
-        timeout = self.check_timeout(timeout)
+        widening = checks.widening(self.policy, widen)
+        checks.code_size(self.policy, len(code.encode("utf-8", "surrogatepass")))
+        timeout = checks.run_timeout(self.policy, timeout)
         with self._run_slot(cancel) as manager:
             result = manager.run_code(
                 code,
@@ -265,7 +191,7 @@ class AgentService:
                 timeout=timeout,
                 env=[f"{k}={v}" for k, v in env.items()],
                 widen=widening,
-                confirm=lambda warnings: True,  # allowed by the policy (self.widening)
+                confirm=lambda warnings: True,  # allowed by the policy (checks.widening)
                 cancel=cancel,
             )
         return self.outcome(result)
@@ -284,16 +210,11 @@ class AgentService:
         """Run a file that is already in the sandbox (an earlier run's output, an input):
         read through descriptors (never a link), then run as a task of that name."""
         sid = self.owned(sandbox_id)
-        widening = self.widening(widen)
-        timeout = self.check_timeout(timeout)
+        widening = checks.widening(self.policy, widen)
+        timeout = checks.run_timeout(self.policy, timeout)
         root = self.manager.workspace.sandbox(sid).root
         read = files.read_file(root, path, offset=0, limit=self.policy.max_code_bytes + 1)
-        if read.size > self.policy.max_code_bytes:
-            raise PolicyRefusal(
-                f"{path} is {read.size} bytes, over the operator's limit of "
-                f"{self.policy.max_code_bytes} bytes",
-                hint="the operator sets --max-code-bytes",
-            )
+        checks.code_size(self.policy, read.size, path)
         import tempfile
         from pathlib import Path
 
@@ -333,30 +254,7 @@ class AgentService:
             self._runs.release()
 
     def outcome(self, result: RunResult) -> RunOutcome:
-        changes = list(result.changes)
-        outputs, _ = files.list_tree(
-            self.manager.workspace.sandbox(result.sandbox_id).root, "outputs", limit=200
-        )
-        streams = {stats.name: stats for stats in result.output}
-        return RunOutcome(
-            sandbox_id=result.sandbox_id,
-            run_id=result.run_id,
-            task=result.task,
-            status=result.status,
-            exit_code=result.exit_code,
-            duration_ms=result.duration_ms,
-            timed_out=result.timed_out,
-            oom_killed=result.oom_killed,
-            interrupted=result.status == "interrupted",
-            outcome=result.outcome,
-            message=result.message,
-            limits_exceeded=[dict(x) for x in result.limits_exceeded],
-            stdout=_head(result.evidence_dir / STDOUT, streams.get("stdout")),
-            stderr=_head(result.evidence_dir / STDERR, streams.get("stderr")),
-            changes=[dict(c) for c in changes[:CHANGES_SHOWN]],
-            changes_total=len(changes),
-            outputs=[e.path for e in outputs if e.kind == "file"],
-        )
+        return run_outcome(result, self.manager.workspace.sandbox(result.sandbox_id).root)
 
     # -- reading what runs left ---------------------------------------------------------
 
@@ -369,8 +267,8 @@ class AgentService:
         self, sandbox_id: str, run_id: str, stream: str, offset: int, max_bytes: int
     ) -> OutputRead:
         where = self._run_dir(sandbox_id, run_id)
-        data, size = _read_at(where / (STDOUT if stream == "stdout" else STDERR), offset, max_bytes)
-        summary = _summary(where)
+        data, size = read_at(where / (STDOUT if stream == "stdout" else STDERR), offset, max_bytes)
+        summary = run_summary(where)
         stats = (summary.get("output") or {}).get(stream) or {}
         return OutputRead(
             sandbox_id=sandbox_id,
@@ -415,7 +313,7 @@ class AgentService:
 
     def get_evidence(self, sandbox_id: str, run_id: str) -> Evidence:
         where = self._run_dir(sandbox_id, run_id)
-        summary = _summary(where)
+        summary = run_summary(where)
         verified: bool | None = None
         message: str | None = None
         try:
@@ -455,85 +353,3 @@ class AgentService:
                 self.manager.fork().destroy(alive)
             except AidoError as exc:
                 log.warning("could not destroy this server's sandboxes: %s", exc.message)
-
-
-def sandbox_info(record: SandboxRecord) -> SandboxInfo:
-    config = record.config
-    resources = config.get("resources") or {}
-    permissions = config.get("permissions") or {}
-    from aido.store.records import utcnow
-
-    status = record.status
-    if record.expired(utcnow()):
-        status = "expired"
-    elif any(r.status == "running" for r in record.runs):
-        status = "running"  # as `aido sandbox list` shows it
-    return SandboxInfo(
-        sandbox_id=record.id,
-        name=record.name,
-        status=status,
-        runtime=config.get("runtime"),
-        created_at=record.created_at,
-        expires_at=record.expires_at,
-        runs=len(record.runs),
-        ttl=str(config.get("ttl")),
-        memory=str(resources.get("memory")),
-        cpus=float(resources.get("cpu") or 0),
-        timeout=str(resources.get("timeout")),
-        network=permissions.get("network") is True,
-        writable_inputs=permissions.get("filesystem") == "readwrite",
-    )
-
-
-def parse_duration_any(value: str) -> float:
-    return parse_duration(value, maximum=MAX_TTL_SECONDS)
-
-
-def parse_size_any(value: str) -> float:
-    return float(parse_size(value))
-
-
-def _within(key: str, value: str | None, default: str, limit: float, flag: str, parse: Any) -> Any:
-    """``value`` (or aido's default, capped at the limit) parsed, refused over the limit."""
-    if value is None:
-        return min(parse(default), limit)
-    try:
-        parsed = parse(value)
-    except ValueError as exc:
-        raise UsageError(f"{key}: {exc}") from None
-    if parsed > limit:
-        shown = format_size(int(limit)) if "memory" in key else format_duration(limit)
-        raise PolicyRefusal(
-            f"{key} {value} is over the operator's limit of {shown}",
-            hint=f"ask for at most {shown} (the operator sets {flag})",
-        )
-    return parsed
-
-
-def _read_at(path: Path, offset: int, limit: int) -> tuple[bytes, int]:
-    """Bytes of a file aido wrote (a run's captured stream), never through a link."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return b"", 0
-    try:
-        size = os.fstat(fd).st_size
-        return (os.pread(fd, limit, offset) if offset < size else b""), size
-    finally:
-        os.close(fd)
-
-
-def _head(path: Path, stats: Any) -> StreamText:
-    data, size = _read_at(path, 0, OUTPUT_SHOWN)
-    total = stats.bytes_total if stats is not None else size
-    return StreamText(text=data.decode("utf-8", "replace"), bytes_total=total, truncated=len(data) < total)
-
-
-def _summary(run_dir: Path) -> dict[str, Any]:
-    from aido import fs
-
-    try:
-        value = fs.read_json(run_dir / SUMMARY)
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
