@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli import aido_env, wait_for
+from tests.helpers.cli import Aido, aido_env, wait_for
 
 mcp = pytest.importorskip("mcp")
 
@@ -117,7 +117,14 @@ def test_http_needs_the_token_and_serves_the_tools(
     assert (project / ".aido" / "archive" / sid).is_dir()
 
 
-def test_http_refuses_other_hosts(aido, project: Path) -> None:  # type: ignore[no-untyped-def]
+def test_http_refuses_other_hosts_and_a_taken_port(aido: Aido, project: Path) -> None:
     result = aido("mcp", "--http", "8765", "--host", "0.0.0.0")
     assert result.code == 2
     assert "only on loopback" in result.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = aido("mcp", "--http", str(port))
+    assert result.code == 2
+    assert f"--http {port}: cannot listen on 127.0.0.1:{port} (Address already in use)" in result.stderr

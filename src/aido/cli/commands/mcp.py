@@ -158,6 +158,7 @@ def mcp(
     sweep(manager)
     token = None
     if http_port is not None:
+        _check_port(http_port)
         token = os.environ.get("AIDO_MCP_TOKEN") or None
         if token is not None and len(token) < 16:
             raise UsageError("AIDO_MCP_TOKEN is shorter than 16 characters", hint="use a long random token")
@@ -182,3 +183,18 @@ def mcp(
 
     serve(service, http_port=http_port, token=token)
     sys.stderr.flush()
+
+
+def _check_port(port: int) -> None:
+    """A port already taken is the operator's usage error, said before the server starts."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise UsageError(
+                f"--http {port}: cannot listen on 127.0.0.1:{port} ({exc.strerror})",
+                hint="choose another port",
+            ) from None
