@@ -4,7 +4,7 @@
 # lints, type-checks and runs every test against the real engine, and runs the
 # hostile-task suite (tests/security) a second time under gVisor.
 # Extra args go to the first pytest run (e.g. `scripts/test.sh -x -k lifecycle`).
-export AIDO_EXTRAS="dev,ray"
+export AIDO_EXTRAS="dev,ray,mcp"
 source "$(dirname "$0")/_env.sh"
 
 echo "[test] ruff" >&2

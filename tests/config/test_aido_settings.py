@@ -70,7 +70,7 @@ def test_unknown_key_suggests_a_settings_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(_config(tmp_path, '{"outptu_limit": "1M"}'))
     assert caught.value.problems == [
-        "config.json:1: outptu_limit: unknown key (allowed: output_limit, evidence_retention, cluster); "
+        "config.json:1: outptu_limit: unknown key (allowed: output_limit, evidence_retention, cluster, mcp); "
         "did you mean 'output_limit'?"
     ]
 

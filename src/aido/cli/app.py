@@ -23,6 +23,7 @@ from aido.cli.commands.doctor import doctor
 from aido.cli.commands.export import export
 from aido.cli.commands.key import key
 from aido.cli.commands.logs import logs, runs, show
+from aido.cli.commands.mcp import mcp
 from aido.cli.commands.plugins import plugins
 from aido.cli.commands.run import run
 from aido.cli.commands.sandbox import sandbox
@@ -73,6 +74,7 @@ def cli() -> None:
       aido verify                  check the sandbox's sealed evidence (exit 0 verified, 1 tampered)
       aido export 3 -o r.tar.gz    a run as a bundle anyone can verify offline
       aido sandbox destroy         remove the sandbox and its containers (its evidence is kept)
+      aido mcp                     serve all this to an AI agent over MCP, within your limits
 
     Tasks run with no network, as an unprivileged user, with all capabilities
     dropped, a read-only root filesystem and CPU, memory and process limits.
@@ -82,7 +84,7 @@ def cli() -> None:
     """
 
 
-for command in (sandbox, run, logs, show, runs, verify, export, doctor, key, cluster, plugins, completion):
+for command in (sandbox, run, logs, show, runs, verify, export, doctor, key, cluster, mcp, plugins, completion):
     cli.add_command(command)
 
 

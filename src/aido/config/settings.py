@@ -6,8 +6,9 @@ Loaded only when a file exists, so a plain ``aido run`` never imports pydantic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aido.config.units import parse_duration, parse_size
 from aido.errors import ConfigError, Problem
@@ -25,6 +26,25 @@ class Settings:
     evidence_retention: float | None = DEFAULT_EVIDENCE_RETENTION
     # The Ray cluster `aido run` sends runs to (`--cluster` and AIDO_CLUSTER win); None: local.
     cluster: str | None = None
+    # `aido mcp`'s operator policy (the `mcp:` mapping), as written: flags override each key;
+    # aido.mcp.policy parses and bounds the values. Empty: every key at its default.
+    mcp: dict[str, Any] = field(default_factory=dict)
+
+
+# The keys of `mcp:` in aido's settings, each also a flag of `aido mcp` (--allow-network, ...).
+MCP_KEYS = (
+    "allow_network",
+    "allow_host_filesystem",
+    "allow_mutations",
+    "max_ttl",
+    "max_memory",
+    "max_cpus",
+    "max_timeout",
+    "max_sandboxes",
+    "max_concurrent_runs",
+    "max_code_bytes",
+    "keep_sandboxes",
+)
 
 
 def parse_retention(value: object) -> float | None:
@@ -42,15 +62,31 @@ def parse_retention(value: object) -> float | None:
 def load_settings(path: Path | None) -> Settings:
     if path is None:
         return Settings()
-    from pydantic import BaseModel, ConfigDict, Field, ValidationError
+    from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
     from aido.config.loader import load_mapping, validation_problems
+
+    class _Mcp(BaseModel):
+        # Strict: `allow_network: "yes"` or `max_sandboxes: 4.5` must not quietly mean something.
+        model_config = ConfigDict(extra="forbid", strict=True)
+        allow_network: StrictBool | None = None
+        allow_host_filesystem: StrictBool | None = None
+        allow_mutations: StrictBool | None = None
+        max_ttl: StrictStr | None = None
+        max_memory: StrictStr | StrictInt | None = None
+        max_cpus: float | StrictInt | None = None
+        max_timeout: StrictStr | None = None
+        max_sandboxes: StrictInt | None = None
+        max_concurrent_runs: StrictInt | None = None
+        max_code_bytes: StrictStr | StrictInt | None = None
+        keep_sandboxes: StrictBool | None = None
 
     class _File(BaseModel):
         model_config = ConfigDict(extra="forbid")
         output_limit: str | int = Field(default="16M")
         evidence_retention: str | int = Field(default="30d")
         cluster: str | None = None
+        mcp: _Mcp | None = None
 
     data, lines = load_mapping(path, missing_hint="check the --config path")
     try:
@@ -61,8 +97,19 @@ def load_settings(path: Path | None) -> Settings:
                 exc,
                 source=path.name,
                 lines=lines,
-                fields={"": list(_File.model_fields)},
-                expected={"output_limit": "a size like 16M or 1G"},
+                fields={"": list(_File.model_fields), "mcp": list(_Mcp.model_fields)},
+                expected={
+                    "output_limit": "a size like 16M or 1G",
+                    "mcp": "a mapping like {allow_network: false, max_sandboxes: 4}",
+                    **{f"mcp.{key}": "true or false" for key in MCP_KEYS if not key.startswith("max_")},
+                    "mcp.max_ttl": "a duration like 1h",
+                    "mcp.max_timeout": "a duration like 5m",
+                    "mcp.max_memory": "a size like 1G",
+                    "mcp.max_code_bytes": "a size like 256K",
+                    "mcp.max_cpus": "a number of CPUs like 2",
+                    "mcp.max_sandboxes": "a whole number like 4",
+                    "mcp.max_concurrent_runs": "a whole number like 2",
+                },
             )
         ) from None
     try:
@@ -76,6 +123,18 @@ def load_settings(path: Path | None) -> Settings:
         line = lines.get(("evidence_retention",), 1)
         raise ConfigError([Problem(str(exc), path.name, line, "evidence_retention")]) from None
     cluster = parsed.cluster.strip() if parsed.cluster else None
+    mcp = parsed.mcp.model_dump(exclude_none=True) if parsed.mcp is not None else {}
+    if mcp:
+        # Bounds and units are checked here too, at the key's line: a bad policy never starts a server.
+        from aido.config.mcp import check_mcp_settings
+
+        for key, message in check_mcp_settings(mcp):
+            line = lines.get(("mcp", key), lines.get(("mcp",), 1))
+            raise ConfigError([Problem(message, path.name, line, f"mcp.{key}")])
     return Settings(
-        output_limit=limit, source=str(path), evidence_retention=retention, cluster=cluster or None
+        output_limit=limit,
+        source=str(path),
+        evidence_retention=retention,
+        cluster=cluster or None,
+        mcp=mcp,
     )

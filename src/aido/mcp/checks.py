@@ -1,0 +1,133 @@
+"""An agent's request held against the operator's policy, before anything is created or
+run. Each refusal names the limit or the operator's flag; a malformed value gets the
+message the CLI gives for it (`expected a duration like 90s, 15m or 2h, got ...`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aido.config.limits import DEFAULT_CPU, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DEFAULT_TTL, MAX_TTL_SECONDS
+from aido.config.units import format_duration, format_size, parse_duration, parse_size
+from aido.errors import UsageError
+from aido.run.request import Widening
+
+if TYPE_CHECKING:
+    from aido.config.mcp import McpPolicy
+
+
+class PolicyRefusal(UsageError):
+    """An agent asked for more than the operator allows."""
+
+    code = "policy_refused"
+
+
+def _not_allowed(what: str, flag: str) -> PolicyRefusal:
+    return PolicyRefusal(
+        f"{what} not allowed by the operator of this server",
+        hint=f"the operator can allow it with `aido mcp {flag}`",
+    )
+
+
+def sandbox_spec(
+    policy: McpPolicy,
+    *,
+    runtime: str,
+    ttl: str | None,
+    memory: str | None,
+    cpus: float | None,
+    timeout: str | None,
+    network: bool,
+    writable_inputs: bool,
+) -> tuple[str, dict[str, Any]]:
+    """The ttl and the sandbox.yaml keys for create_sandbox's arguments; what is left out
+    takes aido's default, lowered to the operator's limit."""
+    if network and not policy.allow_network:
+        raise _not_allowed("network access is", "--allow-network")
+    if writable_inputs and not policy.allow_mutations:
+        raise _not_allowed("writable inputs (mutations) are", "--allow-mutations")
+    ttl_s = _within("ttl", ttl, DEFAULT_TTL, policy.max_ttl, "--max-ttl", _duration)
+    timeout_s = _within("timeout", timeout, DEFAULT_TIMEOUT, policy.max_timeout, "--max-timeout", _duration)
+    memory_b = _within("memory", memory, DEFAULT_MEMORY, policy.max_memory, "--max-memory", _size)
+    cpu = min(DEFAULT_CPU, policy.max_cpus) if cpus is None else cpus
+    if cpu > policy.max_cpus:
+        raise PolicyRefusal(
+            f"cpus {cpu:g} is over the operator's limit of {policy.max_cpus:g}",
+            hint=f"ask for at most {policy.max_cpus:g} (the operator sets --max-cpus)",
+        )
+    from aido.config.runtimes import parse_runtime
+
+    try:
+        parse_runtime(runtime)
+    except ValueError as exc:
+        raise UsageError(f"runtime: {exc}") from None
+    spec = {
+        "resources": {
+            "memory": format_size(int(memory_b)),
+            "cpu": cpu,
+            "timeout": format_duration(timeout_s),
+        },
+        "permissions": {"network": network, "filesystem": "readwrite" if writable_inputs else "readonly"},
+    }
+    return format_duration(ttl_s), spec
+
+
+def widening(policy: McpPolicy, asked: tuple[bool, bool, bool]) -> Widening | None:
+    """The escape hatches asked for one run (network, host filesystem, mutations), each
+    refused unless the operator allowed it."""
+    network, host_filesystem, mutations = asked
+    if not any(asked):
+        return None
+    for wanted, allowed, what, flag in (
+        (network, policy.allow_network, "network access is", "--allow-network"),
+        (host_filesystem, policy.allow_host_filesystem, "the host filesystem is", "--allow-host-filesystem"),
+        (mutations, policy.allow_mutations, "mutations are", "--allow-mutations"),
+    ):
+        if wanted and not allowed:
+            raise _not_allowed(what, flag)
+    return Widening(network=network, host_filesystem=host_filesystem, mutations=mutations)
+
+
+def run_timeout(policy: McpPolicy, timeout: str | None) -> str | None:
+    """A run's timeout, normalised; None keeps the sandbox's own (within the limit: this
+    server created the sandbox)."""
+    if timeout is None:
+        return None
+    return format_duration(
+        _within("timeout", timeout, DEFAULT_TIMEOUT, policy.max_timeout, "--max-timeout", _duration)
+    )
+
+
+def code_size(policy: McpPolicy, size: int, what: str = "code") -> None:
+    if size > policy.max_code_bytes:
+        raise PolicyRefusal(
+            f"{what} is {size} bytes, over the operator's limit of {policy.max_code_bytes} bytes",
+            hint="send less (the operator sets --max-code-bytes)",
+        )
+
+
+def _duration(value: str) -> float:
+    return parse_duration(value, maximum=MAX_TTL_SECONDS)
+
+
+def _size(value: str) -> float:
+    return float(parse_size(value))
+
+
+def _within(
+    key: str, value: str | None, default: str, limit: float, flag: str, parse: Callable[[str], float]
+) -> float:
+    """``value`` (else aido's default, lowered to the limit) parsed; refused over the limit."""
+    if value is None:
+        return min(parse(default), limit)
+    try:
+        parsed = parse(value)
+    except ValueError as exc:
+        raise UsageError(f"{key}: {exc}") from None
+    if parsed > limit:
+        shown = format_size(int(limit)) if key == "memory" else format_duration(limit)
+        raise PolicyRefusal(
+            f"{key} {value} is over the operator's limit of {shown}",
+            hint=f"ask for at most {shown} (the operator sets {flag})",
+        )
+    return parsed
