@@ -84,7 +84,21 @@ def cli() -> None:
     """
 
 
-for command in (sandbox, run, logs, show, runs, verify, export, doctor, key, cluster, mcp, plugins, completion):
+for command in (
+    sandbox,
+    run,
+    logs,
+    show,
+    runs,
+    verify,
+    export,
+    doctor,
+    key,
+    cluster,
+    mcp,
+    plugins,
+    completion,
+):
     cli.add_command(command)
 
 
