@@ -2,8 +2,8 @@
 
 A fenced block directly after an ``<!-- example: KIND[, group=NAME][, needs=EXTRA] -->`` comment is
 executed: ``python`` blocks with this interpreter, ``console`` blocks as the ``$ `` lines they show
-(a trailing ``\\`` continues a command; the other lines are the output a reader would see and are
-not checked), ``json`` blocks are parsed. Blocks of one group run in order in one fresh project
+(a trailing ``\\`` continues a command; a command ending in ``# exit N`` must exit N; the other
+lines are the output a reader would see and are not checked), ``json`` blocks are parsed. Blocks of one group run in order in one fresh project
 directory holding a copy of ``examples/`` (the examples of a section build on each other); every
 block must exit 0. ``pip install`` in an example installs into a directory of the test's own (on
 the examples' PYTHONPATH, and without dependencies: aido itself is the one under test), never into
@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 MARKER = re.compile(r"^<!-- example: (?P<spec>[^>]*?) -->\s*$")
 FENCE = re.compile(r"^```(?P<lang>\w*)\s*$")
+EXPECTED_EXIT = re.compile(r"\s#\s*exit (?P<code>\d+)\s*$")
 
 
 @dataclass
@@ -85,7 +86,14 @@ def console_script(text: str) -> str:
         else:
             continue
         continuing = line.endswith("\\")
-    return "set -euo pipefail\n" + "\n".join(commands) + "\n"
+    script = ["set -euo pipefail"]
+    for command in commands:
+        expected = EXPECTED_EXIT.search(command)
+        if expected:  # an example of a refusal: it must fail, with exactly this code
+            script.append(f"set +e\n{command}\nrc=$?\nset -e\n[ $rc -eq {expected['code']} ]")
+        else:
+            script.append(command)
+    return "\n".join(script) + "\n"
 
 
 GROUPS = parse(README.read_text(encoding="utf-8"))
