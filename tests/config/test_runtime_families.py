@@ -24,7 +24,12 @@ from aido.config.runtimes import (
     task_command,
 )
 
-RUBY = {"image": "ruby:{version}-slim", "default_version": "3.3", "interpreter": "ruby", "extensions": [".rb"]}
+RUBY = {
+    "image": "ruby:{version}-slim",
+    "default_version": "3.3",
+    "interpreter": "ruby",
+    "extensions": [".rb"],
+}
 
 
 @pytest.fixture(autouse=True)

@@ -58,7 +58,9 @@ def test_a_plugin_runtime_named_at_sandbox_up_runs_every_task(
     # Without the plugin, its runtime is unknown: a sandbox using it says why it cannot run.
     gone = aido("run", "task.txt")
     assert gone.code == 2
-    assert gone.stderr.startswith(f"error: sandbox {sandbox_id}'s runtime 'py3' is not available: unknown runtime")
+    assert gone.stderr.startswith(
+        f"error: sandbox {sandbox_id}'s runtime 'py3' is not available: unknown runtime"
+    )
     assert "install the plugin that provides it again" in gone.stderr
     refused = aido("sandbox", "up", "--runtime", "py3", cwd=other)
     assert refused.code == 2 and "unknown runtime 'py3'" in refused.stderr
