@@ -22,6 +22,7 @@ HERE = Path(__file__).parent
 CENSUS = HERE.parents[1] / "examples" / "aido-census"
 TESTPLUGIN = HERE / "pkgs" / "aido-testplugin"
 BROKEN = HERE / "pkgs" / "aido-brokenplugin"
+WONKY = HERE / "pkgs" / "aido-wonkyplugin"
 
 
 def install(target: Path, *packages: Path) -> Path:
@@ -62,6 +63,12 @@ def plugins_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def broken_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """aido-census and aido-brokenplugin (its module raises on import), installed."""
     return install(tmp_path_factory.mktemp("plugins-broken"), CENSUS, BROKEN)
+
+
+@pytest.fixture(scope="session")
+def wonky_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """aido-testplugin and aido-wonkyplugin (its runtimes are refused but one), installed."""
+    return install(tmp_path_factory.mktemp("plugins-wonky"), TESTPLUGIN, WONKY)
 
 
 @pytest.fixture(scope="module")

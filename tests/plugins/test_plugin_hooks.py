@@ -188,6 +188,7 @@ def test_plugins_lists_every_plugin_with_its_hooks(plugged: Aido) -> None:
             "error": None,
             "commands": [],
             "backends": [],
+            "runtimes": [],
             "problems": [],
         },
         {
@@ -195,11 +196,26 @@ def test_plugins_lists_every_plugin_with_its_hooks(plugged: Aido) -> None:
             "value": "aido_testplugin",
             "distribution": "aido-testplugin",
             "version": "1.2.3",
-            "hooks": ["aido_pre_run", "aido_post_run", "aido_register_backends", "aido_add_commands"],
+            "hooks": [
+                "aido_pre_run",
+                "aido_post_run",
+                "aido_register_backends",
+                "aido_register_runtimes",
+                "aido_add_commands",
+            ],
             "status": "ok",
             "error": None,
             "commands": ["hello"],
             "backends": ["testalias"],
+            "runtimes": [
+                {
+                    "name": "py3",
+                    "image": "python:{version}-slim",
+                    "default_version": "3.11",
+                    "interpreter": "python3",
+                    "extensions": [".py3"],
+                }
+            ],
             "problems": ["its command 'run' is a built-in aido command: not added"],
         },
     ]
@@ -263,6 +279,25 @@ def test_without_plugins_neither_pluggy_nor_metadata_is_imported(
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1] == "LOADED []"
+
+
+def test_without_plugins_sandbox_up_does_not_import_pluggy(engine: None, project: Path) -> None:
+    """Creating a sandbox asks for the plugins' runtimes: only when a plugin is declared.
+    (pydantic imports importlib.metadata for its own plugins: only pluggy is checked.)"""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "sandbox", "up", "--runtime", "python"],
+        cwd=project,
+        env=aido_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    try:
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip().splitlines()[-1] in ("LOADED []", "LOADED ['importlib.metadata']")
+    finally:
+        subprocess.run([sys.executable, "-m", "aido", "sandbox", "destroy", "--all"], cwd=project,
+                       env=aido_env(), capture_output=True, timeout=60)  # fmt: skip
 
 
 def test_the_census_example_never_follows_links(tmp_path: Path, plugins_dir: Path) -> None:

@@ -84,3 +84,52 @@ def test_bad_post_run_answers_are_refused_whole(answer: Any, why: str) -> None:
 def test_messages_stay_on_one_line() -> None:
     assert one_line("a\nb\x1b[31mc\td") == "a b [31mc d"
     assert one_line("x" * 400, 10) == "x" * 9 + "…"
+
+
+def _plugins(monkeypatch: pytest.MonkeyPatch, **hooks: Any) -> None:
+    """Plugins (name -> aido_register_runtimes function) on a real pluggy manager, in-process."""
+    import types
+
+    import pluggy
+
+    from aido.plugins import hookspecs, runtimes
+    from aido.plugins.manager import Loaded, Plugin
+
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    plugins = []
+    for name, function in sorted(hooks.items()):
+        module = types.SimpleNamespace(aido_register_runtimes=hookspecs.hookimpl(function))
+        pm.register(module, name=name)
+        plugins.append(Plugin(name, name, None, None, ["aido_register_runtimes"]))
+    monkeypatch.setattr(runtimes, "load", lambda: Loaded(plugins, pm))
+
+
+def test_a_failing_runtime_hook_loses_only_its_own_runtimes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aido.plugins.runtimes import collect
+
+    good = {"image": "debian:bookworm-slim", "interpreter": "bash", "extensions": [".bash"]}
+
+    def raises() -> None:
+        raise OSError("no config file")
+
+    _plugins(
+        monkeypatch,
+        a_raises=raises,
+        b_list=lambda: [("x", good)],
+        c_many=lambda: {f"r{i}": good for i in range(33)},
+        d_odd=lambda: {"odd": {"image": "a", "interpreter": "a", "extensions": [".a"], 1: 2}, "none": None},
+        e_good=lambda: {"bash": good},
+        f_none=lambda: None,
+    )
+    families, problems = collect()
+    assert [(f.name, f.plugin) for f in families] == [("bash", "e_good")]
+    assert problems == {
+        "a_raises": ["aido_register_runtimes failed: OSError: no config file"],
+        "b_list": ["aido_register_runtimes failed: BadReturn: it returned list, not {name: Runtime or dict}"],
+        "c_many": ["aido_register_runtimes failed: BadReturn: 33 runtimes: at most 32 per plugin"],
+        "d_odd": [
+            "runtime 'odd': unknown key '1' (known: image, interpreter, extensions, default_version)",
+            "runtime 'none': NoneType, not a Runtime or a dict",
+        ],
+    }

@@ -57,7 +57,9 @@ def create(
     data instead of a file (the Python API), its inputs relative to ``start``."""
     from aido.config.loader import load_spec_and_lines
     from aido.evidence.redact import REDACTED, is_secret_name, short_secret_warnings
+    from aido.plugins.runtimes import install
 
+    install()  # before the spec is checked: its runtime may be a plugin's
     overrides = {
         k: v
         for k, v in (("name", name), ("runtime", runtime), ("ttl", ttl), ("isolation", isolation))

@@ -56,7 +56,9 @@ def sandbox_spec(
             hint=f"ask for at most {policy.max_cpus:g} (the operator sets --max-cpus)",
         )
     from aido.config.runtimes import parse_runtime
+    from aido.plugins.runtimes import install
 
+    install()  # the plugins' runtime families, when a plugin is installed
     try:
         parse_runtime(runtime)
     except ValueError as exc:

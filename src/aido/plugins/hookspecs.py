@@ -16,6 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from aido.config.runtimes import Runtime
     from aido.plugins.views import FinishedRun, PlannedRun
 
 PROJECT = "aido"
@@ -48,6 +49,19 @@ def aido_register_backends() -> Mapping[str, Any] | None:
     """Engine backends this plugin provides: {name: "module:Class" or the class}, found by
     ``aido.backends.registry.get_backend(name)`` like those of the ``aido.backends``
     entry-point group. A built-in name (``docker``) cannot be replaced."""
+
+
+@hookspec
+def aido_register_runtimes() -> Mapping[str, Runtime | Mapping[str, Any]] | None:
+    """Runtime families this plugin adds: {name: aido.plugins.Runtime(...) or a dict of its
+    fields}, e.g. ``{"ruby": Runtime(image="ruby:{version}-slim", interpreter="ruby",
+    extensions=(".rb",), default_version="3.3")}``. Then ``runtime: ruby:3.3`` (or
+    ``ruby``), ``--runtime ruby``, a ``.rb`` task in a sandbox without a runtime and a code
+    string run with ``--runtime ruby`` work like the built-in runtimes: argv is
+    ``[interpreter, task, *args]``. The interpreter is a plain command name (no path, no
+    spaces); the image, with ``{version}`` filled in, a valid image reference. A built-in
+    family (python, node, sh, docker) or extension is never replaced; an entry that fails a
+    check is left out with a warning naming the plugin, and ``aido plugins`` shows why."""
 
 
 @hookspec

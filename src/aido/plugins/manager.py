@@ -19,7 +19,13 @@ if TYPE_CHECKING:
     import pluggy
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a plugin's name is a directory name too
-HOOKS = ("aido_pre_run", "aido_post_run", "aido_register_backends", "aido_add_commands")
+HOOKS = (
+    "aido_pre_run",
+    "aido_post_run",
+    "aido_register_backends",
+    "aido_register_runtimes",
+    "aido_add_commands",
+)
 
 
 @dataclass

@@ -87,6 +87,8 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
         outcome_line=verdict.line,
         exit_code_of_run=verdict.exit_code,
     )
+    if plan.choice.plugin is not None:
+        summary["runtime_plugin"] = plan.choice.plugin  # the plugin that added the runtime's family
     summary["notes"] = unenforced_permissions(record.config)  # not enforced, so not in `warnings`
     if added.plugins:
         summary["plugins"] = added.plugins

@@ -105,8 +105,11 @@ def plan_run(
     ``code`` instead of a ``task`` file (None then) runs a code string: it becomes the task
     ``snippet-<sha256 prefix>.<ext>`` and from there is a task file like any other. It runs
     with the sandbox's runtime, or with ``runtime`` when the sandbox has none."""
-    from aido.config.runtimes import interpreter_for_task, parse_runtime, runtime_for_task
+    from aido.config.runtimes import family_for_task, known_extensions, runtime_for_task
     from aido.config.units import parse_duration
+    from aido.plugins.runtimes import install
+
+    install()  # the plugins' runtime families, when a plugin is installed
 
     args = list(args or [])
     widen = widen or Widening()
@@ -163,19 +166,19 @@ def plan_run(
             raise UsageError("--runtime picks the interpreter of a code string (-c) only")
         source, mode = check_task(task)
         if settings.runtime:
-            choice = parse_runtime(settings.runtime)
+            choice = stored_runtime(settings.runtime, sid)
         else:
             found = runtime_for_task(task.name)
             if found is None:
                 raise UsageError(
                     f"cannot tell how to run {task.name!r} from its extension",
-                    hint="use a .py, .js, .mjs, .cjs or .sh file, or set `runtime:` in sandbox.yaml "
+                    hint=f"use a {known_extensions()} file, or set `runtime:` in sandbox.yaml "
                     "(e.g. docker://IMAGE to run the file itself)",
                 )
             choice = found
     notes = []
-    by_extension = interpreter_for_task(task.name)
-    if choice.interpreter and by_extension and by_extension != choice.interpreter:
+    by_extension = family_for_task(task.name)
+    if choice.interpreter and by_extension and by_extension != choice.runtime.partition(":")[0]:
         # The sandbox's runtime wins; a .js file fed to python is almost always a mistake.
         notes.append(
             f"{str(task)!r} looks like a {by_extension} task but the sandbox's runtime is "
@@ -244,10 +247,25 @@ def check_task(task: Path) -> tuple[bytes, int]:
         os.close(fd)
 
 
-SNIPPET_EXTENSIONS = {"python": ".py", "node": ".js", "sh": ".sh"}
 CODE_RUNTIME_HINT = (
-    "pass --runtime python|node|sh (API: runtime=...), or use a sandbox created with --runtime"
+    "pass --runtime python|node|sh (or a plugin's runtime; API: runtime=...), or use a sandbox "
+    "created with --runtime"
 )
+
+
+def stored_runtime(runtime: str, sid: str) -> RuntimeChoice:
+    """The sandbox's runtime, checked when it was created: it fails now only when it came
+    from a plugin that is gone (or now refused)."""
+    from aido.config.runtimes import parse_runtime
+
+    try:
+        return parse_runtime(runtime)
+    except ValueError as exc:
+        raise UsageError(
+            f"sandbox {sid}'s runtime {runtime!r} is not available: {exc}",
+            hint="install the plugin that provides it again (`aido plugins` lists them), "
+            "or create a sandbox with another runtime",
+        ) from None
 
 
 def code_runtime(sandbox_runtime: str | None, asked: str | None, sid: str) -> RuntimeChoice:
@@ -255,12 +273,14 @@ def code_runtime(sandbox_runtime: str | None, asked: str | None, sid: str) -> Ru
     has no extension to pick an interpreter by, and a docker:// image has no interpreter."""
     from aido.config.runtimes import parse_runtime
 
-    choice = parse_runtime(sandbox_runtime) if sandbox_runtime else None
+    choice = stored_runtime(sandbox_runtime, sid) if sandbox_runtime else None
     if asked is not None:
         try:
             wanted = parse_runtime(asked)
         except ValueError as exc:
-            raise UsageError(f"--runtime: {exc}", hint="a code string runs with python, node or sh") from None
+            raise UsageError(
+                f"--runtime: {exc}", hint="a code string runs with python, node, sh or a plugin's runtime"
+            ) from None
         if choice is not None and wanted.runtime != choice.runtime:
             raise UsageError(
                 f"--runtime {asked}: sandbox {sid} runs everything with {choice.runtime}",
@@ -304,9 +324,11 @@ def snippet_path(source: bytes, choice: RuntimeChoice) -> Path:
     replace each other's work/ file, and the same snippet is the same task."""
     import hashlib
 
+    from aido.config.runtimes import code_extension
+
     assert choice.interpreter is not None
     digest = hashlib.sha256(source).hexdigest()[:12]
-    return Path(f"snippet-{digest}{SNIPPET_EXTENSIONS[choice.interpreter]}")
+    return Path(f"snippet-{digest}{code_extension(choice)}")
 
 
 def pids_limit(settings: RunSettings) -> int:

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from aido.backends.base import Backend
 
 UP_RUNTIME_HINT = (
-    "`aido sandbox up --runtime python:VERSION|node:VERSION|sh|docker://IMAGE`, or `runtime:` in sandbox.yaml"
+    "`aido sandbox up --runtime python:VERSION|node:VERSION|sh|docker://IMAGE` (or a plugin's runtime), "
+    "or `runtime:` in sandbox.yaml"
 )
 
 UNPRIVILEGED_UID = 10001  # the task's uid when aido itself runs as root

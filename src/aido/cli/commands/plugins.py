@@ -16,13 +16,15 @@ from aido.cli.state import AppState, command_state
 @command_state
 def plugins(state: AppState) -> None:
     """List the installed plugins: name, distribution and version, the hooks each
-    implements, the commands and backends it adds, and whether it works.
+    implements, the commands, backends and runtimes it adds, and whether it works.
 
     \b
     A plugin is broken when it cannot be imported or is not a valid plugin; while
     one is, every `aido run` is refused (exit 126): a plugin may be a security
-    policy, so runs fail closed. Fix or uninstall it. A plugin whose command or
-    backend hook fails only loses that command or backend (shown as a problem).
+    policy, so runs fail closed. Fix or uninstall it. A plugin whose command,
+    backend or runtime hook fails (or whose runtime is refused: a built-in name, a
+    path as interpreter, a bad image) only loses that command, backend or runtime
+    (shown as a problem).
 
     Plugins are Python distributions declaring an `aido.plugins` entry point; see
     the README's "Plugins" section to write one.
@@ -52,11 +54,21 @@ def plugins(state: AppState) -> None:
             problems.setdefault(provider.name, []).append(f"backend {name!r} is built in: not replaced")
         else:
             backend_names.setdefault(provider.name, []).append(name)
+    from aido.plugins.runtimes import collect
+
+    families, runtime_problems = collect()
+    for owner, found in runtime_problems.items():
+        problems.setdefault(owner, []).extend(found)
+    runtimes: dict[str, list[str]] = {}
+    for family in families:
+        shown = f"{family.name}:{family.default_version}" if family.default_version else family.name
+        runtimes.setdefault(family.plugin, []).append(f"{shown} ({', '.join(family.extensions)})")
     rows: list[dict[str, Any]] = [
         {
             **p.as_json(),
             "commands": sorted(commands.get(p.name, [])),
             "backends": sorted(backend_names.get(p.name, [])),
+            "runtimes": [f.as_json() for f in families if f.plugin == p.name],
             "problems": problems.get(p.name, []),
         }
         for p in loaded.plugins
@@ -76,7 +88,11 @@ def plugins(state: AppState) -> None:
                 f"{r['distribution'] or '?'} {r['version'] or ''}".strip(),
                 ", ".join(h.removeprefix("aido_") for h in r["hooks"]) or "-",
                 ", ".join(
-                    [*(f"command {c}" for c in r["commands"]), *(f"backend {b}" for b in r["backends"])]
+                    [
+                        *(f"command {c}" for c in r["commands"]),
+                        *(f"backend {b}" for b in r["backends"]),
+                        *(f"runtime {rt}" for rt in runtimes.get(r["name"], [])),
+                    ]
                 )
                 or "-",
                 r["status"],

@@ -55,7 +55,7 @@ class RunOptions:
 @click.option(
     "--runtime",
     metavar="RUNTIME",
-    help="With -c in a sandbox that has no runtime: python[:VERSION], node[:VERSION] or sh. "
+    help="With -c in a sandbox that has no runtime: python[:VERSION], node[:VERSION], sh or a plugin's. "
     "A sandbox's own runtime always wins; naming another one is an error.",
 )
 @click.option(
@@ -178,7 +178,8 @@ def run(
     they let it write (/inputs, /project).
 
     The interpreter comes from the sandbox's runtime, else from the extension:
-    .py python, .js/.mjs/.cjs node, .sh sh. A task whose extension names another
+    .py python, .js/.mjs/.cjs node, .sh sh, and the extensions of plugins' runtimes
+    (`aido plugins` lists them). A task whose extension names another
     interpreter than the sandbox's runtime gets a warning (kept in its evidence).
 
     \b
@@ -280,6 +281,9 @@ def _arguments_hint(given: list[str], after_dashdash: int) -> str | None:
 
     if after_dashdash or len(given) < 2 or not os.path.isfile(given[0]):
         return None
+    from aido.plugins.runtimes import install
+
+    install()  # a plugin's extension names a task file too
     for i, name in enumerate(given[1:], start=1):
         if not os.path.lexists(name):
             if interpreter_for_task(name) is not None:

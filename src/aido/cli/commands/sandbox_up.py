@@ -28,7 +28,10 @@ log = logging.getLogger("aido")
     help="Sandbox spec to read (default: ./sandbox.yaml if it exists).",
 )
 @click.option("--name", help="Human-readable name (overrides the spec).")
-@click.option("--runtime", help="python:3.11, node:18, sh or docker://IMAGE (overrides the spec).")
+@click.option(
+    "--runtime",
+    help="python:3.11, node:18, sh, docker://IMAGE or a plugin's runtime (overrides the spec).",
+)
 @click.option("--ttl", help="Time to live, e.g. 90s, 15m, 2h (overrides the spec; default 15m).")
 @click.option(
     "--no-auto-cleanup",

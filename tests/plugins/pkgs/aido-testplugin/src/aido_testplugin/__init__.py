@@ -5,6 +5,8 @@ the task's name, so that one installed plugin exercises every outcome:
 - post-run: adds seen.txt; raises for "post-raise", returns junk for "post-junk", a file
   named "../escape.txt" for "post-escape".
 - backends: "testalias", the Docker backend under another name.
+- runtimes: "py3", Python run as `python3` from python:{version}-slim, for .py3 tasks (an
+  image that exists offline; a real plugin would add ruby or deno).
 - commands: `aido hello`, and a `run` that must never replace aido's own.
 """
 
@@ -14,7 +16,7 @@ from typing import Any
 
 import click
 
-from aido.plugins import FinishedRun, PlannedRun, hookimpl
+from aido.plugins import FinishedRun, PlannedRun, Runtime, hookimpl
 
 
 @hookimpl
@@ -40,6 +42,15 @@ def aido_post_run(run: FinishedRun) -> Any:
 @hookimpl
 def aido_register_backends() -> dict[str, str]:
     return {"testalias": "aido.backends.docker.adapter:DockerBackend"}
+
+
+@hookimpl
+def aido_register_runtimes() -> dict[str, Runtime]:
+    return {
+        "py3": Runtime(
+            image="python:{version}-slim", interpreter="python3", extensions=(".py3",), default_version="3.11"
+        )
+    }
 
 
 @click.command("hello")
