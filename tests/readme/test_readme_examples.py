@@ -1,14 +1,14 @@
 """The README's examples, run as written.
 
-A fenced block directly after an ``<!-- example: KIND[, group=NAME][, needs=EXTRA] -->`` comment is
-executed: ``python`` blocks with this interpreter, ``console`` blocks as the ``$ `` lines they show
-(a trailing ``\\`` continues a command; a command ending in ``# exit N`` must exit N; the other
-lines are the output a reader would see and are not checked), ``json`` blocks are parsed. Blocks of one group run in order in one fresh project
-directory holding a copy of ``examples/`` (the examples of a section build on each other); every
-block must exit 0. ``pip install`` in an example installs into a directory of the test's own (on
-the examples' PYTHONPATH, and without dependencies: aido itself is the one under test), never into
-the environment running the tests. After a group, its
-sandboxes are destroyed and no container of theirs may be left.
+A fenced block directly after an ``<!-- example: KIND[, group=NAME][, needs=EXTRA] -->`` comment
+is executed: ``python`` blocks with this interpreter, ``console`` blocks as the ``$ `` lines they
+show (a trailing ``\\`` continues a command; a command ending in ``# exit N`` must exit N; the
+other lines are the output a reader would see and are not checked), ``json`` blocks are parsed.
+Blocks of one group run in order in one fresh project directory holding a copy of ``examples/``
+(the examples of a section build on each other); every block must exit 0. ``pip install`` in an
+example installs into a directory of the test's own (on the examples' PYTHONPATH, and without
+dependencies: aido itself is the one under test), never into the environment running the tests.
+After a group, its sandboxes are destroyed and no container of theirs may be left.
 
 A README example that stops working fails here, so the README cannot drift from the product.
 """
