@@ -105,7 +105,11 @@ class Sandbox:
         from aido.store.ids import check_sandbox_id
 
         manager = support.manager_for(Path(workspace) if workspace is not None else Path.cwd(), create=False)
-        record = manager.load(check_sandbox_id(sandbox_id))
+        return cls._attached(manager, manager.load(check_sandbox_id(sandbox_id)))
+
+    @classmethod
+    def _attached(cls, manager: SandboxManager, record: SandboxRecord) -> Self:
+        """A sandbox of a manager its caller already has (the MCP server's), kept on exit."""
         sandbox = cls.__new__(cls)
         sandbox._attach(manager, record, keep=True)
         return sandbox
@@ -302,9 +306,10 @@ class Sandbox:
     def get_file(self, path: str, *, max_bytes: int = MAX_GET_BYTES) -> bytes:
         """A file from the sandbox's outputs (``report.json`` for /outputs/report.json).
         Links are never followed; paths leaving outputs/ are refused."""
-        from aido.api.files import read_file
+        from aido.host.sandboxfiles import read_whole, split_path
 
-        return read_file(self._paths().outputs, path, "outputs", max_bytes=max_bytes)
+        parts = split_path(path, "outputs/", example="report.json")
+        return read_whole(self._paths().root, ["outputs", *parts], max_bytes=max_bytes)
 
     def list_outputs(self) -> list[FileInfo]:
         """The regular files in outputs/ (links and special files are left out)."""
