@@ -1,6 +1,8 @@
 """What the MCP tools do, without the SDK: the operator's policy applied to every request,
 the sandboxes this server created (the only ones an agent can touch), and the calls into
-the manager. Blocking: the server runs each call in a worker thread.
+the typed API (aido.Sandbox; the manager only where the API has no call for it: a sandbox
+made from the policy's spec). Files are reached through aido.host.sandboxfiles, as the
+API reaches them. Blocking: the server runs each call in a worker thread.
 
 Every refusal is an AidoError whose message names the limit or the operator flag, raised
 before anything is created or started.
@@ -250,8 +252,10 @@ class AgentService:
         )
 
     def read_file(self, sandbox_id: str, path: str, offset: int, max_bytes: int) -> FileContent:
-        parts = files.split_path(path, roots=files.ROOTS)
-        read = files.read_file(self._root(sandbox_id), parts, offset=offset, limit=max_bytes)
+        root = self._root(sandbox_id)
+        read = files.read_file(
+            root, files.split_path(path, roots=files.ROOTS), offset=offset, limit=max_bytes
+        )
         try:
             content, encoding = read.data.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
