@@ -193,7 +193,8 @@ class AgentService:
     ) -> RunOutcome:
         with self._run_slot(cancel) as manager:
             outcome = start(self._sandbox(sandbox_id, manager))
-        return run_outcome(outcome, self._root(outcome.sandbox_id))
+        # Not _root(): a sandbox destroyed meanwhile still gets its finished run's result.
+        return run_outcome(outcome, self.manager.workspace.sandbox(outcome.sandbox_id).root)
 
     @contextlib.contextmanager
     def _run_slot(self, cancel: threading.Event) -> Iterator[SandboxManager]:
