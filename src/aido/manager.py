@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from aido.lifecycle import create as _create
 from aido.lifecycle import destroy as _destroy
@@ -31,6 +31,21 @@ if TYPE_CHECKING:
     from aido.run.result import RunResult
     from aido.store.records import SandboxRecord
     from aido.store.workspace import SandboxPaths
+
+
+class RunKeywords(TypedDict, total=False):
+    """What ``run`` and ``run_code`` take besides the task (see ``run``)."""
+
+    sandbox_id: str | None
+    timeout: str | None
+    env: list[str] | None
+    hooks: RunHooks | None
+    widen: Widening | None
+    confirm: Confirm | None
+    cancel: threading.Event | None
+    stdin: int | None
+    cluster: str | None
+    retries: int
 
 
 class SandboxManager(Context):
@@ -80,91 +95,59 @@ class SandboxManager(Context):
 
     # -- aido run -------------------------------------------------------------------
 
-    def run(
-        self,
-        task: Path,
-        args: list[str] | None = None,
-        *,
-        sandbox_id: str | None = None,
-        timeout: str | None = None,
-        env: list[str] | None = None,
-        hooks: RunHooks | None = None,
-        widen: Widening | None = None,
-        confirm: Confirm | None = None,
-        cancel: threading.Event | None = None,
-        stdin: int | None = None,
-        cluster: str | None = None,
-        retries: int = 0,
-    ) -> RunResult:
+    def run(self, task: Path, args: list[str] | None = None, **options: Unpack[RunKeywords]) -> RunResult:
         """Run one task in a fresh container of the sandbox and record its evidence.
 
         ``widen`` asks for escape hatches; they need ``confirm`` to return True for their
         warnings. Setting ``cancel`` (from another thread) stops the task as interrupted.
         ``stdin``, a file descriptor, is forwarded to the task's stdin (else it is closed).
         ``cluster``, a Ray address, runs it on a node of that cluster (aido.cluster);
-        ``retries`` re-runs it there, as a new run, if its node is lost.
+        ``retries`` re-runs it there, as a new run, if its node is lost. See RunKeywords.
         """
-        if cluster is not None:
-            sid = self.resolve_id(sandbox_id)
-            plan = plan_run(
-                self, sid, task, args, timeout=timeout, env=env, widen=widen, confirm=confirm, remote=True
-            )
-            if stdin is not None:
-                plan = replace(plan, stdin=stdin)
-            return self._execute_plan(plan, hooks, cancel, cluster, retries)
-        plan = self.prepare(
-            task,
-            args,
-            sandbox_id=sandbox_id,
-            timeout=timeout,
-            env=env,
-            widen=widen,
-            confirm=confirm,
-            hooks=hooks,
-        )
-        if stdin is not None:
-            plan = replace(plan, stdin=stdin)
-        return self.execute(plan, hooks, cancel=cancel)
+        return self._run(task, None, None, args, options)
 
     def run_code(
         self,
         code: str,
         args: list[str] | None = None,
         *,
-        sandbox_id: str | None = None,
-        timeout: str | None = None,
-        env: list[str] | None = None,
-        hooks: RunHooks | None = None,
-        widen: Widening | None = None,
-        confirm: Confirm | None = None,
-        cancel: threading.Event | None = None,
         runtime: str | None = None,
-        stdin: int | None = None,
-        cluster: str | None = None,
-        retries: int = 0,
+        **options: Unpack[RunKeywords],
     ) -> RunResult:
         """Run a code string as ``run`` runs a task file: it becomes the task
         ``snippet-<sha256 prefix>.<ext>``, stored in the run's evidence like any task. It runs
         with the sandbox's runtime; ``runtime`` (python, node or sh) picks one for a sandbox
         that has none."""
-        sid = self.resolve_id(sandbox_id)
+        return self._run(None, code, runtime, args, options)
+
+    def _run(
+        self,
+        task: Path | None,
+        code: str | None,
+        runtime: str | None,
+        args: list[str] | None,
+        options: RunKeywords,
+    ) -> RunResult:
+        cluster = options.get("cluster")
+        hooks = options.get("hooks")
         plan = plan_run(
             self,
-            sid,
-            None,
+            self.resolve_id(options.get("sandbox_id")),
+            task,
             args,
-            timeout=timeout,
-            env=env,
-            widen=widen,
-            confirm=confirm,
+            timeout=options.get("timeout"),
+            env=options.get("env"),
+            widen=options.get("widen"),
+            confirm=options.get("confirm"),
             hooks=hooks,
             remote=cluster is not None,
             code=code,
             runtime=runtime,
         )
+        stdin = options.get("stdin")
         if stdin is not None:
             plan = replace(plan, stdin=stdin)
-        return self._execute_plan(plan, hooks, cancel, cluster, retries)
+        return self._execute_plan(plan, hooks, options.get("cancel"), cluster, options.get("retries", 0))
 
     def _execute_plan(
         self,
@@ -234,4 +217,4 @@ class SandboxManager(Context):
         return run_batch(self, tasks, list(args or []), resolve=self.resolve_id, **kwargs)
 
 
-__all__ = ["SandboxManager"]
+__all__ = ["RunKeywords", "SandboxManager"]

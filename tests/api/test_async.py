@@ -26,12 +26,14 @@ MEET = (
 
 
 def test_async_sandbox_runs_two_snippets_concurrently(engine: None, tmp_path: Path) -> None:
-    async def main() -> tuple[list[aido.RunOutcome], str, list[tuple[str, bool]]]:
+    # Each run's callback keeps its own list: the two runs' chunks interleave at any byte.
+    async def main() -> tuple[list[aido.RunOutcome], str, list[tuple[str, bool]], list[tuple[str, bool]]]:
         loop_thread = threading.get_ident()
-        seen: list[tuple[str, bool]] = []
+        seen_a: list[tuple[str, bool]] = []
+        seen_b: list[tuple[str, bool]] = []
 
         async def on_stdout(text: str) -> None:  # a coroutine function is awaited on the loop
-            seen.append((text, threading.get_ident() == loop_thread))
+            seen_a.append((text, threading.get_ident() == loop_thread))
 
         async with aido.AsyncSandbox(runtime="python:3.11", workspace=tmp_path) as sb:
             outcomes = await asyncio.gather(
@@ -39,18 +41,19 @@ def test_async_sandbox_runs_two_snippets_concurrently(engine: None, tmp_path: Pa
                 sb.run_code(
                     MEET,
                     ["b", "a"],
-                    on_stdout=lambda text: seen.append((text, threading.get_ident() == loop_thread)),
+                    on_stdout=lambda text: seen_b.append((text, threading.get_ident() == loop_thread)),
                 ),
             )
             again = await aido.AsyncSandbox.open(sb.id, workspace=tmp_path)
             assert [r.run_id for r in await again.runs()] == ["run-001", "run-002"]
-            return outcomes, sb.id, seen
+            return outcomes, sb.id, seen_a, seen_b
 
-    outcomes, sandbox_id, seen = asyncio.run(main())
-    assert sorted(o.stdout for o in outcomes) == ["a met b\n", "b met a\n"]
+    outcomes, sandbox_id, seen_a, seen_b = asyncio.run(main())
+    assert [o.stdout for o in outcomes] == ["a met b\n", "b met a\n"]
     assert all(o.ok for o in outcomes)
-    assert sorted("".join(text for text, _ in seen).splitlines()) == ["a met b", "b met a"]
-    assert all(on_loop for _, on_loop in seen)
+    assert "".join(text for text, _ in seen_a) == "a met b\n"
+    assert "".join(text for text, _ in seen_b) == "b met a\n"
+    assert all(on_loop for _, on_loop in seen_a + seen_b)
     assert not (tmp_path / ".aido" / "sandboxes" / sandbox_id).exists()  # destroyed on exit
     assert_no_containers(sandbox_id)
 

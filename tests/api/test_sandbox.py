@@ -162,7 +162,7 @@ def test_get_file_and_list_outputs_read_outputs_only(sb: aido.Sandbox) -> None:
         sb.get_file("dirlink/report.json")
     with pytest.raises(FileNotInSandbox, match="not a regular file"):
         sb.get_file("sub")
-    with pytest.raises(FileNotInSandbox, match="no file outputs/missing"):
+    with pytest.raises(FileNotInSandbox, match="outputs/missing: no such file"):
         sb.get_file("missing")
     with pytest.raises(UsageError, match="leaves outputs/"):
         sb.get_file("../sandbox.json")

@@ -120,6 +120,29 @@ def test_a_failing_run_is_a_result_not_an_error(s: Session, sid: str) -> None:
     assert (run["status"], run["exit_code"]) == ("failed", 3)
 
 
+def test_a_runs_result_is_its_sealed_record_in_short(s: Session, sid: str) -> None:
+    # The tool's result is made from the typed API's RunOutcome and the run's summary.json.
+    code = (
+        "import os, sys, time\nsys.stdout.write('x' * 20000)\nsys.stdout.flush()\n"
+        "open('/outputs/made.txt', 'w').write('y')\nos.symlink('/etc/passwd', '/outputs/pw')\n"
+        "time.sleep(30)\n"
+    )
+    run = s.ok("run_code", {"sandbox_id": sid, "code": code, "timeout": "2s"})
+    assert run["timed_out"] is True and [x["kind"] for x in run["limits_exceeded"]] == ["timeout"]
+    assert (run["stdout"]["bytes_total"], len(run["stdout"]["text"]), run["stdout"]["truncated"]) == (
+        20000,
+        16 << 10,
+        True,
+    )
+    summary = s.ok("get_evidence", {"sandbox_id": sid, "run_id": run["run_id"]})["summary"]
+    assert run["changes"] == summary["changes"] and run["changes_total"] == len(summary["changes"])
+    assert run["limits_exceeded"] == summary["limits_exceeded"]
+    assert {"path": "outputs/pw", "change": "added", "type": "symlink", "target": "/etc/passwd"} in run[
+        "changes"
+    ]
+    assert "outputs/made.txt" in run["outputs"] and "outputs/pw" not in run["outputs"]
+
+
 @pytest.mark.parametrize(
     ("tool", "arguments", "flag"),
     [

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self, TypedDict, TypeVar, Unpack
 
 from aido.api.results import Code, FileInfo, RunInfo, RunLogs, RunOutcome, Verification
-from aido.api.sandbox import Sandbox
+from aido.api.sandbox import Sandbox, TextSink
 
 if TYPE_CHECKING:
     from aido.run.request import Confirm
@@ -109,19 +109,19 @@ class AsyncSandbox:
         runtime: str | None = None,
     ) -> RunOutcome:
         """As Sandbox.run_code; cancelling the awaiting task stops the run (interrupted)."""
-        sandbox, loop, cancel = self.sync, asyncio.get_running_loop(), threading.Event()
-        return await _cancellable(
-            lambda: sandbox.run_code(
+        return await self._streamed(
+            lambda sb, out, err, cancel: sb.run_code(
                 code,
                 args,
                 timeout=timeout,
                 env=env,
-                on_stdout=_on_loop(loop, on_stdout),
-                on_stderr=_on_loop(loop, on_stderr),
+                on_stdout=out,
+                on_stderr=err,
                 runtime=runtime,
                 cancel=cancel,
             ),
-            cancel,
+            on_stdout,
+            on_stderr,
         )
 
     async def run(
@@ -135,19 +135,25 @@ class AsyncSandbox:
         on_stderr: AsyncTextSink | None = None,
     ) -> RunOutcome:
         """As Sandbox.run; cancelling the awaiting task stops the run (interrupted)."""
-        sandbox, loop, cancel = self.sync, asyncio.get_running_loop(), threading.Event()
-        return await _cancellable(
-            lambda: sandbox.run(
-                path,
-                args,
-                timeout=timeout,
-                env=env,
-                on_stdout=_on_loop(loop, on_stdout),
-                on_stderr=_on_loop(loop, on_stderr),
-                cancel=cancel,
+        return await self._streamed(
+            lambda sb, out, err, cancel: sb.run(
+                path, args, timeout=timeout, env=env, on_stdout=out, on_stderr=err, cancel=cancel
             ),
-            cancel,
+            on_stdout,
+            on_stderr,
         )
+
+    async def _streamed(
+        self,
+        start: Callable[[Sandbox, TextSink | None, TextSink | None, threading.Event], RunOutcome],
+        on_stdout: AsyncTextSink | None,
+        on_stderr: AsyncTextSink | None,
+    ) -> RunOutcome:
+        """A run in a worker thread, its output callbacks called on this loop, stopped
+        (recorded as interrupted) when the awaiting task is cancelled."""
+        sandbox, loop, cancel = self.sync, asyncio.get_running_loop(), threading.Event()
+        out, err = _on_loop(loop, on_stdout), _on_loop(loop, on_stderr)
+        return await _cancellable(lambda: start(sandbox, out, err, cancel), cancel)
 
     async def run_many(
         self,

@@ -8,8 +8,6 @@ Durations are seconds (float); sizes are bytes.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,20 +182,9 @@ def read_logs(run_dir: Path, result: RunResult | None = None) -> RunLogs:
 
 def read_text(path: Path) -> str:
     """A log aido wrote, never through a link, at most MAX_LOG_BYTES; '' when absent."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return ""
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return ""
-        chunks, left = [], MAX_LOG_BYTES
-        while left and (chunk := os.read(fd, min(left, 1 << 20))):
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks).decode("utf-8", errors="replace")
-    finally:
-        os.close(fd)
+    from aido.host.sandboxfiles import read_own
+
+    return read_own(path, 0, MAX_LOG_BYTES)[0].decode("utf-8", errors="replace")
 
 
 __all__ = ["Change", "Code", "FileInfo", "RunInfo", "RunLogs", "RunOutcome", "Verification"]

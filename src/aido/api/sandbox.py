@@ -32,8 +32,9 @@ from aido.api.results import (
 from aido.errors import AidoError, UsageError
 
 if TYPE_CHECKING:
-    from aido.manager import SandboxManager
+    from aido.manager import RunKeywords, SandboxManager
     from aido.run.request import Confirm, Widening
+    from aido.run.result import RunResult
     from aido.store.records import SandboxRecord
     from aido.store.workspace import SandboxPaths
 
@@ -105,7 +106,11 @@ class Sandbox:
         from aido.store.ids import check_sandbox_id
 
         manager = support.manager_for(Path(workspace) if workspace is not None else Path.cwd(), create=False)
-        record = manager.load(check_sandbox_id(sandbox_id))
+        return cls._attached(manager, manager.load(check_sandbox_id(sandbox_id)))
+
+    @classmethod
+    def _attached(cls, manager: SandboxManager, record: SandboxRecord) -> Self:
+        """A sandbox of a manager its caller already has (the MCP server's), kept on exit."""
         sandbox = cls.__new__(cls)
         sandbox._attach(manager, record, keep=True)
         return sandbox
@@ -159,22 +164,15 @@ class Sandbox:
         a sandbox without one). It is kept in the run's evidence as its task file.
         ``on_stdout``/``on_stderr`` get the output as text while the task writes it;
         setting ``cancel`` stops the task (recorded as interrupted)."""
-        hooks, flush = support.stream_hooks(on_stdout, on_stderr)
-        with support.api_hints():
-            result = self._manager.fork().run_code(
-                code,
-                support.check_args(args),
-                sandbox_id=self._id,
-                timeout=timeout,
-                env=support.env_flags(env),
-                hooks=hooks,
-                widen=widen,
-                confirm=confirm,
-                cancel=cancel,
-                runtime=runtime,
-            )
-        flush()
-        return outcome_from(result)
+        options: RunKeywords = {"timeout": timeout, "widen": widen, "confirm": confirm, "cancel": cancel}
+        return self._run(
+            lambda manager, args, options: manager.run_code(code, args, runtime=runtime, **options),
+            args,
+            env,
+            options,
+            on_stdout,
+            on_stderr,
+        )
 
     def run(
         self,
@@ -191,19 +189,32 @@ class Sandbox:
     ) -> RunOutcome:
         """Run a task file (on this machine; relative to the current directory) as
         ``aido run PATH -- ARGS`` does."""
+        options: RunKeywords = {"timeout": timeout, "widen": widen, "confirm": confirm, "cancel": cancel}
+        return self._run(
+            lambda manager, args, options: manager.run(Path(path), args, **options),
+            args,
+            env,
+            options,
+            on_stdout,
+            on_stderr,
+        )
+
+    def _run(
+        self,
+        start: Callable[[SandboxManager, list[str], RunKeywords], RunResult],
+        args: Sequence[str] | None,
+        env: Mapping[str, str] | None,
+        options: RunKeywords,
+        on_stdout: TextSink | None,
+        on_stderr: TextSink | None,
+    ) -> RunOutcome:
+        """A run of this sandbox, its arguments checked as the CLI's are, its output
+        streamed to the callbacks as text."""
+        checked = support.check_args(args)
         hooks, flush = support.stream_hooks(on_stdout, on_stderr)
+        options["sandbox_id"], options["env"], options["hooks"] = self._id, support.env_flags(env), hooks
         with support.api_hints():
-            result = self._manager.fork().run(
-                Path(path),
-                support.check_args(args),
-                sandbox_id=self._id,
-                timeout=timeout,
-                env=support.env_flags(env),
-                hooks=hooks,
-                widen=widen,
-                confirm=confirm,
-                cancel=cancel,
-            )
+            result = start(self._manager.fork(), checked, options)
         flush()
         return outcome_from(result)
 
@@ -302,9 +313,10 @@ class Sandbox:
     def get_file(self, path: str, *, max_bytes: int = MAX_GET_BYTES) -> bytes:
         """A file from the sandbox's outputs (``report.json`` for /outputs/report.json).
         Links are never followed; paths leaving outputs/ are refused."""
-        from aido.api.files import read_file
+        from aido.host.sandboxfiles import read_whole, split_path
 
-        return read_file(self._paths().outputs, path, "outputs", max_bytes=max_bytes)
+        parts = split_path(path, "outputs/", example="report.json")
+        return read_whole(self._paths().root, ["outputs", *parts], max_bytes=max_bytes)
 
     def list_outputs(self) -> list[FileInfo]:
         """The regular files in outputs/ (links and special files are left out)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import hashlib
 import logging
 import os
 import stat
@@ -219,12 +220,13 @@ def put_input(
     lock so that a destroy cannot interleave; recorded as an ``input_written`` event.
     inputs.json is left alone: it describes what `sandbox up` copied, and earlier runs'
     seals hold its digest."""
-    from aido.api.files import sha256_of, write_file
     from aido.evidence.events import record_event
     from aido.host.inputs import MAX_INPUT_BYTES, hand_over
+    from aido.host.sandboxfiles import split_path, write_file
     from aido.lifecycle.sandboxes import live
     from aido.store.records import RunSettings
 
+    parts = split_path(path, "inputs/", example="data/a.csv")
     content = _content(data, MAX_INPUT_BYTES)
     paths = manager.store.paths(sandbox_id)
     with live(manager, sandbox_id) as record:
@@ -234,16 +236,16 @@ def put_input(
                 f"sandbox {sandbox_id} has permissions.filesystem: none: its tasks see no /inputs",
                 hint="write the file into the task's code, or use a sandbox with filesystem readonly",
             )
-        written = write_file(paths.inputs, path, content, "inputs", mode=0o444)
+        write_file(paths.root, ["inputs", *parts], content, mode=0o444)
         if settings.filesystem == "readwrite":
             uid, _, gid = record.task_user.partition(":")
             hand_over(paths.inputs, int(uid), int(gid))
-    info = FileInfo(written, len(content), sha256_of(content))
+    info = FileInfo("/".join(parts), len(content), hashlib.sha256(content).hexdigest())
     record_event(
         paths.events,
         "input_written",
         sandbox_id=sandbox_id,
-        path=f"inputs/{written}",
+        path=f"inputs/{info.path}",
         size=info.size,
         sha256=info.sha256,
     )

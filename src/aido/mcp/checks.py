@@ -5,6 +5,7 @@ message the CLI gives for it (`expected a duration like 90s, 15m or 2h, got ...`
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aido.config.limits import DEFAULT_CPU, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DEFAULT_TTL, MAX_TTL_SECONDS
@@ -29,26 +30,45 @@ def _not_allowed(what: str, flag: str) -> PolicyRefusal:
     )
 
 
-def sandbox_spec(
-    policy: McpPolicy,
-    *,
-    runtime: str,
-    ttl: str | None,
-    memory: str | None,
-    cpus: float | None,
-    timeout: str | None,
-    network: bool,
-    writable_inputs: bool,
-) -> tuple[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class SandboxAsk:
+    """create_sandbox's arguments."""
+
+    runtime: str
+    ttl: str | None
+    memory: str | None
+    cpus: float | None
+    timeout: str | None
+    network: bool
+    writable_inputs: bool
+    isolation: str
+    name: str | None
+
+
+@dataclass(frozen=True)
+class RunAsk:
+    """What run_code and run_file take besides the task: ``widen`` is (network, host
+    filesystem, mutations)."""
+
+    args: list[str]
+    timeout: str | None
+    env: dict[str, str]
+    widen: tuple[bool, bool, bool]
+
+
+def sandbox_spec(policy: McpPolicy, ask: SandboxAsk) -> tuple[str, dict[str, Any]]:
     """The ttl and the sandbox.yaml keys for create_sandbox's arguments; what is left out
     takes aido's default, lowered to the operator's limit."""
+    runtime, network, writable_inputs, cpus = ask.runtime, ask.network, ask.writable_inputs, ask.cpus
     if network and not policy.allow_network:
         raise _not_allowed("network access is", "--allow-network")
     if writable_inputs and not policy.allow_mutations:
         raise _not_allowed("writable inputs (mutations) are", "--allow-mutations")
-    ttl_s = _within("ttl", ttl, DEFAULT_TTL, policy.max_ttl, "--max-ttl", _duration)
-    timeout_s = _within("timeout", timeout, DEFAULT_TIMEOUT, policy.max_timeout, "--max-timeout", _duration)
-    memory_b = _within("memory", memory, DEFAULT_MEMORY, policy.max_memory, "--max-memory", _size)
+    ttl_s = _within("ttl", ask.ttl, DEFAULT_TTL, policy.max_ttl, "--max-ttl", _duration)
+    timeout_s = _within(
+        "timeout", ask.timeout, DEFAULT_TIMEOUT, policy.max_timeout, "--max-timeout", _duration
+    )
+    memory_b = _within("memory", ask.memory, DEFAULT_MEMORY, policy.max_memory, "--max-memory", _size)
     cpu = min(DEFAULT_CPU, policy.max_cpus) if cpus is None else cpus
     if cpu > policy.max_cpus:
         raise PolicyRefusal(

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from aido import __version__
 from aido.errors import AidoError
+from aido.mcp.checks import RunAsk, SandboxAsk
 from aido.mcp.middleware import Guard, Recorder
 from aido.mcp.models import (
     Destroyed,
@@ -164,19 +165,8 @@ def build_server(service: AgentService) -> MCPServer[Any]:
         """Create a sandbox: an isolated place to run code, with its own /work and /outputs.
         It is destroyed when its ttl passes, when you call destroy_sandbox, or when this server
         stops. Limits over the operator's maximums are refused, and nothing is created."""
-        return await _blocking(
-            lambda: service.create_sandbox(
-                runtime=runtime,
-                ttl=ttl,
-                memory=memory,
-                cpus=cpus,
-                timeout=timeout,
-                network=network,
-                writable_inputs=writable_inputs,
-                isolation=isolation,
-                name=name,
-            )
-        )
+        ask = SandboxAsk(runtime, ttl, memory, cpus, timeout, network, writable_inputs, isolation, name)
+        return await _blocking(lambda: service.create_sandbox(ask))
 
     @server.tool(annotations=ToolAnnotations(openWorldHint=False))
     async def run_code(
@@ -194,12 +184,8 @@ def build_server(service: AgentService) -> MCPServer[Any]:
         the files it changed and what is in outputs/. Files written to /outputs stay for later
         runs and for read_file. network, host_filesystem (the project read-only at /project)
         and mutations (writable /inputs) are escape hatches: refused unless the operator allowed them."""
-        widen = (network, host_filesystem, mutations)
-        return await _run(
-            lambda cancel: service.run_code(
-                sandbox_id, code, list(args), timeout=timeout, env=dict(env), widen=widen, cancel=cancel
-            )
-        )
+        ask = RunAsk(list(args), timeout, dict(env), (network, host_filesystem, mutations))
+        return await _run(lambda cancel: service.run_code(sandbox_id, code, ask, cancel))
 
     @server.tool(annotations=ToolAnnotations(openWorldHint=False))
     async def run_file(
@@ -215,12 +201,8 @@ def build_server(service: AgentService) -> MCPServer[Any]:
         """Run a file that is already in the sandbox (one an earlier run wrote to outputs/ or
         work/, or an input) as a task, like run_code. Never a file of the host: the path is
         relative to the sandbox and may not leave it or go through a link."""
-        widen = (network, host_filesystem, mutations)
-        return await _run(
-            lambda cancel: service.run_file(
-                sandbox_id, path, list(args), timeout=timeout, env=dict(env), widen=widen, cancel=cancel
-            )
-        )
+        ask = RunAsk(list(args), timeout, dict(env), (network, host_filesystem, mutations))
+        return await _run(lambda cancel: service.run_file(sandbox_id, path, ask, cancel))
 
     @server.tool(annotations=readonly)
     async def read_output(

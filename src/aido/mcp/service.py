@@ -1,6 +1,8 @@
 """What the MCP tools do, without the SDK: the operator's policy applied to every request,
 the sandboxes this server created (the only ones an agent can touch), and the calls into
-the manager. Blocking: the server runs each call in a worker thread.
+the typed API (aido.Sandbox; the manager only where the API has no call for it: a sandbox
+made from the policy's spec). Files are reached through aido.host.sandboxfiles, as the
+API reaches them. Blocking: the server runs each call in a worker thread.
 
 Every refusal is an AidoError whose message names the limit or the operator flag, raised
 before anything is created or started.
@@ -12,12 +14,15 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from aido import api
+from aido.api.sandbox import Sandbox
 from aido.errors import AidoError, SandboxNotFound, UsageError
 from aido.evidence.events import record_event
-from aido.mcp import checks, files
+from aido.host import sandboxfiles as files
+from aido.mcp import checks
 from aido.mcp.models import (
     Destroyed,
     Evidence,
@@ -29,7 +34,7 @@ from aido.mcp.models import (
     SandboxInfo,
     SandboxList,
 )
-from aido.mcp.views import read_at, run_outcome, run_summary, sandbox_info
+from aido.mcp.views import run_outcome, run_summary, sandbox_info
 from aido.store.ids import check_run_id, check_sandbox_id
 from aido.store.workspace import STDERR, STDOUT
 
@@ -38,7 +43,6 @@ if TYPE_CHECKING:
 
     from aido.config.mcp import McpPolicy
     from aido.manager import SandboxManager
-    from aido.run.result import RunResult
 
 log = logging.getLogger("aido")
 
@@ -98,30 +102,9 @@ class AgentService:
                 self._owned.pop(sid, None)  # expired and reaped, or destroyed from the CLI
         return list(self._owned)
 
-    def create_sandbox(
-        self,
-        *,
-        runtime: str,
-        ttl: str | None,
-        memory: str | None,
-        cpus: float | None,
-        timeout: str | None,
-        network: bool,
-        writable_inputs: bool,
-        isolation: str,
-        name: str | None,
-    ) -> SandboxInfo:
+    def create_sandbox(self, ask: checks.SandboxAsk) -> SandboxInfo:
         policy = self.policy
-        ttl_text, spec = checks.sandbox_spec(
-            policy,
-            runtime=runtime,
-            ttl=ttl,
-            memory=memory,
-            cpus=cpus,
-            timeout=timeout,
-            network=network,
-            writable_inputs=writable_inputs,
-        )
+        ttl_text, spec = checks.sandbox_spec(policy, ask)
         with self._lock:
             alive = self._alive()
             if len(alive) >= policy.max_sandboxes:
@@ -133,10 +116,10 @@ class AgentService:
             workspace = self.manager.workspace
             before = workspace.active_id()
             record = self.manager.create(
-                name=name,
-                runtime=runtime,
+                name=ask.name,
+                runtime=ask.runtime,
                 ttl=ttl_text,
-                isolation=isolation,
+                isolation=ask.isolation,
                 given=("create_sandbox", spec),
                 # Widening was decided by the operator's policy, just above.
                 confirm=lambda warnings: True,
@@ -158,81 +141,60 @@ class AgentService:
         return SandboxList(sandboxes=found, max_sandboxes=self.policy.max_sandboxes)
 
     def destroy_sandbox(self, sandbox_id: str) -> Destroyed:
-        sid = self.owned(sandbox_id)
-        self.manager.fork().destroy([sid])
-        self._owned.pop(sid, None)
-        archived = self.manager.workspace.archived(sid).root
+        sandbox = self._sandbox(sandbox_id)
+        sandbox.destroy()
+        self._owned.pop(sandbox.id, None)
+        archived = self.manager.workspace.archived(sandbox.id).root
         return Destroyed(
-            sandbox_id=sid, destroyed=True, evidence_kept=str(archived) if archived.is_dir() else None
+            sandbox_id=sandbox.id, destroyed=True, evidence_kept=str(archived) if archived.is_dir() else None
         )
+
+    def _sandbox(self, sandbox_id: str, manager: SandboxManager | None = None) -> Sandbox:
+        """One of this server's sandboxes, as the typed API drives it (kept on exit)."""
+        manager = manager or self.manager
+        return Sandbox._attached(manager, manager.load(self.owned(sandbox_id)))
 
     # -- runs ---------------------------------------------------------------------------
 
-    def run_code(
-        self,
-        sandbox_id: str,
-        code: str,
-        args: list[str],
-        *,
-        timeout: str | None,
-        env: dict[str, str],
-        widen: tuple[bool, bool, bool],
-        cancel: threading.Event,
-    ) -> RunOutcome:
-        sid = self.owned(sandbox_id)
-        widening = checks.widening(self.policy, widen)
+    def run_code(self, sandbox_id: str, code: str, ask: checks.RunAsk, cancel: threading.Event) -> RunOutcome:
+        options = self._checked(sandbox_id, ask)
         checks.code_size(self.policy, len(code.encode("utf-8", "surrogatepass")))
-        timeout = checks.run_timeout(self.policy, timeout)
-        with self._run_slot(cancel) as manager:
-            result = manager.run_code(
-                code,
-                args,
-                sandbox_id=sid,
-                timeout=timeout,
-                env=[f"{k}={v}" for k, v in env.items()],
-                widen=widening,
-                confirm=lambda warnings: True,  # allowed by the policy (checks.widening)
-                cancel=cancel,
-            )
-        return self.outcome(result)
+        return self._run(sandbox_id, cancel, lambda sandbox: sandbox.run_code(code, cancel=cancel, **options))
 
-    def run_file(
-        self,
-        sandbox_id: str,
-        path: str,
-        args: list[str],
-        *,
-        timeout: str | None,
-        env: dict[str, str],
-        widen: tuple[bool, bool, bool],
-        cancel: threading.Event,
-    ) -> RunOutcome:
+    def run_file(self, sandbox_id: str, path: str, ask: checks.RunAsk, cancel: threading.Event) -> RunOutcome:
         """Run a file that is already in the sandbox (an earlier run's output, an input):
         read through descriptors (never a link), then run as a task of that name."""
-        sid = self.owned(sandbox_id)
-        widening = checks.widening(self.policy, widen)
-        timeout = checks.run_timeout(self.policy, timeout)
-        root = self.manager.workspace.sandbox(sid).root
-        read = files.read_file(root, path, offset=0, limit=self.policy.max_code_bytes + 1)
+        options = self._checked(sandbox_id, ask)
+        parts = files.split_path(path, roots=files.ROOTS)
+        read = files.read_file(self._root(sandbox_id), parts, offset=0, limit=self.policy.max_code_bytes + 1)
         checks.code_size(self.policy, read.size, path)
         import tempfile
         from pathlib import Path
 
-        name = path.rstrip("/").rsplit("/", 1)[-1]
-        with tempfile.TemporaryDirectory(prefix="aido-mcp-") as tmp, self._run_slot(cancel) as manager:
-            task = Path(tmp) / name
+        with tempfile.TemporaryDirectory(prefix="aido-mcp-") as tmp:
+            task = Path(tmp) / parts[-1]
             task.write_bytes(read.data)
-            result = manager.run(
-                task,
-                args,
-                sandbox_id=sid,
-                timeout=timeout,
-                env=[f"{k}={v}" for k, v in env.items()],
-                widen=widening,
-                confirm=lambda warnings: True,
-                cancel=cancel,
-            )
-        return self.outcome(result)
+            return self._run(sandbox_id, cancel, lambda sandbox: sandbox.run(task, cancel=cancel, **options))
+
+    def _checked(self, sandbox_id: str, ask: checks.RunAsk) -> dict[str, Any]:
+        """The run's options once the sandbox is known to be this server's and the policy
+        allows what is asked; every escape hatch asked for was allowed just here."""
+        self.owned(sandbox_id)
+        return {
+            "args": ask.args,
+            "timeout": checks.run_timeout(self.policy, ask.timeout),
+            "env": ask.env,
+            "widen": checks.widening(self.policy, ask.widen),
+            "confirm": lambda warnings: True,
+        }
+
+    def _run(
+        self, sandbox_id: str, cancel: threading.Event, start: Callable[[Sandbox], api.RunOutcome]
+    ) -> RunOutcome:
+        with self._run_slot(cancel) as manager:
+            outcome = start(self._sandbox(sandbox_id, manager))
+        # Not _root(): a sandbox destroyed meanwhile still gets its finished run's result.
+        return run_outcome(outcome, self.manager.workspace.sandbox(outcome.sandbox_id).root)
 
     @contextlib.contextmanager
     def _run_slot(self, cancel: threading.Event) -> Iterator[SandboxManager]:
@@ -253,8 +215,8 @@ class AgentService:
                 self._busy.notify_all()
             self._runs.release()
 
-    def outcome(self, result: RunResult) -> RunOutcome:
-        return run_outcome(result, self.manager.workspace.sandbox(result.sandbox_id).root)
+    def _root(self, sandbox_id: str) -> Path:
+        return self.manager.workspace.sandbox(self.owned(sandbox_id)).root
 
     # -- reading what runs left ---------------------------------------------------------
 
@@ -267,7 +229,7 @@ class AgentService:
         self, sandbox_id: str, run_id: str, stream: str, offset: int, max_bytes: int
     ) -> OutputRead:
         where = self._run_dir(sandbox_id, run_id)
-        data, size = read_at(where / (STDOUT if stream == "stdout" else STDERR), offset, max_bytes)
+        data, size = files.read_own(where / (STDOUT if stream == "stdout" else STDERR), offset, max_bytes)
         summary = run_summary(where)
         stats = (summary.get("output") or {}).get(stream) or {}
         return OutputRead(
@@ -283,8 +245,7 @@ class AgentService:
         )
 
     def list_outputs(self, sandbox_id: str) -> OutputList:
-        root = self.manager.workspace.sandbox(self.owned(sandbox_id)).root
-        entries, more = files.list_tree(root, "outputs")
+        entries, more = files.list_tree(self._root(sandbox_id), "outputs")
         return OutputList(
             sandbox_id=sandbox_id,
             entries=[FileEntry(path=e.path, kind=e.kind, size=e.size, link_target=e.target) for e in entries],
@@ -292,8 +253,10 @@ class AgentService:
         )
 
     def read_file(self, sandbox_id: str, path: str, offset: int, max_bytes: int) -> FileContent:
-        root = self.manager.workspace.sandbox(self.owned(sandbox_id)).root
-        read = files.read_file(root, path, offset=offset, limit=max_bytes)
+        root = self._root(sandbox_id)
+        read = files.read_file(
+            root, files.split_path(path, roots=files.ROOTS), offset=offset, limit=max_bytes
+        )
         try:
             content, encoding = read.data.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
@@ -315,13 +278,9 @@ class AgentService:
         where = self._run_dir(sandbox_id, run_id)
         summary = run_summary(where)
         verified: bool | None = None
-        message: str | None = None
         try:
-            from aido.lifecycle.verify import trusted
-
-            checked = self.manager.fork().verify(sandbox_id, run_id, keys=trusted())
-            verified = checked.exit_code == 0
-            message = checked.verdict
+            checked = self._sandbox(sandbox_id, self.manager.fork()).verify(run_id)
+            verified, message = checked.ok, checked.verdict
         except AidoError as exc:
             message = exc.message
         return Evidence(

@@ -3,20 +3,33 @@ captured streams, read from the files aido wrote (never through a link)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aido.mcp import files
+from aido import api
+from aido.host import sandboxfiles as files
 from aido.mcp.models import RunOutcome, SandboxInfo, StreamText
 from aido.store.workspace import STDERR, STDOUT, SUMMARY
 
 if TYPE_CHECKING:
-    from aido.run.result import RunResult, StreamStats
+    from aido.run.result import StreamStats
     from aido.store.records import SandboxRecord
 
 OUTPUT_SHOWN = 16 << 10  # bytes of each stream a run's result carries; read_output has the rest
 CHANGES_SHOWN = 100
+# What the API's RunOutcome and the tool's mean alike, under the same names.
+SAME_FIELDS = (
+    "sandbox_id",
+    "run_id",
+    "task",
+    "status",
+    "exit_code",
+    "timed_out",
+    "oom_killed",
+    "interrupted",
+    "outcome",
+    "message",
+)
 
 
 def sandbox_info(record: SandboxRecord) -> SandboxInfo:
@@ -47,46 +60,39 @@ def sandbox_info(record: SandboxRecord) -> SandboxInfo:
     )
 
 
-def run_outcome(result: RunResult, sandbox_root: Path) -> RunOutcome:
-    changes = list(result.changes)
+def run_outcome(outcome: api.RunOutcome, sandbox_root: Path) -> RunOutcome:
+    """The tool's view of a run the typed API ran: its result, the first bytes of each
+    stream, and the limits reached as the sealed summary.json records them."""
+    from aido.run.result import streams_from_summary
+
     outputs, _ = files.list_tree(sandbox_root, "outputs", limit=200)
-    streams = {stats.name: stats for stats in result.output}
+    summary = run_summary(outcome.evidence_path)
+    streams = {stats.name: stats for stats in streams_from_summary(summary.get("output"))}
+    limits = summary.get("limits_exceeded")
     return RunOutcome(
-        sandbox_id=result.sandbox_id,
-        run_id=result.run_id,
-        task=result.task,
-        status=result.status,
-        exit_code=result.exit_code,
-        duration_ms=result.duration_ms,
-        timed_out=result.timed_out,
-        oom_killed=result.oom_killed,
-        interrupted=result.status == "interrupted",
-        outcome=result.outcome,
-        message=result.message,
-        limits_exceeded=[dict(x) for x in result.limits_exceeded],
-        stdout=_head(result.evidence_dir / STDOUT, streams.get("stdout")),
-        stderr=_head(result.evidence_dir / STDERR, streams.get("stderr")),
-        changes=[dict(c) for c in changes[:CHANGES_SHOWN]],
-        changes_total=len(changes),
+        **{name: getattr(outcome, name) for name in SAME_FIELDS},
+        duration_ms=round(outcome.duration * 1000),
+        limits_exceeded=[dict(x) for x in limits if isinstance(x, dict)] if isinstance(limits, list) else [],
+        stdout=_head(outcome.evidence_path / STDOUT, streams.get("stdout")),
+        stderr=_head(outcome.evidence_path / STDERR, streams.get("stderr")),
+        changes=[_change(c) for c in outcome.changes[:CHANGES_SHOWN]],
+        changes_total=len(outcome.changes),
         outputs=[e.path for e in outputs if e.kind == "file"],
     )
 
 
-def read_at(path: Path, offset: int, limit: int) -> tuple[bytes, int]:
-    """Up to ``limit`` bytes at ``offset`` of a file aido wrote (a captured stream), and its size."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return b"", 0
-    try:
-        size = os.fstat(fd).st_size
-        return (os.pread(fd, limit, offset) if offset < size else b""), size
-    finally:
-        os.close(fd)
+def _change(change: api.Change) -> dict[str, Any]:
+    """A change as the evidence records it (aido.evidence.snapshot): the keys agents see."""
+    item: dict[str, Any] = {"path": change.path, "change": change.kind, "type": change.file_type}
+    if change.file_type == "file":
+        item.update(size=change.size, sha256=change.sha256)
+    elif change.file_type == "symlink":
+        item["target"] = change.target
+    return item
 
 
 def _head(path: Path, stats: StreamStats | None) -> StreamText:
-    data, size = read_at(path, 0, OUTPUT_SHOWN)
+    data, size = files.read_own(path, 0, OUTPUT_SHOWN)
     total = stats.bytes_total if stats is not None else size
     return StreamText(text=data.decode("utf-8", "replace"), bytes_total=total, truncated=len(data) < total)
 
