@@ -10,6 +10,8 @@ from pathlib import Path
 
 from aido.backends.docker.engine import Engine, EngineError
 
+SIGKILL_EVENT_WAITS = (0.1, 0.2, 0.4)  # seconds between looks at the engine's events; 0.7 s at most
+
 # Where a local engine keeps a container's pids cgroup (v1 and v2, cgroupfs and systemd
 # drivers). Its pids.events counts the forks the limit refused; read while the task runs,
 # because the cgroup goes with the container.
@@ -58,11 +60,18 @@ def why_it_died(engine: Engine, container_id: str, since: float, exit_code: int)
     kill/stop for `docker stop`, `docker kill` and its own shutdown (which SIGTERMs every
     container), never for a task that signals itself."""
     filters = json.dumps({"container": [container_id], "event": ["oom", "kill", "stop"]})
-    query = {"since": f"{since:.6f}", "until": f"{time.time():.6f}", "filters": filters}
-    try:
-        events = [e for e in engine.stream_json("GET", "/events", query=query) if isinstance(e, dict)]
-    except EngineError as exc:
-        return False, f"lost the Docker engine while the task ran: {exc.message}"
+    # A SIGKILL nobody owns up to is most likely the kernel's OOM killer, whose `oom` event
+    # can reach the engine's log a moment after the exit does on a busy machine: look again
+    # for a short while before calling it a plain failure (only on this path, never on success).
+    for wait in (0.0, *(SIGKILL_EVENT_WAITS if exit_code == 137 else ())):
+        time.sleep(wait)
+        query = {"since": f"{since:.6f}", "until": f"{time.time():.6f}", "filters": filters}
+        try:
+            events = [e for e in engine.stream_json("GET", "/events", query=query) if isinstance(e, dict)]
+        except EngineError as exc:
+            return False, f"lost the Docker engine while the task ran: {exc.message}"
+        if events:
+            break
     actions = [e.get("Action") for e in events]
     if "oom" in actions:
         return True, None
