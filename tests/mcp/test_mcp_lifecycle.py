@@ -42,3 +42,24 @@ def test_runs_beyond_the_concurrency_limit_wait_their_turn(engine: None, project
             for call in calls
         )
     assert spans[1][0] >= spans[0][1]  # the second started after the first ended
+
+
+def test_images_and_isolation_are_the_operators_choice(engine: None, project: Path) -> None:
+    # By default an agent gets aido's runtimes only: naming an image could make the engine
+    # pull anything from a registry and run it. Nothing is created by a refusal.
+    with mcp_session(project) as s:
+        refused = s.error("create_sandbox", {"runtime": "docker://python:3.11-slim"})
+        assert "image python:3.11-slim is not allowed by the operator" in refused
+        assert "--allow-image" in refused
+        assert not (project / ".aido" / "sandboxes").is_dir() or not any(
+            (project / ".aido" / "sandboxes").iterdir()
+        )
+    with mcp_session(project, "--allow-image", "python:3.11-*", "--require-gvisor") as s:
+        assert "is not allowed" in s.error("create_sandbox", {"runtime": "docker://node:18-alpine"})
+        image = s.ok("create_sandbox", {"runtime": "docker://python:3.11-slim", "isolation": "default"})
+        assert image["runtime"] == "docker://python:3.11-slim"
+        sid = s.ok("create_sandbox", {"isolation": "default"})["sandbox_id"]
+        ran = s.ok("run_code", {"sandbox_id": sid, "code": "print(1)"})
+        assert ran["status"] == "success"
+        summary = s.ok("get_evidence", {"sandbox_id": sid, "run_id": ran["run_id"]})["summary"]
+        assert summary["security"]["applied"]["runtime"] == "runsc", "--require-gvisor wins over the ask"

@@ -22,6 +22,7 @@ def test_defaults_are_closed() -> None:
     assert not (policy.allow_network or policy.allow_host_filesystem or policy.allow_mutations)
     assert (policy.max_ttl, policy.max_memory, policy.max_cpus, policy.max_timeout) == (3600, 1 << 30, 2, 300)
     assert (policy.max_sandboxes, policy.max_code_bytes, policy.keep_sandboxes) == (4, 256 << 10, False)
+    assert (policy.allow_images, policy.require_gvisor) == ((), False)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +45,9 @@ def test_defaults_are_closed() -> None:
             "config.yaml:2: mcp.max_sandboxes: expected a whole number from 1 to 1000, got 0",
         ),
         ("mcp: {allow_netwrok: true}", "config.yaml:1: mcp.allow_netwrok: unknown key"),
+        ("mcp:\n  allow_images: ['*']\n", "config.yaml:2: mcp.allow_images: invalid image pattern '*'"),
+        ("mcp:\n  allow_images: ghcr.io/x\n", "config.yaml:2: mcp.allow_images: expected a list of image"),
+        ("mcp: {require_gvisor: 1}", "config.yaml:1: mcp.require_gvisor: expected true or false"),
     ],
 )
 def test_settings_are_strict(tmp_path: Path, text: str, problem: str) -> None:

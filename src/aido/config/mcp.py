@@ -37,6 +37,10 @@ class McpPolicy:
     max_concurrent_runs: int = 2
     max_code_bytes: int = 256 << 10
     keep_sandboxes: bool = False  # keep this server's sandboxes when it stops (their ttl still applies)
+    # docker://IMAGE runtimes an agent may ask for (glob patterns); none by default: an agent
+    # choosing an image could make the engine pull anything from a registry and run it.
+    allow_images: tuple[str, ...] = ()
+    require_gvisor: bool = False  # every sandbox of this server runs under gVisor, whatever is asked
 
     def as_json(self) -> dict[str, Any]:
         """The policy as a client or the event log sees it (units as a user writes them)."""
@@ -62,6 +66,10 @@ class McpPolicy:
         ]
         return [
             "escape hatches an agent may ask for: " + (", ".join(allowed) if allowed else "none"),
+            "runtimes: python, node, sh and plugins' families"
+            + (f"; docker:// images matching {' '.join(self.allow_images)}" if self.allow_images else ""),
+            "isolation: "
+            + ("gVisor for every sandbox" if self.require_gvisor else "as asked (default or gvisor)"),
             f"limits: ttl {format_duration(self.max_ttl)}, memory {format_size(self.max_memory)}, "
             f"cpus {self.max_cpus:g}, run timeout {format_duration(self.max_timeout)}, "
             f"{self.max_sandboxes} sandboxes, {self.max_concurrent_runs} concurrent runs, "
@@ -79,6 +87,19 @@ def _bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {value!r}")
     return value
+
+
+def _images(value: object) -> tuple[str, ...]:
+    """Image patterns like ``ghcr.io/acme/*`` or ``python:3.12-slim`` (fnmatch globs)."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
+        raise ValueError(f"expected a list of image patterns like ghcr.io/acme/*, got {value!r}")
+    patterns = tuple(item.strip() for item in items)
+    for pattern in patterns:
+        blank = not pattern.strip("*?")  # "*" alone would allow every image: say which instead
+        if blank or any(c.isspace() for c in pattern) or len(pattern) > 255:
+            raise ValueError(f"invalid image pattern {pattern!r}: name the images, like ghcr.io/acme/*")
+    return patterns
 
 
 def _count(value: object, top: int) -> int:
@@ -107,6 +128,10 @@ def _cpus(value: object) -> float:
 def _parse(key: str, value: object) -> object:
     if key in ("allow_network", "allow_host_filesystem", "allow_mutations", "keep_sandboxes"):
         return _bool(value)
+    if key == "require_gvisor":
+        return _bool(value)
+    if key == "allow_images":
+        return _images(value)
     if key == "max_ttl":
         return parse_duration(value, maximum=MAX_TTL_SECONDS)
     if key == "max_timeout":

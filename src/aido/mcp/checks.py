@@ -4,6 +4,7 @@ message the CLI gives for it (`expected a duration like 90s, 15m or 2h, got ...`
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -80,9 +81,17 @@ def sandbox_spec(policy: McpPolicy, ask: SandboxAsk) -> tuple[str, dict[str, Any
 
     install()  # the plugins' runtime families, when a plugin is installed
     try:
-        parse_runtime(runtime)
+        choice = parse_runtime(runtime)
     except ValueError as exc:
         raise UsageError(f"runtime: {exc}") from None
+    if choice.runtime.startswith("docker://") and not any(
+        fnmatch.fnmatchcase(choice.image, pattern) for pattern in policy.allow_images
+    ):
+        raise PolicyRefusal(
+            f"image {choice.image} is not allowed by the operator of this server",
+            hint="use a runtime like python:3.11, node:18 or sh; the operator can allow images with "
+            "`aido mcp --allow-image PATTERN`",
+        )
     spec = {
         "resources": {
             "memory": format_size(int(memory_b)),

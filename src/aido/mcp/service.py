@@ -119,7 +119,7 @@ class AgentService:
                 name=ask.name,
                 runtime=ask.runtime,
                 ttl=ttl_text,
-                isolation=ask.isolation,
+                isolation="gvisor" if policy.require_gvisor else ask.isolation,
                 given=("create_sandbox", spec),
                 # Widening was decided by the operator's policy, just above.
                 confirm=lambda warnings: True,

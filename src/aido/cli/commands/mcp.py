@@ -54,6 +54,15 @@ def _flag(name: str, help_text: str) -> Callable[[F], F]:
     "allow-host-filesystem", "Let an agent's runs see the project read-only at /project. Default: refused."
 )
 @_flag("allow-mutations", "Let an agent make /inputs (and /project) writable. Default: refused.")
+@click.option(
+    "--allow-image",
+    "allow_images",
+    multiple=True,
+    metavar="PATTERN",
+    help="Let an agent ask for docker://IMAGE runtimes matching this glob (repeatable), e.g. "
+    "'ghcr.io/acme/*'. Default: only python, node, sh (and plugins' runtimes).",
+)
+@_flag("require-gvisor", "Run every sandbox of this server under gVisor, whatever the agent asks.")
 @click.option("--max-ttl", metavar="DURATION", help="Longest ttl an agent may ask for (default 1h).")
 @click.option("--max-memory", metavar="SIZE", help="Most memory per run (default 1G).")
 @click.option("--max-cpus", metavar="N", help="Most CPUs per run (default 2).")
@@ -74,6 +83,8 @@ def mcp(
     allow_network: bool | None,
     allow_host_filesystem: bool | None,
     allow_mutations: bool | None,
+    allow_images: tuple[str, ...],
+    require_gvisor: bool | None,
     max_ttl: str | None,
     max_memory: str | None,
     max_cpus: str | None,
@@ -94,6 +105,7 @@ def mcp(
     \b
     The operator decides, once, at start (flags, else `mcp:` in aido's settings):
       --allow-network --allow-host-filesystem --allow-mutations   (all refused by default)
+      --allow-image PATTERN (docker:// images; none by default)   --require-gvisor
       --max-ttl 1h --max-memory 1G --max-cpus 2 --max-timeout 5m
       --max-sandboxes 4 --max-concurrent-runs 2 --max-code-bytes 256K
     A request over a limit, or for an escape hatch not allowed, is an error result naming
@@ -131,6 +143,8 @@ def mcp(
         "allow_network": allow_network,
         "allow_host_filesystem": allow_host_filesystem,
         "allow_mutations": allow_mutations,
+        "allow_images": list(allow_images) or None,
+        "require_gvisor": require_gvisor,
         "max_ttl": max_ttl,
         "max_memory": max_memory,
         "max_cpus": max_cpus,
@@ -148,9 +162,8 @@ def mcp(
         policy = policy_from(values)
     except ValueError as exc:
         key, _, problem = str(exc).partition(": ")
-        origin = (
-            f"--{key.replace('_', '-')}" if flags.get(key) is not None else f"mcp.{key} in {settings.source}"
-        )
+        flag = "--allow-image" if key == "allow_images" else f"--{key.replace('_', '-')}"
+        origin = flag if flags.get(key) is not None else f"mcp.{key} in {settings.source}"
         raise UsageError(f"{origin}: {problem}") from None
     manager = SandboxManager(
         workspace, output_limit=settings.output_limit, evidence_retention=settings.evidence_retention
