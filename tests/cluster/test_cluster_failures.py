@@ -21,6 +21,12 @@ from tests.helpers.sockproxy import EngineRelay
 pytestmark = pytest.mark.docker
 
 SLOW = "import time\nprint('up', flush=True)\ntime.sleep(10)\nprint('done', flush=True)\n"
+# SLOW for run-001 only: the run that is lost with its node must still be running when the node
+# is killed, its retry (run-002, the same task) need not wait 10 s more.
+SLOW_FIRST = (
+    "import os, time\nprint('up', flush=True)\n"
+    "time.sleep(10 if os.environ['AIDO_RUN_ID'] == 'run-001' else 0)\nprint('done', flush=True)\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +71,15 @@ def _spawn(project: Path, cluster: RayCluster, *args: str) -> subprocess.Popen[s
 def test_retries_run_a_lost_run_again_elsewhere(
     three_nodes: RayCluster, aido: Aido, sandbox: str, project: Path
 ) -> None:
-    (project / "slow.py").write_text(SLOW)
+    (project / "slow.py").write_text(SLOW_FIRST)
     proc = _spawn(project, three_nodes, "--retries", "1", "slow.py")
     wait_for(lambda: "run-001" in _placed(project, sandbox), timeout=60, what="run-001 to be placed")
     by_id = {v: k for k, v in three_nodes.node_ids().items()}
     lost_node = _placed(project, sandbox)["run-001"]
     three_nodes.kill_node(by_id[lost_node])
-    _, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
+    assert out.count("done") == 1, out  # the retry ran the task to its end, the lost run did not
     lost = _summary(project, sandbox, "run-001")
     assert (lost["status"], lost["stop_reason"]) == ("interrupted", "node_lost")
     assert lost["node"]["id"] == lost_node, "the lost run names its node"

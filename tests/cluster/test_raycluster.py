@@ -69,7 +69,7 @@ def test_each_node_runs_tasks_with_its_own_environment(ray_cluster: RayCluster) 
 
 
 def test_killed_node_is_lost_and_stop_leaves_nothing() -> None:
-    """Its own cluster (the module's stays whole), with token auth on: a task running on the node
+    """Its own cluster (the shared one stays whole), with token auth on: a task running on the node
     fails once its raylet is SIGKILLed, the task's worker dies, the GCS marks the node dead; then
     ``stop()`` leaves no process, no temp dir and no port behind, and is idempotent."""
     import ray

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aido.config.loader import MAX_CONFIG_BYTES, load_spec
+from aido.config.loader import MAX_CONFIG_BYTES, MAX_DEPTH, load_spec
 from aido.config.schema import (
     DEFAULT_MEMORY,
     DEFAULT_TIMEOUT,
@@ -491,10 +491,21 @@ def test_file_too_large(tmp_path: Path) -> None:
 
 
 def test_deeply_nested_yaml_is_a_config_error(tmp_path: Path) -> None:
-    # 10 KB of brackets: small enough to pass the size check; must not crash with RecursionError.
-    found = problems(tmp_path, "name: " + "[" * 5000 + "]" * 5000 + "\n")
-    assert found
-    assert found[0].startswith("sandbox.yaml")
+    # 10 KB of brackets: small enough to pass the size check; must not crash with RecursionError,
+    # nor take PyYAML's quadratic time over every level (6 s before the depth limit).
+    started = time.monotonic()
+    assert one_problem(tmp_path, "name: " + "[" * 5000 + "]" * 5000 + "\n") == (
+        "sandbox.yaml:1: invalid YAML: nested too deeply"
+    )
+    assert time.monotonic() - started < 3
+    # Block style (indentation) is refused the same way.
+    block = "".join(f"{' ' * i}k{i}:\n" for i in range(MAX_DEPTH + 1)) + " " * (MAX_DEPTH + 1) + "x: 1\n"
+    assert one_problem(tmp_path, block) == f"sandbox.yaml:{MAX_DEPTH + 1}: invalid YAML: nested too deeply"
+
+
+def test_nesting_up_to_the_limit_is_parsed(tmp_path: Path) -> None:
+    text = "env: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n"
+    assert "nested too deeply" not in one_problem(tmp_path, text)  # refused as a bad env, not for depth
 
 
 def test_missing_file(tmp_path: Path) -> None:

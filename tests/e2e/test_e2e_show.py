@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers.cli import Aido, spawn, wait_for
 from tests.helpers.files import write
-from tests.helpers.sandbox import record, run_dir, sandbox_up, summary
+from tests.helpers.sandbox import record, run_dir, sandbox_root, sandbox_up, summary
 
 pytestmark = pytest.mark.docker
 
@@ -225,7 +225,13 @@ def test_show_unknown_run_is_one_clear_line_and_exit_3(aido: Aido, project: Path
 
 def test_show_a_run_in_progress_from_sandbox_json(aido: Aido, project: Path) -> None:
     sandbox_id = sandbox_up(aido)
-    write(project / "slow.py", "import time\ntime.sleep(8)\n")
+    # Runs until the test is done with it (a file the host puts in its /work), not a fixed 8 s.
+    write(
+        project / "slow.py",
+        "import os, time\ndeadline = time.monotonic() + 60\n"
+        "while not os.path.exists('/work/release') and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n",
+    )
     process = spawn(project, "run", "slow.py")
     try:
         wait_for(
@@ -239,6 +245,7 @@ def test_show_a_run_in_progress_from_sandbox_json(aido: Aido, project: Path) -> 
         assert "note: summary.json is not written yet" in result.stdout
         assert aido("show", "--json").json["run"]["summary_problem"].startswith("summary.json is not")
     finally:
+        write(sandbox_root(project, sandbox_id) / "work" / "release", "")
         assert process.wait(timeout=60) == 0
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers.cli import Aido, Result
 from tests.helpers.files import write
-from tests.helpers.hostile import ISOLATION, assert_ran_isolated, hostile_sandbox
+from tests.helpers.hostile import GVISOR, ISOLATION, assert_ran_isolated, hostile_sandbox
 from tests.helpers.sandbox import record, run_dir, sandbox_root, summary
 
 pytestmark = pytest.mark.docker
@@ -92,7 +92,9 @@ def test_malformed_sandbox_and_run_ids_are_refused_and_touch_nothing(aido: Aido,
     write(project / ".aido" / "x" / "keep", "keep\n")
     write(project.parent / "x" / "keep", "keep\n")
     before = tree_state(project.parent)
-    for bad in BAD_IDS:
+    # Refused from argv before the engine is asked anything: the isolation changes nothing
+    # here, so the gVisor pass (CI's second) leaves these 60 commands to the runc pass.
+    for bad in BAD_IDS if not GVISOR else []:
         # An id that looks like an option is refused by the parser; any other by aido.
         sandbox_error = () if bad.startswith("-") else ("invalid sandbox id", repr(bad[:40]))
         assert_clear_error(aido("sandbox", "destroy", bad), 2, *sandbox_error)

@@ -329,12 +329,15 @@ def test_a_swap_race_in_outputs_never_reads_the_host_canary(
         "    os.symlink(target, '/outputs/l.tmp')\n"
         "    os.replace('/outputs/l.tmp', '/outputs/x')\n"
     )
+    # The main process stays until the test has run the others (it puts /work/release), or 60 s.
     write(
         project / "swap.py",
-        "import subprocess, sys, time\n"
+        "import os, subprocess, sys, time\n"
         f"subprocess.Popen([sys.executable, '-c', {loop!r}])\n"
         "print('swapping', flush=True)\n"
-        "time.sleep(6)\n"
+        "deadline = time.monotonic() + 60\n"
+        "while not os.path.exists('/work/release') and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
         "print('leaving the loop running')\n",
     )
     write(project / "quick.py", "print('quick')\n")
@@ -352,6 +355,7 @@ def test_a_swap_race_in_outputs_never_reads_the_host_canary(
         for _ in range(2):
             quick = aido("run", "quick.py")
             assert quick.code == 0, quick.stderr
+        write(sandbox_root(project, sandbox_id) / "work" / "release", "")
         _, stderr = swapper.communicate(timeout=60)
     finally:
         if swapper.poll() is None:

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 MAX_CONFIG_BYTES = 256 * 1024
 MAX_NODES = 10_000
+# No sandbox.yaml nests deeper than a few levels. PyYAML's scanner is quadratic in the nesting
+# of flow collections (5,000 `[` took 6 s to refuse), so deeper files are refused while parsing.
+MAX_DEPTH = 100
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
 Loc = tuple[str | int, ...]
@@ -180,12 +183,20 @@ def parse_yaml_text(
         raise ConfigError([Problem(f"file is larger than {MAX_CONFIG_BYTES // 1024} KiB", source)])
     try:
         # Aliases are refused before anything is built: "billion laughs" never expands.
+        depth = 0
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent):
                 line = event.start_mark.line + 1 if event.start_mark else 1
                 raise ConfigError(
                     [Problem(f"YAML aliases (*{event.anchor}) are not supported", source, line)]
                 )
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    deep = event.start_mark.line + 1 if event.start_mark else None
+                    raise ConfigError([Problem("invalid YAML: nested too deeply", source, deep)])
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
         data, lines = _load_strict(text, source=source, duplicates=duplicates)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
