@@ -71,6 +71,7 @@ def test_runtime_flag_picks_the_interpreter_of_a_sandbox_without_one(aido: Aido,
     result = aido("run", "--json", "-c", 'echo "sh says $1"', "--runtime", "sh", "--", "hi")
     assert result.code == 0, result.stderr
     assert result.json["task"].startswith("snippet-") and result.json["task"].endswith(".sh")
+    assert result.json["task_source"] == "code"
     assert (run_dir(project, sandbox_id, "run-002") / "stdout.log").read_text() == "sh says hi\n"
     # Without --runtime nothing says which interpreter: refused, naming the fix.
     refused = aido("run", "-c", "print(1)")

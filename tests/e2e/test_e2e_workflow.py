@@ -23,6 +23,7 @@ RUN_ENVELOPE_KEYS = {
     "sandbox_id",
     "run_id",
     "task",
+    "task_source",
     "exit_code",
     "duration_ms",
     "timed_out",

@@ -35,6 +35,7 @@ def _payload(result: RunResult) -> dict[str, Any]:
         "sandbox_id": result.sandbox_id,
         "run_id": result.run_id,
         "task": result.task,
+        "task_source": result.summary.get("task_source", "file"),  # "code" for `run -c`
         "exit_code": result.exit_code,
         "duration_ms": result.duration_ms,
         "timed_out": result.timed_out,
