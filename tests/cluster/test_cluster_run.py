@@ -139,6 +139,10 @@ def test_output_streams_live_and_logs_follow_sees_it(
     assert proc.stdout is not None
     first = proc.stdout.readline()
     first_at = time.monotonic()
+    if not first:  # aido ended without a line: say why
+        proc.wait(timeout=60)
+        assert proc.stderr is not None
+        pytest.fail(f"aido run exited {proc.returncode} before any output:\n{proc.stderr.read()}")
     assert first.strip() == "first"
     # The task is still sleeping: the line came while it ran, not with its evidence.
     follow = subprocess.run(
