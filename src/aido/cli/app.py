@@ -17,17 +17,6 @@ from typing import Any
 import click
 
 from aido import __version__
-from aido.cli.commands.cluster import cluster
-from aido.cli.commands.completion import completion
-from aido.cli.commands.doctor import doctor
-from aido.cli.commands.export import export
-from aido.cli.commands.key import key
-from aido.cli.commands.logs import logs, runs, show
-from aido.cli.commands.mcp import mcp
-from aido.cli.commands.plugins import plugins
-from aido.cli.commands.run import run
-from aido.cli.commands.sandbox import sandbox
-from aido.cli.commands.verify import verify
 from aido.cli.options import CONTEXT, global_options
 from aido.cli.plugged import AidoGroup
 from aido.cli.render import Renderer
@@ -84,22 +73,25 @@ def cli() -> None:
     """
 
 
-for command in (
-    sandbox,
-    run,
-    logs,
-    show,
-    runs,
-    verify,
-    export,
-    doctor,
-    key,
-    cluster,
-    mcp,
-    plugins,
-    completion,
-):
-    cli.add_command(command)
+# Each command's module is imported only when the command is used (see plugged.py): the
+# names here must be the commands' own (a test checks).
+COMMANDS = {
+    "sandbox": "aido.cli.commands.sandbox:sandbox",
+    "run": "aido.cli.commands.run:run",
+    "logs": "aido.cli.commands.logs:logs",
+    "show": "aido.cli.commands.logs:show",
+    "runs": "aido.cli.commands.logs:runs",
+    "verify": "aido.cli.commands.verify:verify",
+    "export": "aido.cli.commands.export:export",
+    "doctor": "aido.cli.commands.doctor:doctor",
+    "key": "aido.cli.commands.key:key",
+    "cluster": "aido.cli.commands.cluster:cluster",
+    "mcp": "aido.cli.commands.mcp:mcp",
+    "plugins": "aido.cli.commands.plugins:plugins",
+    "completion": "aido.cli.commands.completion:completion",
+}
+for name, target in COMMANDS.items():
+    cli.add_lazy_command(name, target)
 
 
 def _configure_logging() -> None:

@@ -1,4 +1,9 @@
-"""The ``aido`` group with the plugins' commands (aido_add_commands) in it.
+"""The ``aido`` group: built-in commands imported only when used, plus the plugins'
+commands (aido_add_commands).
+
+A built-in command's module is imported only when that command is looked up: ``aido run``
+does not pay for importing ``cluster``, ``mcp``, ``plugins`` and the rest (``aido --help``
+and shell completion, which list every command, import them all).
 
 Built-in commands are found first and without loading any plugin: ``aido run`` and
 ``aido --version`` never import pluggy for the CLI's sake. Plugin commands are looked up
@@ -11,7 +16,9 @@ not aido's.
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
+from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -24,11 +31,60 @@ if TYPE_CHECKING:
 log = logging.getLogger("aido")
 
 
+class LazyCommands(MutableMapping[str, click.Command]):
+    """A group's commands by name, each imported from its "module:attr" on first access.
+
+    A mapping rather than a get_command override so that everything reading
+    ``group.commands`` (click itself, callers walking the tree) sees every command; only
+    iterating names and ``in`` stay free of imports.
+    """
+
+    def __init__(self, loaded: MutableMapping[str, click.Command]) -> None:
+        self._loaded = dict(loaded)
+        self._lazy: dict[str, str] = {}  # name -> "module:attr", not imported yet
+
+    def add_lazy(self, name: str, target: str) -> None:
+        self._lazy[name] = target
+        self._loaded.pop(name, None)
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded and name in self._lazy:
+            module, attr = self._lazy.pop(name).split(":")
+            command = getattr(importlib.import_module(module), attr)
+            if not isinstance(command, click.Command):  # a wrong map entry is aido's bug
+                raise TypeError(f"{module}:{attr} is not a click command")
+            self._loaded[name] = command
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._lazy.pop(name, None)
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if self._lazy.pop(name, None) is None:
+            del self._loaded[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._loaded or name in self._lazy
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self._loaded, *self._lazy])
+
+    def __len__(self) -> int:
+        return len(self._loaded) + len(self._lazy)
+
+
 class AidoGroup(click.Group):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.commands: LazyCommands = LazyCommands(self.commands)
         self._plugin_commands: dict[str, click.Command] | None = None
         self.plugin_problems: dict[str, list[str]] = {}  # plugin name -> what went wrong
+
+    def add_lazy_command(self, name: str, target: str) -> None:
+        """Adds the command ``name`` as the click command at ``target`` ("module:attr"),
+        imported when the command is first looked up."""
+        self.commands.add_lazy(name, target)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)

@@ -12,7 +12,6 @@ note instead of hanging aido.
 
 from __future__ import annotations
 
-import difflib
 import errno
 import hashlib
 import os
@@ -313,6 +312,8 @@ def compare(before: Snapshot, after: Snapshot, *, prefix: str) -> tuple[list[dic
             and (old is None or old.kind == "file")
             and (new is None or new.kind == "file")
         ):
+            import difflib  # only when a text file changed: not on every run's path
+
             diff_parts.extend(
                 difflib.unified_diff(
                     old_text.splitlines(keepends=True),

@@ -1,0 +1,62 @@
+"""A command's module is imported only when that command runs (issue 12: start-up cost):
+`aido run` does not import cluster, mcp, plugins and the other commands, while `aido --help`
+still lists every command, in order, with its short help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+from click.testing import CliRunner
+
+from aido.cli.app import COMMANDS, cli
+from aido.cli.plugged import AidoGroup
+from tests.helpers.cli import aido_env
+
+PROBE = """
+import atexit, sys
+atexit.register(lambda: print("LOADED", sorted(
+    m.rsplit(".", 1)[1] for m in sys.modules if m.startswith("aido.cli.commands.")), file=sys.stderr))
+from aido.cli.app import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_run_imports_only_its_own_command(sandbox: str, project: Path) -> None:
+    (project / "t.py").write_text("print(1)\n")
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, "run", "t.py"],
+        cwd=project,
+        env=aido_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    # completion: run's --sandbox completes sandbox ids.
+    assert done.stderr.strip().splitlines()[-1] == "LOADED ['completion', 'run']"
+
+
+def test_help_lists_every_command_by_its_own_name() -> None:
+    shown = CliRunner().invoke(cli, ["--help"]).output
+    for name in COMMANDS:
+        command = cli.commands[name]  # imported here
+        assert isinstance(command, click.Command) and command.name == name
+        assert f"  {name} " in shown
+    assert list(cli.list_commands(click.Context(cli))) == sorted(COMMANDS)
+
+
+def test_the_lazy_map_behaves_as_a_mapping() -> None:
+    group = AidoGroup(name="g")
+    group.add_lazy_command("doctor", "aido.cli.commands.doctor:doctor")
+    assert "doctor" in group.commands and "nope" not in group.commands
+    assert list(group.commands) == ["doctor"] and len(group.commands) == 1
+    assert group.commands.get("nope") is None
+    assert group.get_command(click.Context(group), "doctor") is group.commands["doctor"]
+    extra = click.Command("extra")
+    group.add_command(extra)  # eager commands mix with lazy ones
+    assert sorted(group.commands) == ["doctor", "extra"]
+    del group.commands["doctor"]
+    assert list(group.commands) == ["extra"]
