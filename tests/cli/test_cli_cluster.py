@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers.cli import Aido, aido_env
+from tests.helpers.cli import Aido, loaded_modules
 
 
 @pytest.fixture
@@ -55,28 +53,14 @@ def test_no_address_at_all_is_a_usage_error(aido: Aido) -> None:
     assert result.code == 2 and "no cluster given" in result.stderr and "AIDO_CLUSTER" in result.stderr
 
 
-PROBE = """
-import sys
-from aido.cli.app import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
-loaded = [m for m in sys.modules if m == "ray" or m.startswith(("ray.", "aido.cluster"))]
-print("LOADED", sorted(loaded), file=sys.stderr)
-"""
-
-
 @pytest.mark.parametrize(
     "argv", [["--version"], ["--help"], ["cluster", "--help"], ["cluster", "status", "--help"]]
 )
 def test_start_up_and_help_never_import_ray(argv: list[str]) -> None:
     """Ray costs ~0.5 s and 60 MB to import: only a command that talks to a cluster may load it."""
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, env=aido_env(), timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert "LOADED []" in done.stderr, done.stderr
+    done = loaded_modules(*argv, watch=["ray", "aido.cluster"])
+    assert done.code == 0, done.stderr
+    assert done.modules == [], done.stderr
 
 
 def test_the_help_teaches_how_to_start_nodes() -> None:

@@ -4,8 +4,6 @@ still lists every command, in order, with its short help."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import click
@@ -13,30 +11,15 @@ from click.testing import CliRunner
 
 from aido.cli.app import COMMANDS, cli
 from aido.cli.plugged import AidoGroup
-from tests.helpers.cli import aido_env
-
-PROBE = """
-import atexit, sys
-atexit.register(lambda: print("LOADED", sorted(
-    m.rsplit(".", 1)[1] for m in sys.modules if m.startswith("aido.cli.commands.")), file=sys.stderr))
-from aido.cli.app import main
-main(sys.argv[1:])
-"""
+from tests.helpers.cli import loaded_modules
 
 
 def test_a_run_imports_only_its_own_command(sandbox: str, project: Path) -> None:
     (project / "t.py").write_text("print(1)\n")
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, "run", "t.py"],
-        cwd=project,
-        env=aido_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
+    done = loaded_modules("run", "t.py", watch=["aido.cli.commands"], cwd=project)
+    assert done.code == 0, done.stderr
     # completion: run's --sandbox completes sandbox ids.
-    assert done.stderr.strip().splitlines()[-1] == "LOADED ['completion', 'run']"
+    assert done.modules == ["aido.cli.commands", "aido.cli.commands.completion", "aido.cli.commands.run"]
 
 
 def test_help_lists_every_command_by_its_own_name() -> None:

@@ -4,30 +4,18 @@ imported, and says exactly what the CLI says."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
 import aido
-from tests.helpers.cli import aido_argv, aido_env
-
-PROBE = (
-    "import sys\n"
-    "from aido.cli.main import main\n"
-    "sys.argv = ['aido', *sys.argv[1:]]\n"
-    "main()\n"
-    "loaded = sorted(m for m in ('click', 'rich', 'aido.cli.app') if m in sys.modules)\n"
-    "print('loaded:', ','.join(loaded), file=sys.stderr)\n"
-)
+from tests.helpers.cli import aido_argv, aido_env, loaded_modules
 
 
 @pytest.mark.parametrize("flag", ["--version", "-v"])
 def test_version_alone_loads_no_cli(flag: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, flag], capture_output=True, text=True, env=aido_env(), check=True
-    )
-    assert done.stdout == f"aido {aido.__version__}\n"
-    assert done.stderr.strip() == "loaded:", "the fast path imported the CLI"
+    done = loaded_modules(flag, watch=["click", "rich", "aido.cli.app"], entry="aido.cli.main")
+    assert done.code == 0 and done.stdout == f"aido {aido.__version__}\n"
+    assert done.modules == [], "the fast path imported the CLI"
 
 
 def test_the_fast_answer_is_the_clis_answer() -> None:

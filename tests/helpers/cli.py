@@ -117,3 +117,44 @@ def answer_on_terminal(project: Path, *args: str, answer: bytes, timeout: float 
         os.close(master)
     assert answered, f"no y/N prompt was shown: {shown!r}"
     return code, shown.decode("utf-8", "replace").replace("\r\n", "\n")
+
+
+# Runs the CLI through ``entry``'s main and, at exit (whatever the exit code), prints on
+# stderr's last line the loaded modules that are, or are under, one of the given names.
+_LOADED_PROBE = """
+import atexit, json, sys
+names = tuple(json.loads(sys.argv[1]))
+atexit.register(lambda: print("LOADED", json.dumps(sorted(
+    m for m in sys.modules if m in names or m.startswith(tuple(n + "." for n in names)))), file=sys.stderr))
+from {entry} import main
+main(sys.argv[2:])
+"""
+
+
+@dataclass
+class Loaded:
+    """One probed command: its exit code and output, and the watched modules it loaded."""
+
+    code: int
+    stdout: str
+    stderr: str
+    modules: list[str]
+
+
+def loaded_modules(
+    *args: str, watch: list[str], cwd: Path | None = None, entry: str = "aido.cli.app", timeout: float = 60
+) -> Loaded:
+    """Run ``aido ARGS`` in a child interpreter and report which of the ``watch``ed modules
+    (and their submodules) it imported: how a test proves a cost is not paid."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED_PROBE.format(entry=entry), json.dumps(watch), *args],
+        cwd=cwd,
+        env=aido_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    label, _, listed = done.stderr.rstrip("\n").rpartition("\n")[2].partition(" ")
+    assert label == "LOADED", done.stderr
+    return Loaded(done.returncode, done.stdout, done.stderr, json.loads(listed))

@@ -13,7 +13,7 @@ import pytest
 from aido.config.mcp import McpPolicy, policy_from
 from aido.config.settings import load_settings
 from aido.errors import ConfigError
-from tests.helpers.cli import Aido, aido_env
+from tests.helpers.cli import Aido, aido_env, loaded_modules
 
 
 def test_defaults_are_closed() -> None:
@@ -71,39 +71,18 @@ def test_flags_override_settings_and_the_policy_is_printed(aido: Aido, project: 
     assert bad.code == 2 and "--max-memory: expected a size like 512M or 1G, got 'lots'" in bad.stderr
 
 
-PROBE = """
-import sys
-from aido.cli.app import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
-loaded = [m for m in sys.modules if m == "mcp" or m.startswith(("mcp.", "aido.mcp"))]
-print("LOADED", sorted(loaded), file=sys.stderr)
-"""
-
-
 @pytest.mark.parametrize("argv", [["--version"], ["--help"], ["mcp", "--help"], ["run", "--help"]])
 def test_the_sdk_is_loaded_only_to_serve(argv: list[str]) -> None:
     """The SDK costs ~0.8 s to import: no other command, nor `aido mcp --help`, may load it."""
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, env=aido_env(), timeout=60
-    )
-    assert "LOADED []" in done.stderr, done.stderr
+    done = loaded_modules(*argv, watch=["mcp", "aido.mcp"])
+    assert done.modules == [], done.stderr
 
 
 def test_aido_run_never_loads_the_sdk(aido: Aido, project: Path, engine: None) -> None:
     assert aido("sandbox", "up").code == 0
     (project / "t.py").write_text("print(1)\n")
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, "run", "t.py"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env=aido_env(),
-        timeout=120,
-    )
-    assert "LOADED []" in done.stderr and done.stdout == "1\n", done.stderr
+    done = loaded_modules("run", "t.py", watch=["mcp", "aido.mcp"], cwd=project, timeout=120)
+    assert done.modules == [] and done.stdout == "1\n", done.stderr
     aido("sandbox", "destroy", "--all")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.cli import Aido, aido_env
+from tests.helpers.cli import Aido, aido_env, loaded_modules
 from tests.helpers.sandbox import events, sandbox_root
 from tests.plugins.conftest import plugin_env
 
@@ -255,46 +255,23 @@ def test_a_plugin_backend_is_found_by_name(plugins_dir: Path, tmp_path: Path) ->
     assert done.stdout.splitlines() == ["['docker', 'testalias']", "DockerBackend"]
 
 
-PROBE = """
-import atexit, sys
-atexit.register(lambda: print("LOADED", sorted(
-    m for m in sys.modules if m.split(".")[0] == "pluggy" or m == "importlib.metadata"), file=sys.stderr))
-from aido.cli.app import main
-main(sys.argv[1:])
-"""
-
-
 @pytest.mark.parametrize("argv", [["--version"], ["run", "t.py"]])
 def test_without_plugins_neither_pluggy_nor_metadata_is_imported(
     sandbox: str, project: Path, argv: list[str]
 ) -> None:
     (project / "t.py").write_text("print(1)\n")
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, *argv],
-        cwd=project,
-        env=aido_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stderr.strip().splitlines()[-1] == "LOADED []"
+    done = loaded_modules(*argv, watch=["pluggy", "importlib.metadata"], cwd=project)
+    assert done.code == 0, done.stderr
+    assert done.modules == [], done.stderr
 
 
 def test_without_plugins_sandbox_up_does_not_import_pluggy(engine: None, project: Path) -> None:
     """Creating a sandbox asks for the plugins' runtimes: only when a plugin is declared.
     (pydantic imports importlib.metadata for its own plugins: only pluggy is checked.)"""
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, "sandbox", "up", "--runtime", "python"],
-        cwd=project,
-        env=aido_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = loaded_modules("sandbox", "up", "--runtime", "python", watch=["pluggy"], cwd=project)
     try:
-        assert done.returncode == 0, done.stderr
-        assert done.stderr.strip().splitlines()[-1] in ("LOADED []", "LOADED ['importlib.metadata']")
+        assert done.code == 0, done.stderr
+        assert done.modules == [], done.stderr
     finally:
         subprocess.run([sys.executable, "-m", "aido", "sandbox", "destroy", "--all"], cwd=project,
                        env=aido_env(), capture_output=True, timeout=60)  # fmt: skip
