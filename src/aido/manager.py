@@ -88,6 +88,13 @@ class SandboxManager(Context):
     def load(self, sandbox_id: str) -> SandboxRecord:
         return self.store.load(sandbox_id)
 
+    def fill_pool(self, sandbox_id: str) -> list[dict[str, Any]]:
+        """Start the sandbox's warm containers now (``warm: N``), as its keeper would; `sandbox
+        up` does it before it returns, so the first runs are warm (run/warm.py)."""
+        from aido.run.warm import keep
+
+        return keep(self, sandbox_id)
+
     def load_evidence(self, sandbox_id: str) -> tuple[SandboxRecord, SandboxPaths]:
         """A sandbox's record and paths for reading its runs: the live sandbox, or else its
         archive once it was destroyed. Never for starting a run."""

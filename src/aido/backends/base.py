@@ -103,6 +103,16 @@ class ExecOutcome:
     applied: dict[str, Any] = field(default_factory=dict)
 
 
+class WarmUnusable(Exception):
+    """A pre-started container cannot take the run (it stopped, was OOM-killed while idle,
+    or no longer matches the sandbox's settings); nothing of the task ran in it. The run
+    starts cold instead and records ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class RuntimeInfo:
     name: str
@@ -153,6 +163,29 @@ class Backend(ABC):
         write the evidence captured so far. ``guard`` is polled while the task runs; a
         reason it returns kills the task and becomes ``stop_reason``.
         """
+
+    # -- warm start: a container created and started in advance, used by one run ----------
+
+    def warm_key(self, request: ExecRequest) -> str | None:
+        """What a pre-started container for ``request`` must have been created with (image,
+        limits, isolation, mounts, security), as one string; None: no warm start here."""
+        return None
+
+    def start_idle(self, request: ExecRequest) -> str:
+        """Create and start a container exactly as a cold run of ``request`` would, except
+        that it waits, idle, for a task; return its id."""
+        raise NotImplementedError(f"the {self.name} runtime has no warm start")
+
+    def run_warm(
+        self, container_id: str, request: ExecRequest, on_output: OutputSink, guard: Guard | None = None
+    ) -> ExecOutcome:
+        """Run ``request``'s task in the pre-started container, as ``run`` would in a fresh
+        one; WarmUnusable (before the task starts) if the container cannot take it."""
+        raise WarmUnusable(f"the {self.name} runtime has no warm start")
+
+    def discard(self, container_id: str) -> bool:
+        """Stop and remove one container; False if it may remain (a sweep finds it again)."""
+        return False
 
     @abstractmethod
     def remove_labelled(self, labels: dict[str, str]) -> list[str]:

@@ -23,3 +23,7 @@ DEFAULT_FILES = 100_000
 MAX_FILES = 10_000_000
 ISOLATION_LEVELS = ("default", "gvisor")
 FILESYSTEM_MODES = ("readonly", "readwrite", "none")
+
+# Containers a sandbox's warm pool keeps started in advance (`warm: N`); each holds the
+# sandbox's memory and CPU limits while it waits, so the pool is kept small.
+MAX_WARM = 16

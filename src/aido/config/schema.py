@@ -28,6 +28,7 @@ from aido.config.limits import (
     MAX_MEMORY_BYTES,
     MAX_TIMEOUT_SECONDS,
     MAX_TTL_SECONDS,
+    MAX_WARM,
     MIN_DISK_BYTES,
     MIN_MEMORY_BYTES,
 )
@@ -68,6 +69,7 @@ EXPECTED: dict[str, str] = {
     "resources.files": f"a whole number of files like {DEFAULT_FILES} (1 to {MAX_FILES})",
     "resources.disk_quota": "'soft' or 'hard'",
     "isolation": "'default' or 'gvisor'",
+    "warm": f"a whole number of containers to keep started in advance, like 2 (0 to {MAX_WARM})",
 }
 
 
@@ -215,6 +217,9 @@ class SandboxSpec(_Strict):
     resources: Resources = Field(default_factory=Resources)
     # "gvisor" runs tasks under gVisor's runsc: a user-space kernel between task and host.
     isolation: Literal["default", "gvisor"] = "default"
+    # Containers kept created and started in advance with exactly these settings, each used
+    # by one run (run/warm.py); needs `runtime`, since they start before any task is known.
+    warm: Annotated[int, _number("warm"), Field(ge=0, le=MAX_WARM)] = 0
 
     @property
     def ttl_seconds(self) -> float:

@@ -49,6 +49,7 @@ def create(
     confirm: Confirm | None = None,
     on_pull: Callable[[str], None] | None = None,
     given: tuple[str, dict[str, Any]] | None = None,
+    warm: int | None = None,
 ) -> SandboxRecord:
     """Create a sandbox. A spec that widens permissions (network, writable inputs) must be
     confirmed: ``confirm`` gets the warnings and returns True to go ahead. A spec that names
@@ -62,7 +63,13 @@ def create(
     install()  # before the spec is checked: its runtime may be a plugin's
     overrides = {
         k: v
-        for k, v in (("name", name), ("runtime", runtime), ("ttl", ttl), ("isolation", isolation))
+        for k, v in (
+            ("name", name),
+            ("runtime", runtime),
+            ("ttl", ttl),
+            ("isolation", isolation),
+            ("warm", warm),
+        )
         if v is not None
     }
     spec, lines = load_spec_and_lines(spec_file, overrides=overrides, given=given)
@@ -82,6 +89,14 @@ def create(
         where = spec_file.name if spec_file else given[0] if given else "sandbox.yaml"
         line = lines.get(("permissions", "network"))
         raise ConfigError([Problem(message, where, line, "permissions.network")])
+    if spec.warm and not spec.runtime:
+        where = spec_file.name if spec_file else given[0] if given else "sandbox.yaml"
+        message = (
+            f"{spec.warm} needs a runtime (runtime: python:3.12, node:18, sh or docker://IMAGE): "
+            "warm containers are started before any task says which interpreter it needs"
+        )
+        hint = "set runtime: in sandbox.yaml or pass --runtime"
+        raise ConfigError([Problem(message, where, lines.get(("warm",)), "warm")], hint=hint)
     if spec.resources.disk_quota == "hard":
         from aido.host import volume
 

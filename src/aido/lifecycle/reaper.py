@@ -21,13 +21,20 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aido import fs
 from aido.store.store import marked_running, wants_reaper
 from aido.store.workspace import Workspace
 
+if TYPE_CHECKING:
+    from aido.run.context import Context
+
 DEFAULT_INTERVAL = 60.0  # seconds between full sweeps, as the spec says
 IDLE_CHECK = 5.0  # between sweeps, how often to check whether there is anything left to reap
+POOL_CHECK = 0.1  # with a warm pool, how often to refill it (a listing of its directory)
+POOL_LIVENESS = 2.0  # how often to ask the engine whether the idle containers still run
+POOL_BACKOFF = 10.0  # after a pool could not be filled, before trying again
 INTERVAL_ENV = "AIDO_REAPER_INTERVAL"
 LOG_LIMIT = 256 << 10
 
@@ -66,16 +73,25 @@ def ensure_running(workspace: Workspace) -> int | None:
 
 
 def has_work(workspace: Workspace) -> bool:
-    """Any sandbox left that the reaper may have to destroy (or whose runs it may recover)."""
+    """Any sandbox left that the reaper may have to destroy (or whose runs it may recover,
+    or whose warm pool it keeps)."""
+    return bool(_wanting(workspace)[0])
+
+
+def _wanting(workspace: Workspace) -> tuple[list[str], list[str]]:
+    """(sandboxes that need the reaper, those of them that have or had a warm pool)."""
+    wanting, pools = [], []
     for sandbox_id in workspace.sandbox_ids():
         paths = workspace.sandbox(sandbox_id)
         try:
             data = fs.read_json(paths.metadata)
         except (OSError, ValueError):
-            continue
-        if wants_reaper(data, marked_running(paths)):
-            return True
-    return False
+            data = None
+        if data is not None and wants_reaper(data, marked_running(paths)):
+            wanting.append(sandbox_id)
+        if paths.warm.is_dir():  # the pool of a sandbox now expired or gone is drained too
+            pools.append(sandbox_id)
+    return wanting, pools
 
 
 def _log(workspace: Workspace, message: str) -> None:
@@ -126,8 +142,12 @@ def serve(root: Path, interval: float) -> int:
     _log(workspace, f"started (interval {interval:g}s)")
     context = Context(workspace)
     next_sweep = 0.0
+    keeper = PoolKeeper(context, workspace)
     try:
-        while workspace.sandboxes.is_dir() and has_work(workspace):
+        while workspace.sandboxes.is_dir():
+            wanting, pools = _wanting(workspace)
+            if not wanting and not pools:
+                break
             if time.monotonic() >= next_sweep:
                 try:
                     context.evidence_retention = _retention(workspace)
@@ -136,11 +156,56 @@ def serve(root: Path, interval: float) -> int:
                 except Exception:  # the reaper must outlive any one bad sweep
                     _log(workspace, "sweep failed: " + traceback.format_exc(limit=3).replace("\n", " | "))
                 next_sweep = time.monotonic() + interval
-            time.sleep(max(0.05, min(IDLE_CHECK, next_sweep - time.monotonic())))
+            keeper.keep(pools)
+            pause = POOL_CHECK if pools else IDLE_CHECK
+            time.sleep(max(0.05 if not pools else 0.0, min(pause, next_sweep - time.monotonic())))
     finally:
         _log(workspace, "exiting: no sandbox with auto-cleanup left")
         os.close(lock)
     return 0
+
+
+class PoolKeeper:
+    """Keeps the warm pools filled (run/warm.py ``keep``), a few times a second; asks the
+    engine which idle containers are still alive every POOL_LIVENESS seconds; after a
+    failure (engine gone, image removed) leaves that pool alone for POOL_BACKOFF seconds
+    and logs it once."""
+
+    def __init__(self, context: Context, workspace: Workspace) -> None:
+        self.context, self.workspace = context, workspace
+        self.failed: dict[str, float] = {}
+        self.next_check = 0.0
+
+    def keep(self, pools: list[str]) -> None:
+        from aido.run.warm import keep
+
+        now = time.monotonic()
+        check = now >= self.next_check
+        if check:
+            self.next_check = now + POOL_LIVENESS
+        for sandbox_id in pools:
+            if self.failed.get(sandbox_id, 0.0) > now:
+                continue
+            try:
+                for action in keep(self.context, sandbox_id, check=check):
+                    _log(self.workspace, f"{action}")
+            except Exception as exc:  # one bad pool must not stop the others, nor the reaper
+                self.failed[sandbox_id] = now + POOL_BACKOFF
+                message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                _log(self.workspace, f"warm pool of {sandbox_id}: {message}; retrying in {POOL_BACKOFF:g}s")
+                _pool_error(self.workspace, sandbox_id, message)
+            else:
+                _pool_error(self.workspace, sandbox_id, None)
+
+
+def _pool_error(workspace: Workspace, sandbox_id: str, message: str | None) -> None:
+    """What `aido sandbox list` shows about a pool that cannot be filled (None: clear it)."""
+    from aido.store.pool import WarmPool
+
+    try:
+        WarmPool(workspace.sandbox(sandbox_id).warm).set_error(message)
+    except OSError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,8 @@ class SandboxSummary:
     archived: bool = False  # destroyed; its evidence is in .aido/archive/<id>/
     destroyed_at: str | None = None
     destroy_reason: str | None = None  # "destroyed" (by a command) or "expired" (its ttl)
+    # The warm pool (``warm: N``): size, ready, starting, in_use and the keeper's last error.
+    warm: dict[str, Any] | None = None
 
 
 @dataclass
@@ -123,11 +125,28 @@ def list_sandboxes(ctx: Context, *, include_archived: bool = False) -> list[Sand
                 expires_at=record.expires_at,
                 runs=len(runs),
                 active=record.id == active,
+                warm=_pool(ctx, record.id, int(record.config.get("warm") or 0)),
             )
         )
     if include_archived:
         out.extend(_archived_summary(ctx, i) for i in workspace.archived_ids())
     return sorted(out, key=lambda s: s.created_at)
+
+
+def _pool(ctx: Context, sandbox_id: str, size: int) -> dict[str, Any] | None:
+    """What the sandbox's warm pool holds now, from its bookkeeping (no engine call)."""
+    from aido.store.pool import WarmPool
+
+    if not size:
+        return None
+    pool = WarmPool(ctx.store.paths(sandbox_id).warm)
+    return {
+        "size": size,
+        "ready": len(pool.ready()),
+        "starting": len(pool.starting()),
+        "in_use": len(pool.claims()),
+        "error": pool.error(),
+    }
 
 
 def _archived_summary(ctx: Context, sandbox_id: str) -> SandboxSummary:

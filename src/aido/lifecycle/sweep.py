@@ -7,6 +7,7 @@ containers that no live run owns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -205,6 +206,17 @@ def reap_containers(ctx: Context) -> list[dict[str, Any]]:
     for container in found:
         labels = container.get("labels") or {}
         sandbox_id, rid = labels.get("aido.sandbox", ""), labels.get("aido.run", "")
+        if "aido.warm" in labels and not rid:
+            if not _warm_owned(ctx, sandbox_id, container):
+                from aido.store.pool import WarmPool
+
+                if not ctx.backend.discard(str(container["id"])):
+                    ctx.store.mark_containers_left()
+                    continue
+                with contextlib.suppress(AidoError):
+                    WarmPool(workspace.sandbox(sandbox_id).warm).forget(str(container["id"]))
+                actions.append({"action": "removed_warm", "sandbox_id": sandbox_id})
+            continue
         try:
             run_dir = workspace.sandbox(sandbox_id).run_dir(check_run_id(rid))
         except AidoError:
@@ -220,6 +232,34 @@ def reap_containers(ctx: Context) -> list[dict[str, Any]]:
             continue
         actions.append({"action": "removed_container", "sandbox_id": sandbox_id, "run_id": rid})
     return actions
+
+
+def _warm_owned(ctx: Context, sandbox_id: str, container: dict[str, Any]) -> bool:
+    """Whether a warm container is still its pool's: starting (while the keeper runs),
+    ready, or claimed by a run that is alive. Anything else (its sandbox gone or going, a
+    run that ended or died, a keeper that crashed while starting it) is left over."""
+    from aido.lifecycle.reaper import is_running
+    from aido.store.pool import WarmPool
+
+    try:
+        paths = ctx.workspace.sandbox(sandbox_id)
+    except AidoError:
+        return False
+    if paths.going():
+        return False
+    pool = WarmPool(paths.warm)
+    container_id, name = str(container["id"]), str(container.get("name") or "")
+    if container_id in pool.ready():
+        return True
+    if name in pool.starting():
+        return is_running(ctx.workspace)
+    for claim in pool.claims():
+        if claim.container_id == container_id:
+            try:
+                return fs.is_locked(paths.run_dir(check_run_id(claim.run_id)))
+            except AidoError:
+                return False
+    return False
 
 
 def _may_need_sweeping(data: Any, now: Any, paths: SandboxPaths, marked: list[str]) -> bool:

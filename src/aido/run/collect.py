@@ -87,6 +87,11 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
         outcome_line=verdict.line,
         exit_code_of_run=verdict.exit_code,
     )
+    # How the container started: "warm" (pre-started, run/warm.py) or "cold", and why cold
+    # when the sandbox keeps a pool.
+    summary["start"] = executed.start["mode"]
+    if len(executed.start) > 1:
+        summary["start_detail"] = {k: v for k, v in executed.start.items() if k != "mode"}
     if plan.choice.plugin is not None:
         summary["runtime_plugin"] = plan.choice.plugin  # the plugin that added the runtime's family
     summary["notes"] = unenforced_permissions(record.config)  # not enforced, so not in `warnings`

@@ -6,8 +6,8 @@ never changed in place.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from aido.backends.base import StopReason
 from aido.errors import RuntimeUnavailable
@@ -28,6 +28,7 @@ class ExecutedRun:
     outcome: ExecOutcome
     streams: dict[str, dict[str, object]]  # what the capture kept of each stream
     guard: RunGuard  # its disk meter gives the final report
+    start: dict[str, Any] = field(default_factory=lambda: {"mode": "cold"})  # warm or cold (run/warm.py)
 
 
 def execute(
@@ -48,8 +49,15 @@ def execute(
     # The signing key (and cryptography, whose native library takes 5-25 ms to load while
     # holding the GIL) loads now, while this thread mostly waits on the engine.
     prewarm()
+    start: dict[str, Any] = {"mode": "cold"}
     try:
-        outcome = ctx.backend.run(request, capture.write, guard)
+        outcome = None
+        if plan.settings.warm and plan.placement is None:
+            from aido.run import warm
+
+            outcome, start = warm.run(ctx, prepared, capture.write, guard)
+        if outcome is None:
+            outcome = ctx.backend.run(request, capture.write, guard)
     except RuntimeUnavailable:
         ctx.store.mark_containers_left()  # it may have created the container before failing
         raise
@@ -60,4 +68,4 @@ def execute(
     if outcome.stop_reason is None and outcome.exit_code != 0 and plan.paths.destroying.exists():
         # Destroyed under us before the guard noticed: that, not an engine error, is why.
         outcome = replace(outcome, stop_reason=StopReason.DESTROYED, error=None, exit_code=None)
-    return ExecutedRun(prepared, outcome, streams, guard)
+    return ExecutedRun(prepared, outcome, streams, guard, start)

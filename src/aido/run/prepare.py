@@ -26,9 +26,11 @@ from aido.store.workspace import TASK_DIR
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-    from aido.backends.base import ExecRequest
+    from aido.backends.base import ExecRequest, Limits, Mount
     from aido.evidence.snapshot import Snapshot
     from aido.run.context import Context
+    from aido.store.records import RunSettings
+    from aido.store.workspace import SandboxPaths
 
 log = logging.getLogger("aido")
 
@@ -139,21 +141,18 @@ def writable_trees(ctx: Context, plan: RunPlan) -> Trees:
 
 def build_request(ctx: Context, plan: RunPlan, rid: str, writable: Trees) -> ExecRequest:
     """The container request: the sandbox's policy, made explicit. ``writable`` is
-    ``writable_trees(ctx, plan)``: what it names is mounted writable, the rest read-only."""
-    from aido.backends.base import ExecRequest, Limits, Mount
+    ``writable_trees(ctx, plan)``: what it names is mounted writable, the rest read-only.
+    The task file's own mount comes last (a warm container, created before the task was
+    known, has all the others: run/warm.py)."""
+    from aido.backends.base import ExecRequest, Mount
     from aido.config.runtimes import task_command
 
     record, paths, settings = plan.record, plan.paths, plan.settings
     env = {**BASE_ENV, **settings.env, **plan.env, "AIDO_SANDBOX_ID": record.id, "AIDO_RUN_ID": rid}
     # On a cluster node each run writes its own outputs/<run> (the driver stores it there).
-    outputs = paths.outputs / rid if plan.placement else paths.outputs
-    mounts = [
-        Mount(str(paths.work.resolve()), "/work", read_only=False),
-        Mount(str(outputs.resolve()), "/outputs", read_only=False),
-    ]
-    if settings.filesystem != "none":
-        inputs = Mount(str(paths.inputs.resolve()), "/inputs", read_only="inputs" not in writable)
-        mounts.insert(0, inputs)
+    mounts = sandbox_mounts(
+        paths, settings, "inputs" in writable, paths.outputs / rid if plan.placement else None
+    )
     masked = []
     if plan.widen.host_filesystem:
         # The project directory, but never aido's own state inside it: other sandboxes'
@@ -171,20 +170,9 @@ def build_request(ctx: Context, plan: RunPlan, rid: str, writable: Trees) -> Exe
         argv=task_command(plan.choice, f"/work/{plan.task.name}", plan.args),
         env=env,
         mounts=mounts,
-        limits=Limits(
-            cpus=settings.cpus,
-            memory_bytes=settings.memory_bytes,
-            fsize_bytes=settings.disk_bytes,
-            pids=pids_limit(settings),
-        ),
+        limits=run_limits(settings),
         timeout_seconds=plan.timeout_seconds,
-        labels={
-            "aido.managed": "true",
-            "aido.sandbox": record.id,
-            "aido.run": rid,
-            "aido.workspace": ctx.store.workspace_label(),
-            "aido.version": __version__,
-        },
+        labels={**container_labels(ctx, record.id), "aido.run": rid},
         name=f"aido-{record.id}-{rid}",
         user=record.task_user,
         network=settings.network or plan.widen.network,
@@ -192,6 +180,42 @@ def build_request(ctx: Context, plan: RunPlan, rid: str, writable: Trees) -> Exe
         masked_paths=masked,
         stdin=plan.stdin,
     )
+
+
+def sandbox_mounts(
+    paths: SandboxPaths, settings: RunSettings, inputs_writable: bool, outputs: Path | None = None
+) -> list[Mount]:
+    """The sandbox's own trees: inputs (unless ``filesystem: none``), work and outputs."""
+    from aido.backends.base import Mount
+
+    mounts = [
+        Mount(str(paths.work.resolve()), "/work", read_only=False),
+        Mount(str((outputs or paths.outputs).resolve()), "/outputs", read_only=False),
+    ]
+    if settings.filesystem != "none":
+        mounts.insert(0, Mount(str(paths.inputs.resolve()), "/inputs", read_only=not inputs_writable))
+    return mounts
+
+
+def run_limits(settings: RunSettings) -> Limits:
+    from aido.backends.base import Limits
+
+    return Limits(
+        cpus=settings.cpus,
+        memory_bytes=settings.memory_bytes,
+        fsize_bytes=settings.disk_bytes,
+        pids=pids_limit(settings),
+    )
+
+
+def container_labels(ctx: Context, sandbox_id: str) -> dict[str, str]:
+    """How sweeps find the containers of this workspace's sandboxes (a run's adds aido.run)."""
+    return {
+        "aido.managed": "true",
+        "aido.sandbox": sandbox_id,
+        "aido.workspace": ctx.store.workspace_label(),
+        "aido.version": __version__,
+    }
 
 
 def install_task(dest: Path, evidence: Path, source: bytes, mode: int, uid: int, gid: int) -> None:

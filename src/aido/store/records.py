@@ -274,6 +274,7 @@ class RunSettings:
     max_files: int
     isolation: str
     disk_quota: str = "soft"
+    warm: int = 0  # containers the pool keeps started in advance (run/warm.py)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> RunSettings:
@@ -316,6 +317,13 @@ class RunSettings:
                 max_files=files,
                 isolation=isolation,
                 disk_quota="hard" if resources.get("disk_quota") == "hard" else "soft",
+                warm=_warm(config.get("warm", 0)),
             )
         except (AttributeError, TypeError, ValueError) as exc:
             raise MetadataError(f"the sandbox's stored config is invalid: {exc}") from None
+
+
+def _warm(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limits.MAX_WARM:
+        raise ValueError(f"warm {value!r} is out of range")
+    return value

@@ -21,7 +21,7 @@ from aido import fs
 from aido.errors import MetadataError, SandboxNotFound
 from aido.store import runindex
 from aido.store.ids import run_id, run_number
-from aido.store.records import RunRef, SandboxRecord, isoformat, utcnow
+from aido.store.records import RunRef, SandboxRecord, isoformat, parse_time, utcnow
 from aido.store.workspace import SandboxPaths, Workspace, run_evidence
 
 log = logging.getLogger("aido")
@@ -41,10 +41,21 @@ def wants_reaper(data: object, marked: Collection[str] = ()) -> bool:
     or a run marked running (to recover)."""
     if not isinstance(data, dict):
         return False
-    if data.get("auto_cleanup", True) or marked:
+    if data.get("auto_cleanup", True) or marked or _keeps_pool(data):
         return True
     runs = data.get("runs")  # a schema-1 file not migrated yet
     return isinstance(runs, list) and any(isinstance(r, dict) and r.get("status") == "running" for r in runs)
+
+
+def _keeps_pool(data: dict[str, Any]) -> bool:
+    """A live sandbox with a warm pool (``warm: N``): the reaper keeps the pool filled."""
+    config = data.get("config")
+    if not isinstance(config, dict) or not config.get("warm") or data.get("status") == "destroyed":
+        return False
+    try:
+        return utcnow() < parse_time(str(data.get("expires_at")))
+    except ValueError:
+        return False
 
 
 def marked_running(paths: SandboxPaths) -> list[str]:

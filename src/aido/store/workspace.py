@@ -53,6 +53,7 @@ STDERR = "stderr.log"
 CHANGES = "changes.diff"
 ATTESTATION = "attestation.intoto.json"  # the run's seal (evidence/seal.py)
 NODE_EVIDENCE = "node-evidence.tar"  # a cluster run: the node's own sealed bundle (aido.cluster)
+WARM = "warm"  # the warm pool's bookkeeping (store/pool.py)
 SEAL_PENDING = ".seal-pending"  # one empty file per run not sealed yet (run/seal.py)
 TASK_DIR = "task"
 
@@ -105,6 +106,11 @@ class SandboxPaths:
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id
+
+    @property
+    def warm(self) -> Path:
+        """The warm pool: which pre-started containers are starting, ready or claimed by a run."""
+        return self.root / WARM
 
     @property
     def seal_pending(self) -> Path:

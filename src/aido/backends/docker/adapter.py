@@ -22,7 +22,7 @@ from aido.backends.base import (
     ProgressSink,
     RuntimeInfo,
 )
-from aido.backends.docker.engine import Engine, EngineError
+from aido.backends.docker.engine import AttachStream, Engine, EngineError
 from aido.backends.docker.hostconfig import SECCOMP_FLAGS, applied_settings, host_config
 from aido.backends.docker.images import pull, unavailable
 from aido.backends.docker.probes import PidsProbe, why_it_died
@@ -50,7 +50,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _start_error(message: str) -> Exception:
+def start_error(message: str) -> Exception:
     """Map an OCI start failure to docker's 126/127 convention."""
     lowered = message.lower()
     if "no such file or directory" in lowered or "executable file not found" in lowered:
@@ -60,6 +60,13 @@ def _start_error(message: str) -> Exception:
     if "permission denied" in lowered:
         return TaskNotRunnable(f"cannot start the task: {message}")
     return RuntimeFailure(f"the engine could not start the container: {message}")
+
+
+def _exec_ended(engine: Engine, exec_id: str) -> bool:
+    try:
+        return not (engine.call("GET", f"/exec/{exec_id}/json") or {}).get("Running", True)
+    except EngineError:
+        return False
 
 
 class DockerBackend(Backend):
@@ -83,7 +90,7 @@ class DockerBackend(Backend):
                 ) from None
         return self._engine
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             return self.engine.call(method, path, **kwargs)
         except EngineError as exc:
@@ -96,7 +103,7 @@ class DockerBackend(Backend):
     # -- Backend -------------------------------------------------------------
 
     def info(self) -> RuntimeInfo:
-        version = self._call("GET", "/version")
+        version = self.call("GET", "/version")
         return RuntimeInfo(
             name=self.name,
             engine="docker",
@@ -134,7 +141,7 @@ class DockerBackend(Backend):
 
     def engine_info(self) -> dict[str, Any]:
         """The engine's `docker info`: OCI runtimes, cgroup support, security options."""
-        return dict(self._call("GET", "/info") or {})
+        return dict(self.call("GET", "/info") or {})
 
     def isolation_levels(self) -> list[str]:
         if self._runtimes is None:
@@ -162,7 +169,7 @@ class DockerBackend(Backend):
 
     def image_id(self, image: str) -> str | None:
         try:
-            found = self._call("GET", f"/images/{quote(image, safe='/:@')}/json")
+            found = self.call("GET", f"/images/{quote(image, safe='/:@')}/json")
         except EngineError as exc:
             if exc.status == 404:
                 return None
@@ -179,13 +186,13 @@ class DockerBackend(Backend):
             raise unavailable(image, "the pull finished but the image is missing")
         return pulled
 
-    def _create(self, request: ExecRequest) -> tuple[str, list[str] | None]:
+    def create(self, request: ExecRequest) -> tuple[str, list[str] | None]:
         """Create the container; returns its id and, for a runtime that needs a flag to apply the
         seccomp profile, the arguments that runtime is registered with (read now: they are the
         ones the container starts with, even if the engine is reloaded during the run)."""
         hc = host_config(request)
         oci = self._oci_runtime(request.isolation)
-        oci_args = self._oci_args(oci) if oci in SECCOMP_FLAGS else None
+        oci_args = self.oci_args(oci) if oci in SECCOMP_FLAGS else None
         if oci:
             hc["Runtime"] = oci
         body = {
@@ -207,14 +214,14 @@ class DockerBackend(Backend):
             "HostConfig": hc,
         }
         try:
-            created = self._call("POST", "/containers/create", query={"name": request.name}, body=body)
+            created = self.call("POST", "/containers/create", query={"name": request.name}, body=body)
         except EngineError as exc:
             if exc.status == 404:
                 raise ImageUnavailable(f"image {request.image} is not available: {exc.message}") from None
             raise RuntimeFailure(f"the engine refused the container: {exc.message}") from None
         return str(created["Id"]), oci_args
 
-    def _oci_args(self, oci: str) -> list[str] | None:
+    def oci_args(self, oci: str) -> list[str] | None:
         """The arguments the engine passes to the OCI runtime ``oci``; None if they cannot be read."""
         try:
             runtimes = self.engine_info().get("Runtimes") or {}
@@ -232,25 +239,66 @@ class DockerBackend(Backend):
         except EngineError:
             pass
 
-    def _remove(self, container_id: str) -> bool:
+    def remove(self, container_id: str) -> bool:
         """Force-remove a container; False if it may still exist (the engine is gone or
         failed). 409 means the engine is already removing it. Never raises: callers mark
         the workspace so that the next sweep finds it again by its labels."""
         try:
-            self._call(
-                "DELETE", f"/containers/{container_id}", query={"force": 1, "v": 1}, ok=(204, 404, 409)
-            )
+            self.call("DELETE", f"/containers/{container_id}", query={"force": 1, "v": 1}, ok=(204, 404, 409))
         except (EngineError, RuntimeUnavailable):
             return False
         return True
 
     def run(self, request: ExecRequest, on_output: OutputSink, guard: Guard | None = None) -> ExecOutcome:
-        container_id, oci_args = self._create(request)
+        container_id, oci_args = self.create(request)
+
+        def begin() -> AttachStream:
+            try:
+                stream = self.engine.attach(container_id, stdin=request.stdin is not None)
+                self.call("POST", f"/containers/{container_id}/start")
+            except EngineError as exc:
+                raise start_error(exc.message) from None
+            return stream
+
+        def finish(stopped: list[str]) -> tuple[int, dict[str, Any], bool]:
+            result = self.call(
+                "POST", f"/containers/{container_id}/wait", timeout=max(request.timeout_seconds, 60) + 60
+            )
+            exit_code = int(result.get("StatusCode", -1))
+            inspect = self.call("GET", f"/containers/{container_id}/json") or {}
+            for _ in range(10):
+                # The engine sets OOMKilled from a kernel event that can arrive just after
+                # the exit; a SIGKILLed task (137) that nobody else killed deserves a recheck.
+                if exit_code != 137 or stopped or (inspect.get("State") or {}).get("OOMKilled"):
+                    break
+                time.sleep(0.05)
+                inspect = self.call("GET", f"/containers/{container_id}/json") or {}
+            return exit_code, inspect, False
+
+        return self.follow(container_id, request, on_output, guard, begin, finish, oci_args)
+
+    def follow(
+        self,
+        container_id: str,
+        request: ExecRequest,
+        on_output: OutputSink,
+        guard: Guard | None,
+        begin: Callable[[], AttachStream],
+        finish: Callable[[list[str]], tuple[int, dict[str, Any], bool]],
+        oci_args: list[str] | None,
+        exec_id: str = "",
+    ) -> ExecOutcome:
+        """Start the task (``begin``: its output stream), watch it (timeout, guard, pids),
+        stream its output, then read how it ended (``finish``: exit code, the container's
+        inspect, and whether the container holds nothing of the task any more, so that it
+        may be left to the warm pool's keeper to remove) and remove the container. Shared by
+        a cold run and a warm one (``exec_id``: the task is that exec; warm.py), so both
+        stop, time out and report alike."""
         stop_reason: list[str] = []  # set once, by the monitor thread or on Ctrl-C
         pids: PidsProbe | None = None
         done = threading.Event()
         monitor: threading.Thread | None = None
-        stream = None
+        stream: AttachStream | None = None
         started_at = _now()
         start = time.monotonic()
         error: str | None = None
@@ -258,12 +306,11 @@ class DockerBackend(Backend):
         oom = False
         inspect: dict[str, Any] = {}
         stop_stdin: Callable[[], None] | None = None
+        removed = keep = False
+        # The task's output ended; a child of a warm task outlived it (and was killed).
+        drained, lingered = threading.Event(), threading.Event()
         try:
-            try:
-                stream = self.engine.attach(container_id, stdin=request.stdin is not None)
-                self._call("POST", f"/containers/{container_id}/start")
-            except EngineError as exc:
-                raise _start_error(exc.message) from None
+            stream = begin()
             # Find the pids cgroup at once: it goes when the task exits, and a short task
             # can be gone before the monitor thread's first look (then nothing is known).
             pids = PidsProbe(container_id)
@@ -294,24 +341,21 @@ class DockerBackend(Backend):
                         stop_reason.append(reason)
                         self._kill(container_id, killer)
                         return
+                    # A warm task's exec ended but a child of it still holds the output open:
+                    # a cold container would have stopped with the task.
+                    ended = exec_id and not drained.is_set() and _exec_ended(killer, exec_id)
+                    if ended and not drained.wait(GUARD_INTERVAL):
+                        lingered.set()
+                        self._kill(container_id, killer)
+                        return
 
             monitor = threading.Thread(target=watch, name=f"aido-watch-{request.name}", daemon=True)
             monitor.start()
             try:
                 for kind, data in stream.frames():
                     on_output(kind, data)
-                result = self._call(
-                    "POST", f"/containers/{container_id}/wait", timeout=max(request.timeout_seconds, 60) + 60
-                )
-                exit_code = int(result.get("StatusCode", -1))
-                inspect = self._call("GET", f"/containers/{container_id}/json") or {}
-                for _ in range(10):
-                    # The engine sets OOMKilled from a kernel event that can arrive just after
-                    # the exit; a SIGKILLed task (137) that nobody else killed deserves a recheck.
-                    if exit_code != 137 or stop_reason or (inspect.get("State") or {}).get("OOMKilled"):
-                        break
-                    time.sleep(0.05)
-                    inspect = self._call("GET", f"/containers/{container_id}/json") or {}
+                drained.set()
+                exit_code, inspect, keep = finish(stop_reason)
                 oom = bool((inspect.get("State") or {}).get("OOMKilled"))
                 if exit_code != 0 and not stop_reason and not oom:
                     oom, error = why_it_died(self.engine, container_id, wall_start, exit_code)
@@ -328,7 +372,10 @@ class DockerBackend(Backend):
                 monitor.join(timeout=5)
             if stream is not None:
                 stream.close()
-            removed = self._remove(container_id)
+            # A warm container that holds nothing of the task (only its idle process) is
+            # left to the pool's keeper: removing it is off the run's path.
+            keep = keep and not stop_reason and not error and not lingered.is_set()
+            removed = True if keep else self.remove(container_id)
         duration_ms = int((time.monotonic() - start) * 1000)
         reason = stop_reason[0] if stop_reason else None
         if reason or error:
@@ -350,9 +397,31 @@ class DockerBackend(Backend):
             pids_limit_hit=pids.hit if pids is not None else None,
         )
 
+    # -- warm start (warm.py) ---------------------------------------------------------------
+
+    def discard(self, container_id: str) -> bool:
+        return self.remove(container_id)
+
+    def warm_key(self, request: ExecRequest) -> str | None:
+        from aido.backends.docker import warm
+
+        return warm.key(request)
+
+    def start_idle(self, request: ExecRequest) -> str:
+        from aido.backends.docker import warm
+
+        return warm.start_idle(self, request)
+
+    def run_warm(
+        self, container_id: str, request: ExecRequest, on_output: OutputSink, guard: Guard | None = None
+    ) -> ExecOutcome:
+        from aido.backends.docker import warm
+
+        return warm.run_warm(self, container_id, request, on_output, guard)
+
     def _labelled(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
-        found = self._call("GET", "/containers/json", query={"all": 1, "filters": filters})
+        found = self.call("GET", "/containers/json", query={"all": 1, "filters": filters})
         return list(found or [])
 
     def list_labelled(self, labels: dict[str, str]) -> list[dict[str, Any]]:
@@ -370,7 +439,7 @@ class DockerBackend(Backend):
     def remove_labelled(self, labels: dict[str, str]) -> list[str]:
         removed, left = [], 0
         for container in self._labelled(labels):
-            if self._remove(container["Id"]):
+            if self.remove(container["Id"]):
                 removed.append(str(container["Id"]))
             else:
                 left += 1

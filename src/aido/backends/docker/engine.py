@@ -210,17 +210,24 @@ class Engine:
     def attach(self, container_id: str, *, stdin: bool = False) -> AttachStream:
         """Attach to stdout/stderr (and stdin if asked) of a created container, before it
         starts, so no output is missed."""
+        path = f"/containers/{quote(container_id)}/attach?stream=1&stdout=1&stderr=1"
+        return self._upgrade(path + ("&stdin=1" if stdin else ""), b"")
+
+    def exec_stream(self, exec_id: str) -> AttachStream:
+        """Start a created exec instance and return its stdout/stderr (and stdin, if the
+        exec was created with AttachStdin) as one stream, the same framing as attach."""
+        return self._upgrade(f"/exec/{quote(exec_id)}/start", b'{"Detach":false,"Tty":false}')
+
+    def _upgrade(self, path: str, body: bytes) -> AttachStream:
+        """A POST that the engine answers by turning the connection into the raw stream."""
         if not self.api_version:
             self.negotiate()
         sock = self._raw_socket()
-        path = f"{self._prefix}/containers/{quote(container_id)}/attach?stream=1&stdout=1&stderr=1"
-        if stdin:
-            path += "&stdin=1"
         request = (
-            f"POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
-            "Content-Length: 0\r\n\r\n"
+            f"POST {self._prefix}{path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\n"
+            f"Upgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
-        sock.sendall(request.encode())
+        sock.sendall(request.encode() + body)
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = sock.recv(4096)

@@ -51,6 +51,15 @@ class PidsProbe:
         counts = dict(line.split(None, 1) for line in text.splitlines() if " " in line)
         self.hit = counts.get("max", "0").strip() not in ("", "0")
 
+    def current(self) -> int | None:
+        """How many processes and threads the container's cgroup holds now (None: unknown)."""
+        if self._path is None:
+            return None
+        try:
+            return int(self._path.with_name("pids.current").read_text())
+        except (OSError, ValueError):
+            return None
+
 
 def why_it_died(engine: Engine, container_id: str, since: float, exit_code: int) -> tuple[bool, str | None]:
     """(out of memory, engine-side error) for a container that failed and that aido did

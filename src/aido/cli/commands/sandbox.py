@@ -70,8 +70,9 @@ def sandbox_list(state: AppState, quiet: bool, all_: bool) -> None:
         out.say("No sandboxes. Create one with `aido sandbox up`.")
     else:
         columns = ["ID", "NAME", "STATUS", "CREATED", "EXPIRES", "RUNS"]
+        pools = any(s.warm for s in summaries)
         out.table(
-            [*columns, "DESTROYED"] if all_ else columns,
+            [*columns, *(["WARM"] if pools else []), *(["DESTROYED"] if all_ else [])],
             [
                 [
                     ("* " if s.active else "  ") + s.id,
@@ -80,6 +81,7 @@ def sandbox_list(state: AppState, quiet: bool, all_: bool) -> None:
                     s.created_at.replace("T", " ").removesuffix("Z"),
                     "-" if s.archived else relative_time(s.expires_at),
                     str(s.runs),
+                    *([_warm(s.warm)] if pools else []),
                     *([_destroyed(s)] if all_ else []),
                 ]
                 for s in summaries
@@ -87,6 +89,18 @@ def sandbox_list(state: AppState, quiet: bool, all_: bool) -> None:
         )
     if archived:
         out.say(f"({archived} destroyed sandbox(es) with archived evidence: `aido sandbox list --all`)")
+
+
+def _warm(pool: dict[str, Any] | None) -> str:
+    """The pool as `2/2 ready`, `1/2 ready, 1 starting`, or why it cannot be filled."""
+    if not pool:
+        return "-"
+    text = f"{pool['ready']}/{pool['size']} ready"
+    if pool["starting"]:
+        text += f", {pool['starting']} starting"
+    if pool["error"]:
+        text += " (cannot start: see .aido/reaper.log)"
+    return text
 
 
 def _destroyed(summary: SandboxSummary) -> str:

@@ -14,6 +14,7 @@ from aido.cli.options import CONTEXT, global_options, yes_option
 from aido.cli.state import AppState, command_state
 from aido.cli.workspace import manager_for_up
 from aido.config.limits import ISOLATION_LEVELS
+from aido.errors import AidoError
 
 log = logging.getLogger("aido")
 
@@ -43,6 +44,12 @@ log = logging.getLogger("aido")
     type=click.Choice(ISOLATION_LEVELS),
     help="gvisor runs tasks under gVisor's runsc, a user-space kernel (overrides the spec).",
 )
+@click.option(
+    "--warm",
+    type=int,
+    metavar="N",
+    help="Keep N containers started in advance, each used by one run (overrides the spec; needs a runtime).",
+)
 @yes_option
 @global_options
 @command_state
@@ -54,6 +61,7 @@ def sandbox_up(
     ttl: str | None,
     no_auto_cleanup: bool,
     isolation: str | None,
+    warm: int | None,
     yes: bool,
 ) -> None:
     """Create a sandbox and make it the active one.
@@ -74,6 +82,10 @@ def sandbox_up(
 
     permissions.aws is recorded but not enforced, so it is noted, not asked about.
 
+    --warm N (warm: N) keeps N containers created and started in advance with exactly
+    the sandbox's settings; each takes one run and is then removed, and aido's
+    background process starts the next. up starts the first N before it returns.
+
     An invalid sandbox.yaml (an unknown or repeated key, a bad value) is refused with
     one line per problem (file:line: key: expected ..., got ...), exit 2, and nothing
     created; with --json, error.problems lists them as {file, line, key, message}.
@@ -91,12 +103,21 @@ def sandbox_up(
             ttl=ttl,
             auto_cleanup=not no_auto_cleanup,
             isolation=isolation,
+            warm=warm,
             confirm=observer.confirmer("create the sandbox with the permissions above?"),
             on_pull=observer.on_pull,
         )
     finally:
         observer.pulled()
-    if record.auto_cleanup:
+    pool = int(record.config.get("warm") or 0)
+    if pool:
+        out.progress(f"starting {pool} warm container(s)")
+        try:
+            manager.fill_pool(record.id)
+        except AidoError as exc:  # the sandbox works without them: runs start cold
+            log.warning("could not start the warm containers (%s); runs start cold until they are", exc)
+        out.progress_done()
+    if record.auto_cleanup or pool:
         from aido.lifecycle.reaper import ensure_running
 
         try:
