@@ -55,6 +55,7 @@ class SandboxManager(Context):
     # -- sandboxes: aido sandbox up / list / use / extend / clean / destroy -----------
     resolve_id = sandboxes.resolve_id
     create = _create.create
+    start_background = _create.start_background
     copied_inputs = _create.copied_inputs
     list_sandboxes = sandboxes.list_sandboxes
     list_runs = sandboxes.list_runs
@@ -87,13 +88,6 @@ class SandboxManager(Context):
 
     def load(self, sandbox_id: str) -> SandboxRecord:
         return self.store.load(sandbox_id)
-
-    def fill_pool(self, sandbox_id: str) -> list[dict[str, Any]]:
-        """Start the sandbox's warm containers now (``warm: N``), as its keeper would; `sandbox
-        up` does it before it returns, so the first runs are warm (run/warm.py)."""
-        from aido.run.warm import keep
-
-        return keep(self, sandbox_id)
 
     def load_evidence(self, sandbox_id: str) -> tuple[SandboxRecord, SandboxPaths]:
         """A sandbox's record and paths for reading its runs: the live sandbox, or else its

@@ -40,6 +40,7 @@ class SandboxOptions(TypedDict, total=False):
     timeout: str
     disk: str
     isolation: str
+    warm: int
     inputs: Sequence[str]
     outputs: Sequence[str]
     env: Mapping[str, str]

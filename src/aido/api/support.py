@@ -87,13 +87,7 @@ def create(
     except ConfigError as exc:
         problems = [replace(p, key=_keyword(p.key)) for p in exc.details]
         raise ConfigError(problems, hint=exc.hint) from None
-    if record.auto_cleanup:
-        from aido.lifecycle.reaper import ensure_running
-
-        try:
-            ensure_running(manager.workspace)
-        except OSError as exc:
-            log.warning("could not start the TTL reaper (%s); expired sandboxes go at the next command", exc)
+    manager.start_background(record)
     return record
 
 

@@ -188,6 +188,31 @@ def create(
     return record
 
 
+def start_background(ctx: Context, record: SandboxRecord) -> None:
+    """After `sandbox up`: start the warm containers (``warm: N``) so the first runs are
+    warm, and the workspace's background process, which destroys the sandbox at its ttl
+    and refills its pool. Neither failing undoes the sandbox: runs then start cold, and the
+    next command's sweep brings the reaper back."""
+    from aido.errors import AidoError
+    from aido.lifecycle.reaper import ensure_running
+
+    pool = int(record.config.get("warm") or 0)
+    if pool:
+        from aido.run.warm import keep
+
+        try:
+            keep(ctx, record.id)
+        except AidoError as exc:
+            log.warning(
+                "could not start the warm containers (%s); runs start cold until they are", exc.message
+            )
+    if record.auto_cleanup or pool:
+        try:
+            ensure_running(ctx.workspace)
+        except OSError as exc:
+            log.warning("could not start the TTL reaper (%s); expired sandboxes go at the next command", exc)
+
+
 def copied_inputs(ctx: Context, sandbox_id: str) -> list[dict[str, Any]]:
     """What `sandbox up` copied into the sandbox's inputs/ (path, size, SHA-256)."""
     return read_inputs_manifest(ctx.workspace.sandbox(sandbox_id))

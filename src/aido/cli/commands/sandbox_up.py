@@ -14,7 +14,6 @@ from aido.cli.options import CONTEXT, global_options, yes_option
 from aido.cli.state import AppState, command_state
 from aido.cli.workspace import manager_for_up
 from aido.config.limits import ISOLATION_LEVELS
-from aido.errors import AidoError
 
 log = logging.getLogger("aido")
 
@@ -109,21 +108,10 @@ def sandbox_up(
         )
     finally:
         observer.pulled()
-    pool = int(record.config.get("warm") or 0)
-    if pool:
-        out.progress(f"starting {pool} warm container(s)")
-        try:
-            manager.fill_pool(record.id)
-        except AidoError as exc:  # the sandbox works without them: runs start cold
-            log.warning("could not start the warm containers (%s); runs start cold until they are", exc)
-        out.progress_done()
-    if record.auto_cleanup or pool:
-        from aido.lifecycle.reaper import ensure_running
-
-        try:
-            ensure_running(manager.workspace)
-        except OSError as exc:
-            log.warning("could not start the TTL reaper (%s); expired sandboxes go at the next command", exc)
+    if record.config.get("warm"):
+        out.progress(f"starting {record.config['warm']} warm container(s)")
+    manager.start_background(record)
+    out.progress_done()
     from aido.run.request import unenforced_permissions
 
     inputs = _inputs_summary(record.config, manager.copied_inputs(record.id))
