@@ -44,6 +44,7 @@ GVISOR_HINT = (
     "then reload dockerd (`sudo kill -HUP $(pidof dockerd)`); scripts/bootstrap.sh does all of this"
 )
 GUARD_INTERVAL = 0.05  # seconds between guard and deadline checks while a task runs
+LINGER_GRACE = 0.5  # after killing a warm container whose task ended, before closing its stream
 
 
 def _now() -> str:
@@ -63,10 +64,11 @@ def start_error(message: str) -> Exception:
 
 
 def _exec_ended(engine: Engine, exec_id: str) -> bool:
+    """Whether a warm task's exec has ended (the engine forgets it when its container dies)."""
     try:
         return not (engine.call("GET", f"/exec/{exec_id}/json") or {}).get("Running", True)
-    except EngineError:
-        return False
+    except EngineError as exc:
+        return exc.status == 404
 
 
 class DockerBackend(Backend):
@@ -347,6 +349,10 @@ class DockerBackend(Backend):
                     if ended and not drained.wait(GUARD_INTERVAL):
                         lingered.set()
                         self._kill(container_id, killer)
+                        # The output stream of an exec whose container died under it (gVisor,
+                        # killed for memory) may never end on its own: end it here.
+                        if not drained.wait(LINGER_GRACE) and stream is not None:
+                            stream.close()
                         return
 
             monitor = threading.Thread(target=watch, name=f"aido-watch-{request.name}", daemon=True)

@@ -127,16 +127,25 @@ def run_warm(
             raise start_error(exc.message) from None
 
     def finish(stopped: list[str]) -> tuple[int, dict[str, Any], bool]:
-        state: dict[str, Any] = {}
+        state: dict[str, Any] | None = None
         for _ in range(EXIT_POLLS):
             # The stream ends with the task's output; its exit code follows within a moment.
-            state = backend.call("GET", f"/exec/{exec_id}/json") or {}
-            if not state.get("Running"):
+            try:
+                state = backend.call("GET", f"/exec/{exec_id}/json") or {}
+            except EngineError as exc:
+                if exc.status != 404:
+                    raise
+                state = None  # the engine forgets an exec when its container dies
+            if state is None or not state.get("Running"):
                 break
             time.sleep(0.001)
-        exit_code = state.get("ExitCode")
-        if exit_code is None or state.get("Running"):
-            raise EngineError(0, "the engine did not report how the task's exec ended")
+        if state is None or state.get("Running") or state.get("ExitCode") is None:
+            # The container died under the task (killed for memory under gVisor, stopped
+            # from outside): how it ended is the container's.
+            died = backend.call("GET", f"/containers/{container_id}/json") or {}
+            if (died.get("State") or {}).get("Running", True):
+                raise EngineError(0, "the engine did not report how the task's exec ended")
+            return int(died["State"].get("ExitCode", -1)), {**inspect, "State": died["State"]}, False
         user = (state.get("ProcessConfig") or {}).get("user")
         applied = {**inspect, "Config": {**(inspect.get("Config") or {}), "User": user}}
         probe = PidsProbe(container_id)
@@ -144,6 +153,6 @@ def run_warm(
         left = probe.current()
         # Anything of the task still alive (or no way to tell: gVisor keeps its processes in
         # its own kernel) means the container is killed now, as a cold one would stop.
-        return int(exit_code), applied, not stopped and left is not None and left <= IDLE_PIDS
+        return int(state["ExitCode"]), applied, not stopped and left is not None and left <= IDLE_PIDS
 
     return backend.follow(container_id, request, on_output, guard, begin, finish, oci_args, exec_id=exec_id)
