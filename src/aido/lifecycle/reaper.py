@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 DEFAULT_INTERVAL = 60.0  # seconds between full sweeps, as the spec says
 IDLE_CHECK = 5.0  # between sweeps, how often to check whether there is anything left to reap
-POOL_CHECK = 0.1  # with a warm pool, how often to refill it (a listing of its directory)
+POOL_CHECK = 0.1  # with a warm pool, how often to look whether it changed (a stat or two)
+SCAN_INTERVAL = 1.0  # with a warm pool, how often to re-read which sandboxes need the reaper
 POOL_LIVENESS = 2.0  # how often to ask the engine whether the idle containers still run
 POOL_BACKOFF = 10.0  # after a pool could not be filled, before trying again
 INTERVAL_ENV = "AIDO_REAPER_INTERVAL"
@@ -143,11 +144,16 @@ def serve(root: Path, interval: float) -> int:
     context = Context(workspace)
     next_sweep = 0.0
     keeper = PoolKeeper(context, workspace)
+    scanned = -SCAN_INTERVAL
+    pools: list[str] = []
     try:
         while workspace.sandboxes.is_dir():
-            wanting, pools = _wanting(workspace)
-            if not wanting and not pools:
-                break
+            if time.monotonic() - scanned >= SCAN_INTERVAL or not pools:
+                # Reads every sandbox's record: once a second at most, not at the pools' pace.
+                wanting, pools = _wanting(workspace)
+                scanned = time.monotonic()
+                if not wanting and not pools:
+                    break
             if time.monotonic() >= next_sweep:
                 try:
                     context.evidence_retention = _retention(workspace)
@@ -174,6 +180,7 @@ class PoolKeeper:
     def __init__(self, context: Context, workspace: Workspace) -> None:
         self.context, self.workspace = context, workspace
         self.failed: dict[str, float] = {}
+        self.seen: dict[str, tuple[tuple[int, ...], bool]] = {}
         self.next_check = 0.0
 
     def keep(self, pools: list[str]) -> None:
@@ -186,6 +193,10 @@ class PoolKeeper:
         for sandbox_id in pools:
             if self.failed.get(sandbox_id, 0.0) > now:
                 continue
+            seen = _pool_state(self.workspace, sandbox_id)
+            if not check and not seen[1] and self.seen.get(sandbox_id) == seen:
+                continue  # nothing claimed, nothing changed since the last pass
+            self.seen[sandbox_id] = seen
             try:
                 for action in keep(self.context, sandbox_id, check=check):
                     _log(self.workspace, f"{action}")
@@ -196,6 +207,25 @@ class PoolKeeper:
                 _pool_error(self.workspace, sandbox_id, message)
             else:
                 _pool_error(self.workspace, sandbox_id, None)
+
+
+def _pool_state(workspace: Workspace, sandbox_id: str) -> tuple[tuple[int, ...], bool]:
+    """(when the pool's directories last changed, whether a run holds a container): a claim
+    renames a file, so a pass is needed only when this changes or while runs hold one."""
+    from aido.store.pool import CLAIMED, READY, STARTING
+
+    root = workspace.sandbox(sandbox_id).warm
+    stamps = []
+    for kind in (READY, STARTING, CLAIMED):
+        try:
+            stamps.append(os.stat(root / kind).st_mtime_ns)
+        except OSError:
+            stamps.append(0)
+    try:
+        claimed = any(not n.startswith(".") for n in os.listdir(root / CLAIMED))
+    except OSError:
+        claimed = False
+    return tuple(stamps), claimed
 
 
 def _pool_error(workspace: Workspace, sandbox_id: str, message: str | None) -> None:

@@ -158,6 +158,11 @@ def keep(ctx: Context, sandbox_id: str, *, check: bool = False) -> list[dict[str
                 {"action": "dropped_stale", "sandbox_id": sandbox_id, "container": container_id[:12]}
             )
     missing = settings.warm - len(pool.ready()) - len(pool.starting())
+    if missing > 0 and settings.disk_quota == "hard":
+        from aido.host import volume
+
+        uid, _, gid = record.task_user.partition(":")
+        volume.ensure_mounted(paths, uid=int(uid), gid=int(gid))  # as a run does (after a reboot)
     for _ in range(max(0, missing)):
         name = f"aido-{sandbox_id}-warm-{secrets.token_hex(4)}"
         pool.add_starting(name)
