@@ -187,6 +187,8 @@ def build_view(sandbox_id: str, ref: Any, run_dir: Path) -> dict[str, Any]:
         "task_sha256": known.get("task_sha256"),
         "task_source": known.get("task_source"),  # "code": a code string (run -c); older runs: None
         "runtime": known.get("runtime"),
+        "start": known.get("start"),  # "warm" (a pre-started container) or "cold"; older runs: None
+        "start_detail": _dict(known.get("start_detail")),
         "image": known.get("image"),
         "image_id": known.get("image_id"),
         "limits": _dict(known.get("limits")),
@@ -302,6 +304,12 @@ def render(view: dict[str, Any]) -> None:
         field("image", clean(view["image"]) + (f" ({clean(image_id[:19])})" if image_id else ""))
     timing = f"{_when(view['started_at'])}, took {_seconds(view['duration_ms'])}"
     field("started", timing if view["duration_ms"] is not None else _when(view["started_at"]))
+    if view.get("start"):
+        detail = view["start_detail"]
+        how = clean(view["start"]) + (f" ({clean(detail['reason'])})" if detail.get("reason") else "")
+        if detail.get("task_file_changed"):
+            how += "; the task file in work/ changed while it ran: what ran may differ from task_sha256"
+        field("container", how)
     field("limits", _limits_line(view))
     field("hit", *([clean(h.get("message") or h.get("kind")) for h in view["limits_hit"]] or ["none"]))
     disk = _dict(view["disk"])

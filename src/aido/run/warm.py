@@ -61,7 +61,7 @@ def run(
     if container_id is None:
         ready = pool.ready()
         reason = (
-            "this run's settings differ from the pool's (an escape hatch, or another runtime)"
+            "its settings differ from the pool's: an escape hatch, or another runtime"
             if any(k != key for k in ready.values())
             else "no pre-started container was ready"
         )
