@@ -81,11 +81,15 @@ def assert_no_run_consumed(project: Path, sandbox_id: str) -> None:
 
 
 def destroy_all_checking_leftovers(aido: Aido, project: Path) -> None:
-    """Destroy every sandbox of the project; fail if any of them still had a container
-    (a run must never leave one behind)."""
+    """Destroy every sandbox of the project; fail if any of them still had a run's container
+    (a run must never leave one behind; a warm pool's wait by design), or if any container
+    of theirs, a pool's included, outlived the destroy."""
     sandboxes = project / ".aido" / "sandboxes"
     if not sandboxes.is_dir():
         return
-    leftovers = {p.name: labelled_containers(p.name) for p in sandboxes.iterdir()}
+    ids = [p.name for p in sandboxes.iterdir()]
+    leftovers = {i: labelled_containers(i, pool=False) for i in ids}
     aido("sandbox", "destroy", "--all")
     assert {k: v for k, v in leftovers.items() if v} == {}, "containers survived the test's runs"
+    after = {i: labelled_containers(i) for i in ids}
+    assert {k: v for k, v in after.items() if v} == {}, "containers survived the destroy"
