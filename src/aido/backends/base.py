@@ -81,6 +81,9 @@ class ExecRequest:
     # A host file descriptor whose bytes become the task's stdin (`aido run -i`); None: the
     # task's stdin is closed, it reads end-of-file at once.
     stdin: int | None = None
+    # The image's id as the run planned it (recorded in its evidence): a pre-started
+    # container of an older build of the same tag must not take the run. Empty: unchecked.
+    image_id: str = ""
 
 
 @dataclass

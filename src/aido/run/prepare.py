@@ -179,6 +179,7 @@ def build_request(ctx: Context, plan: RunPlan, rid: str, writable: Trees) -> Exe
         isolation=settings.isolation,
         masked_paths=masked,
         stdin=plan.stdin,
+        image_id=plan.image_id,
     )
 
 

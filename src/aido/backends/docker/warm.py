@@ -85,6 +85,8 @@ def _usable(backend: DockerBackend, container_id: str, request: ExecRequest) -> 
         raise WarmUnusable("it was created with other settings than this run's")
     if (inspect.get("Config") or {}).get("Image") != request.image:
         raise WarmUnusable("it runs another image")
+    if request.image_id and inspect.get("Image") != request.image_id:
+        raise WarmUnusable(f"it runs an older build of {request.image}")
     return dict(inspect)
 
 
