@@ -98,7 +98,7 @@ def test_up_reports_every_problem_one_per_line(aido: Aido, project: Path) -> Non
     assert result.stderr.splitlines()[:4] == [
         "error: 3 problems:",
         "sandbox.yaml:2: runtme: unknown key (allowed: name, runtime, ttl, inputs, outputs, permissions, "
-        "env, resources, isolation); did you mean 'runtime'?",
+        "env, resources, isolation, warm); did you mean 'runtime'?",
         "sandbox.yaml:5: permissions.network: expected true or false, got 'yes'",
         MEMORY_PROBLEM,
     ]

@@ -333,7 +333,7 @@ def test_duplicates_are_reported_with_the_other_problems_at_once(tmp_path: Path)
     assert _problems(tmp_path, text, overrides={"name": "../x"}) == [
         f"--name: {NAME}, got '../x'",
         "sandbox.yaml:1: runtme: unknown key (allowed: name, runtime, ttl, inputs, outputs, permissions, "
-        "env, resources, isolation); did you mean 'runtime'?",
+        "env, resources, isolation, warm); did you mean 'runtime'?",
         f"sandbox.yaml:2: ttl: {DURATION}, got 15",
         f"sandbox.yaml:5: resources.cpu: {CPU}, got 'lots'",
         # Not also "sandbox.yaml:4: resources.memory: expected a size ..., got 'lots'" (the last

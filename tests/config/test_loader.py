@@ -139,14 +139,14 @@ def test_bad_size_names_file_line_and_key_path(tmp_path: Path) -> None:
 def test_unknown_top_level_key_suggests_the_close_one(tmp_path: Path) -> None:
     assert one_problem(tmp_path, "name: x\nnmae: y\n") == (
         "sandbox.yaml:2: nmae: unknown key (allowed: name, runtime, ttl, inputs, outputs, "
-        "permissions, env, resources, isolation); did you mean 'name'?"
+        "permissions, env, resources, isolation, warm); did you mean 'name'?"
     )
 
 
 def test_unknown_top_level_key_without_a_close_match(tmp_path: Path) -> None:
     assert one_problem(tmp_path, "zzzzzz: 1\n") == (
         "sandbox.yaml:1: zzzzzz: unknown key (allowed: name, runtime, ttl, inputs, outputs, "
-        "permissions, env, resources, isolation)"
+        "permissions, env, resources, isolation, warm)"
     )
 
 
@@ -379,7 +379,7 @@ outputs:
     # In line order, so the first line a user reads is the first one to fix.
     assert problems(tmp_path, text) == [
         "sandbox.yaml:2: nmae: unknown key (allowed: name, runtime, ttl, inputs, outputs, "
-        "permissions, env, resources, isolation); did you mean 'name'?",
+        "permissions, env, resources, isolation, warm); did you mean 'name'?",
         "sandbox.yaml:3: ttl: expected a duration like 90s, 15m or 2h, got 'forever'",
         f"sandbox.yaml:5: resources.cpu: {CPU}, got -1",
         "sandbox.yaml:6: resources.memory: expected a size like 512M or 1G, got 'lots'",
@@ -481,7 +481,7 @@ def test_non_string_keys(tmp_path: Path) -> None:
     assert found.startswith("sandbox.yaml:1: ")
     assert found == (
         "sandbox.yaml:1: [1]: expected a key name (allowed: name, runtime, ttl, inputs, outputs, "
-        "permissions, env, resources, isolation), got 1"
+        "permissions, env, resources, isolation, warm), got 1"
     )
 
 

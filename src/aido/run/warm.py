@@ -142,8 +142,9 @@ def keep(ctx: Context, sandbox_id: str, *, check: bool = False) -> list[dict[str
     settings = RunSettings.from_config(record.config) if record is not None else None
     if record is None or settings is None or record.expired() or not settings.warm or not settings.runtime:
         for container_id in pool.ready():
-            discard(ctx, pool, container_id)
-            actions.append({"action": "drained", "sandbox_id": sandbox_id})
+            if pool.withdraw(container_id):
+                discard(ctx, pool, container_id)
+                actions.append({"action": "drained", "sandbox_id": sandbox_id})
         return actions
     request = pool_request(ctx, record, paths, settings)
     key = ctx.backend.warm_key(request)
@@ -152,7 +153,8 @@ def keep(ctx: Context, sandbox_id: str, *, check: bool = False) -> list[dict[str
     ready = pool.ready()
     alive = _alive(ctx, sandbox_id) if check else None
     for container_id, made_with in ready.items():
-        if made_with != key or (alive is not None and container_id not in alive):
+        stale = made_with != key or (alive is not None and container_id not in alive)
+        if stale and pool.withdraw(container_id):
             discard(ctx, pool, container_id)
             actions.append(
                 {"action": "dropped_stale", "sandbox_id": sandbox_id, "container": container_id[:12]}

@@ -71,6 +71,19 @@ class WarmPool:
                 found.append(Claim(container_id, run_id))
         return found
 
+    def withdraw(self, container_id: str) -> bool:
+        """Take a ready container out of the pool before removing it, as a run claims one
+        (atomically): False if a run took it first."""
+        for name in self._names(READY):
+            if name.endswith(f".{container_id}"):
+                (self.root / CLAIMED).mkdir(parents=True, exist_ok=True)
+                try:
+                    os.rename(self.root / READY / name, self.root / CLAIMED / f"{container_id}.withdrawn")
+                except FileNotFoundError:
+                    return False
+                return True
+        return False
+
     def forget(self, container_id: str) -> None:
         """Drop every file about the container, by id or, while starting, by name (it is
         removed, or about to be)."""
