@@ -1,5 +1,4 @@
-"""Benchmark: the wall-clock cost of ``aido run`` against a bare, equally hardened ``docker run``,
-cold and from a warm pool.
+"""Benchmark: the wall-clock cost of ``aido run``, cold and warm, against an equally hardened ``docker run``.
 
 One invocation of this script:
 
@@ -471,7 +470,7 @@ def render_table(stats: list[Stats], v: Verdict, runs: int, notes: dict[str, Any
     lines += [
         "",
         f"cold aido overhead over raw docker (median): {by_name[COLD].median - raw:+.1f}ms",
-        f"warm aido saving against raw docker (median): {raw - by_name[WARM].median:+.1f}ms",
+        f"warm aido overhead over raw docker (median): {by_name[WARM].median - raw:+.1f}ms",
         f"sealing adds (median of paired differences, sealed - unsealed): {notes['seal_added_ms']:+.1f}ms",
         _starts_line(WARM, notes["starts"][WARM]),
         _starts_line(COLD, notes["starts"][COLD]),
