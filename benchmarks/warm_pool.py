@@ -51,7 +51,10 @@ def bytecode_cached() -> Iterator[dict[str, Any]]:
         )
         if done.returncode != 0:
             raise PoolError(f"compileall {package} failed:\n{(done.stderr or done.stdout).strip()[-2000:]}")
-        yield {"aido_package": str(package), "bytecode_compiled": True, "PYTHONDONTWRITEBYTECODE": removed}
+        notes: dict[str, Any] = {"aido_package": str(package), "bytecode_compiled": True}
+        notes["PYTHONDONTWRITEBYTECODE"] = None  # what every aido process has
+        notes["PYTHONDONTWRITEBYTECODE_unset_by_benchmark"] = removed is not None
+        yield notes
     finally:
         if removed is not None:
             os.environ["PYTHONDONTWRITEBYTECODE"] = removed
