@@ -78,6 +78,7 @@ TASK_NAME = "hello.py"
 TASK_SOURCE = 'print("hello")\n'
 WARMUP = 2
 UNPRIVILEGED_UID = 10001  # aido's task uid when it runs as root (run/request.py)
+LEFTOVER_FORMAT = "{{.Name}} {{.State.Status}} {{json .Config.Labels}}"
 BENCH_LABEL = "aido-bench.run"  # put on the raw containers so a leftover can always be found
 
 
@@ -273,7 +274,14 @@ def clean_up(
             leftovers += containers_with_label(docker, f"aido.sandbox={sandbox_id}")
         leftovers += containers_with_label(docker, f"{BENCH_LABEL}={token}")
         if leftovers:
-            print(f"warning: removing {len(leftovers)} leftover container(s)", file=sys.stderr)
+            # Say which (name, state, labels): a leftover is a finding about aido or the engine.
+            shown = subprocess.run(
+                [docker, "inspect", "--format", LEFTOVER_FORMAT, *leftovers],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+            print(f"warning: removing {len(leftovers)} leftover container(s):\n{shown}", file=sys.stderr)
             subprocess.run(
                 [docker, "rm", "-f", "-v", *leftovers],
                 stdout=subprocess.DEVNULL,
