@@ -42,6 +42,7 @@ Exit status: 0 whatever the ratios, unless ``--check`` is given (then 1 when ove
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -289,8 +290,30 @@ def clean_up(
                 check=False,
             )
     finally:
+        wait_for_reaper(project)
         shutil.rmtree(project, ignore_errors=True)
     return len(leftovers)
+
+
+def wait_for_reaper(project: Path, timeout: float = 5.0) -> None:
+    """Wait until the workspace's background process (reaper and pool keeper) has exited: it
+    logs its exit into .aido/reaper.log, which would re-create .aido/ in a removed project.
+    It holds an flock on .aido/reaper.lock until after that last write."""
+    try:
+        fd = os.open(project / ".aido" / "reaper.lock", os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return  # never started
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                time.sleep(0.05)
+        print(f"warning: aido's keeper in {project} still ran after {timeout:g}s", file=sys.stderr)
+    finally:
+        os.close(fd)
 
 
 COLD, UNSEALED, WARM, RAW = "aido run (cold)", "aido run unsealed", "aido run (warm)", "docker run"
