@@ -31,6 +31,8 @@ RUN_KEYS = {
     "task_sha256",
     "task_source",
     "runtime",
+    "start",
+    "start_detail",
     "image",
     "image_id",
     "limits",

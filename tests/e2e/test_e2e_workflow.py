@@ -430,6 +430,7 @@ def test_json_envelopes_are_pinned(aido: Aido, project: Path) -> None:
         "archived",
         "destroyed_at",
         "destroy_reason",
+        "warm",
     }
     assert set(documents[("logs",)]["run"]) == {
         "run_id",
