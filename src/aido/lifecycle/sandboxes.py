@@ -6,7 +6,6 @@ and ``sandbox clean``. Creating is in create.py, destroying in destroy.py.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aido import fs
 from aido.errors import AidoError, NoActiveSandbox, SandboxBusy, SandboxExpired, SandboxNotFound, UsageError
 from aido.evidence.events import record_event
+from aido.log import log
 from aido.store.ids import run_number
 from aido.store.records import RunSettings, SandboxRecord, isoformat, utcnow
 from aido.store.store import live_runs, refuse_going
@@ -24,7 +24,6 @@ from aido.store.workspace import METADATA, SandboxPaths
 if TYPE_CHECKING:
     from aido.run.context import Context
 
-log = logging.getLogger("aido")
 
 CHOICES_SHOWN = 10  # sandboxes named in a "no active sandbox" error; JSON lists them all
 

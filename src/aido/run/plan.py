@@ -6,7 +6,6 @@ recorded as a ``run_refused`` event (run/plugged.py).
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 from dataclasses import dataclass, field, replace
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aido.errors import SandboxExpired, TaskNotFound, TaskNotRunnable, UsageError
+from aido.log import log
 from aido.run.request import (
     UP_RUNTIME_HINT,
     Confirm,
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from aido.config.runtimes import RuntimeChoice
     from aido.run.context import Context
 
-log = logging.getLogger("aido")
 
 MAX_TASK_BYTES = 64 << 20
 GVISOR_PIDS = 1024

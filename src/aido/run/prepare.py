@@ -7,7 +7,6 @@ snapshot of every tree the task can write, and builds the container request: a f
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import stat
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from aido import __version__, fs
 from aido.errors import TaskNotRunnable
 from aido.evidence.events import record_event
 from aido.host.inputs import hand_over
+from aido.log import log
 from aido.run.plan import RunPlan, pids_limit
 from aido.run.request import BASE_ENV, HOST_FILESYSTEM_TARGET
 from aido.run.seal import mark_pending
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from aido.evidence.snapshot import Snapshot
     from aido.run.context import Context
 
-log = logging.getLogger("aido")
 
 # Every host directory the task can write, by the name its changes are reported under,
 # with the top-level names not to walk.
