@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -15,6 +14,7 @@ import click
 
 from aido.cli.render import Renderer
 from aido.log import log
+from aido.values import dataclass, field
 
 P = ParamSpec("P")
 R = TypeVar("R")

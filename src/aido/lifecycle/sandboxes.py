@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from aido.store.ids import run_number
 from aido.store.records import RunSettings, SandboxRecord, isoformat, utcnow
 from aido.store.store import live_runs, refuse_going
 from aido.store.workspace import METADATA, SandboxPaths
+from aido.values import dataclass
 
 if TYPE_CHECKING:
     from aido.run.context import Context

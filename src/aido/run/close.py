@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from aido.run.seal import seal_run
 from aido.run.verdict import decide, facts_from_summary
 from aido.store.records import RUN_STATUSES, RunRef, isoformat, utcnow
 from aido.store.workspace import ATTESTATION, STDERR, STDOUT, SUMMARY, run_evidence
+from aido.values import dataclass, field
 
 if TYPE_CHECKING:
     from aido.run.context import Context

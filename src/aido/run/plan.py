@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from aido.run.request import (
 from aido.store.records import RunSettings, SandboxRecord
 from aido.store.store import read_secrets
 from aido.store.workspace import SandboxPaths
+from aido.values import dataclass, field
 
 if TYPE_CHECKING:
     from aido.config.runtimes import RuntimeChoice

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ from aido import fs
 from aido.errors import RunRefused
 from aido.evidence.events import record_event
 from aido.log import log
+from aido.values import dataclass, field
 
 if TYPE_CHECKING:
     from aido.backends.base import ExecOutcome

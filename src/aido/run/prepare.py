@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from aido.run.plan import RunPlan, pids_limit
 from aido.run.request import BASE_ENV, HOST_FILESYSTEM_TARGET
 from aido.run.seal import mark_pending
 from aido.store.workspace import TASK_DIR
+from aido.values import dataclass
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from aido.store import runindex
 from aido.store.ids import run_id, run_number
 from aido.store.records import RunRef, SandboxRecord, isoformat, utcnow
 from aido.store.workspace import SandboxPaths, Workspace, run_evidence
+from aido.values import dataclass
 
 
 def peek(paths: SandboxPaths) -> Any:
