@@ -14,6 +14,7 @@ import pytest
 
 from aido.backends.docker.engine import Engine, EngineError
 from aido.backends.docker.http11 import MAX_LINE, Connection, Disconnected, ProtocolError
+from tests.helpers.cli import Aido
 from tests.helpers.sockproxy import EngineRelay
 
 
@@ -63,6 +64,18 @@ def test_a_kept_alive_connection_the_engine_closed_is_replaced(relay: EngineRela
         client.call("GET", "/version")
     assert caught.value.status == 0
     assert relay.docker_host in caught.value.message
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("relay", ["tcp"], indirect=True)
+def test_a_run_through_a_tcp_docker_host(sandbox: str, project: Path, aido: Aido, relay: EngineRelay) -> None:
+    """Every call of a run (create, attach, start, wait, inspect, remove) over TCP."""
+    (project / "t.py").write_text("import sys; print('out'); print('err', file=sys.stderr)\n")
+    done = aido("run", "t.py", env={"DOCKER_HOST": relay.docker_host})
+    assert done.code == 0, done.stderr
+    assert done.stdout == "out\n"
+    assert "err\n" in done.stderr
+    assert relay.accepted >= 2  # the API connection and the attach
 
 
 # -- framing, on a socket pair: the peer's bytes are given ---------------------------------------
