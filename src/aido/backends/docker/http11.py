@@ -81,9 +81,10 @@ class Body:
             if size < 0:
                 raise ProtocolError(f"bad chunk size line {line[:40]!r}")
             if size == 0:
-                while self._stream.line():  # trailer fields, up to the empty line
-                    pass
-                return
+                for _ in range(MAX_HEADERS + 1):  # trailer fields, up to the empty line
+                    if not self._stream.line():
+                        return
+                raise ProtocolError(f"the answer has more than {MAX_HEADERS} trailer fields")
             while size > 0:
                 data = self._stream.read_some(min(size, READ))
                 if not data:
