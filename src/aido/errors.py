@@ -8,10 +8,10 @@ the process exit code. The CLI maps these in exactly one place (cli/main.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aido.exit_codes import ExitCode
+from aido.values import dataclass
 
 
 class AidoError(Exception):

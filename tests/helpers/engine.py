@@ -28,7 +28,7 @@ def labelled_containers(sandbox_id: str, *, pool: bool = True) -> list[str]:
     if pool or not found:
         return found
     labels = subprocess.run(
-        ["docker", "inspect", "--format", "{{.Id}} {{index .Config.Labels \"aido.warm\"}}", *found],
+        ["docker", "inspect", "--format", '{{.Id}} {{index .Config.Labels "aido.warm"}}', *found],
         capture_output=True,
         text=True,
         check=False,

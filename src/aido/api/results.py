@@ -9,12 +9,12 @@ Durations are seconds (float); sizes are bytes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from aido.run.result import RunResult
 from aido.store.workspace import STDERR, STDOUT
+from aido.values import dataclass
 
 ChangeKind = Literal["added", "modified", "removed"]
 MAX_LOG_BYTES = 64 << 20  # more than the capture keeps (16 MiB a stream by default)

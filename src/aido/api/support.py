@@ -6,7 +6,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import hashlib
-import logging
 import os
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -16,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from aido.api.results import FileInfo, RunLogs, RunOutcome
 from aido.errors import ConfigError, NotConfirmed, UsageError
+from aido.log import log
 
 if TYPE_CHECKING:
     from aido.manager import SandboxManager
     from aido.run.request import Confirm, RunHooks
     from aido.store.records import SandboxRecord
 
-log = logging.getLogger("aido")
 
 SOURCE = "Sandbox()"  # where a problem with the keywords is reported: `Sandbox(): memory: ...`
 # The spec's key paths by the keyword that sets them, for messages.

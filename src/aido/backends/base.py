@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from aido.values import dataclass, field
 
 OutputSink = Callable[[int, bytes], None]  # (1 stdout | 2 stderr, bytes)
 ProgressSink = Callable[[str], None]

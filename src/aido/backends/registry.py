@@ -31,15 +31,14 @@ def _entry_points() -> list[EntryPoint]:
 
 
 def _from_plugins() -> dict[str, Any]:
-    import logging
-
+    from aido.log import log
     from aido.plugins.calls import backends
     from aido.plugins.manager import load
 
     found, problems = backends()
     for name, problem in problems.items():
         plugin = load().get(name)
-        logging.getLogger("aido").warning("%s: %s", plugin.label if plugin else name, problem)
+        log.warning("%s: %s", plugin.label if plugin else name, problem)
     return {name: target for name, (_, target) in found.items() if name not in BUILTIN}
 
 

@@ -8,7 +8,6 @@ running, the signal that stopped it) is an ``AppState`` on the click context.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -17,6 +16,7 @@ from typing import Any
 import click
 
 from aido import __version__
+from aido import log as aido_log
 from aido.cli.options import CONTEXT, global_options
 from aido.cli.plugged import AidoGroup
 from aido.cli.render import Renderer
@@ -95,6 +95,8 @@ for name, target in COMMANDS.items():
 
 
 def _configure_logging() -> None:
+    import logging
+
     for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
         logging.addLevelName(level, logging.getLevelName(level).lower())
     logging.basicConfig(format="aido: %(levelname)s: %(message)s", stream=sys.stderr, level=logging.INFO)
@@ -125,7 +127,7 @@ def _scan_argv(state: AppState, args: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Runs the command; every error ends here, as one exit code and one error line (or
     envelope)."""
-    _configure_logging()
+    aido_log.configure(_configure_logging)  # applied when aido first logs (aido/log.py)
     state = AppState()
     _handle_signals(state)
     args = sys.argv[1:] if argv is None else argv

@@ -5,14 +5,13 @@ together, so the facade can take them over without touching any command."""
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
+
+from aido.log import log
 
 if TYPE_CHECKING:
     from aido.manager import SandboxManager
     from aido.store.records import RunRef
-
-log = logging.getLogger("aido")
 
 
 def captured_output(manager: SandboxManager, sandbox_id: str, run_id: str) -> dict[str, str]:

@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import functools
 import importlib
-import logging
 from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from aido.errors import PluginError
+from aido.log import log
 
 if TYPE_CHECKING:
     from aido.plugins.manager import Plugin
-
-log = logging.getLogger("aido")
 
 
 class LazyCommands(MutableMapping[str, click.Command]):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
 import threading
 from typing import Any
@@ -177,6 +176,8 @@ class Renderer:
         if self.json_mode:
             return
         if sys.stderr.isatty():
+            import shutil  # here: it imports bz2, lzma and zlib, and only a pull on a terminal needs it
+
             width = shutil.get_terminal_size().columns - 1
             sys.stderr.write("\r\x1b[K" + line[:width])
             sys.stderr.flush()

@@ -6,15 +6,15 @@ creates it, the commands fill it in, and the error funnel reads it back."""
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 import click
 
 from aido.cli.render import Renderer
+from aido.log import log
+from aido.values import dataclass, field
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,7 +55,7 @@ def set_option(ctx: click.Context, param: click.Parameter, value: object) -> Non
         state.json = True
     elif param.name == "verbose":
         state.verbose = True
-        logging.getLogger("aido").setLevel(logging.DEBUG)
+        log.setLevel("DEBUG")
     elif param.name == "config" and isinstance(value, Path):
         state.config = value
 

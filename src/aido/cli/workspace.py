@@ -4,18 +4,16 @@ aido's settings, and the sweep every command does on its way. Imports are local 
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from aido.errors import AidoError
+from aido.log import log
 
 if TYPE_CHECKING:
     from aido.cli.state import AppState
     from aido.config.settings import Settings
     from aido.manager import SandboxManager
     from aido.store.workspace import Workspace
-
-log = logging.getLogger("aido")
 
 
 def open_manager(state: AppState) -> SandboxManager:

@@ -13,8 +13,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from aido.errors import ClusterUnavailable
-
-log = logging.getLogger("aido")
+from aido.log import log
 
 if TYPE_CHECKING:
     from aido.config.settings import Settings

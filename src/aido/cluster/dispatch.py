@@ -11,13 +11,13 @@ import stat
 import tarfile
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aido.cluster.connect import RESOURCE, connect, token_required
 from aido.cluster.spec import DEFAULT_RETURN_LIMIT, MAX_INPUTS, RemoteSpec
 from aido.cluster.stream import GeneratorStream, Mailbox, QueueStream
 from aido.errors import ClusterUnavailable, UsageError
+from aido.values import dataclass
 
 if TYPE_CHECKING:
     from pathlib import Path

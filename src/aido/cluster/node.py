@@ -14,7 +14,6 @@ directories whose worker is gone (their lock is free).
 from __future__ import annotations
 
 import io
-import logging
 import os
 import queue
 import socket
@@ -32,8 +31,6 @@ from aido.cluster.watchdog import new_base, sweep_stale, watchdog
 from aido.errors import AidoError
 from aido.store.ids import run_id
 from aido.store.workspace import ATTESTATION, Workspace
-
-log = logging.getLogger("aido")
 
 CHUNK = 64 << 10  # output coalesced per item: few Ray objects for a flood, little delay for a line
 ENGINE_TTL = 30.0  # how long a worker reuses what the engine said about itself

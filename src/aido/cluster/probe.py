@@ -12,7 +12,6 @@ Ray is imported inside the functions: this module is only loaded on the cluster 
 
 from __future__ import annotations
 
-import logging
 import platform
 import socket
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 
 from aido import __version__
 from aido.cluster.connect import RESOURCE
+from aido.log import log
 
 # Seconds. A node first starts a Python worker for the command's Ray job: about 1 s when idle,
 # over 15 s on a machine whose cores are all busy (measured at load 22 on 2 cores). A node
@@ -30,8 +30,6 @@ HEAD_RESOURCE = "node:__internal_head__"  # Ray's marker of the head node
 # What Ray raises for a probe whose node went away between ray.nodes() and the answer.
 NODE_GONE = ("TaskUnschedulableError", "NodeDiedError")
 MAX_ERROR = 200  # characters: errors are shown in a table cell and a JSON field
-
-log = logging.getLogger("aido")
 
 
 def short_error(exc: BaseException) -> str:

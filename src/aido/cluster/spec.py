@@ -7,8 +7,9 @@ node, as an export bundle the driver checks with the same code as ``aido verify 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from aido.values import dataclass, field
 
 # Generator items a node yields, in order: NODE once, OUTPUT any number of times, then
 # DONE (the run exists and is sealed) or FAILED (no run could start there).

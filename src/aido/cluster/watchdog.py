@@ -16,7 +16,6 @@ a sweep can never take a directory that is about to be used.
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -26,9 +25,8 @@ from pathlib import Path
 
 from aido import fs
 from aido.errors import AidoError
+from aido.log import log
 from aido.store.workspace import Workspace
-
-log = logging.getLogger("aido")
 
 NODE_DIR_ENV = "AIDO_NODE_DIR"  # where a node keeps its runs while they run (default: the temp dir)
 PREFIX = "aido-node-"

@@ -9,7 +9,7 @@ flags.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from aido.config.limits import (
@@ -20,6 +20,7 @@ from aido.config.limits import (
     MIN_MEMORY_BYTES,
 )
 from aido.config.units import format_duration, format_size, parse_duration, parse_size
+from aido.values import dataclass
 
 MAX_CODE_BYTES_CEILING = 16 << 20  # a code string larger than this is not code
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Any
+
+from aido.values import dataclass
 
 DEFAULT_IMAGES = {
     "python": "python:{version}-slim",

@@ -6,12 +6,12 @@ Loaded only when a file exists, so a plain ``aido run`` never imports pydantic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aido.config.units import parse_duration, parse_size
 from aido.errors import ConfigError, Problem
+from aido.values import dataclass, field
 
 DEFAULT_OUTPUT_LIMIT = 16 << 20
 DEFAULT_EVIDENCE_RETENTION = 30 * 86400.0

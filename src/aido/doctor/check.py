@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from aido.errors import AidoError
+from aido.values import dataclass
 
 OK = "ok"
 WARN = "warn"

@@ -13,10 +13,10 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aido.evidence.seal import PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, pae
+from aido.values import dataclass
 
 ENVELOPE = "attestation.intoto.json"
 EVENTS = "events.log"

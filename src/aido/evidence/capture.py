@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from aido.evidence.redact import StreamMasker
 from aido.fs import create_new
+from aido.values import dataclass
 
 DEFAULT_LIMIT = 16 << 20  # bytes per stream
 STREAM_NAMES = {1: "stdout", 2: "stderr"}

@@ -21,10 +21,11 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from aido.values import dataclass
 
 SEALED = "run_sealed"
 REPAIR = "chain_repair"

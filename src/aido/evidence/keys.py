@@ -24,12 +24,12 @@ import json
 import os
 import pwd
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aido.errors import SigningKeyError
 from aido.fs import atomic_write_bytes
+from aido.values import dataclass
 
 ENV_KEY = "AIDO_SIGNING_KEY"
 # PKCS#8 and SPKI encodings of an Ed25519 key are a fixed prefix and 32 raw bytes (RFC 8410).

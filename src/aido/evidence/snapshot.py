@@ -17,8 +17,9 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from aido.values import dataclass, field
 
 MAX_ENTRIES = 10_000
 MAX_DEPTH = 32

@@ -14,11 +14,11 @@ import contextlib
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from aido.evidence.seal import fd_sha256
+from aido.values import dataclass, field
 
 FILE, DIR, LINK, OTHER = "file", "dir", "link", "other"
 MAX_READ = 64 * 1024 * 1024  # envelopes, summaries, events.log: read whole; never more than this

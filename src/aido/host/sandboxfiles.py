@@ -18,10 +18,10 @@ import os
 import secrets
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from aido.errors import FileNotInSandbox, UsageError
+from aido.values import dataclass
 
 ROOTS = ("outputs", "work", "inputs")
 MAX_PATH = 4096

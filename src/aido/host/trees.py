@@ -10,11 +10,11 @@ starts, rather than killed at once by the meter, with the fix: clear the trees.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aido.config.units import format_size
 from aido.errors import SandboxOverLimit
+from aido.values import dataclass
 
 if TYPE_CHECKING:
     from aido.host.diskusage import DiskUsage

@@ -16,7 +16,6 @@ a mount point that is still in place.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,6 +58,8 @@ def check_possible() -> None:
             hint="run aido as root, or set `resources.disk_quota: soft` in sandbox.yaml "
             "(the default: measured, the task killed past the limit)",
         )
+    import shutil  # here: it imports bz2, lzma and zlib, and every aido run imports this module
+
     missing = [tool for tool in ("mkfs.ext4", "mount", "umount") if shutil.which(tool) is None]
     if missing:
         raise ConfigError(

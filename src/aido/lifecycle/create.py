@@ -5,7 +5,6 @@ secrets apart and write its record. A sandbox is made whole or not at all.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,6 +15,7 @@ from aido import fs
 from aido.errors import ConfigError, Problem, UsageError
 from aido.evidence.events import record_event
 from aido.host.inputs import hand_over
+from aido.log import log
 from aido.run.request import (
     UP_RUNTIME_HINT,
     Confirm,
@@ -32,8 +32,6 @@ from aido.store.store import read_inputs_manifest
 if TYPE_CHECKING:
     from aido.run.context import Context
     from aido.store.workspace import SandboxPaths
-
-log = logging.getLogger("aido")
 
 
 def create(

@@ -7,7 +7,6 @@ its own; every id is checked before anything is destroyed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aido import fs
@@ -16,6 +15,7 @@ from aido.evidence.events import record_event
 from aido.lifecycle.sandboxes import resolve_id
 from aido.store.store import live_runs
 from aido.store.workspace import PARTIAL
+from aido.values import dataclass, field
 
 if TYPE_CHECKING:
     from aido.run.context import Context

@@ -5,7 +5,6 @@ another process) until it ends or its aido process turns out to be dead.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from aido.errors import AidoError, RunNotFound
 from aido.lifecycle.sandboxes import resolve_id
+from aido.log import log
 from aido.store.ids import check_run_id, run_number
 from aido.store.records import RunRef, SandboxRecord
 from aido.store.workspace import STDERR, STDOUT
@@ -21,7 +21,6 @@ from aido.store.workspace import STDERR, STDOUT
 if TYPE_CHECKING:
     from aido.run.context import Context
 
-log = logging.getLogger("aido")
 
 ORPHAN_CHECK_SECONDS = 2.0  # how often `logs --follow` checks that a running run still has a container
 

@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -160,6 +159,8 @@ def serve(root: Path, interval: float) -> int:
                     for action in sweep(context, containers=True):
                         _log(workspace, f"{action}")
                 except Exception:  # the reaper must outlive any one bad sweep
+                    import traceback  # here: every aido run imports this module
+
                     _log(workspace, "sweep failed: " + traceback.format_exc(limit=3).replace("\n", " | "))
                 next_sweep = time.monotonic() + interval
             keeper.keep(pools)

@@ -6,9 +6,7 @@ and ``sandbox clean``. Creating is in create.py, destroying in destroy.py.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,15 +14,16 @@ from typing import TYPE_CHECKING, Any
 from aido import fs
 from aido.errors import AidoError, NoActiveSandbox, SandboxBusy, SandboxExpired, SandboxNotFound, UsageError
 from aido.evidence.events import record_event
+from aido.log import log
 from aido.store.ids import run_number
 from aido.store.records import RunSettings, SandboxRecord, isoformat, utcnow
 from aido.store.store import live_runs, refuse_going
 from aido.store.workspace import METADATA, SandboxPaths
+from aido.values import dataclass
 
 if TYPE_CHECKING:
     from aido.run.context import Context
 
-log = logging.getLogger("aido")
 
 CHOICES_SHOWN = 10  # sandboxes named in a "no active sandbox" error; JSON lists them all
 

@@ -8,13 +8,13 @@ containers that no live run owns.
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import TYPE_CHECKING, Any
 
 from aido import fs
 from aido.errors import AidoError
 from aido.evidence.events import record_event
 from aido.lifecycle.destroy import destroy_one
+from aido.log import log
 from aido.run.close import recover_run
 from aido.run.seal import pending as seal_pending
 from aido.run.seal import seal_run
@@ -26,8 +26,6 @@ from aido.store.workspace import SUMMARY
 if TYPE_CHECKING:
     from aido.run.context import Context
     from aido.store.workspace import SandboxPaths
-
-log = logging.getLogger("aido")
 
 
 def sweep(ctx: Context, *, containers: bool = False) -> list[dict[str, Any]]:

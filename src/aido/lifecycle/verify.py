@@ -6,7 +6,7 @@ checks themselves are pure (aido.evidence.verify, aido.evidence.bundle).
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from aido.evidence.verify import FAIL, INFO, OK, Finding, Verifier, verdict
 from aido.exit_codes import ExitCode
 from aido.lifecycle.sandboxes import resolve_id
 from aido.store.ids import check_run_id, run_number
+from aido.values import dataclass, field
 
 if TYPE_CHECKING:
     from aido.run.context import Context

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aido.config.limits import DEFAULT_CPU, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DEFAULT_TTL, MAX_TTL_SECONDS
 from aido.config.units import format_duration, format_size, parse_duration, parse_size
 from aido.errors import UsageError
 from aido.run.request import Widening
+from aido.values import dataclass
 
 if TYPE_CHECKING:
     from aido.config.mcp import McpPolicy

@@ -20,6 +20,7 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from aido import __version__
+from aido import log as aido_log
 from aido.errors import AidoError
 from aido.mcp.checks import RunAsk, SandboxAsk
 from aido.mcp.middleware import Guard, Recorder
@@ -35,7 +36,6 @@ from aido.mcp.models import (
 )
 from aido.mcp.service import AgentService
 
-log = logging.getLogger("aido")
 T = TypeVar("T")
 
 INSTRUCTIONS = """\
@@ -118,6 +118,9 @@ async def _run(fn: Callable[[threading.Event], T]) -> T:
 
 def build_server(service: AgentService) -> MCPServer[Any]:
     policy = service.policy
+    # Before MCPServer, whose logging.basicConfig is then a no-op: aido's warnings keep
+    # aido's format (and stream) in an MCP session, as in every other command.
+    aido_log.logger()
     server: MCPServer[Any] = MCPServer(
         "aido", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
     )

@@ -11,7 +11,6 @@ before anything is created or started.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from aido.api.sandbox import Sandbox
 from aido.errors import AidoError, SandboxNotFound, UsageError
 from aido.evidence.events import record_event
 from aido.host import sandboxfiles as files
+from aido.log import log
 from aido.mcp import checks
 from aido.mcp.models import (
     Destroyed,
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     from aido.config.mcp import McpPolicy
     from aido.manager import SandboxManager
 
-log = logging.getLogger("aido")
 
 SHUTDOWN_WAIT_SECONDS = 10.0
 

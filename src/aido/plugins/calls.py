@@ -12,10 +12,10 @@ Decisions (README "Plugins"):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aido.plugins.manager import Plugin, describe, load, one_line
+from aido.values import dataclass
 
 if TYPE_CHECKING:
     from aido.plugins.views import FinishedRun, PlannedRun

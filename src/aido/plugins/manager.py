@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aido.plugins.discover import GROUP, declared
+from aido.values import dataclass, field
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint

@@ -7,18 +7,17 @@ what passed to aido.config.runtimes, which parses ``runtime:`` values; the layer
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from aido.config.runtimes import Family, check_family, set_plugin_families
+from aido.log import log
 from aido.plugins.manager import describe, load, one_line
 
 if TYPE_CHECKING:
     from aido.plugins.manager import Loaded
 
-log = logging.getLogger("aido")
 MAX_FAMILIES = 32  # per plugin
 
 _installed: Loaded | None = None

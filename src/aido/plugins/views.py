@@ -5,10 +5,11 @@ it judges, or the record it adds to, would be no policy)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from aido.values import dataclass
 
 
 def freeze(value: Any) -> Any:

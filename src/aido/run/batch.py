@@ -15,12 +15,12 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from aido.errors import AidoError
 from aido.exit_codes import ExitCode
+from aido.values import dataclass
 
 if TYPE_CHECKING:
     from aido.run.context import Context

@@ -7,10 +7,8 @@ known (unless it has one), its record entry is closed and one event says so.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,18 +18,18 @@ from aido.errors import AidoError
 from aido.evidence.events import record_event
 from aido.evidence.summary import SUMMARY_VERSION
 from aido.evidence.writer import write_closing_summary
+from aido.log import log
 from aido.run.seal import enabled as sealing
 from aido.run.seal import seal_run
 from aido.run.verdict import decide, facts_from_summary
 from aido.store.records import RUN_STATUSES, RunRef, isoformat, utcnow
 from aido.store.workspace import ATTESTATION, STDERR, STDOUT, SUMMARY, run_evidence
+from aido.values import dataclass, field
 
 if TYPE_CHECKING:
     from aido.run.context import Context
     from aido.run.plan import RunPlan
     from aido.store.store import SandboxStore
-
-log = logging.getLogger("aido")
 
 
 @dataclass(frozen=True)

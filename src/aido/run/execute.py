@@ -6,7 +6,7 @@ never changed in place.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aido.backends.base import StopReason
@@ -15,6 +15,7 @@ from aido.run.guard import RunGuard
 from aido.run.prepare import PreparedRun
 from aido.run.seal import prewarm
 from aido.store.workspace import STDERR, STDOUT
+from aido.values import dataclass, field
 
 if TYPE_CHECKING:
     from aido.backends.base import ExecOutcome

@@ -6,14 +6,14 @@ recorded as a ``run_refused`` event (run/plugged.py).
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aido.errors import SandboxExpired, TaskNotFound, TaskNotRunnable, UsageError
+from aido.log import log
 from aido.run.request import (
     UP_RUNTIME_HINT,
     Confirm,
@@ -27,12 +27,12 @@ from aido.run.request import (
 from aido.store.records import RunSettings, SandboxRecord
 from aido.store.store import read_secrets
 from aido.store.workspace import SandboxPaths
+from aido.values import dataclass, field
 
 if TYPE_CHECKING:
     from aido.config.runtimes import RuntimeChoice
     from aido.run.context import Context
 
-log = logging.getLogger("aido")
 
 MAX_TASK_BYTES = 64 << 20
 GVISOR_PIDS = 1024

@@ -7,22 +7,21 @@ path to write to; every refusal, file and failure is recorded in the sandbox's e
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aido import fs
 from aido.errors import RunRefused
 from aido.evidence.events import record_event
+from aido.log import log
+from aido.values import dataclass, field
 
 if TYPE_CHECKING:
     from aido.backends.base import ExecOutcome
     from aido.run.plan import RunPlan
     from aido.run.verdict import Verdict
 
-log = logging.getLogger("aido")
 PLUGINS_DIR = "plugins"  # runs/<run>/plugins/<plugin>/<file>
 
 

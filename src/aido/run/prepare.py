@@ -7,10 +7,8 @@ snapshot of every tree the task can write, and builds the container request: a f
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +16,12 @@ from aido import __version__, fs
 from aido.errors import TaskNotRunnable
 from aido.evidence.events import record_event
 from aido.host.inputs import hand_over
+from aido.log import log
 from aido.run.plan import RunPlan, pids_limit
 from aido.run.request import BASE_ENV, HOST_FILESYSTEM_TARGET
 from aido.run.seal import mark_pending
 from aido.store.workspace import TASK_DIR
+from aido.values import dataclass
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from aido.store.records import RunSettings
     from aido.store.workspace import SandboxPaths
 
-log = logging.getLogger("aido")
 
 # Every host directory the task can write, by the name its changes are reported under,
 # with the top-level names not to walk.

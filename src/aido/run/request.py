@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aido.errors import ImageUnavailable, NotConfirmed, UsageError
+from aido.values import dataclass
 
 if TYPE_CHECKING:
     from aido.backends.base import Backend

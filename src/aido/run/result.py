@@ -9,8 +9,9 @@ exactly as ``summary.json`` records them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from aido.values import dataclass, field
 
 JsonObject = Mapping[str, object]
 

@@ -15,7 +15,6 @@ both in a thread while the task runs, so a run pays almost nothing for its seal.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import threading
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from aido.evidence.seal import (
     statement,
     subject,
 )
+from aido.log import log
 from aido.store.workspace import ATTESTATION, EVENTS, INPUTS_MANIFEST, RUNS
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from aido.evidence.snapshot import Snapshot
     from aido.store.workspace import SandboxPaths
 
-log = logging.getLogger("aido")
 ENV_SWITCH = "AIDO_SEAL"  # "off": runs are not sealed (a benchmark's baseline); verify says unverifiable
 
 _key: SigningKey | None = None

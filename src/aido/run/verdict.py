@@ -26,12 +26,12 @@ checks every combination.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from aido.backends.base import StopReason
 from aido.exit_codes import ExitCode
 from aido.host.trees import Breach  # a value of the host's meters; re-exported here
+from aido.values import dataclass, field
 
 # Stop reasons (ExecOutcome.stop_reason, or a recovered run's) that mean "interrupted".
 INTERRUPTING = (

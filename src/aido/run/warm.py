@@ -20,7 +20,6 @@ it removes containers whose run has ended, drops dead ones and starts new ones u
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 from dataclasses import replace
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
     from aido.run.prepare import PreparedRun
     from aido.store.records import RunSettings, SandboxRecord
     from aido.store.workspace import SandboxPaths
-
-log = logging.getLogger("aido")
 
 COLD: dict[str, Any] = {"mode": "cold"}
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from aido.values import dataclass
 
 STARTING, READY, CLAIMED = "starting", "ready", "claimed"
 

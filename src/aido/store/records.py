@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from aido.config import limits
 from aido.config.units import parse_duration, parse_size
 from aido.errors import MetadataError
 from aido.store.ids import run_number
+from aido.values import dataclass, field
 
 SCHEMA_VERSION = 2
 RUN_STATUSES = (

@@ -19,16 +19,14 @@ directory instead of reading the index.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from aido.errors import MetadataError
+from aido.log import log
 from aido.store.ids import run_number
 from aido.store.records import RunRef, _checked_run
-
-log = logging.getLogger("aido")
 
 _CHUNK = 65536
 

@@ -10,21 +10,19 @@ opens the layout by hand. File names come from ``aido.store.workspace`` only.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aido import fs
 from aido.errors import MetadataError, SandboxNotFound
+from aido.log import log
 from aido.store import runindex
 from aido.store.ids import run_id, run_number
 from aido.store.records import RunRef, SandboxRecord, isoformat, parse_time, utcnow
 from aido.store.workspace import SandboxPaths, Workspace, run_evidence
-
-log = logging.getLogger("aido")
+from aido.values import dataclass
 
 
 def peek(paths: SandboxPaths) -> Any:

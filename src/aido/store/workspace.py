@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from aido.errors import WorkspaceError
 from aido.fs import atomic_write_bytes
 from aido.store.ids import check_sandbox_id, is_sandbox_id
+from aido.values import dataclass
 
 DIRNAME = ".aido"
 # Every file name of the layout, here and nowhere else (the CLI's readers and the output

@@ -3,13 +3,13 @@
 Why not the ``docker`` SDK: importing it (it pulls in ``requests``) costs about
 140 ms here, more than half of a whole hardened ``docker run``; ``aido run`` would
 then be ~1.8x raw docker instead of ~1.3x (see benchmarks/). This client speaks
-only the dozen endpoints aido needs, with ``http.client`` from the standard
-library. It also talks to Podman's Docker-compatible socket unchanged.
+only the dozen endpoints aido needs, over a minimal HTTP/1.1 of its own (http11.py:
+``http.client`` alone would cost ``aido run`` ~10 ms of imports). It also talks to
+Podman's Docker-compatible socket unchanged.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -17,6 +17,8 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
+
+from aido.backends.docker.http11 import Connection, Disconnected, ProtocolError
 
 # The API versions this client is written against; the engine's own maximum is
 # used when it is lower, so Docker 20.10 (1.41) and current engines both work.
@@ -32,18 +34,6 @@ class EngineError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
 
 
 def _parse_version(text: str) -> tuple[int, int]:
@@ -66,17 +56,30 @@ class Engine:
             raise EngineError(0, f"unsupported DOCKER_HOST {host!r}: use unix:///path or tcp://host:port")
         self.host = host
         self.timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: Connection | None = None
         self._prefix = ""
         self.api_version = ""
 
     # -- connection ---------------------------------------------------------------
 
-    def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
+    def _connection(self, timeout: float | None) -> Connection:
+        """A new connection (connected within the client's timeout), then ``timeout`` for
+        each of its reads and writes."""
+        sock = self._raw_socket()
+        try:
+            if self._tcp is not None:
+                # A request's head and body go out in one write; do not let Nagle hold the
+                # next request back waiting for the engine's ACK (as http.client does).
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(timeout)
+        except OSError:
+            sock.close()
+            raise
         if self._unix is not None:
-            return _UnixConnection(self._unix, timeout)
-        assert self._tcp is not None
-        return http.client.HTTPConnection(*self._tcp, timeout=timeout)
+            return Connection(sock, "localhost")
+        host, port = self._tcp or ("", 0)
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address, as in a URL
+        return Connection(sock, host if port == 80 else f"{host}:{port}")
 
     def _raw_socket(self) -> socket.socket:
         if self._unix is not None:
@@ -94,7 +97,7 @@ class Engine:
         status, headers, _ = self._request("GET", "/_ping", versioned=False)
         if status != 200:
             raise EngineError(status, "the engine did not answer its ping")
-        server = _parse_version(headers.get("API-Version") or headers.get("Api-Version") or "1.41")
+        server = _parse_version(headers.get("api-version") or "1.41")
         if server < MIN_API:
             raise EngineError(0, f"the engine's API {server[0]}.{server[1]} is too old; aido needs 1.41+")
         chosen = min(server, MAX_API)
@@ -103,8 +106,9 @@ class Engine:
         return self.api_version
 
     def clone(self, *, timeout: float | None = None) -> Engine:
-        """A client for another thread (http.client is not thread-safe) that skips the ping:
-        it reuses the version this one negotiated, so its first call is its only round trip."""
+        """A client for another thread (a connection serves one request at a time) that skips
+        the ping: it reuses the version this one negotiated, so its first call is its only
+        round trip."""
         other = Engine(self.host, timeout=self.timeout if timeout is None else timeout)
         other.api_version, other._prefix = self.api_version, self._prefix
         return other
@@ -123,25 +127,24 @@ class Engine:
         body: Any = None,
         versioned: bool = True,
         timeout: float | None = -1.0,
-    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+    ) -> tuple[int, dict[str, str], bytes]:
+        """The answer's status, headers (names lower-cased) and body."""
         url = (self._prefix if versioned else "") + path
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         payload = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
         for attempt in (1, 2):
             reused = self._conn is not None
-            conn = self._conn or self._connection(self.timeout)
-            self._conn = conn
             try:
-                if conn.sock is None:
-                    conn.connect()
-                assert conn.sock is not None
+                conn = self._conn or self._connection(self.timeout)
+                self._conn = conn
                 conn.sock.settimeout(self.timeout if timeout == -1.0 else timeout)
-                conn.request(method, url, body=payload, headers=headers)
-                response = conn.getresponse()
-                return response.status, response.headers, response.read()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                response = conn.request(method, url, payload, "application/json")
+                data = response.read()
+                if response.will_close:
+                    self.close()
+                return response.status, response.headers, data
+            except (Disconnected, BrokenPipeError, ConnectionResetError) as exc:
                 # A kept-alive connection the engine had closed: retry once on a new one.
                 self.close()
                 if not reused or attempt == 2:
@@ -149,7 +152,7 @@ class Engine:
             except TimeoutError as exc:
                 self.close()
                 raise EngineError(0, f"the Docker engine at {self.host} did not answer: {exc}") from None
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, ProtocolError) as exc:
                 self.close()
                 raise EngineError(0, f"cannot reach the Docker engine at {self.host}: {exc}") from None
         raise AssertionError("unreachable")
@@ -181,18 +184,18 @@ class Engine:
         """A streamed endpoint (image pull): yield each JSON message as it arrives."""
         if not self.api_version:
             self.negotiate()
-        conn = self._connection(None)
+        conn: Connection | None = None
         try:
+            conn = self._connection(None)
             url = self._prefix + path + ("?" + urlencode(query) if query else "")
-            conn.request(method, url)
-            response = conn.getresponse()
+            response = conn.request(method, url)
             if response.status != 200:
                 raise EngineError(
                     response.status, _error_message(response.read()) or f"HTTP {response.status}"
                 )
             decoder = json.JSONDecoder()
             buffer = ""
-            while chunk := response.read1(65536):
+            for chunk in response.chunks():
                 buffer += chunk.decode("utf-8", "replace")
                 while buffer:
                     buffer = buffer.lstrip()
@@ -202,10 +205,11 @@ class Engine:
                         break
                     buffer = buffer[end:]
                     yield message
-        except OSError as exc:
+        except (OSError, ProtocolError) as exc:
             raise EngineError(0, f"lost the Docker engine at {self.host}: {exc}") from None
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     def attach(self, container_id: str, *, stdin: bool = False) -> AttachStream:
         """Attach to stdout/stderr (and stdin if asked) of a created container, before it

@@ -6,7 +6,6 @@ to show the run as it happens, and renders the result: the outcome line or the
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -22,13 +21,14 @@ from aido.cli.render import Renderer
 from aido.cli.state import AppState, command_state
 from aido.cli.text import relative
 from aido.cli.workspace import open_manager
+from aido.values import dataclass
 
 if TYPE_CHECKING:
     from aido.manager import SandboxManager
     from aido.run.request import Widening
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class RunOptions:
     """What `aido run` was asked besides its tasks, once its arguments are parsed: the
     same for one task and for a batch."""

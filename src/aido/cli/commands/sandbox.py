@@ -3,7 +3,6 @@ sandboxes."""
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,8 +20,6 @@ from aido.cli.workspace import open_manager
 
 if TYPE_CHECKING:
     from aido.lifecycle.sandboxes import SandboxSummary
-
-log = logging.getLogger("aido")
 
 
 @click.group(context_settings=CONTEXT)

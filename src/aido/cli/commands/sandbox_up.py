@@ -3,7 +3,6 @@ the `sandbox` group, so it has its own module; the group adds it)."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,6 @@ from aido.cli.options import CONTEXT, global_options, yes_option
 from aido.cli.state import AppState, command_state
 from aido.cli.workspace import manager_for_up
 from aido.config.limits import ISOLATION_LEVELS
-
-log = logging.getLogger("aido")
 
 
 @click.command("up", context_settings=CONTEXT)
