@@ -48,8 +48,11 @@ def execute(
     if hooks.on_start:
         hooks.on_start(prepared.run_id, plan.task.name, request.image)
     # The signing key (and cryptography, whose native library takes 5-25 ms to load while
-    # holding the GIL) loads now, while this thread mostly waits on the engine.
+    # holding the GIL) loads now, while this thread mostly waits on the engine; so do the
+    # modules that write the run's record, needed only once the task has ended (about as
+    # long to import as a warm run's whole task takes).
     prewarm()
+    threading.Thread(target=_load_collect, name="aido-collect-prewarm", daemon=True).start()
     start: dict[str, Any] = {"mode": "cold"}
     try:
         outcome = None
@@ -70,3 +73,7 @@ def execute(
         # Destroyed under us before the guard noticed: that, not an engine error, is why.
         outcome = replace(outcome, stop_reason=StopReason.DESTROYED, error=None, exit_code=None)
     return ExecutedRun(prepared, outcome, streams, guard, start)
+
+
+def _load_collect() -> None:
+    import aido.run.collect  # noqa: F401

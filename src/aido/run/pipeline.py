@@ -10,8 +10,6 @@ import threading
 from typing import TYPE_CHECKING
 
 from aido.errors import SandboxNotFound
-from aido.run.close import abandon_run
-from aido.run.collect import collect
 from aido.run.execute import execute
 from aido.run.prepare import begin, prepare
 from aido.run.request import RunHooks
@@ -39,8 +37,12 @@ def run_one(
     try:
         hooks = hooks or RunHooks()
         executed = execute(ctx, prepare(ctx, plan, start), hooks, cancel)
+        from aido.run.collect import collect  # loaded while the task ran (execute's prewarm)
+
         return collect(ctx, executed, hooks)
     except BaseException as exc:
+        from aido.run.close import abandon_run
+
         # Whatever failed, the run's record must not stay "running".
         abandon_run(ctx.store, plan, start.run_id, exc)
         if not plan.paths.metadata.exists() and isinstance(exc, OSError):
