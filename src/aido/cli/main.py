@@ -21,8 +21,14 @@ __all__ = ["cli", "main"]
 _VERSION_ONLY = (["--version"], ["-v"])
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, *, delegate: bool = True) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if delegate and args and args[0] == "run":
+        from aido.cli.client import delegate as to_server
+
+        code = to_server(args)  # a workspace with a warm pool runs it already started
+        if code is not None:
+            sys.exit(code)
     if args in _VERSION_ONLY:
         try:
             sys.stdout.write(f"aido {__version__}\n")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aido import fs
-from aido.store.store import marked_running, wants_reaper
+from aido.store.store import keeps_pool, marked_running, wants_reaper
 from aido.store.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -76,6 +76,33 @@ def has_work(workspace: Workspace) -> bool:
     """Any sandbox left that the reaper may have to destroy (or whose runs it may recover,
     or whose warm pool it keeps)."""
     return bool(_wanting(workspace)[0])
+
+
+def has_pool(workspace: Workspace) -> bool:
+    """Whether a live sandbox of the workspace keeps a warm pool (``warm: N``)."""
+    for sandbox_id in workspace.sandbox_ids():
+        try:
+            data = fs.read_json(workspace.sandbox(sandbox_id).metadata)
+        except (OSError, ValueError):
+            continue
+        if keeps_pool(data):
+            return True
+    return False
+
+
+def ensure_server(workspace: Workspace) -> None:
+    """Start the workspace's command server (cli/server.py) unless one runs."""
+    if fs.is_locked(workspace.server_lock):
+        return
+    subprocess.Popen(
+        [sys.executable, "-P", "-m", "aido.cli.server", str(workspace.root)],
+        cwd=workspace.root,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
 
 
 def _wanting(workspace: Workspace) -> tuple[list[str], list[str]]:
@@ -144,6 +171,7 @@ def serve(root: Path, interval: float) -> int:
     next_sweep = 0.0
     keeper = PoolKeeper(context, workspace)
     scanned = -SCAN_INTERVAL
+    next_server_check = 0.0
     pools: list[str] = []
     try:
         while workspace.sandboxes.is_dir():
@@ -164,6 +192,13 @@ def serve(root: Path, interval: float) -> int:
                     _log(workspace, "sweep failed: " + traceback.format_exc(limit=3).replace("\n", " | "))
                 next_sweep = time.monotonic() + interval
             keeper.keep(pools)
+            if pools and time.monotonic() >= next_server_check:
+                next_server_check = time.monotonic() + SCAN_INTERVAL
+                if os.environ.get("AIDO_SERVER") != "off" and has_pool(workspace):
+                    try:
+                        ensure_server(workspace)
+                    except OSError as exc:
+                        _log(workspace, f"could not start the command server: {exc}")
             pause = POOL_CHECK if pools else IDLE_CHECK
             time.sleep(max(0.05 if not pools else 0.0, min(pause, next_sweep - time.monotonic())))
     finally:

@@ -39,13 +39,13 @@ def wants_reaper(data: object, marked: Collection[str] = ()) -> bool:
     or a run marked running (to recover)."""
     if not isinstance(data, dict):
         return False
-    if data.get("auto_cleanup", True) or marked or _keeps_pool(data):
+    if data.get("auto_cleanup", True) or marked or keeps_pool(data):
         return True
     runs = data.get("runs")  # a schema-1 file not migrated yet
     return isinstance(runs, list) and any(isinstance(r, dict) and r.get("status") == "running" for r in runs)
 
 
-def _keeps_pool(data: dict[str, Any]) -> bool:
+def keeps_pool(data: dict[str, Any]) -> bool:
     """A live sandbox with a warm pool (``warm: N``): the reaper keeps the pool filled."""
     config = data.get("config")
     if not isinstance(config, dict) or not config.get("warm") or data.get("status") == "destroyed":

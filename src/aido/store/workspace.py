@@ -164,6 +164,16 @@ class Workspace:
         return self.dir / "config.json"
 
     @property
+    def server_lock(self) -> Path:
+        """Held by the workspace's command server (cli/server.py) while it runs."""
+        return self.dir / "server.lock"
+
+    @property
+    def server_socket(self) -> Path:
+        """Where the command server listens (cli/client.py looks for this name)."""
+        return self.dir / "run.sock"
+
+    @property
     def reaper_lock(self) -> Path:
         """Held by the one TTL reaper process of this workspace while it runs."""
         return self.dir / "reaper.lock"

@@ -1,0 +1,119 @@
+"""``aido run`` handed to the workspace's command server (cli/server.py), when it has one.
+
+Runs before anything heavy is imported: it looks for ``.aido/run.sock`` from the current
+directory up, sends the command (argv, directory, environment, umask, and this
+interpreter's fingerprint) with stdin, stdout and stderr attached, relays Ctrl-C, SIGTERM
+and SIGHUP, and returns the command's exit code. Whenever the server is absent, refuses
+(another interpreter, import path or aido version) or cannot be reached, it returns None
+and the command runs here as always. ``AIDO_SERVER=off`` never uses it.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+
+SOCKET = "run.sock"
+WORKSPACE_DIR = ".aido"
+DELEGATED = ("run",)  # the commands a server runs
+
+
+def fingerprint() -> str:
+    """What client and server must share to run the same code: the interpreter, the
+    import path, and aido's files (their sizes and modification times)."""
+    import hashlib
+
+    import aido
+
+    root = os.path.dirname(aido.__file__)
+    stamps = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(folder, name))
+                stamps.append(f"{folder}/{name}:{st.st_size}:{st.st_mtime_ns}")
+    stamps.sort()
+    # The script's directory (or the current one) that Python puts first unless -P: where
+    # the aido files came from is in the stamps already.
+    paths = sys.path if sys.flags.safe_path else sys.path[1:]
+    text = "\n".join([sys.executable, *paths, aido.__version__, *stamps])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _socket_path() -> str | None:
+    here = os.getcwd()
+    while True:
+        workspace = os.path.join(here, WORKSPACE_DIR)
+        if os.path.isdir(os.path.join(workspace, "sandboxes")):
+            path = os.path.join(workspace, SOCKET)
+            return path if os.path.exists(path) else None
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+
+
+def delegate(argv: list[str]) -> int | None:
+    """The command's exit code, run by the server; None: run it here."""
+    if not argv or argv[0] not in DELEGATED or os.environ.get("AIDO_SERVER") == "off":
+        return None
+    path = _socket_path()
+    if path is None:
+        return None
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.settimeout(2)
+        conn.connect(path)
+        umask = os.umask(0)
+        os.umask(umask)
+        header = json.dumps(
+            {
+                "argv": argv,
+                "cwd": os.getcwd(),
+                "env": dict(os.environ),
+                "umask": umask,
+                "fingerprint": fingerprint(),
+            }
+        ).encode()
+        payload = struct.pack(">I", len(header)) + header
+        fds = array.array("i", [0, 1, 2])
+        sent = conn.sendmsg([payload[:65536]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        conn.sendall(payload[sent:])
+        if conn.recv(1) != b"A":
+            return None  # refused: not the same code, or not this user
+    except OSError:
+        conn.close()
+        return None
+    return _wait(conn)
+
+
+def _wait(conn: socket.socket) -> int:
+    """Relay signals to the command until it sends its exit code."""
+
+    def forward(signum: int, frame: object) -> None:
+        try:
+            conn.send(bytes([signum]))
+        except OSError:
+            pass
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, forward)
+    conn.settimeout(None)
+    data = b""
+    while True:
+        try:
+            chunk = conn.recv(64)
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        data += chunk
+        if data.startswith(b"X") and len(data) >= 5:
+            return int(struct.unpack(">i", data[1:5])[0])
+    sys.stderr.write("aido: error: the workspace's command server ended while it ran the command\n")
+    return 125
