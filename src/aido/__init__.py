@@ -8,7 +8,10 @@ current directory is first on sys.path until ``__main__`` removes it, and a task
 directory may hold a hostile ``__future__.py``.
 """
 
-from typing import TYPE_CHECKING, Any
+# Not typing's: importing typing (with re and the rest) costs ~5 ms that `aido --version`
+# and a delegated `aido run` (cli/client.py) would pay for nothing. Type checkers read
+# any constant of this name as typing's.
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 
@@ -32,6 +35,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from aido.api import (
         AsyncSandbox,
         Change,
@@ -68,7 +73,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'aido' has no attribute {name!r}")

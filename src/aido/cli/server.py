@@ -26,28 +26,52 @@ from __future__ import annotations
 
 import array
 import fcntl
-import json
+import marshal
 import os
 import signal
 import socket
 import struct
 import sys
 import threading
+import time
 from pathlib import Path
 
 from aido.cli.client import fingerprint
 
 MAX_HEADER = 4 << 20  # argv and environment
-IDLE_CHECK = 5.0  # seconds between looks whether the workspace still has a pool
+# Seconds between looks whether the workspace still has a pool and aido's files are as
+# they were when the server started (an upgrade or an edit: stop, never serve stale code).
+IDLE_CHECK = 1.0
+
+
+def files_stamp() -> str:
+    """aido's files as they are now (names, sizes, modification times)."""
+    import hashlib
+
+    import aido
+
+    root = Path(aido.__file__).parent
+    stamps = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(".py"):
+                st = os.stat(os.path.join(folder, name))
+                stamps.append(f"{folder}/{name}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(sorted(stamps)).encode()).hexdigest()
 
 
 def recv_request(conn: socket.socket) -> tuple[dict[str, object], list[int]]:
-    """A client's header (JSON, length-prefixed) and the descriptors it passed."""
+    """A client's header (marshal data, length-prefixed) and the descriptors it passed;
+    read only from a client of this user (its data is this interpreter's marshal format)."""
     fds = array.array("i")
     data, ancdata, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(3 * fds.itemsize))
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+    if _peer_uid(conn) != os.getuid():
+        for fd in fds:
+            os.close(fd)
+        raise PermissionError("another user")
     if len(data) < 4:
         raise ValueError("short header")
     (size,) = struct.unpack(">I", data[:4])
@@ -59,7 +83,10 @@ def recv_request(conn: socket.socket) -> tuple[dict[str, object], list[int]]:
         if not chunk:
             raise ValueError("client went away")
         body += chunk
-    return json.loads(body[:size]), list(fds)
+    request = marshal.loads(body[:size])  # noqa: S302 - this user's, and this interpreter's
+    if not isinstance(request, dict):
+        raise ValueError("not a request")
+    return request, list(fds)
 
 
 def _peer_uid(conn: socket.socket) -> int:
@@ -146,10 +173,15 @@ def serve(root: Path) -> int:
         import cryptography.hazmat.primitives.asymmetric.ed25519  # noqa: F401
     except ImportError:
         pass
-    mine = fingerprint()
+    mine, files = fingerprint(), files_stamp()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     try:
-        while _has_pool(workspace):
+        next_check = 0.0
+        while True:
+            if time.monotonic() >= next_check:  # at most once a second, not per command
+                if not _has_pool(workspace) or files_stamp() != files:
+                    break
+                next_check = time.monotonic() + IDLE_CHECK
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
@@ -162,12 +194,12 @@ def serve(root: Path) -> int:
     return 0
 
 
-def _serve_one(conn: socket.socket, listener: socket.socket, lock: int, mine: str) -> None:
+def _serve_one(conn: socket.socket, listener: socket.socket, lock: int, mine: list[str]) -> None:
     fds: list[int] = []
     try:
         conn.settimeout(5)
         request, fds = recv_request(conn)
-        if _peer_uid(conn) != os.getuid() or len(fds) != 3 or request.get("fingerprint") != mine:
+        if len(fds) != 3 or request.get("fingerprint") != mine:
             conn.sendall(b"R")  # refused: the client runs the command itself
             return
         pid = os.fork()

@@ -204,6 +204,13 @@ def start_background(ctx: Context, record: SandboxRecord) -> None:
             log.warning(
                 "could not start the warm containers (%s); runs start cold until they are", exc.message
             )
+    if pool and os.environ.get("AIDO_SERVER") != "off":
+        from aido.lifecycle.reaper import ensure_server
+
+        try:
+            ensure_server(ctx.workspace)  # warm runs skip aido's own start-up too (cli/server.py)
+        except OSError as exc:
+            log.warning("could not start the command server (%s); runs start it themselves", exc)
     if record.auto_cleanup or pool:
         try:
             ensure_running(ctx.workspace)
