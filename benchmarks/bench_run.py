@@ -10,8 +10,11 @@ One invocation of this script:
 3. after 2 warm-up runs of each, times N whole-process runs of each of, interleaved (the order
    rotates from one round to the next):
 
-   - **aido run (cold)**: ``aido run --sandbox COLD hello.py``;
+   - **aido run (cold)**: ``aido run --sandbox COLD hello.py`` in aido's own process
+     (``AIDO_SERVER=off``), as every run of a workspace without a pool is;
    - **aido run unsealed**: the same with ``AIDO_SEAL=off``, to measure what the seal costs;
+   - **aido run (cold, served)**: the same cold run handed to the workspace's command server
+     (cli/server.py), which a workspace with a pool has;
    - **aido run (warm)**: ``aido run --sandbox WARM hello.py``, which claims a pre-started
      container;
    - **docker run**: ``docker run --rm`` of the same image and command with the same hardening
