@@ -31,9 +31,12 @@ def fingerprint() -> list[str]:
     not run."""
     import aido
 
-    # The script's directory (or the current one) that Python puts first unless -P: where
-    # aido itself came from is named below.
-    paths = sys.path if sys.flags.safe_path else sys.path[1:]
+    # Not the current directory nor the script's, which Python may put first (or
+    # `python -m aido` may have removed): where aido itself came from is named here.
+    skip = {"", os.getcwd()}
+    if sys.argv and sys.argv[0] not in ("", "-c", "-m"):
+        skip.add(os.path.dirname(os.path.abspath(sys.argv[0])))
+    paths = [p for p in sys.path if p not in skip]
     return [sys.executable, os.path.dirname(aido.__file__), aido.__version__, *paths]
 
 
