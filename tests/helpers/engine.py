@@ -15,26 +15,36 @@ def engine_ok() -> bool:
         return False
 
 
-def labelled_containers(sandbox_id: str, *, pool: bool = True) -> list[str]:
-    """Container ids (any state) that aido labelled for this sandbox, straight from the engine;
-    ``pool=False`` leaves out its warm pool's (label aido.warm), which wait for runs by design."""
+def labelled_containers(sandbox_id: str) -> list[str]:
+    """Container ids (any state) that aido labelled for this sandbox, straight from the engine."""
     done = subprocess.run(
         ["docker", "ps", "-aq", "--filter", f"label=aido.sandbox={sandbox_id}"],
         capture_output=True,
         text=True,
         check=True,
     )
-    found = done.stdout.split()
-    if pool or not found:
-        return found
-    labels = subprocess.run(
-        ["docker", "inspect", "--format", '{{.Id}} {{index .Config.Labels "aido.warm"}}', *found],
+    return done.stdout.split()
+
+
+def run_containers(sandbox_id: str) -> list[str]:
+    """The sandbox's containers (any state) other than its warm pool's (label aido.warm:
+    ready, starting, or used and waiting for the keeper). One listing, so that a pool
+    container the keeper removes meanwhile is never mistaken for another."""
+    done = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--filter",
+            f"label=aido.sandbox={sandbox_id}",
+            "--format",
+            '{{.ID}} {{.Label "aido.warm"}}',
+        ],
         capture_output=True,
         text=True,
-        check=False,
+        check=True,
     )
-    warm = {line.split()[0][:12] for line in labels.stdout.splitlines() if len(line.split()) > 1}
-    return [c for c in found if c[:12] not in warm]
+    return [line.split()[0] for line in done.stdout.splitlines() if len(line.split()) == 1]
 
 
 def assert_no_containers(sandbox_id: str) -> None:
