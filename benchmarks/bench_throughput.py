@@ -94,12 +94,13 @@ TASK_SOURCE = "print(1)\n"
 SANDBOX_TTL = "6h"  # outlives any sensible benchmark; destroyed at the end regardless
 ATTEMPTS = 3  # a measurement in which a run failed is taken again, at most this many times in all
 RETRY_PAUSE = 5.0  # seconds, e.g. for a restarted engine to come back
-MODES = ("raw", "aido_batch", "aido_procs", "warm_procs")
+MODES = ("raw", "aido_batch", "aido_procs", "served_procs", "warm_procs")
 AIDO_MODES = MODES[1:]  # each compared with raw
 MODE_NAMES = {
     "raw": "docker run",
     "aido_batch": "aido batch",
     "aido_procs": "aido procs",
+    "served_procs": "served procs",
     "warm_procs": "warm procs",
 }
 
@@ -232,14 +233,21 @@ class Bench:
         self.warm = warm
         self.size = size  # the warm sandbox's pool
         self.raw = raw_docker_command(docker, cold.root, token)
-        self.aido_one = [*aido, "run", "--sandbox", cold.id, TASK_NAME]
+        # aido procs and the batch run in aido's own processes (AIDO_SERVER=off), as in a
+        # workspace without a pool; served procs are the same cold runs handed to the command
+        # server that this workspace has for its pool (cli/server.py); warm procs take a
+        # pre-started container too.
+        in_place = ["env", "AIDO_SERVER=off", *aido]
+        self.aido_one = [*in_place, "run", "--sandbox", cold.id, TASK_NAME]
+        self.served_one = [*aido, "run", "--sandbox", cold.id, TASK_NAME]
         self.warm_one = [*aido, "run", "--sandbox", warm.id, TASK_NAME]
+        self.in_place = in_place
 
     def batch_argv(self, runs: int, concurrency: int) -> list[str]:
         # The task M times: with several tasks, --parallel bounds the concurrency (with one task,
         # --parallel N would mean N copies instead).
         return [
-            *self.aido,
+            *self.in_place,
             "run",
             "--sandbox",
             self.cold.id,
@@ -266,6 +274,8 @@ class Bench:
             seconds = _pool(self.raw, self.project, runs, concurrency)
         elif mode == "aido_procs":
             seconds = _pool(self.aido_one, self.project, runs, concurrency)
+        elif mode == "served_procs":
+            seconds = _pool(self.served_one, self.project, runs, concurrency)
         elif mode == "warm_procs":
             seconds = _pool(self.warm_one, self.project, runs, concurrency)
         elif mode == "aido_batch":
@@ -340,6 +350,7 @@ def run_levels(
     notes["commands"] = {
         "raw": shlex.join(bench.raw),
         "aido_procs": shlex.join(bench.aido_one),
+        "served_procs": shlex.join(bench.served_one),
         "warm_procs": shlex.join(bench.warm_one),
         "aido_batch": shlex.join(bench.batch_argv(2, 1)).replace(
             f"{TASK_NAME} {TASK_NAME}", f"{TASK_NAME} x M"
@@ -546,6 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     **{f"{mode}_runs_per_s": round(level.median(mode), 3) for mode in MODES},
                     "aido_batch_ratio": round(level.ratio("aido_batch"), 4),
                     "aido_procs_ratio": round(level.ratio("aido_procs"), 4),
+                    "served_procs_ratio": round(level.ratio("served_procs"), 4),
                     "warm_procs_ratio": round(level.ratio("warm_procs"), 4),
                     "warm_procs_starts": level.warm_starts(),
                     **{
