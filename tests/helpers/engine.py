@@ -26,5 +26,25 @@ def labelled_containers(sandbox_id: str) -> list[str]:
     return done.stdout.split()
 
 
+def pool_containers(sandbox_id: str) -> list[str]:
+    """The sandbox's warm pool containers (label aido.warm): ready, starting, or used and
+    waiting for the keeper to remove them."""
+    done = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-aq",
+            "--filter",
+            f"label=aido.sandbox={sandbox_id}",
+            "--filter",
+            "label=aido.warm",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.split()
+
+
 def assert_no_containers(sandbox_id: str) -> None:
     assert labelled_containers(sandbox_id) == []

@@ -135,6 +135,9 @@ def run_warm(
                 break
             time.sleep(0.001)
         exit_code = state.get("ExitCode")
+        if stopped and (exit_code is None or state.get("Running")):
+            exit_code = -1  # aido killed the container (its reason is the outcome); under gVisor
+            # the exec may never be seen to end
         if exit_code is None or state.get("Running"):
             raise EngineError(0, "the engine did not report how the task's exec ended")
         user = (state.get("ProcessConfig") or {}).get("user")
