@@ -78,9 +78,11 @@ def keeper_stopped(project: Path) -> Iterator[None]:
     """kill -9 the keeper, and hold its lock so that no aido command brings it back (each
     command starts one when none holds the lock) until the block ends."""
     lock_path = project / ".aido" / "reaper.lock"
+    # `sandbox up` returns as the keeper it started is still starting.
+    wait_for(lambda: lock_path.is_file() and fs.is_locked(lock_path), timeout=20, what="the keeper to start")
+    wait_for(lambda: bool(lock_path.read_text().strip()), timeout=5, what="the keeper to write its pid")
     pid = keeper_pid(project)
-    # Only the keeper this test's aido started: its lock is held and it is that module.
-    assert fs.is_locked(lock_path), "no keeper is running"
+    # Only the keeper this test's aido started: it is that module.
     assert b"aido.lifecycle.reaper" in Path(f"/proc/{pid}/cmdline").read_bytes()
     os.kill(pid, signal.SIGKILL)
     fd = os.open(lock_path, os.O_RDWR)
