@@ -211,3 +211,23 @@ def test_a_bad_warm_is_a_config_error(
     assert not (project / ".aido" / "sandboxes").is_dir() or not any(
         (project / ".aido" / "sandboxes").iterdir()
     )
+
+
+def test_a_fork_refused_just_before_the_task_exits_is_reported(aido: Aido, project: Path) -> None:
+    """A warm container outlives its task, so its pids.events can still be read after the
+    exec ended: a task that hits the pids limit and exits at once is reported every time
+    (a cold run's cgroup goes with its task, and the 50 ms watch may miss it)."""
+    sandbox_id = warm_sandbox(aido, project, 1)
+    write(
+        project / "threads.py",
+        "import threading\nhold = threading.Event()\nn = 0\ntry:\n    while n < 5000:\n"
+        "        threading.Thread(target=hold.wait, daemon=True).start()\n        n += 1\n"
+        "except RuntimeError:\n    pass\nhold.set()\n",
+    )
+    for n in range(1, 4):
+        wait_full(project, sandbox_id, 1)
+        result = aido("run", "threads.py")
+        run = summary(project, sandbox_id, f"run-{n:03d}")
+        assert run["start"] == "warm"
+        assert run["pids_limit_reached"] is True, run
+        assert result.code == 137, result.stderr  # exited 0 although a limit was reached
