@@ -26,24 +26,25 @@ def labelled_containers(sandbox_id: str) -> list[str]:
     return done.stdout.split()
 
 
-def pool_containers(sandbox_id: str) -> list[str]:
-    """The sandbox's warm pool containers (label aido.warm): ready, starting, or used and
-    waiting for the keeper to remove them."""
+def run_containers(sandbox_id: str) -> list[str]:
+    """The sandbox's containers (any state) other than its warm pool's (label aido.warm:
+    ready, starting, or used and waiting for the keeper). One listing, so that a pool
+    container the keeper removes meanwhile is never mistaken for another."""
     done = subprocess.run(
         [
             "docker",
             "ps",
-            "-aq",
+            "-a",
             "--filter",
             f"label=aido.sandbox={sandbox_id}",
-            "--filter",
-            "label=aido.warm",
+            "--format",
+            '{{.ID}} {{.Label "aido.warm"}}',
         ],
         capture_output=True,
         text=True,
         check=True,
     )
-    return done.stdout.split()
+    return [line.split()[0] for line in done.stdout.splitlines() if len(line.split()) == 1]
 
 
 def assert_no_containers(sandbox_id: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers.cli import Aido, wait_for
-from tests.helpers.engine import labelled_containers, pool_containers
+from tests.helpers.engine import labelled_containers, run_containers
 from tests.helpers.files import load
 
 # The task's uid:gid: 10001 when the tests (so aido) run as root, else the caller's own.
@@ -88,7 +88,7 @@ def destroy_all_checking_leftovers(aido: Aido, project: Path) -> None:
     if not sandboxes.is_dir():
         return
     ids = [p.name for p in sandboxes.iterdir()]
-    leftovers = {i: sorted(set(labelled_containers(i)) - set(pool_containers(i))) for i in ids}
+    leftovers = {i: run_containers(i) for i in ids}
     aido("sandbox", "destroy", "--all")
     assert {k: v for k, v in leftovers.items() if v} == {}, "containers survived the test's runs"
     # A keeper that was starting a pool container as the destroy ran removes it as soon as
