@@ -94,6 +94,8 @@ def create(
             "warm containers are started before any task says which interpreter it needs"
         )
         hint = "set runtime: in sandbox.yaml or pass --runtime"
+        if warm is not None:  # the flag (or the API's warm=), not a file, asked for it
+            raise ConfigError([Problem(message, None, None, "--warm")], hint=hint)
         raise ConfigError([Problem(message, where, lines.get(("warm",)), "warm")], hint=hint)
     if spec.resources.disk_quota == "hard":
         from aido.host import volume

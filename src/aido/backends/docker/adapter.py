@@ -327,6 +327,13 @@ class DockerBackend(Backend):
             killer = self.engine.clone(timeout=10)  # ready before it is needed: kills are urgent
             probe = pids
 
+            def abort() -> None:
+                # A warm task's exec stream may outlive its killed container (gVisor, or
+                # killed for memory): what it still carries has a moment to arrive, then the
+                # stream is ended here.
+                if exec_id and stream is not None and not drained.wait(LINGER_GRACE):
+                    stream.abort()
+
             def watch() -> None:
                 # The deadline and the guard are checked here, off the thread that reads
                 # the output, so a task that prints nothing is still stopped on time.
@@ -342,6 +349,7 @@ class DockerBackend(Backend):
                     if reason:
                         stop_reason.append(reason)
                         self._kill(container_id, killer)
+                        abort()
                         return
                     # A warm task's exec ended but a child of it still holds the output open:
                     # a cold container would have stopped with the task.
@@ -349,10 +357,7 @@ class DockerBackend(Backend):
                     if ended and not drained.wait(GUARD_INTERVAL):
                         lingered.set()
                         self._kill(container_id, killer)
-                        # The output stream of an exec whose container died under it (gVisor,
-                        # killed for memory) may never end on its own: end it here.
-                        if not drained.wait(LINGER_GRACE) and stream is not None:
-                            stream.close()
+                        abort()
                         return
 
             monitor = threading.Thread(target=watch, name=f"aido-watch-{request.name}", daemon=True)
@@ -362,6 +367,9 @@ class DockerBackend(Backend):
                     on_output(kind, data)
                 drained.set()
                 exit_code, inspect, keep = finish(stop_reason)
+                # A warm container outlives its task: its pids.events still counts a fork
+                # refused in the last moments, which the monitor's 50 ms look can miss.
+                pids.check()
                 oom = bool((inspect.get("State") or {}).get("OOMKilled"))
                 if exit_code != 0 and not stop_reason and not oom:
                     oom, error = why_it_died(self.engine, container_id, wall_start, exit_code)

@@ -302,6 +302,14 @@ class AttachStream:
         except OSError:
             pass
 
+    def abort(self) -> None:
+        """End ``frames`` from another thread (the socket stays open until ``close``): under
+        gVisor an exec's stream can stay open after its container was killed."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def close(self) -> None:
         try:
             self._sock.shutdown(socket.SHUT_RDWR)

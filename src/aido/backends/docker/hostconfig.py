@@ -105,9 +105,17 @@ def applied_settings(inspect: dict[str, Any], oci_args: list[str] | None = None)
         "pid_mode": hc.get("PidMode") or "private",
         "userns_mode": hc.get("UsernsMode") or "default",
         "devices": hc.get("Devices") or [],
-        "mounts": [
-            {"source": m.get("Source"), "target": m.get("Destination"), "read_only": not m.get("RW", True)}
-            for m in inspect.get("Mounts") or []
-        ],
+        # Sorted: the engine lists mounts in no stable order, and evidence must not vary.
+        "mounts": sorted(
+            (
+                {
+                    "source": m.get("Source"),
+                    "target": m.get("Destination"),
+                    "read_only": not m.get("RW", True),
+                }
+                for m in inspect.get("Mounts") or []
+            ),
+            key=lambda m: (str(m["target"]), str(m["source"])),
+        ),
         "workdir": (inspect.get("Config") or {}).get("WorkingDir"),
     }

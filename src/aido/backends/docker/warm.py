@@ -141,15 +141,19 @@ def run_warm(
             if state is None or not state.get("Running"):
                 break
             time.sleep(0.001)
+        # The task's user is the exec's, not the idle process's (the container's Config.User);
+        # when the engine forgot the exec, the one aido created it with.
+        user = ((state or {}).get("ProcessConfig") or {}).get("user") or request.user
+        applied = {**inspect, "Config": {**(inspect.get("Config") or {}), "User": user}}
         if state is None or state.get("Running") or state.get("ExitCode") is None:
+            if stopped:  # aido killed the container: its reason is the outcome
+                return -1, applied, False
             # The container died under the task (killed for memory under gVisor, stopped
             # from outside): how it ended is the container's.
             died = backend.call("GET", f"/containers/{container_id}/json") or {}
             if (died.get("State") or {}).get("Running", True):
                 raise EngineError(0, "the engine did not report how the task's exec ended")
-            return int(died["State"].get("ExitCode", -1)), {**inspect, "State": died["State"]}, False
-        user = (state.get("ProcessConfig") or {}).get("user")
-        applied = {**inspect, "Config": {**(inspect.get("Config") or {}), "User": user}}
+            return int(died["State"].get("ExitCode", -1)), {**applied, "State": died["State"]}, False
         probe = PidsProbe(container_id)
         probe.check()
         left = probe.current()
