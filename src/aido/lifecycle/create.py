@@ -30,6 +30,7 @@ from aido.store.records import SandboxRecord, isoformat, utcnow
 from aido.store.store import read_inputs_manifest
 
 if TYPE_CHECKING:
+    from aido.config.schema import SandboxSpec
     from aido.run.context import Context
     from aido.store.workspace import SandboxPaths
 
@@ -87,16 +88,8 @@ def create(
         where = spec_file.name if spec_file else given[0] if given else "sandbox.yaml"
         line = lines.get(("permissions", "network"))
         raise ConfigError([Problem(message, where, line, "permissions.network")])
-    if spec.warm and not spec.runtime:
-        where = spec_file.name if spec_file else given[0] if given else "sandbox.yaml"
-        message = (
-            f"{spec.warm} needs a runtime (runtime: python:3.12, node:18, sh or docker://IMAGE): "
-            "warm containers are started before any task says which interpreter it needs"
-        )
-        hint = "set runtime: in sandbox.yaml or pass --runtime"
-        if warm is not None:  # the flag (or the API's warm=), not a file, asked for it
-            raise ConfigError([Problem(message, None, None, "--warm")], hint=hint)
-        raise ConfigError([Problem(message, where, lines.get(("warm",)), "warm")], hint=hint)
+    if spec.warm:
+        _check_warm(spec, spec_file, given, lines, flag=warm is not None)
     if spec.resources.disk_quota == "hard":
         from aido.host import volume
 
@@ -186,6 +179,38 @@ def create(
         raise
     workspace.set_active(sandbox_id)
     return record
+
+
+def _check_warm(
+    spec: SandboxSpec,
+    spec_file: Path | None,
+    given: tuple[str, dict[str, Any]] | None,
+    lines: dict[tuple[str | int, ...], int],
+    *,
+    flag: bool,
+) -> None:
+    """A warm pool needs a runtime (its containers start before any task says which
+    interpreter it needs) and the default isolation (gVisor applies the sandbox's seccomp
+    profile to a container's first process only, never to a task started in a waiting one)."""
+    if spec.isolation == "gvisor":
+        message = (
+            f"{spec.warm} cannot be combined with isolation: gvisor: runsc applies the sandbox's seccomp "
+            "profile to a container's first process only, so a task started in a waiting container "
+            "would run without it"
+        )
+        hint = "use warm with the default isolation, or leave it out (gVisor runs start cold)"
+    elif not spec.runtime:
+        message = (
+            f"{spec.warm} needs a runtime (runtime: python:3.12, node:18, sh or docker://IMAGE): "
+            "warm containers are started before any task says which interpreter it needs"
+        )
+        hint = "set runtime: in sandbox.yaml or pass --runtime"
+    else:
+        return
+    if flag:  # the flag (or the API's warm=), not a file, asked for it
+        raise ConfigError([Problem(message, None, None, "--warm")], hint=hint)
+    where = spec_file.name if spec_file else given[0] if given else "sandbox.yaml"
+    raise ConfigError([Problem(message, where, lines.get(("warm",)), "warm")], hint=hint)
 
 
 def start_background(ctx: Context, record: SandboxRecord) -> None:

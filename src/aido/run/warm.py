@@ -52,7 +52,8 @@ def run(
     request = task_unmounted(prepared.request)
     key = ctx.backend.warm_key(request)
     if key is None:
-        return None, {"mode": "cold", "reason": f"the {ctx.backend.name} runtime has no warm start"}
+        reason = f"the {ctx.backend.name} runtime has no warm start for isolation {request.isolation}"
+        return None, {"mode": "cold", "reason": reason}
     pool = WarmPool(plan.paths.warm)
     container_id = pool.claim(key, rid)
     if container_id is None:

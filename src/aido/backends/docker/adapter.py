@@ -419,6 +419,10 @@ class DockerBackend(Backend):
     def warm_key(self, request: ExecRequest) -> str | None:
         from aido.backends.docker import warm
 
+        if OCI_RUNTIMES.get(request.isolation) in SECCOMP_FLAGS:
+            # runsc applies the container's seccomp profile to its first process only, never
+            # to an exec: a task in a waiting gVisor container would run without it.
+            return None
         return warm.key(request)
 
     def start_idle(self, request: ExecRequest) -> str:
