@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from aido.backends.base import (
-    INTERRUPTED,
     ISOLATION_DEFAULT,
-    TIMEOUT,
     Backend,
     ExecOutcome,
     ExecRequest,
@@ -23,10 +19,8 @@ from aido.backends.base import (
     RuntimeInfo,
 )
 from aido.backends.docker.engine import AttachStream, Engine, EngineError
-from aido.backends.docker.hostconfig import SECCOMP_FLAGS, applied_settings, host_config
+from aido.backends.docker.hostconfig import SECCOMP_FLAGS, host_config
 from aido.backends.docker.images import pull, unavailable
-from aido.backends.docker.probes import PidsProbe, why_it_died
-from aido.backends.docker.stdin import forward_stdin
 from aido.errors import ImageUnavailable, RuntimeFailure, RuntimeUnavailable, TaskNotFound, TaskNotRunnable
 
 ENGINE_HINT = (
@@ -43,12 +37,6 @@ GVISOR_HINT = (
     '"runtimeArgs": ["--network=none", "--oci-seccomp"]}}}, '
     "then reload dockerd (`sudo kill -HUP $(pidof dockerd)`); scripts/bootstrap.sh does all of this"
 )
-GUARD_INTERVAL = 0.05  # seconds between guard and deadline checks while a task runs
-LINGER_GRACE = 0.5  # after killing a warm container whose task ended, before closing its stream
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def start_error(message: str) -> Exception:
@@ -61,14 +49,6 @@ def start_error(message: str) -> Exception:
     if "permission denied" in lowered:
         return TaskNotRunnable(f"cannot start the task: {message}")
     return RuntimeFailure(f"the engine could not start the container: {message}")
-
-
-def _exec_ended(engine: Engine, exec_id: str) -> bool:
-    """Whether a warm task's exec has ended (the engine forgets it when its container dies)."""
-    try:
-        return not (engine.call("GET", f"/exec/{exec_id}/json") or {}).get("Running", True)
-    except EngineError as exc:
-        return exc.status == 404
 
 
 class DockerBackend(Backend):
@@ -232,7 +212,7 @@ class DockerBackend(Backend):
         args = (runtimes.get(oci) or {}).get("runtimeArgs") or []
         return [str(a) for a in args]
 
-    def _kill(self, container_id: str, engine: Engine | None = None) -> None:
+    def kill(self, container_id: str, engine: Engine | None = None) -> None:
         # Runs on the monitor thread: its own connection, since http.client is not thread-safe.
         try:
             (engine or self.engine.clone(timeout=10)).call(
@@ -290,126 +270,10 @@ class DockerBackend(Backend):
         oci_args: list[str] | None,
         exec_id: str = "",
     ) -> ExecOutcome:
-        """Start the task (``begin``: its output stream), watch it (timeout, guard, pids),
-        stream its output, then read how it ended (``finish``: exit code, the container's
-        inspect, and whether the container holds nothing of the task any more, so that it
-        may be left to the warm pool's keeper to remove) and remove the container. Shared by
-        a cold run and a warm one (``exec_id``: the task is that exec; warm.py), so both
-        stop, time out and report alike."""
-        stop_reason: list[str] = []  # set once, by the monitor thread or on Ctrl-C
-        pids: PidsProbe | None = None
-        done = threading.Event()
-        monitor: threading.Thread | None = None
-        stream: AttachStream | None = None
-        started_at = _now()
-        start = time.monotonic()
-        error: str | None = None
-        exit_code: int | None = None
-        oom = False
-        inspect: dict[str, Any] = {}
-        stop_stdin: Callable[[], None] | None = None
-        removed = keep = False
-        # The task's output ended; a child of a warm task outlived it (and was killed).
-        drained, lingered = threading.Event(), threading.Event()
-        try:
-            stream = begin()
-            # Find the pids cgroup at once: it goes when the task exits, and a short task
-            # can be gone before the monitor thread's first look (then nothing is known).
-            pids = PidsProbe(container_id)
-            pids.check()
-            if request.stdin is not None:
-                stop_stdin = forward_stdin(request.stdin, stream, request.name)
-            started_at = _now()
-            start = time.monotonic()
-            wall_start = time.time() - 1
-            deadline = start + request.timeout_seconds
+        """See follow.py: the task watched to its end, the container removed."""
+        from aido.backends.docker.follow import follow
 
-            killer = self.engine.clone(timeout=10)  # ready before it is needed: kills are urgent
-            probe = pids
-
-            def abort() -> None:
-                # A warm task's exec stream may outlive its killed container (gVisor, or
-                # killed for memory): what it still carries has a moment to arrive, then the
-                # stream is ended here.
-                if exec_id and stream is not None and not drained.wait(LINGER_GRACE):
-                    stream.abort()
-
-            def watch() -> None:
-                # The deadline and the guard are checked here, off the thread that reads
-                # the output, so a task that prints nothing is still stopped on time.
-                probe.check()
-                while not done.wait(min(GUARD_INTERVAL, max(0.0, deadline - time.monotonic()))):
-                    probe.check()
-                    reason = TIMEOUT if time.monotonic() >= deadline else None
-                    if reason is None and guard is not None:
-                        try:
-                            reason = guard()
-                        except Exception as exc:  # a broken guard must not leave the task unwatched
-                            reason = f"guard_failed: {exc}"
-                    if reason:
-                        stop_reason.append(reason)
-                        self._kill(container_id, killer)
-                        abort()
-                        return
-                    # A warm task's exec ended but a child of it still holds the output open:
-                    # a cold container would have stopped with the task.
-                    ended = exec_id and not drained.is_set() and _exec_ended(killer, exec_id)
-                    if ended and not drained.wait(GUARD_INTERVAL):
-                        lingered.set()
-                        self._kill(container_id, killer)
-                        abort()
-                        return
-
-            monitor = threading.Thread(target=watch, name=f"aido-watch-{request.name}", daemon=True)
-            monitor.start()
-            try:
-                for kind, data in stream.frames():
-                    on_output(kind, data)
-                drained.set()
-                exit_code, inspect, keep = finish(stop_reason)
-                # A warm container outlives its task: its pids.events still counts a fork
-                # refused in the last moments, which the monitor's 50 ms look can miss.
-                pids.check()
-                oom = bool((inspect.get("State") or {}).get("OOMKilled"))
-                if exit_code != 0 and not stop_reason and not oom:
-                    oom, error = why_it_died(self.engine, container_id, wall_start, exit_code)
-            except KeyboardInterrupt:
-                stop_reason.insert(0, INTERRUPTED)
-                self._kill(container_id)
-            except (EngineError, RuntimeUnavailable, OSError) as exc:
-                error = f"lost the container while the task ran: {getattr(exc, 'message', exc)}"
-        finally:
-            done.set()
-            if stop_stdin is not None:
-                stop_stdin()
-            if monitor is not None:
-                monitor.join(timeout=5)
-            if stream is not None:
-                stream.close()
-            # A warm container that holds nothing of the task (only its idle process) is
-            # left to the pool's keeper: removing it is off the run's path.
-            keep = keep and not stop_reason and not error and not lingered.is_set()
-            removed = True if keep else self.remove(container_id)
-        duration_ms = int((time.monotonic() - start) * 1000)
-        reason = stop_reason[0] if stop_reason else None
-        if reason or error:
-            exit_code = None
-        return ExecOutcome(
-            exit_code=exit_code,
-            started_at=started_at,
-            finished_at=_now(),
-            duration_ms=duration_ms,
-            timed_out=reason == TIMEOUT,
-            oom_killed=oom,
-            interrupted=reason == INTERRUPTED,
-            container_id=container_id,
-            image_id=str(inspect.get("Image", "")),
-            error=error,
-            applied=applied_settings(inspect, oci_args) if inspect else {},
-            stop_reason=reason,
-            container_left=not removed,
-            pids_limit_hit=pids.hit if pids is not None else None,
-        )
+        return follow(self, container_id, request, on_output, guard, begin, finish, oci_args, exec_id)
 
     # -- warm start (warm.py) ---------------------------------------------------------------
 
