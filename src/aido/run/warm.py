@@ -21,7 +21,6 @@ it removes containers whose run has ended, drops dead ones and starts new ones u
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +33,6 @@ if TYPE_CHECKING:
     from aido.run.prepare import PreparedRun
     from aido.store.records import RunSettings, SandboxRecord
     from aido.store.workspace import SandboxPaths
-
-COLD: dict[str, Any] = {"mode": "cold"}
 
 
 def task_unmounted(request: ExecRequest) -> ExecRequest:
@@ -114,7 +111,7 @@ def pool_request(
         limits=run_limits(settings),
         timeout_seconds=settings.timeout_seconds,
         labels=container_labels(ctx, record.id),
-        name=f"aido-{record.id}-warm-{secrets.token_hex(4)}",
+        name=f"aido-{record.id}-warm-{os.urandom(4).hex()}",
         user=record.task_user,
         network=settings.network,
         isolation=settings.isolation,
@@ -172,7 +169,7 @@ def keep(ctx: Context, sandbox_id: str, *, check: bool = False) -> list[dict[str
         uid, _, gid = record.task_user.partition(":")
         volume.ensure_mounted(paths, uid=int(uid), gid=int(gid))  # as a run does (after a reboot)
     for _ in range(max(0, missing)):
-        name = f"aido-{sandbox_id}-warm-{secrets.token_hex(4)}"
+        name = f"aido-{sandbox_id}-warm-{os.urandom(4).hex()}"
         pool.add_starting(name)
         try:
             container_id = ctx.backend.start_idle(replace(request, name=name))
