@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -257,23 +256,9 @@ class DockerBackend(Backend):
                 inspect = self.call("GET", f"/containers/{container_id}/json") or {}
             return exit_code, inspect, False
 
-        return self.follow(container_id, request, on_output, guard, begin, finish, oci_args)
-
-    def follow(
-        self,
-        container_id: str,
-        request: ExecRequest,
-        on_output: OutputSink,
-        guard: Guard | None,
-        begin: Callable[[], AttachStream],
-        finish: Callable[[list[str]], tuple[int, dict[str, Any], bool]],
-        oci_args: list[str] | None,
-        exec_id: str = "",
-    ) -> ExecOutcome:
-        """See follow.py: the task watched to its end, the container removed."""
         from aido.backends.docker.follow import follow
 
-        return follow(self, container_id, request, on_output, guard, begin, finish, oci_args, exec_id)
+        return follow(self, container_id, request, on_output, guard, begin, finish, oci_args)
 
     # -- warm start (warm.py) ---------------------------------------------------------------
 

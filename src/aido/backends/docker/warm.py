@@ -5,7 +5,7 @@ The idle process (``sleep``) runs as ``nobody``, not as the task's user: the tas
 neither signal it nor ptrace it, so nothing of the task can hide in it. The task runs
 through an exec with its own argv, environment, user and working directory (a fresh
 process tree beside the idle one); the run's limits, timeout, guard, output and OOM
-handling are the cold run's (``DockerBackend.follow``). When the task's last process is
+handling are the cold run's (follow.py). When the task's last process is
 gone the container holds only the idle pair and is left to the pool's keeper to remove;
 if anything of the task is still alive (a daemonised child), the container is killed
 at once, as a cold container stops when its task ends.
@@ -161,4 +161,6 @@ def run_warm(
         # its own kernel) means the container is killed now, as a cold one would stop.
         return int(state["ExitCode"]), applied, not stopped and left is not None and left <= IDLE_PIDS
 
-    return backend.follow(container_id, request, on_output, guard, begin, finish, oci_args, exec_id=exec_id)
+    from aido.backends.docker.follow import follow
+
+    return follow(backend, container_id, request, on_output, guard, begin, finish, oci_args, exec_id=exec_id)
