@@ -144,6 +144,7 @@ def _child(conn: socket.socket, request: dict[str, object], fds: list[int]) -> i
 
 
 def serve(root: Path) -> int:
+    from aido.lifecycle.reaper import has_pool
     from aido.store.workspace import Workspace
 
     workspace = Workspace(root)
@@ -179,7 +180,7 @@ def serve(root: Path) -> int:
         next_check = 0.0
         while True:
             if time.monotonic() >= next_check:  # at most once a second, not per command
-                if not _has_pool(workspace) or files_stamp() != files:
+                if not has_pool(workspace) or files_stamp() != files:
                     break
                 next_check = time.monotonic() + IDLE_CHECK
             try:
@@ -222,12 +223,6 @@ def _serve_one(conn: socket.socket, listener: socket.socket, lock: int, mine: li
         for fd in fds:
             os.close(fd)
         conn.close()
-
-
-def _has_pool(workspace: object) -> bool:
-    from aido.lifecycle.reaper import has_pool
-
-    return has_pool(workspace)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,14 +98,6 @@ class WarmPool:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(self.root / kind / name)
 
-    def owns(self, container_id: str) -> bool:
-        """Whether the pool knows the container (starting, ready or claimed)."""
-        return (
-            container_id in self.starting()
-            or container_id in self.ready()
-            or any(c.container_id == container_id for c in self.claims())
-        )
-
     def set_error(self, message: str | None) -> None:
         """Why the keeper cannot fill the pool (None: it can), for `aido sandbox list`."""
         path = self.root / "error"
