@@ -12,7 +12,7 @@ command, on the same terminal; nothing is parsed twice. It is Mercurial's chg mo
 Who may connect: only the user the server runs as (SO_PEERCRED), and only a client that
 would run exactly this code (same interpreter, same ``sys.path``, same aido files:
 ``fingerprint()``); anything else is refused and the client runs the command itself. The
-socket lives in ``.aido/`` (mode 0700 there, 0600 itself), which no task can see (it is
+socket (mode 0600, in ``.aido/``) is one no task can see (it is
 outside every mounted tree, and hidden under --host-filesystem). A signal the client gets
 (Ctrl-C, SIGTERM, SIGHUP) is sent on to the child, which stops its run as it would have;
 a client that goes away (killed) counts as SIGHUP.
