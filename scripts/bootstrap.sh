@@ -117,6 +117,54 @@ ensure_image() {
   STANDIN_TAG="$tag"
 }
 
+# The egress proxy (`permissions.network: {allow: [...]}`, `aido run --allow-host`): Debian's
+# Squid in its own minimal image, built here from Debian packages like the stand-in, since no
+# registry may be reachable and the proxy is the one component that sees the task's traffic.
+# Setuid/setgid bits are stripped (the proxy runs as the unprivileged `proxy` user with no
+# capabilities); the entrypoint reads the config aido generates per run.
+EGRESS_TAG="${AIDO_EGRESS_IMAGE:-aido/egress-squid:bookworm}"
+
+ensure_egress_image() {
+  if docker image inspect "$EGRESS_TAG" >/dev/null 2>&1; then
+    log "image $EGRESS_TAG: present"
+    return
+  fi
+  local tarball="$CACHE_DIR/bookworm-squid.tar"
+  if [ ! -s "$tarball" ]; then
+    command -v debootstrap >/dev/null 2>&1 || { log "installing debootstrap ..."; apt_install debootstrap; }
+    local root
+    root="$(mktemp -d /tmp/aido-squid-rootfs.XXXXXX)"
+    log "debootstrap bookworm with squid into $root (about a minute) ..."
+    $SUDO debootstrap --variant=minbase --include=squid bookworm "$root" \
+      http://deb.debian.org/debian >/tmp/aido-debootstrap-squid.log 2>&1 || {
+        tail -n 20 /tmp/aido-debootstrap-squid.log >&2; exit 1; }
+    # Security updates: the proxy parses whatever a hostile task sends it.
+    printf 'deb http://deb.debian.org/debian bookworm main\ndeb http://deb.debian.org/debian bookworm-updates main\ndeb http://deb.debian.org/debian-security bookworm-security main\n' \
+      | $SUDO tee "$root/etc/apt/sources.list" >/dev/null
+    $SUDO cp /etc/resolv.conf "$root/etc/resolv.conf"
+    if ! { $SUDO chroot "$root" apt-get update -qq && \
+           DEBIAN_FRONTEND=noninteractive $SUDO chroot "$root" apt-get -y -qq upgrade; } >>/tmp/aido-debootstrap-squid.log 2>&1; then
+      log "WARNING: could not apply security updates to the proxy image (see /tmp/aido-debootstrap-squid.log)"
+    fi
+    $SUDO chroot "$root" apt-get clean >/dev/null 2>&1 || true
+    $SUDO sh -c ': > "$1/etc/resolv.conf"' sh "$root"
+    $SUDO rm -rf "$root/var/lib/apt/lists/"* "$root/var/cache/apt/archives/"*.deb \
+      "$root/usr/share/doc" "$root/usr/share/man" "$root/usr/share/info" "$root/usr/share/locale"
+    $SUDO find "$root" -xdev -type f \( -perm -4000 -o -perm -2000 \) -exec chmod ug-s {} +
+    $SUDO mkdir -p "$CACHE_DIR"
+    $SUDO tar -C "$root" -cf "$tarball.tmp" .
+    $SUDO mv "$tarball.tmp" "$tarball"
+    $SUDO rm -rf "$root"
+  fi
+  log "importing $EGRESS_TAG from $tarball"
+  docker import \
+    --change 'USER proxy' \
+    --change 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENTRYPOINT ["/usr/sbin/squid", "-N", "-f", "/etc/squid/squid.conf"]' \
+    --change 'LABEL org.aido.egress=squid' \
+    "$tarball" "$EGRESS_TAG" >/dev/null
+}
+
 # gVisor: `runsc` registered with the engine as the runtime "runsc", so aido can run
 # tasks under a user-space kernel (`--runtime runsc`). Optional: when it cannot be set
 # up the script warns loudly and goes on, since the default runtime (runc) still works.
@@ -263,6 +311,7 @@ ensure_engine
 for image in ${AIDO_BOOTSTRAP_IMAGES:-python:3.11-slim node:18-alpine debian:bookworm-slim}; do
   ensure_image "$image"
 done
+ensure_egress_image
 ensure_gvisor
 if [ "${#WARNINGS[@]}" -gt 0 ]; then
   for w in "${WARNINGS[@]}"; do

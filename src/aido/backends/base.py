@@ -85,6 +85,10 @@ class ExecRequest:
     # The image's id as the run planned it (recorded in its evidence): a pre-started
     # container of an older build of the same tag must not take the run. Empty: unchecked.
     image_id: str = ""
+    # An egress allowlist (aido.egress.allowlist's canonical entries: "pypi.org",
+    # "*.pythonhosted.org", "api.example.com:443"): the task reaches the network only through
+    # an egress proxy that lets exactly these through. Empty: no proxy. Never with ``network``.
+    egress: tuple[str, ...] = ()
 
 
 @dataclass
@@ -105,6 +109,21 @@ class ExecOutcome:
     pids_limit_hit: bool | None = None
     # The isolation settings read back from the engine after the run, not what we asked for.
     applied: dict[str, Any] = field(default_factory=dict)
+    # The egress proxy's own record of the run (ExecRequest.egress); None without one.
+    egress: EgressRecord | None = None
+
+
+@dataclass(frozen=True)
+class EgressRecord:
+    """What the egress proxy of one run was given and what it logged, as the backend read it
+    from the proxy (never from the task): evidence/network.py turns it into the run's network
+    log and summary counts."""
+
+    config: str  # the proxy's configuration exactly as the proxy read it (squid.conf)
+    log: str  # the proxy's access log, one request per line (aido.egress.squid.LOGFORMAT)
+    # The proxy's facts: image, image_id, network, subnet, proxy (address:port), and problems
+    # met: "log_truncated" (bytes dropped past the cap), "error" (the proxy failed or died).
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 class WarmUnusable(Exception):
