@@ -210,6 +210,16 @@ class Backend(ABC):
         """Stop and remove one container; False if it may remain (a sweep finds it again)."""
         return False
 
+    def remove_networks(self, labels: dict[str, str]) -> list[str]:
+        """Remove every network carrying all these labels (a run's egress network); return
+        their ids. Raise RuntimeUnavailable if any may remain. A backend without per-run
+        networks has none to remove."""
+        return []
+
+    def list_networks(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """Networks carrying all these labels: each with id, name and labels."""
+        return []
+
     @abstractmethod
     def remove_labelled(self, labels: dict[str, str]) -> list[str]:
         """Stop and remove every container carrying all these labels; return their ids.

@@ -229,6 +229,36 @@ def reap_containers(ctx: Context) -> list[dict[str, Any]]:
             log.debug("container of %s/%s not removed: %s", sandbox_id, rid, exc)
             continue
         actions.append({"action": "removed_container", "sandbox_id": sandbox_id, "run_id": rid})
+    actions.extend(_reap_networks(ctx))
+    return actions
+
+
+def _reap_networks(ctx: Context) -> list[dict[str, Any]]:
+    """Remove the egress networks of runs no live aido owns whose containers are gone (one
+    left alone: an aido killed between creating a run's network and its proxy)."""
+    actions: list[dict[str, Any]] = []
+    try:
+        found = ctx.backend.list_networks(
+            {"aido.managed": "true", "aido.workspace": ctx.store.workspace_label()}
+        )
+    except AidoError as exc:
+        log.debug("network sweep skipped: %s", exc)
+        return actions
+    for network in found:
+        labels = network.get("labels") or {}
+        sandbox_id, rid = labels.get("aido.sandbox", ""), labels.get("aido.run", "")
+        try:
+            run_dir = ctx.workspace.sandbox(sandbox_id).run_dir(check_run_id(rid))
+        except AidoError:
+            run_dir = None
+        if run_dir is not None and fs.is_locked(run_dir):
+            continue  # its run is alive and removes it
+        try:
+            ctx.remove_containers({"aido.sandbox": sandbox_id, "aido.run": rid})
+        except AidoError as exc:
+            log.debug("egress network of %s/%s not removed: %s", sandbox_id, rid, exc)
+            continue
+        actions.append({"action": "removed_network", "sandbox_id": sandbox_id, "run_id": rid})
     return actions
 
 

@@ -85,9 +85,12 @@ class Context:
         return self._backend
 
     def remove_containers(self, labels: dict[str, str]) -> list[str]:
-        """Remove containers by label; if any may remain, mark the workspace and re-raise."""
+        """Remove containers by label, then the networks with those labels (a run's egress
+        network, whose proxy must go first); if any may remain, mark the workspace and re-raise."""
         try:
-            return self.backend.remove_labelled(labels)
+            removed = self.backend.remove_labelled(labels)
+            self.backend.remove_networks(labels)
+            return removed
         except RuntimeUnavailable:
             self.store.mark_containers_left()
             raise

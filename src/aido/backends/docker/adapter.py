@@ -167,11 +167,12 @@ class DockerBackend(Backend):
             raise unavailable(image, "the pull finished but the image is missing")
         return pulled
 
-    def create(self, request: ExecRequest) -> tuple[str, list[str] | None]:
+    def create(self, request: ExecRequest, attach: str | None = None) -> tuple[str, list[str] | None]:
         """Create the container; returns its id and, for a runtime that needs a flag to apply the
         seccomp profile, the arguments that runtime is registered with (read now: they are the
-        ones the container starts with, even if the engine is reloaded during the run)."""
-        hc = host_config(request)
+        ones the container starts with, even if the engine is reloaded during the run).
+        ``attach``: the run's internal egress network (egress.py), its only network."""
+        hc = host_config(request, attach)
         oci = self._oci_runtime(request.isolation)
         oci_args = self.oci_args(oci) if oci in SECCOMP_FLAGS else None
         if oci:
@@ -191,7 +192,7 @@ class DockerBackend(Backend):
             "Tty": False,
             "OpenStdin": request.stdin is not None,
             "StdinOnce": request.stdin is not None,
-            "NetworkDisabled": not request.network,
+            "NetworkDisabled": not (request.network or attach),
             "HostConfig": hc,
         }
         try:
@@ -231,7 +232,21 @@ class DockerBackend(Backend):
         return True
 
     def run(self, request: ExecRequest, on_output: OutputSink, guard: Guard | None = None) -> ExecOutcome:
-        container_id, oci_args = self.create(request)
+        if request.egress:
+            from aido.backends.docker import egress
+
+            return egress.run(self, request, on_output, guard)
+        return self.run_cold(request, on_output, guard)
+
+    def run_cold(
+        self,
+        request: ExecRequest,
+        on_output: OutputSink,
+        guard: Guard | None = None,
+        attach: str | None = None,
+    ) -> ExecOutcome:
+        """A fresh container for the task; ``attach``: its egress network (egress.py)."""
+        container_id, oci_args = self.create(request, attach)
 
         def begin() -> AttachStream:
             try:
@@ -302,6 +317,28 @@ class DockerBackend(Backend):
             }
             for c in self._labelled(labels)
         ]
+
+    def list_networks(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
+        return [
+            {"id": str(n["Id"]), "name": str(n.get("Name") or ""), "labels": n.get("Labels") or {}}
+            for n in self.call("GET", "/networks", query={"filters": filters}) or []
+        ]
+
+    def remove_networks(self, labels: dict[str, str]) -> list[str]:
+        """Remove the networks carrying these labels (a run's egress network); raises
+        RuntimeUnavailable if one could not be removed, so a sweep tries again."""
+        from aido.backends.docker.egress import remove_network
+
+        removed, left = [], 0
+        for network in self.list_networks(labels):
+            if remove_network(self, network["id"]):
+                removed.append(network["id"])
+            else:
+                left += 1
+        if left:
+            raise RuntimeUnavailable(f"{left} network(s) could not be removed", hint=ENGINE_HINT)
+        return removed
 
     def remove_labelled(self, labels: dict[str, str]) -> list[str]:
         removed, left = [], 0

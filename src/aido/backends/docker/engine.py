@@ -180,6 +180,34 @@ class Engine:
         except ValueError:
             return None
 
+    def call_raw(
+        self, method: str, path: str, *, query: dict[str, Any] | None = None, limit: int
+    ) -> tuple[bytes, bool]:
+        """A streamed endpoint's bytes (a container's logs), at most ``limit`` of them, and
+        whether there were more: a flood past the limit is never held in memory."""
+        if not self.api_version:
+            self.negotiate()
+        conn: Connection | None = None
+        try:
+            conn = self._connection(self.timeout)
+            url = self._prefix + path + ("?" + urlencode(query) if query else "")
+            response = conn.request(method, url)
+            if response.status != 200:
+                raise EngineError(
+                    response.status, _error_message(response.read()) or f"HTTP {response.status}"
+                )
+            data = bytearray()
+            for chunk in response.chunks():
+                data += chunk
+                if len(data) > limit:
+                    return bytes(data[:limit]), True
+            return bytes(data), False
+        except (OSError, ProtocolError) as exc:
+            raise EngineError(0, f"lost the Docker engine at {self.host}: {exc}") from None
+        finally:
+            if conn is not None:
+                conn.close()
+
     def stream_json(self, method: str, path: str, *, query: dict[str, Any] | None = None) -> Iterator[Any]:
         """A streamed endpoint (image pull): yield each JSON message as it arrives."""
         if not self.api_version:

@@ -16,11 +16,13 @@ from aido.backends.base import ExecRequest
 SECCOMP_FLAGS = {"runsc": "--oci-seccomp"}
 
 
-def host_config(request: ExecRequest) -> dict[str, Any]:
-    """The hardened HostConfig. Every field is set explicitly rather than trusting engine defaults."""
+def host_config(request: ExecRequest, egress_network: str | None = None) -> dict[str, Any]:
+    """The hardened HostConfig. Every field is set explicitly rather than trusting engine defaults.
+    ``egress_network``: the run's internal network to its egress proxy (egress.py)."""
     limits = request.limits
     return {
-        "NetworkMode": "bridge" if request.network else "none",
+        "NetworkMode": egress_network or ("bridge" if request.network else "none"),
+        **(_egress_settings() if egress_network else {}),
         "CapDrop": ["ALL"],
         "CapAdd": [],
         "SecurityOpt": ["no-new-privileges:true"],
@@ -64,6 +66,18 @@ def host_config(request: ExecRequest) -> dict[str, Any]:
     }
 
 
+def _egress_settings() -> dict[str, Any]:
+    """A task behind the egress proxy: its resolver is its own loopback, where nothing
+    answers, so Docker's embedded DNS forwards no name anywhere (only the proxy resolves);
+    and no IPv6 at all (link-local addresses would reach the bridge's host side)."""
+    return {
+        "Dns": ["127.0.0.1"],
+        "DnsOptions": [],
+        "DnsSearch": [],
+        "Sysctls": {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"},
+    }
+
+
 def seccomp_applied(security_opt: list[str], oci: str | None, oci_args: list[str] | None) -> str:
     """The seccomp profile in force: the container's (``default`` unless a SecurityOpt names one),
     unless its OCI runtime ignores profiles without a flag that it was not registered with."""
@@ -84,6 +98,8 @@ def applied_settings(inspect: dict[str, Any], oci_args: list[str] | None = None)
     return {
         "user": (inspect.get("Config") or {}).get("User", ""),
         "network_mode": hc.get("NetworkMode"),
+        "dns": hc.get("Dns") or [],
+        "sysctls": hc.get("Sysctls") or {},
         "privileged": hc.get("Privileged"),
         "cap_drop": hc.get("CapDrop") or [],
         "cap_add": hc.get("CapAdd") or [],
