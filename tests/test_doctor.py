@@ -37,6 +37,7 @@ NAMES = [
     "oci_runtime:runsc",
     "cgroup_limits",
     *(f"image:{image}" for image in DEFAULT_IMAGES),
+    "egress_proxy",
     "workspace",
     "python",
     "signing key",

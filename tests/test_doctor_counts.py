@@ -23,16 +23,16 @@ def test_unreachable_engine_counts_skipped_checks_as_skipped_in_json(aido: Aido)
     assert result.code == 1
     payload = result.json
     statuses = [c["status"] for c in payload["checks"]]
-    assert statuses == ["fail", *["skipped"] * 6, "ok", "ok", "ok"]  # workspace, python, signing key
-    assert payload["counts"] == {"ok": 3, "warn": 0, "fail": 1, "skipped": 6}
+    assert statuses == ["fail", *["skipped"] * 7, "ok", "ok", "ok"]  # workspace, python, signing key
+    assert payload["counts"] == {"ok": 3, "warn": 0, "fail": 1, "skipped": 7}
 
 
 def test_unreachable_engine_counts_skipped_checks_as_skipped_for_humans(aido: Aido) -> None:
     result = aido("doctor", env=UNREACHABLE)
     assert result.code == 1
-    assert "1 check(s) failed; 3 passed, 6 skipped" in result.stderr
+    assert "1 check(s) failed; 3 passed, 7 skipped" in result.stderr
     assert "- " in result.stdout  # the skipped rows' mark
-    # One fix for the engine; the skipped rows do not repeat "fix the engine first" six times.
+    # One fix for the engine; the skipped rows do not repeat "fix the engine first" seven times.
     assert "fix the engine first" not in result.stderr + result.stdout
 
 

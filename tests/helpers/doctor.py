@@ -7,6 +7,7 @@ from typing import Any
 from aido.backends.base import ExecOutcome, ExecRequest, Guard, OutputSink, RuntimeInfo
 from aido.backends.docker.adapter import DockerBackend
 from aido.doctor import DEFAULT_IMAGES, Check
+from aido.egress import IMAGE as EGRESS_IMAGE
 
 
 def by_name(checks: list[Check]) -> dict[str, Check]:
@@ -39,7 +40,7 @@ class DoctorBackend(DockerBackend):
     ) -> None:
         super().__init__("unix:///nonexistent.sock")
         self.facts = dict(GOOD_FACTS if facts is None else facts)
-        self.images = set(DEFAULT_IMAGES) if images is None else images
+        self.images = {*DEFAULT_IMAGES, EGRESS_IMAGE} if images is None else images
         self.stdout = stdout
         self.code = exit_code
         self.requests: list[ExecRequest] = []

@@ -40,7 +40,7 @@ from aido.doctor.engine import (
     check_oci_runtime,
 )
 from aido.doctor.host import check_python, check_signing_key, check_workspace
-from aido.doctor.images import DEFAULT_IMAGES, ImageLookup, check_image
+from aido.doctor.images import DEFAULT_IMAGES, ImageLookup, check_egress_proxy, check_image
 
 __all__ = [
     "BUG_FIX",
@@ -112,6 +112,7 @@ def _engine_dependent(images: Sequence[str]) -> list[str]:
         *(f"oci_runtime:{oci}" for oci in OCI_ISOLATION),
         "cgroup_limits",
         *(f"image:{i}" for i in images),
+        "egress_proxy",
     ]
 
 
@@ -121,13 +122,19 @@ def _engine_checks(backend: Backend, images: Sequence[str], smoke: bool) -> list
     lookup = ImageLookup(backend)
 
     def image_checks() -> list[Check]:
-        return [guarded(f"image:{image}", partial(check_image, lookup, image)) for image in images]
+        from aido.egress import IMAGE as EGRESS_IMAGE
+
+        return [
+            *(guarded(f"image:{image}", partial(check_image, lookup, image)) for image in images),
+            guarded("egress_proxy", partial(check_egress_proxy, lookup, EGRESS_IMAGE)),
+        ]
 
     try:
         facts = dict(backend.diagnose() or {})
     except Exception as exc:
         why = "cannot read the engine's facts: "
-        return [failed(name, exc, ENGINE_FIX, why) for name in _engine_dependent(())] + image_checks()
+        facts_checks = [name for name in _engine_dependent(()) if name != "egress_proxy"]
+        return [failed(name, exc, ENGINE_FIX, why) for name in facts_checks] + image_checks()
     for oci in OCI_ISOLATION:
         checks.append(
             guarded(f"oci_runtime:{oci}", partial(check_oci_runtime, backend, oci, facts, lookup, smoke))

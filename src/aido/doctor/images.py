@@ -67,3 +67,26 @@ def check_image(lookup: ImageLookup, image: str) -> Check:
 def short_id(image_id: str) -> str:
     algorithm, _, digest = image_id.partition(":")
     return f"{algorithm}:{digest[:12]}" if digest else image_id[:19]
+
+
+def check_egress_proxy(lookup: ImageLookup, image: str) -> Check:
+    """The egress proxy's image (Squid, built by scripts/bootstrap.sh): without it a sandbox
+    with an allowlist cannot run a task (it fails closed, never without the proxy)."""
+    name = "egress_proxy"
+    if not lookup.supported:
+        return Check(
+            name,
+            WARN,
+            f"not checked: the {lookup.backend} backend cannot look images up",
+            f"make sure {image} is available to the backend before running with an allowlist",
+        )
+    image_id = lookup.get(image)
+    if image_id is None:
+        return Check(
+            name,
+            WARN,
+            f"{image} is missing: runs with an egress allowlist (--allow-host, "
+            "permissions.network.allow) will refuse to start",
+            "run scripts/bootstrap.sh (it builds the image offline from Debian's squid package)",
+        )
+    return Check(name, OK, f"{image} present ({short_id(image_id)})", None)

@@ -8,3 +8,9 @@ of the run's evidence.
 - ``aido.backends.docker.egress``: the networks and the proxy container of one run.
 - ``aido.evidence.network``: the run's network log and counts, from the proxy's own log.
 """
+
+import os
+
+# The proxy's image, built offline by scripts/bootstrap.sh (Debian's squid); AIDO_EGRESS_IMAGE
+# names another build of it.
+IMAGE = os.environ.get("AIDO_EGRESS_IMAGE") or "aido/egress-squid:bookworm"

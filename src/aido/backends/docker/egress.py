@@ -30,18 +30,19 @@ from urllib.parse import quote
 
 from aido.backends.base import EgressRecord, ExecOutcome, ExecRequest, Guard, OutputSink
 from aido.backends.docker.engine import EngineError
+from aido.egress import IMAGE
 from aido.errors import ImageUnavailable, RuntimeFailure, RuntimeUnavailable
 from aido.values import dataclass
 
 if TYPE_CHECKING:
     from aido.backends.docker.adapter import DockerBackend
 
-IMAGE = os.environ.get("AIDO_EGRESS_IMAGE") or "aido/egress-squid:bookworm"
 IMAGE_HINT = "build it with scripts/bootstrap.sh (offline, from Debian's squid package)"
 SUBNETS = ipaddress.ip_network("198.18.0.0/15")
 PROXY_USER = "proxy"  # Squid must start unprivileged: as root without capabilities it crashes
 READY_LINE = b"Accepting HTTP Socket connections"
 READY_SECONDS = 15.0
+STOP_SECONDS = 5.0  # for Squid to log what is still open and exit; then it is killed
 LOG_CAP = 64 << 20  # bytes of access log read back; a flood past it is reported, not kept
 LOG_LABEL = {"max-size": "64m", "max-file": "2"}  # what the engine keeps on the host's disk
 TASK_SYSCTLS = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
@@ -173,7 +174,12 @@ def down(backend: DockerBackend, proxy: Proxy) -> tuple[EgressRecord, bool]:
     for a sweep."""
     facts = proxy.facts()
     with contextlib.suppress(EngineError, RuntimeUnavailable):
-        backend.call("POST", f"/containers/{proxy.container_id}/stop", query={"t": 5}, timeout=30)
+        # SIGTERM and wait (about a second with shutdown_lifetime 0); `docker stop` takes longer.
+        backend.call("POST", f"/containers/{proxy.container_id}/kill", query={"signal": "TERM"})
+        try:
+            backend.call("POST", f"/containers/{proxy.container_id}/wait", timeout=STOP_SECONDS)
+        except EngineError:
+            backend.call("POST", f"/containers/{proxy.container_id}/kill", query={"signal": "KILL"})
     log, truncated, error = b"", False, None
     try:
         log, truncated = _read_log(backend, proxy.container_id)
