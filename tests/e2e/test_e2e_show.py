@@ -40,6 +40,7 @@ RUN_KEYS = {
     "disk",
     "output",
     "security",
+    "network",
     "escape_hatches",
     "permissions",
     "warnings",

@@ -196,6 +196,9 @@ def build_view(sandbox_id: str, ref: Any, run_dir: Path) -> dict[str, Any]:
         "disk": known.get("disk"),
         "output": _dict(known.get("output")),
         "security": {"requested": security.get("requested"), "applied": security.get("applied")},
+        # What the network was (none, full or allowlist) and, for an allowlist, the proxy's
+        # counts (evidence/network.py); None for runs from before summaries recorded it.
+        "network": known.get("network") if isinstance(known.get("network"), dict) else None,
         "escape_hatches": [name for name, on in hatches.items() if on is True],
         "permissions": _dict(known.get("permissions")),
         "warnings": _list(known.get("warnings")),
@@ -323,6 +326,10 @@ def render(view: dict[str, Any]) -> None:
     if streams:
         field("output", ", ".join(streams))
     field("security", *map(clean, _security_lines(view)))
+    if view["network"] is not None:
+        from aido.cli.network import show_line
+
+        field("network", show_line(view["network"]))
     hatches = [_HATCH_FLAGS.get(h, h) for h in view["escape_hatches"]]
     permissions = view["permissions"]
     widened = [
