@@ -128,9 +128,11 @@ def test_the_network_log_is_a_table_with_the_counts(aido: Aido, project: Path, o
         "1 allowed, 1 denied, 1 unparsed line (allowlist: pypi.org, *.pythonhosted.org)",
         "2 lines the proxy logged never reached aido",
     ]
-    assert field(aido("show").stdout, "network") == [
-        "allowlist (2 entries): 1 allowed, 1 denied — aido logs --network"
-    ]
+    shown = aido("show").stdout
+    assert field(shown, "network") == ["allowlist (2 entries): 1 allowed, 1 denied — aido logs --network"]
+    assert field(shown, "evidence")[0].endswith("(summary.json, stdout.log, stderr.log, network.jsonl)")
+    evidence = aido("show", "--json").json["run"]["evidence"]
+    assert evidence["network_log"] == f".aido/sandboxes/{one_run}/runs/run-001/network.jsonl"
 
 
 def test_the_network_log_as_json(aido: Aido, project: Path, one_run: str) -> None:

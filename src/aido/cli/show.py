@@ -22,7 +22,7 @@ from typing import Any
 
 from aido.cli.text import relative
 from aido.config.units import format_duration, format_size
-from aido.store.workspace import CHANGES, STDERR, STDOUT, SUMMARY
+from aido.store.workspace import CHANGES, NETWORK_LOG, STDERR, STDOUT, SUMMARY
 
 FIRST_PATHS = 5  # changed paths listed by name; the rest are counted
 _MARKS = {"added": "+", "modified": "~", "removed": "-"}
@@ -156,6 +156,7 @@ def _evidence(run_dir: Path) -> dict[str, str | None]:
         "stdout": present(STDOUT),
         "stderr": present(STDERR),
         "changes_diff": present(CHANGES),
+        "network_log": present(NETWORK_LOG),  # an egress allowlist's requests (aido logs --network)
         "task": present("task"),
     }
 
@@ -352,8 +353,8 @@ def render(view: dict[str, Any]) -> None:
     evidence = view["evidence"]
     files = [
         Path(str(evidence[key])).name
-        for key in ("summary", "stdout", "stderr", "changes_diff")
-        if evidence[key]
+        for key in ("summary", "stdout", "stderr", "changes_diff", "network_log")
+        if evidence.get(key)
     ]
     field("evidence", clean(evidence["run_dir"]) + "/" + (f" ({', '.join(files)})" if files else ""))
     if view["summary_problem"]:

@@ -1,6 +1,7 @@
 """The last stage of a run: the second snapshot and the diff, the disk report, the one
 verdict (run/verdict.py), the plugins' files (run/plugged.py), the evidence
-(summary.json, changes.diff), the record closed in
+(summary.json, changes.diff, an egress allowlist's network log and proxy configuration:
+evidence/network.py), the record closed in
 the store, the ``run_completed`` event and the seal (run/seal.py): a ``RunResult``.
 """
 
