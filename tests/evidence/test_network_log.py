@@ -61,10 +61,10 @@ def write(tmp_path: Path, entries: list[dict[str, Any]], **kwargs: Any) -> tuple
 
 def test_every_request_is_a_line_and_the_summary_counts_them(tmp_path: Path) -> None:
     entries = [
-        entry(1),
-        entry(2, "denied.test", allowed=False),
+        entry(0),
+        entry(1, "denied.test", allowed=False),
         {"unparsed": "garbage \x1b[2J line"},
-        entry(3),
+        entry(2),
     ]
     section, lines = write(tmp_path, entries)
     assert section == {
@@ -78,7 +78,7 @@ def test_every_request_is_a_line_and_the_summary_counts_them(tmp_path: Path) -> 
         "lost_ranges": [],
         "truncated": None,
     }
-    assert lines[0] == entry(1) and list(lines[0]) == list(network.KEYS)
+    assert lines[0] == entry(0) and list(lines[0]) == list(network.KEYS)
     assert lines[1]["host"] == "denied.test" and lines[1]["decision"] == "denied"
     assert lines[2] == {"unparsed": "garbage \x1b[2J line"}  # kept as it was, never guessed at
     assert (tmp_path / "egress-squid.conf").read_text() == CONFIG  # the exact policy enforced
@@ -93,9 +93,9 @@ def test_a_flood_keeps_the_first_entries_and_counts_all(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(network, "MAX_ENTRIES", 3)
-    entries = [entry(n, allowed=n % 2 == 0) for n in range(1, 8)]
+    entries = [entry(n, allowed=n % 2 == 1) for n in range(7)]
     section, lines = write(tmp_path, entries)
-    assert [line["seq"] for line in lines] == [1, 2, 3]
+    assert [line["seq"] for line in lines] == [0, 1, 2]
     assert section["requests"] == {"allowed": 3, "denied": 4, "unparsed": 0}
     truncated = section["truncated"]
     assert (truncated["entries_kept"], truncated["entries_dropped"]) == (3, 4)
@@ -103,17 +103,18 @@ def test_a_flood_keeps_the_first_entries_and_counts_all(
 
 
 def test_bytes_the_backend_dropped_are_said(tmp_path: Path) -> None:
-    section, _ = write(tmp_path, [entry(1)], facts={"log_truncated": 4096})
+    section, _ = write(tmp_path, [entry(0)], facts={"log_truncated": 4096})
     assert section["truncated"]["log_bytes_dropped"] == 4096
     assert "4096 bytes dropped" in section["truncated"]["note"]
     assert section["proxy"]["log_truncated"] == 4096
 
 
 def test_gaps_in_the_sequence_are_lost_lines(tmp_path: Path) -> None:
-    section, _ = write(tmp_path, [entry(n) for n in (2, 3, 7, 8, 12)])
-    assert section["lost_ranges"] == [[1, 1], [4, 6], [9, 11]]
+    # Squid numbers its log lines from 0.
+    section, _ = write(tmp_path, [entry(n) for n in (1, 2, 3, 7, 8, 12)])
+    assert section["lost_ranges"] == [[0, 0], [4, 6], [9, 11]]
     assert section["lost_lines"] == 7
-    assert lost_ranges([3, 1, 2, 2]) == []  # out of order and repeated: no gap
+    assert lost_ranges([3, 1, 0, 2, 2]) == []  # out of order and repeated: no gap
 
 
 def test_secret_values_are_masked_in_the_log(tmp_path: Path) -> None:

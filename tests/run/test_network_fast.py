@@ -29,9 +29,9 @@ ALLOW = ("allowed.test", "*.cdn.test")
 CONFIG = "http_port 3128\nacl e0 dstdomain -n allowed.test\nhttp_access deny all\n"
 # Squid's access log as the proxy writes it (aido.egress.squid.LOGFORMAT).
 LOG = (
-    "1 1796178310.465 10.213.0.2 GET allowed.test 80 TCP_MISS/200 135 234 198.18.0.10:80 allow:allowed.test\n"
-    "2 1796178310.466 10.213.0.2 GET denied.test 80 TCP_DENIED/403 133 3395 -:- deny:not_allowlisted\n"
-    "3 1796178310.472 10.213.0.2 CONNECT allowed.test 443 TCP_TUNNEL/200 772 2150 198.18.0.10:443 "
+    "0 1796178310.465 10.213.0.2 GET allowed.test 80 TCP_MISS/200 135 234 198.18.0.10:80 allow:allowed.test\n"
+    "1 1796178310.466 10.213.0.2 GET denied.test 80 TCP_DENIED/403 133 3395 -:- deny:not_allowlisted\n"
+    "2 1796178310.472 10.213.0.2 CONNECT allowed.test 443 TCP_TUNNEL/200 772 2150 198.18.0.10:443 "
     "allow:allowed.test\n"
 )
 FACTS = {"image": "aido/egress-squid:bookworm", "image_id": "sha256:" + "ab" * 32, "proxy": "10.213.0.3:3128"}

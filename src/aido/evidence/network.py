@@ -150,10 +150,11 @@ def write_network(
 
 
 def lost_ranges(seqs: list[int]) -> list[tuple[int, int]]:
-    """The sequence numbers missing between 1 and the last one seen, as (first, last)
-    ranges. The proxy numbers its log lines from 1, so a gap is a line aido never read."""
+    """The sequence numbers missing between 0 and the last one seen, as (first, last)
+    ranges. Squid numbers its log lines from 0 (``%sn``, seen with Squid 5.7), so a gap is
+    a line aido never read."""
     ranges: list[tuple[int, int]] = []
-    expected = 1
+    expected = 0
     for seq in sorted(set(seqs)):
         if seq > expected:
             ranges.append((expected, seq - 1))
