@@ -72,6 +72,7 @@ class SandboxManager(Context):
     run_ref = logs.run_ref
     run_dir = logs.run_dir
     stream_logs = logs.stream_logs
+    network_log = logs.network_log
 
     # -- sealed evidence: aido verify / export (imported when used: not on `aido run`'s path)
     def verify(self, sandbox_id: str | None, run: str | None, **kwargs: Any) -> Verified:

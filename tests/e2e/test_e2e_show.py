@@ -40,6 +40,7 @@ RUN_KEYS = {
     "disk",
     "output",
     "security",
+    "network",
     "escape_hatches",
     "permissions",
     "warnings",
@@ -49,7 +50,7 @@ RUN_KEYS = {
     "summary_problem",
 }
 CHANGES_KEYS = {"added", "modified", "removed", "total", "first", "notes"}
-EVIDENCE_KEYS = {"run_dir", "summary", "stdout", "stderr", "changes_diff", "task"}
+EVIDENCE_KEYS = {"run_dir", "summary", "stdout", "stderr", "changes_diff", "network_log", "task"}
 
 
 def field(stdout: str, name: str) -> list[str]:

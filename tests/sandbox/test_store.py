@@ -74,9 +74,14 @@ def test_no_run_starts_in_a_sandbox_being_destroyed(store: SandboxStore) -> None
     assert store.load(SID).runs == []
 
 
-def _plan(store: SandboxStore) -> SimpleNamespace:
+def _plan(store: SandboxStore, **more: object) -> SimpleNamespace:
     return SimpleNamespace(
-        record=store.load(SID), task=Path("task.py"), choice=SimpleNamespace(image="python:3.11-slim")
+        record=store.load(SID),
+        task=Path("task.py"),
+        choice=SimpleNamespace(image="python:3.11-slim"),
+        settings=SimpleNamespace(network=False),
+        widen=SimpleNamespace(network=False),
+        **more,
     )
 
 
@@ -93,6 +98,7 @@ def test_a_failed_stage_closes_its_run_once(store: SandboxStore) -> None:
     assert (run_dir / "attestation.intoto.json").is_file()  # closed once, sealed once
     summary = json.loads((run_dir / SUMMARY).read_text())
     assert (summary["status"], summary["error"], summary["image"]) == ("error", "boom", "python:3.11-slim")
+    assert summary["network"] == {"mode": "none"}  # every summary says what the network was
     events = [json.loads(line) for line in store.paths(SID).events.read_text().splitlines()]
     assert [(e["event"], e.get("error")) for e in events] == [("run_completed", "boom"), ("run_sealed", None)]
 
@@ -128,6 +134,57 @@ def test_an_orphaned_run_is_recovered_as_interrupted(store: SandboxStore) -> Non
     sealed = f"runs/{rid}/attestation.intoto.json"
     assert sorted(ref.artifacts) == [sealed, f"runs/{rid}/stdout.log", f"runs/{rid}/{SUMMARY}"]
     assert (run_dir / "attestation.intoto.json").is_file()
+
+
+def test_a_failed_allowlisted_run_says_its_proxy_log_was_not_collected(store: SandboxStore) -> None:
+    rid, run_dir, lock_fd = store.begin_run(SID, "task.py")
+    try:
+        plan = _plan(store, egress=("pypi.org", "*.pythonhosted.org"))
+        abandon_run(store, plan, rid, RuntimeError("the proxy did not start"))  # type: ignore[arg-type]
+    finally:
+        os.close(lock_fd)
+    summary = json.loads((run_dir / SUMMARY).read_text())
+    assert summary["network"] == {
+        "mode": "allowlist",
+        "allow": ["pypi.org", "*.pythonhosted.org"],
+        "log": None,
+        "note": "the run failed before aido collected the proxy's log",
+    }
+
+
+@pytest.mark.parametrize(
+    ("network", "expected"),
+    [
+        (None, {"mode": "none"}),
+        (True, {"mode": "full"}),
+        (
+            {"allow": ["pypi.org"]},
+            {
+                "mode": "allowlist",
+                "allow": ["pypi.org"],
+                "log": None,
+                "note": "the run ended without aido; the proxy's log was not collected",
+            },
+        ),
+    ],
+)
+def test_a_recovered_run_says_what_its_network_was(
+    store: SandboxStore, network: object, expected: dict[str, object]
+) -> None:
+    """A sweep knows the run only by its sandbox's stored config: the proxy was removed
+    with the run's containers, its log with it."""
+    with store.transaction(SID) as record:
+        record.config = {"permissions": {"network": network}} if network is not None else {}
+    rid, run_dir, lock_fd = store.begin_run(SID, "task.py")
+    os.close(lock_fd)  # its aido process died
+
+    class Backend:
+        def list_labelled(self, labels: dict[str, str]) -> list[dict[str, str]]:
+            return []
+
+    ctx = SimpleNamespace(store=store, backend=Backend(), remove_containers=lambda labels: [])
+    assert recover_run(ctx, SID, rid)  # type: ignore[arg-type]
+    assert json.loads((run_dir / SUMMARY).read_text())["network"] == expected
 
 
 def test_wants_reaper_lives_with_the_store() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from aido.cli.text import relative
 from aido.config.units import format_duration, format_size
-from aido.store.workspace import CHANGES, STDERR, STDOUT, SUMMARY
+from aido.store.workspace import CHANGES, NETWORK_LOG, STDERR, STDOUT, SUMMARY
 
 FIRST_PATHS = 5  # changed paths listed by name; the rest are counted
 _MARKS = {"added": "+", "modified": "~", "removed": "-"}
@@ -156,6 +156,7 @@ def _evidence(run_dir: Path) -> dict[str, str | None]:
         "stdout": present(STDOUT),
         "stderr": present(STDERR),
         "changes_diff": present(CHANGES),
+        "network_log": present(NETWORK_LOG),  # an egress allowlist's requests (aido logs --network)
         "task": present("task"),
     }
 
@@ -196,6 +197,9 @@ def build_view(sandbox_id: str, ref: Any, run_dir: Path) -> dict[str, Any]:
         "disk": known.get("disk"),
         "output": _dict(known.get("output")),
         "security": {"requested": security.get("requested"), "applied": security.get("applied")},
+        # What the network was (none, full or allowlist) and, for an allowlist, the proxy's
+        # counts (evidence/network.py); None for runs from before summaries recorded it.
+        "network": known.get("network") if isinstance(known.get("network"), dict) else None,
         "escape_hatches": [name for name, on in hatches.items() if on is True],
         "permissions": _dict(known.get("permissions")),
         "warnings": _list(known.get("warnings")),
@@ -323,6 +327,10 @@ def render(view: dict[str, Any]) -> None:
     if streams:
         field("output", ", ".join(streams))
     field("security", *map(clean, _security_lines(view)))
+    if view["network"] is not None:
+        from aido.cli.network import show_line
+
+        field("network", show_line(view["network"]))
     hatches = [_HATCH_FLAGS.get(h, h) for h in view["escape_hatches"]]
     permissions = view["permissions"]
     widened = [
@@ -345,8 +353,8 @@ def render(view: dict[str, Any]) -> None:
     evidence = view["evidence"]
     files = [
         Path(str(evidence[key])).name
-        for key in ("summary", "stdout", "stderr", "changes_diff")
-        if evidence[key]
+        for key in ("summary", "stdout", "stderr", "changes_diff", "network_log")
+        if evidence.get(key)
     ]
     field("evidence", clean(evidence["run_dir"]) + "/" + (f" ({', '.join(files)})" if files else ""))
     if view["summary_problem"]:

@@ -5,18 +5,21 @@ another process) until it ends or its aido process turns out to be dead.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from aido import fs
 from aido.errors import AidoError, RunNotFound
 from aido.lifecycle.sandboxes import resolve_id
 from aido.log import log
 from aido.store.ids import check_run_id, run_number
 from aido.store.records import RunRef, SandboxRecord
-from aido.store.workspace import STDERR, STDOUT
+from aido.store.workspace import NETWORK_LOG, STDERR, STDOUT, SUMMARY
+from aido.values import dataclass
 
 if TYPE_CHECKING:
     from aido.run.context import Context
@@ -108,3 +111,65 @@ def _run_container_alive(ctx: Context, sandbox_id: str, run: str) -> bool:
     except AidoError:
         return True  # cannot tell without the engine: keep following
     return any(c.get("state") == "running" for c in found)
+
+
+@dataclass(frozen=True)
+class NetworkLog:
+    """A run's network evidence as `aido logs --network` reads it: the summary's
+    ``network`` section (what the network was) and the network log's entries."""
+
+    section: dict[str, Any]
+    entries: list[dict[str, Any]]
+    # Why there is no log to show (no allowlist, the run is in progress, the log was not
+    # collected), or None when ``entries`` are the run's log.
+    missing: str | None = None
+
+
+def network_log(ctx: Context, sandbox_id: str, run: str) -> NetworkLog:
+    """A run's network evidence (`aido logs --network`), live or archived."""
+    return read_network(run_dir(ctx, sandbox_id, run), running=_running(ctx, sandbox_id, run))
+
+
+def read_network(where: Path, *, running: bool = False) -> NetworkLog:
+    """Read the network evidence in a run's directory. A run written before summaries
+    said what the network was: what it requested (``security.requested.network``)."""
+    if running:
+        return NetworkLog({}, [], "the run is in progress: its network log is written when it ends")
+    try:
+        summary = fs.read_json(where / SUMMARY)
+    except FileNotFoundError:
+        return NetworkLog({}, [], "it has no summary.json (it never completed)")
+    except (OSError, ValueError) as exc:
+        return NetworkLog({}, [], f"its summary.json is unreadable ({type(exc).__name__})")
+    summary = summary if isinstance(summary, dict) else {}
+    section = summary.get("network")
+    if not isinstance(section, dict):
+        requested = (summary.get("security") or {}).get("requested") or {}
+        section = {"mode": "full" if requested.get("network") is True else "none"}
+    mode = section.get("mode")
+    if mode != "allowlist":
+        return NetworkLog(section, [], f"it had no egress allowlist (network: {mode})")
+    if not section.get("log"):
+        return NetworkLog(section, [], str(section.get("note") or "its proxy's log was not collected"))
+    try:
+        return NetworkLog(section, list(_entries(where / NETWORK_LOG)))
+    except OSError as exc:  # sealed evidence gone or swapped for a link: `aido verify` says more
+        return NetworkLog(section, [], f"its {NETWORK_LOG} cannot be read ({type(exc).__name__})")
+
+
+def _entries(path: Path) -> Iterator[dict[str, Any]]:
+    """The network log's lines, each a JSON object; a line that is not (the file was
+    damaged) is shown as unparsed rather than hidden. Bounded: aido wrote at most
+    evidence.network.MAX_ENTRIES lines, and reads no more."""
+    from aido.evidence.network import MAX_ENTRIES
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        for count, raw in enumerate(handle):
+            if count >= MAX_ENTRIES:
+                return
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                entry = None
+            yield entry if isinstance(entry, dict) else {"unparsed": raw.decode("utf-8", "replace")[:512]}

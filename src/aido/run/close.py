@@ -7,6 +7,7 @@ known (unless it has one), its record entry is closed and one event says so.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -97,6 +98,10 @@ def close_run(
             lock_fd = held
         try:
             end = ending(ref)
+            if "network" not in end.details:  # every summary says what the network was
+                end = dataclasses.replace(
+                    end, details={**end.details, "network": configured_network(record.config)}
+                )
             summary = closing_summary(
                 sandbox_id=sandbox_id,
                 run_id=rid,
@@ -173,6 +178,40 @@ def close_from(ref: RunRef, summary: dict[str, Any], fallback_end: str) -> None:
         ref.artifacts = [a for a in artifacts if isinstance(a, str)]
 
 
+NETWORK_LOST = "the run ended without aido; the proxy's log was not collected"
+NETWORK_FAILED = "the run failed before aido collected the proxy's log"
+
+
+def configured_network(config: dict[str, Any], note: str = NETWORK_LOST) -> dict[str, Any]:
+    """The ``network`` section of a run known only by its sandbox's stored config (a sweep
+    recovering it): ``permissions.network`` is true (full), an allowlist, or absent."""
+    from aido.evidence.network import planned_section
+
+    network = _dict(config.get("permissions")).get("network")
+    if network is True:
+        return planned_section("full")
+    allow = _dict(network).get("allow")
+    if isinstance(allow, list) and allow:
+        return planned_section("allowlist", [str(a) for a in allow], note)
+    return planned_section("none")
+
+
+def planned_network(plan: RunPlan) -> dict[str, Any]:
+    """The ``network`` section of a run that failed before its outcome: as planned."""
+    from aido.evidence.network import planned_section
+
+    # The allowlist the run was planned with (the sandbox's and the run's --allow-host);
+    # read with getattr: a plan or settings from before egress allowlists have none.
+    egress = getattr(plan, "egress", None) or getattr(plan.settings, "egress", None) or ()
+    if egress:
+        return planned_section("allowlist", [str(e) for e in egress], NETWORK_FAILED)
+    return planned_section("full" if plan.settings.network or plan.widen.network else "none")
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def abandon_run(
     store: SandboxStore,
     plan: RunPlan,
@@ -196,7 +235,7 @@ def abandon_run(
             status=status,
             completed_at=completed,
             summary_completed_at=completed,
-            details={"error": message, "image": plan.choice.image, **extra},
+            details={"error": message, "image": plan.choice.image, "network": planned_network(plan), **extra},
             event="run_completed",
             event_fields={"status": status, "error": message, **extra},
         )

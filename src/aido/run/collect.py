@@ -1,12 +1,14 @@
 """The last stage of a run: the second snapshot and the diff, the disk report, the one
 verdict (run/verdict.py), the plugins' files (run/plugged.py), the evidence
-(summary.json, changes.diff), the record closed in
+(summary.json, changes.diff, an egress allowlist's network log and proxy configuration:
+evidence/network.py), the record closed in
 the store, the ``run_completed`` event and the seal (run/seal.py): a ``RunResult``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aido import __version__
 from aido.evidence.events import record_event
@@ -18,9 +20,20 @@ from aido.run.seal import enabled as sealing
 from aido.run.seal import seal_run
 from aido.store.records import RunRef
 from aido.store.store import read_inputs_manifest
-from aido.store.workspace import ATTESTATION, CHANGES, STDERR, STDOUT, SUMMARY, TASK_DIR, run_evidence
+from aido.store.workspace import (
+    ATTESTATION,
+    CHANGES,
+    EGRESS_CONFIG,
+    NETWORK_LOG,
+    STDERR,
+    STDOUT,
+    SUMMARY,
+    TASK_DIR,
+    run_evidence,
+)
 
 if TYPE_CHECKING:
+    from aido.backends.base import ExecOutcome, ExecRequest
     from aido.run.context import Context
     from aido.run.execute import ExecutedRun
     from aido.run.request import RunHooks
@@ -57,6 +70,9 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
     # Plugins' evidence: written now, so the summary lists it and the seal covers it.
     added = add_plugin_evidence(plan, rid, run_dir, outcome, verdict, changes)
     artifacts[artifacts.index(SUMMARY) : artifacts.index(SUMMARY)] = added.artifacts
+    network = _network(request, outcome, run_dir, secrets)
+    if network.get("log"):  # the proxy's log and config: written now, so the seal covers them
+        artifacts[artifacts.index(SUMMARY) : artifacts.index(SUMMARY)] = [NETWORK_LOG, EGRESS_CONFIG]
     summary = build_summary(
         record=record,
         run_id=rid,
@@ -94,6 +110,7 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
         summary["start_detail"] = {k: v for k, v in executed.start.items() if k != "mode"}
     if plan.choice.plugin is not None:
         summary["runtime_plugin"] = plan.choice.plugin  # the plugin that added the runtime's family
+    summary["network"] = network  # what the task's network was, and what it did with it
     summary["notes"] = unenforced_permissions(record.config)  # not enforced, so not in `warnings`
     if added.plugins:
         summary["plugins"] = added.plugins
@@ -158,4 +175,23 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
         output=streams_from_summary(summary.get("output")),
         changes=tuple(summary.get("changes") or ()),
         declared_outputs=declared_from_summary(summary.get("declared_outputs")),
+    )
+
+
+def _network(request: ExecRequest, outcome: ExecOutcome, run_dir: Path, secrets: list[str]) -> dict[str, Any]:
+    """The summary's ``network`` section; with an egress allowlist, the proxy's log and
+    configuration written into the run's evidence first."""
+    from aido.evidence.network import network_mode, planned_section, record_network
+
+    mode = network_mode(request)
+    if mode != "allowlist" or outcome.egress is None:
+        # An allowlisted run without the proxy's record: the backend failed before or while
+        # starting the proxy (its error is the run's), so there is no log to keep.
+        return planned_section(mode, request.egress)
+    return record_network(
+        outcome.egress,
+        request.egress,
+        log_path=run_dir / NETWORK_LOG,
+        config_path=run_dir / EGRESS_CONFIG,
+        secrets=secrets,
     )

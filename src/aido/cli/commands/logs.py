@@ -14,6 +14,7 @@ from aido.cli.render import Renderer
 from aido.cli.state import AppState, command_state
 from aido.cli.text import relative
 from aido.cli.workspace import open_manager, sweep
+from aido.errors import UsageError
 
 if TYPE_CHECKING:
     from aido.manager import SandboxManager
@@ -36,6 +37,13 @@ if TYPE_CHECKING:
     help="Sandbox (default: the active one); a destroyed one's archived runs need its ID here.",
 )
 @click.option("--raw-output", is_flag=True, help="Print the output unfiltered, escape sequences included.")
+@click.option(
+    "--network",
+    "network",
+    is_flag=True,
+    help="Show the run's network log instead: every request its egress allowlist's proxy "
+    "allowed or denied, with the counts.",
+)
 @global_options
 @command_state
 def logs(
@@ -45,6 +53,7 @@ def logs(
     run_id: str | None,
     sandbox_id: str | None,
     raw_output: bool,
+    network: bool,
 ) -> None:
     """Show a run's captured output: stdout, and stderr when asked or when the run failed.
 
@@ -57,10 +66,23 @@ def logs(
 
     Works on runs of destroyed sandboxes too (their evidence is archived): give
     --sandbox ID (`aido runs --all` lists them).
+
+    With --network, show the run's network log: one row per request the egress proxy
+    saw (time, ALLOW or DENY, method, host:port, status, bytes sent and received, why),
+    then the counts. A run without an egress allowlist has none: one line says so
+    (exit 0), as for a run that printed nothing.
     """
+    if network and (follow or show_stderr or raw_output):
+        raise UsageError(
+            "--network cannot be combined with --follow, --stderr or --raw-output",
+            hint="the network log is written when the run ends: `aido logs --network` after it",
+        )
     manager = open_manager(state)
     out = Renderer(json_mode=state.json, raw_output=raw_output)
     record, ref = _find_run(state, manager, sandbox_id, run_id)
+    if network:
+        _network(manager, out, record, ref)
+        return
     if out.json_mode:
         if follow:
             for _ in manager.stream_logs(record.id, ref.run_id, streams=(), follow=True):
@@ -93,6 +115,33 @@ def logs(
         out.say_result(line, ok=ok)
         if code:
             sys.exit(code)
+
+
+def _network(manager: SandboxManager, out: Renderer, record: SandboxRecord, ref: RunRef) -> None:
+    """`aido logs --network`: the run's network log as a table, or as JSON."""
+    from aido.cli.network import COLUMNS, rows, totals
+
+    found = manager.network_log(record.id, ref.run_id)
+    if out.json_mode:
+        from dataclasses import asdict
+
+        data = {
+            "sandbox_id": record.id,
+            "run": asdict(ref),
+            "network": found.section,
+            "entries": found.entries,
+            "missing": found.missing,
+        }
+        out.envelope("logs", "success", data)
+        return
+    if found.missing is not None:
+        out.say(f"({ref.run_id} of sandbox {record.id} has no network log: {found.missing})")
+        return
+    if found.entries:
+        out.table(COLUMNS, rows(found.entries))
+    else:
+        print("(the proxy logged no request)")
+    print("\n".join(totals(found.section, found.entries)), flush=True)
 
 
 def _ended_ref(manager: SandboxManager, sandbox_id: str, run: str) -> tuple[SandboxRecord, RunRef]:
