@@ -41,6 +41,7 @@ RUN_KEYS = {
     "output",
     "security",
     "escape_hatches",
+    "allow_hosts",
     "permissions",
     "warnings",
     "changes",
