@@ -90,7 +90,7 @@ def test_refused_entries_name_the_problem_and_the_fix(text: str, problem: str, f
 
 @pytest.mark.parametrize("value", [None, 5, True, ["pypi.org"], {"host": "pypi.org"}])
 def test_an_entry_must_be_a_string(value: object) -> None:
-    with pytest.raises(BadEntry, match="expected a host like pypi.org"):
+    with pytest.raises(BadEntry, match=r"expected a host like pypi\.org"):
         parse_entry(value)
 
 
