@@ -99,7 +99,8 @@ def test_up_reports_every_problem_one_per_line(aido: Aido, project: Path) -> Non
         "error: 3 problems:",
         "sandbox.yaml:2: runtme: unknown key (allowed: name, runtime, ttl, inputs, outputs, permissions, "
         "env, resources, isolation, warm); did you mean 'runtime'?",
-        "sandbox.yaml:5: permissions.network: expected true or false, got 'yes'",
+        "sandbox.yaml:5: permissions.network: expected true, false or "
+        "an allowlist like {allow: [pypi.org]}, got 'yes'",
         MEMORY_PROBLEM,
     ]
     _nothing_created(project)

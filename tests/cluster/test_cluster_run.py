@@ -201,6 +201,10 @@ def test_refusals_before_anything_runs(
     assert "RAY_AUTH_MODE=token" in net.stderr
     host = aido("run", "--cluster", ray_cluster.address, "--host-filesystem", "--yes", "t.py", env=env)
     assert host.code == 2 and "--cluster" in host.stderr
+    egress = aido(
+        "run", "--cluster", ray_cluster.address, "--allow-host", "pypi.org", "--yes", "t.py", env=env
+    )
+    assert egress.code == 2 and "an egress allowlist" in egress.stderr and "--cluster" in egress.stderr
     retries = aido("run", "--retries", "1", "t.py")
     assert retries.code == 2 and "--cluster" in retries.stderr
     runs = project / ".aido" / "sandboxes" / sandbox / "runs"

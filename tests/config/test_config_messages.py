@@ -153,7 +153,8 @@ NAME = (
         ),
         (
             "permissions:\n  network: 'yes'\n",
-            "sandbox.yaml:2: permissions.network: expected true or false, got 'yes'",
+            "sandbox.yaml:2: permissions.network: expected true, false or "
+            "an allowlist like {allow: [pypi.org]}, got 'yes'",
         ),
         (
             "permissions:\n  aws: s3\n",

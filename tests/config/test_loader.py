@@ -333,7 +333,8 @@ def test_filesystem_permission_invalid(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("value", "shown"), [("'yes'", "'yes'"), ("'true'", "'true'"), ("1", "1")])
 def test_network_must_be_a_real_bool(tmp_path: Path, value: str, shown: str) -> None:
     assert one_problem(tmp_path, f"permissions:\n  network: {value}\n") == (
-        f"sandbox.yaml:2: permissions.network: expected true or false, got {shown}"
+        "sandbox.yaml:2: permissions.network: expected true, false or "
+        f"an allowlist like {{allow: [pypi.org]}}, got {shown}"
     )
 
 
@@ -383,7 +384,8 @@ outputs:
         "sandbox.yaml:3: ttl: expected a duration like 90s, 15m or 2h, got 'forever'",
         f"sandbox.yaml:5: resources.cpu: {CPU}, got -1",
         "sandbox.yaml:6: resources.memory: expected a size like 512M or 1G, got 'lots'",
-        "sandbox.yaml:8: permissions.network: expected true or false, got 'yes'",
+        "sandbox.yaml:8: permissions.network: expected true, false or "
+        "an allowlist like {allow: [pypi.org]}, got 'yes'",
         f"sandbox.yaml:10: outputs[0]: {OUTPUT_PATH}, got '../x'",
     ]
     with pytest.raises(ConfigError) as caught:

@@ -42,6 +42,7 @@ RUN_KEYS = {
     "security",
     "network",
     "escape_hatches",
+    "allow_hosts",
     "permissions",
     "warnings",
     "changes",

@@ -47,6 +47,7 @@ def test_no_escape_hatch_means_no_warning() -> None:
         "network": False,
         "host_filesystem": False,
         "dangerous_allow_mutations": False,
+        "allow_hosts": [],
     }
 
 
@@ -58,6 +59,15 @@ def test_each_escape_hatch_is_named_in_its_warning() -> None:
         "--dangerous-allow-mutations",
     ]
     assert "project directory" in warnings[2]  # mutations reach /project too
+
+
+def test_allow_host_is_warned_and_recorded_with_its_hosts() -> None:
+    widen = Widening(allow_hosts=("pypi.org", "*.pythonhosted.org"))
+    assert widen.warnings() == [
+        "--allow-host: the task can reach pypi.org, *.pythonhosted.org (through aido's egress proxy)"
+    ]
+    assert widen.as_dict()["allow_hosts"] == ["pypi.org", "*.pythonhosted.org"]
+    assert Widening(network=True, allow_hosts=("a.org",)).warnings()[0].startswith("--network:")
     assert "project directory" not in Widening(mutations=True).warnings()[0]
 
 

@@ -82,6 +82,7 @@ def test_network_with_yes_is_warned_recorded_and_applied_to_that_run_only(aido: 
         "network": True,
         "host_filesystem": False,
         "dangerous_allow_mutations": False,
+        "allow_hosts": [],
     }
     assert any("--network" in w for w in run_summary["warnings"])
     assert run_summary["security"]["requested"]["network"] is True

@@ -44,7 +44,7 @@ class SandboxOptions(TypedDict, total=False):
     inputs: Sequence[str]
     outputs: Sequence[str]
     env: Mapping[str, str]
-    network: bool
+    network: bool | Sequence[str] | Mapping[str, object]
     filesystem: str
     workspace: str | os.PathLike[str]
     keep: bool

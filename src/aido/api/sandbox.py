@@ -50,8 +50,11 @@ class Sandbox:
     ``memory``/``disk`` sizes like "512M", ``cpus`` a number, ``runtime`` python:3.11,
     node:18, sh or docker://IMAGE, ``inputs`` file patterns relative to ``workspace`` (the
     project directory; default the current one), ``env`` variables for every task.
-    ``network=True`` or ``filesystem="readwrite"`` widen the sandbox: ``confirm`` gets the
-    warnings and must return True, as at the CLI's prompt. ``warm=N`` keeps N containers
+    ``network=True`` (full network), ``network=["pypi.org", "*.pythonhosted.org"]`` (an
+    egress allowlist: only those hosts, through aido's egress proxy; or the mapping
+    sandbox.yaml takes, ``{"allow": [...], "allow_ip_ranges": True}``) or
+    ``filesystem="readwrite"`` widen the sandbox: ``confirm`` gets the warnings and must
+    return True, as at the CLI's prompt. ``warm=N`` keeps N containers
     started in advance (needs ``runtime``): each run then starts in about half the time.
     """
 
@@ -70,7 +73,7 @@ class Sandbox:
         inputs: Sequence[str] | None = None,
         outputs: Sequence[str] | None = None,
         env: Mapping[str, str] | None = None,
-        network: bool = False,
+        network: bool | Sequence[str] | Mapping[str, object] = False,
         filesystem: str | None = None,
         workspace: str | os.PathLike[str] | None = None,
         keep: bool = False,
@@ -85,7 +88,7 @@ class Sandbox:
             isolation=isolation,
             warm=warm,
             resources={"memory": memory, "cpu": cpus, "timeout": timeout, "disk": disk},
-            permissions={"network": network or None, "filesystem": filesystem},
+            permissions={"network": support.network_keyword(network), "filesystem": filesystem},
             inputs=inputs,
             outputs=outputs,
             env=env,
@@ -160,13 +163,17 @@ class Sandbox:
         on_stderr: TextSink | None = None,
         runtime: str | None = None,
         widen: Widening | None = None,
+        allow_hosts: Sequence[str] | None = None,
         confirm: Confirm | None = None,
         cancel: threading.Event | None = None,
     ) -> RunOutcome:
         """Run a code string with the sandbox's runtime (``runtime``: python, node or sh for
         a sandbox without one). It is kept in the run's evidence as its task file.
         ``on_stdout``/``on_stderr`` get the output as text while the task writes it;
-        setting ``cancel`` stops the task (recorded as interrupted)."""
+        setting ``cancel`` stops the task (recorded as interrupted). ``allow_hosts`` (as
+        ``aido run --allow-host``) lets this run reach those hosts too, through aido's
+        egress proxy; like ``widen``'s escape hatches it needs ``confirm``."""
+        widen = support.with_hosts(widen, allow_hosts)
         options: RunKeywords = {"timeout": timeout, "widen": widen, "confirm": confirm, "cancel": cancel}
         return self._run(
             lambda manager, args, options: manager.run_code(code, args, runtime=runtime, **options),
@@ -187,11 +194,13 @@ class Sandbox:
         on_stdout: TextSink | None = None,
         on_stderr: TextSink | None = None,
         widen: Widening | None = None,
+        allow_hosts: Sequence[str] | None = None,
         confirm: Confirm | None = None,
         cancel: threading.Event | None = None,
     ) -> RunOutcome:
         """Run a task file (on this machine; relative to the current directory) as
-        ``aido run PATH -- ARGS`` does."""
+        ``aido run PATH -- ARGS`` does (``allow_hosts``: see run_code)."""
+        widen = support.with_hosts(widen, allow_hosts)
         options: RunKeywords = {"timeout": timeout, "widen": widen, "confirm": confirm, "cancel": cancel}
         return self._run(
             lambda manager, args, options: manager.run(Path(path), args, **options),

@@ -19,7 +19,7 @@ from aido.log import log
 
 if TYPE_CHECKING:
     from aido.manager import SandboxManager
-    from aido.run.request import Confirm, RunHooks
+    from aido.run.request import Confirm, RunHooks, Widening
     from aido.store.records import SandboxRecord
 
 
@@ -48,6 +48,38 @@ def spec_from_keywords(
         if given:
             spec[section] = given
     return spec
+
+
+def network_keyword(network: object) -> object:
+    """``Sandbox(network=...)`` as sandbox.yaml's permissions.network (None: the default):
+    True, a list of allowlist entries (``{allow: [...]}``), or that mapping itself."""
+    if network is False:
+        return None
+    if isinstance(network, str):
+        raise UsageError(
+            f"network: expected True, False or a list of hosts, got the string {network!r}",
+            hint=f"write network=[{network!r}]",
+        )
+    if isinstance(network, Sequence):
+        return {"allow": list(network)}
+    if isinstance(network, Mapping):
+        return dict(network)
+    return network  # True, or a wrong type that the spec's check reports
+
+
+def with_hosts(widen: Widening | None, allow_hosts: Sequence[str] | None) -> Widening | None:
+    """``widen`` plus a run's ``allow_hosts=`` (checked when the run is planned)."""
+    if allow_hosts is None:
+        return widen
+    from aido.run.request import Widening
+
+    if isinstance(allow_hosts, str):
+        raise UsageError(
+            f"allow_hosts: expected a list of hosts, got the string {allow_hosts!r}",
+            hint=f"write allow_hosts=[{allow_hosts!r}]",
+        )
+    base = widen or Widening()
+    return replace(base, allow_hosts=(*base.allow_hosts, *allow_hosts))
 
 
 def manager_for(start: Path, *, create: bool) -> SandboxManager:

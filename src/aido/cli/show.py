@@ -201,6 +201,8 @@ def build_view(sandbox_id: str, ref: Any, run_dir: Path) -> dict[str, Any]:
         # counts (evidence/network.py); None for runs from before summaries recorded it.
         "network": known.get("network") if isinstance(known.get("network"), dict) else None,
         "escape_hatches": [name for name, on in hatches.items() if on is True],
+        # --allow-host's entries (an escape hatch with values, not a flag); older runs: []
+        "allow_hosts": [str(h) for h in _list(hatches.get("allow_hosts"))],
         "permissions": _dict(known.get("permissions")),
         "warnings": _list(known.get("warnings")),
         "changes": _changes(known),
@@ -332,9 +334,13 @@ def render(view: dict[str, Any]) -> None:
 
         field("network", show_line(view["network"]))
     hatches = [_HATCH_FLAGS.get(h, h) for h in view["escape_hatches"]]
+    if view["allow_hosts"]:
+        hatches.append(f"--allow-host {', '.join(view['allow_hosts'])}")
     permissions = view["permissions"]
+    allowlist = _list(_dict(permissions.get("network")).get("allow"))
     widened = [
         *(["network (sandbox.yaml)"] if permissions.get("network") is True else []),
+        *([f"network allow {', '.join(map(str, allowlist))} (sandbox.yaml)"] if allowlist else []),
         *(["filesystem readwrite (sandbox.yaml)"] if permissions.get("filesystem") == "readwrite" else []),
     ]
     field("escapes", *(map(clean, hatches + widened) if hatches or widened else ["none"]))

@@ -132,6 +132,12 @@ def check_plan(plan: RunPlan) -> None:
         )
     if plan.stdin is not None:
         raise UsageError("-i/--interactive is not available with --cluster")
+    if settings.egress or widen.allow_hosts:
+        raise UsageError(
+            "an egress allowlist (permissions.network.allow, --allow-host) is not available with "
+            "--cluster: a node has no egress proxy for the run",
+            hint="run without --cluster",
+        )
     if (settings.network or widen.network) and not token_required():
         raise UsageError(
             "network access is refused on a cluster that does not require a token: the task "

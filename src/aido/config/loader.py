@@ -201,7 +201,12 @@ def parse_yaml_text(
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = mark.line + 1 if mark else None
-        raise ConfigError([Problem(f"invalid YAML: {exc.problem or exc.context}", source, at)]) from None
+        problem = exc.problem or exc.context
+        if exc.context == "while scanning an alias":  # `- *.example.com`, unquoted
+            problem = (
+                "a value starting with '*' must be quoted, like \"*.example.com\" ('*' starts a YAML alias)"
+            )
+        raise ConfigError([Problem(f"invalid YAML: {problem}", source, at)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([Problem(f"invalid YAML: {exc}", source)]) from None
     except RecursionError:
@@ -234,7 +239,10 @@ def validation_problems(
     flagged: list[Problem] = []
     located: list[Problem] = []
     for error in exc.errors(include_url=False):
-        loc: Loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # Left out: pydantic's names for validator functions and a tagged union's branches.
+        loc: Loc = tuple(
+            p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tag-")))
+        )
         error["loc"] = loc
         message = _message(error, fields, expected)
         shown = tuple(p for p in loc if p != "[key]")  # a bad mapping key: reported at the key

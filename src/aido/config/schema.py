@@ -13,7 +13,7 @@ import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from aido.config.limits import (
     DEFAULT_CPU,
@@ -32,6 +32,9 @@ from aido.config.limits import (
     MIN_DISK_BYTES,
     MIN_MEMORY_BYTES,
 )
+from aido.config.network import EXPECTED as NETWORK_EXPECTED
+from aido.config.network import FIELD_NAMES as NETWORK_FIELD_NAMES
+from aido.config.network import Network
 from aido.config.units import parse_duration, parse_size
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -53,7 +56,7 @@ EXPECTED: dict[str, str] = {
     "outputs[]": "a path inside /outputs like report.json or out/plot.png (no leading '/', no '..')",
     "permissions": "a mapping like {filesystem: readonly, network: false}",
     "permissions.filesystem": "'readonly', 'readwrite' or 'none'",
-    "permissions.network": "true or false",
+    **NETWORK_EXPECTED,
     "permissions.aws": "a mapping like {role: readonly, services: [s3]}",
     "permissions.aws.role": "'readonly' or 'readwrite'",
     "permissions.aws.services": "a list of service names like [s3, dynamodb]",
@@ -178,7 +181,8 @@ class AwsPermissions(_Strict):
 
 class Permissions(_Strict):
     filesystem: Literal["readonly", "readwrite", "none"] = "readonly"
-    network: StrictBool = False
+    # false: no network; true: full network; {allow: [...]}: only those hosts (config/network.py)
+    network: Network = False
     aws: AwsPermissions | None = None
 
 
@@ -230,5 +234,6 @@ FIELD_NAMES: dict[str, list[str]] = {
     "": list(SandboxSpec.model_fields),
     "permissions": list(Permissions.model_fields),
     "permissions.aws": list(AwsPermissions.model_fields),
+    **NETWORK_FIELD_NAMES,
     "resources": list(Resources.model_fields),
 }

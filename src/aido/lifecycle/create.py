@@ -83,13 +83,22 @@ def create(
         else:
             raise UsageError("inputs need a sandbox.yaml to be relative to")
         matches = match_inputs(spec.inputs, base, source=where, lines=lines)
+    allowlist = not isinstance(spec.permissions.network, bool)
     if spec.isolation == "gvisor" and spec.permissions.network:
-        message = "true cannot be combined with isolation: gvisor (runsc is registered with --network=none)"
         where = spec_file.name if spec_file else given[0] if given else "sandbox.yaml"
+        if allowlist:
+            message = (
+                "an allowlist cannot be combined with isolation: gvisor (runsc is registered with "
+                "--network=none, so no task could reach the egress proxy)"
+            )
+            line = lines.get(("permissions", "network", "allow")) or lines.get(("permissions", "network"))
+            hint = "use the default isolation for a sandbox whose tasks need the network"
+            raise ConfigError([Problem(message, where, line, "permissions.network.allow")], hint=hint)
+        message = "true cannot be combined with isolation: gvisor (runsc is registered with --network=none)"
         line = lines.get(("permissions", "network"))
         raise ConfigError([Problem(message, where, line, "permissions.network")])
     if spec.warm:
-        _check_warm(spec, spec_file, given, lines, flag=warm is not None)
+        _check_warm(spec, spec_file, given, lines, flag=warm is not None, allowlist=allowlist)
     if spec.resources.disk_quota == "hard":
         from aido.host import volume
 
@@ -188,10 +197,12 @@ def _check_warm(
     lines: dict[tuple[str | int, ...], int],
     *,
     flag: bool,
+    allowlist: bool,
 ) -> None:
     """A warm pool needs a runtime (its containers start before any task says which
-    interpreter it needs) and the default isolation (gVisor applies the sandbox's seccomp
-    profile to a container's first process only, never to a task started in a waiting one)."""
+    interpreter it needs), the default isolation (gVisor applies the sandbox's seccomp
+    profile to a container's first process only, never to a task started in a waiting one)
+    and no egress allowlist (a run's egress proxy and network are made for that run)."""
     if spec.isolation == "gvisor":
         message = (
             f"{spec.warm} cannot be combined with isolation: gvisor: runsc applies the sandbox's seccomp "
@@ -205,6 +216,12 @@ def _check_warm(
             "warm containers are started before any task says which interpreter it needs"
         )
         hint = "set runtime: in sandbox.yaml or pass --runtime"
+    elif allowlist:
+        message = (
+            f"{spec.warm} cannot be combined with permissions.network.allow: a pre-started container "
+            "has no network (each run's egress proxy and network are made for that run)"
+        )
+        hint = "leave out warm (runs with an allowlist start cold), or the allowlist"
     else:
         return
     if flag:  # the flag (or the API's warm=), not a file, asked for it

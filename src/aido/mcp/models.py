@@ -20,7 +20,12 @@ class SandboxInfo(BaseModel):
     memory: str
     cpus: float
     timeout: str = Field(description="a run's default timeout")
-    network: bool
+    network: bool = Field(description="full network access")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="the only hosts its tasks can reach, through aido's egress proxy "
+        "(permissions.network.allow); empty: none, or full network if network is true",
+    )
     writable_inputs: bool
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aido import api
+from aido.config.network import allowlist
 from aido.host import sandboxfiles as files
 from aido.mcp.models import RunOutcome, SandboxInfo, StreamText
 from aido.store.workspace import STDERR, STDOUT, SUMMARY
@@ -56,6 +57,7 @@ def sandbox_info(record: SandboxRecord) -> SandboxInfo:
         cpus=float(resources.get("cpu") or 0),
         timeout=str(resources.get("timeout")),
         network=permissions.get("network") is True,
+        allowed_hosts=allowlist(permissions),
         writable_inputs=permissions.get("filesystem") == "readwrite",
     )
 

@@ -35,7 +35,8 @@ class PlannedRun:
     env_names: tuple[str, ...]  # names only: values may be secrets
     timeout_seconds: float
     isolation: str  # "default" or "gvisor"
-    widening: Mapping[str, bool]  # network, host_filesystem, dangerous_allow_mutations (flags)
+    # network, host_filesystem, dangerous_allow_mutations (flags), allow_hosts (a tuple of hosts)
+    widening: Mapping[str, Any]
     warnings: tuple[str, ...]  # every permission wider than the default (sandbox.yaml or flags)
     config: Mapping[str, Any]  # the sandbox's resolved configuration, read-only
 

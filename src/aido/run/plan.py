@@ -19,6 +19,7 @@ from aido.run.request import (
     Confirm,
     RunHooks,
     Widening,
+    check_allow_hosts,
     ensure_image,
     parse_env_flags,
     require_confirmation,
@@ -141,6 +142,7 @@ def plan_run(
             "--network=none, so the task could not reach the network anyway",
             hint="use a sandbox with the default isolation for tasks that need the network",
         )
+    widen = check_allow_hosts(widen, settings, sid)
     hatch_warnings = widen.warnings()
     require_confirmation(hatch_warnings, confirm)
     timeout_seconds = settings.timeout_seconds

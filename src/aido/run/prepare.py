@@ -114,10 +114,11 @@ def prepare(ctx: Context, plan: RunPlan, start: RunStart) -> PreparedRun:
     request = build_request(ctx, plan, rid, watched)
     log.debug("container %s: image %s, argv %s", request.name, request.image, request.argv)
     log.debug(
-        "limits %s, user %s, network %s, mounts %s",
+        "limits %s, user %s, network %s, egress %s, mounts %s",
         request.limits,
         request.user,
         request.network,
+        list(request.egress),
         [(m.source, m.target, "ro" if m.read_only else "rw") for m in request.mounts],
     )
     secrets = secret_values({**settings.env, **plan.env})
@@ -179,7 +180,16 @@ def build_request(ctx: Context, plan: RunPlan, rid: str, writable: Trees) -> Exe
         masked_paths=masked,
         stdin=plan.stdin,
         image_id=plan.image_id,
+        egress=egress_entries(plan),
     )
+
+
+def egress_entries(plan: RunPlan) -> tuple[str, ...]:
+    """The run's egress allowlist: the sandbox's entries, then --allow-host's (both canonical
+    already), without repeats. Full network (the sandbox's or --network) needs no proxy."""
+    if plan.settings.network or plan.widen.network:
+        return ()
+    return tuple(dict.fromkeys(plan.settings.egress + plan.widen.allow_hosts))
 
 
 def sandbox_mounts(

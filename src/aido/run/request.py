@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aido.errors import ImageUnavailable, NotConfirmed, UsageError
@@ -16,6 +17,7 @@ from aido.values import dataclass
 
 if TYPE_CHECKING:
     from aido.backends.base import Backend
+    from aido.store.records import RunSettings
 
 UP_RUNTIME_HINT = (
     "`aido sandbox up --runtime python:VERSION|node:VERSION|sh|docker://IMAGE` (or a plugin's runtime), "
@@ -45,12 +47,20 @@ class Widening:
     network: bool = False
     host_filesystem: bool = False
     mutations: bool = False
+    # --allow-host: entries added to the sandbox's egress allowlist for this run (checked and
+    # made canonical by check_allow_hosts when the run is planned).
+    allow_hosts: tuple[str, ...] = ()
 
     def warnings(self) -> list[str]:
         """One line per hatch, shaped like widened_permissions': `<option>: <what the task can do>`."""
         found = []
         if self.network:
             found.append("--network: the task can reach the network, including your local network")
+        if self.allow_hosts:
+            found.append(
+                f"--allow-host: the task can reach {', '.join(self.allow_hosts)} "
+                "(through aido's egress proxy)"
+            )
         if self.host_filesystem:
             found.append(
                 f"--host-filesystem: the task can read the project directory ({HOST_FILESYSTEM_TARGET})"
@@ -62,11 +72,12 @@ class Widening:
             )
         return found
 
-    def as_dict(self) -> dict[str, bool]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "network": self.network,
             "host_filesystem": self.host_filesystem,
             "dangerous_allow_mutations": self.mutations,
+            "allow_hosts": list(self.allow_hosts),
         }
 
 
@@ -100,11 +111,64 @@ def widened_permissions(config: dict[str, Any]) -> list[str]:
     `<option>: <what the task can do>`. Each needs confirmation; recorded in the evidence too."""
     permissions = config.get("permissions") or {}
     warnings = []
-    if permissions.get("network") is True:
+    network = permissions.get("network")
+    if network is True:
         warnings.append("permissions.network: every task can reach the network, including your local network")
+    elif isinstance(network, dict) and network.get("allow"):
+        hosts = ", ".join(str(entry) for entry in network["allow"])
+        warnings.append(
+            f"permissions.network.allow: every task can reach {hosts} "
+            "(through aido's egress proxy; everything else is refused)"
+        )
     if permissions.get("filesystem") == "readwrite":
         warnings.append("permissions.filesystem: every task can modify the sandbox inputs (/inputs)")
     return warnings
+
+
+def check_allow_hosts(widen: Widening, settings: RunSettings, sid: str) -> Widening:
+    """``widen`` with its --allow-host entries checked (against the run's other hatches and
+    the sandbox) and made canonical; a refusal is a UsageError naming the fix."""
+    if not widen.allow_hosts:
+        return widen
+    if isinstance(widen.allow_hosts, str):
+        raise UsageError(
+            f"allow_hosts: expected a list of hosts, got the string {widen.allow_hosts!r}",
+            hint=f"write allow_hosts=[{widen.allow_hosts!r}]",
+        )
+    if widen.network:
+        raise UsageError(
+            "--allow-host cannot be combined with --network: --network gives the task the whole network",
+            hint="pick one: --allow-host HOST for just those hosts, or --network for everything",
+        )
+    if settings.network:
+        raise UsageError(
+            f"--allow-host: sandbox {sid} has permissions.network: true, so its tasks reach the whole "
+            "network already",
+            hint="leave out --allow-host",
+        )
+    if settings.isolation == "gvisor":
+        raise UsageError(
+            "--allow-host is not available with isolation gvisor: runsc is registered with "
+            "--network=none, so the task could not reach the egress proxy",
+            hint="use a sandbox with the default isolation for tasks that need the network",
+        )
+    from aido.egress.allowlist import IP_OPT_IN, MAX_ENTRIES, BadEntry, dedupe, parse_entry
+
+    if len(widen.allow_hosts) > MAX_ENTRIES:
+        raise UsageError(f"--allow-host: at most {MAX_ENTRIES} entries, got {len(widen.allow_hosts)}")
+    entries = []
+    for text in widen.allow_hosts:
+        try:
+            entries.append(str(parse_entry(text)))
+        except BadEntry as exc:
+            hint = exc.fix
+            if exc.fix == IP_OPT_IN:
+                hint = (
+                    "IP addresses and ranges are allowed in sandbox.yaml only: list them under "
+                    "permissions.network.allow with allow_ip_ranges: true"
+                )
+            raise UsageError(f"--allow-host: {exc.problem}", hint=hint) from None
+    return replace(widen, allow_hosts=dedupe(entries))
 
 
 def ensure_image(backend: Backend, image: str, on_pull: Callable[[str], None] | None, *, other: str) -> str:

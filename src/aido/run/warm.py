@@ -4,7 +4,9 @@ advance with exactly the sandbox's settings, and use it once.
 A run claims a ready container whose key (backend.warm_key: image, HostConfig, user,
 network, isolation) equals its own request's without the task file's mount; anything a run
 widens or changes (``--network``, ``--host-filesystem``, writable inputs, another runtime)
-gives another key, so it never takes a container created without it and starts cold. A
+gives another key, so it never takes a container created without it and starts cold. A run
+with an egress allowlist (``--allow-host``; a sandbox's own allowlist cannot be warm) always
+starts cold: its container needs the run's own egress network. A
 claimed container that cannot take the run (it stopped, was OOM-killed while idle, differs)
 is discarded and the run starts cold; the evidence says which (``start``) and why.
 
@@ -46,6 +48,10 @@ def run(
     """Run the task in a claimed warm container: (outcome, start record), or (None, start
     record) when it must start cold (nothing of the task ran then)."""
     plan, rid = prepared.plan, prepared.run_id
+    if prepared.request.egress:
+        # Its container joins the run's own egress network, made for it: a pre-started one
+        # has none (and would otherwise match the pool's key, network off in both).
+        return None, {"mode": "cold", "reason": "the run has an egress allowlist (--allow-host)"}
     request = task_unmounted(prepared.request)
     key = ctx.backend.warm_key(request)
     if key is None:

@@ -276,6 +276,9 @@ class RunSettings:
     isolation: str
     disk_quota: str = "soft"
     warm: int = 0  # containers the pool keeps started in advance (run/warm.py)
+    # permissions.network's allowlist (aido.egress.allowlist's canonical entries); ``network``
+    # stays "full network", never set with it.
+    egress: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> RunSettings:
@@ -319,9 +322,22 @@ class RunSettings:
                 isolation=isolation,
                 disk_quota="hard" if resources.get("disk_quota") == "hard" else "soft",
                 warm=_warm(config.get("warm", 0)),
+                egress=_egress(permissions.get("network")),
             )
         except (AttributeError, TypeError, ValueError) as exc:
             raise MetadataError(f"the sandbox's stored config is invalid: {exc}") from None
+
+
+def _egress(network: object) -> tuple[str, ...]:
+    """The stored allowlist, checked again (it is a security boundary): canonical entries."""
+    if not isinstance(network, dict):
+        return ()
+    from aido.egress.allowlist import parse_allowlist
+
+    entries = parse_allowlist(network.get("allow"), allow_ip_ranges=network.get("allow_ip_ranges") is True)
+    if not entries:
+        raise ValueError("permissions.network.allow is empty")
+    return tuple(str(e) for e in entries)
 
 
 def _warm(value: object) -> int:

@@ -87,6 +87,14 @@ class RunOptions:
 )
 @click.option("--network", is_flag=True, help="ESCAPE HATCH: give the task network access.")
 @click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="ESCAPE HATCH: let the task reach this host (pypi.org, *.pythonhosted.org, "
+    "api.example.com:443) through aido's egress proxy, on top of the sandbox's allowlist. Repeatable.",
+)
+@click.option(
     "--host-filesystem",
     is_flag=True,
     help="ESCAPE HATCH: show the project directory read-only at /project (.aido/ stays hidden).",
@@ -133,6 +141,7 @@ def run(
     env: tuple[str, ...],
     parallel: int | None,
     network: bool,
+    allow_hosts: tuple[str, ...],
     host_filesystem: bool,
     dangerous_allow_mutations: bool,
     interactive: bool,
@@ -172,10 +181,13 @@ def run(
       aido run --parallel 2 *.py         at most two at a time
       aido run --parallel 8 task.py      eight copies of task.py
 
-    Escape hatches (--network, --host-filesystem, --dangerous-allow-mutations) print
-    a warning and ask y/N; without a terminal they need --yes. They are recorded in
-    the run's evidence and in events.log, and so is every change the task made where
-    they let it write (/inputs, /project).
+    Escape hatches (--network, --allow-host, --host-filesystem,
+    --dangerous-allow-mutations) print a warning and ask y/N; without a terminal they
+    need --yes. They are recorded in the run's evidence and in events.log, and so is
+    every change the task made where they let it write (/inputs, /project).
+    --allow-host HOST[:PORT] adds to the sandbox's allowlist (permissions.network.allow)
+    for this run only; the task reaches those hosts through aido's egress proxy and
+    nothing else (IP addresses only in sandbox.yaml, with allow_ip_ranges: true).
 
     The interpreter comes from the sandbox's runtime, else from the extension:
     .py python, .js/.mjs/.cjs node, .sh sh, and the extensions of plugins' runtimes
@@ -232,7 +244,7 @@ def run(
             sandbox_id=resolved,
             timeout=timeout,
             env=env,
-            widen=Widening(network, host_filesystem, dangerous_allow_mutations),
+            widen=Widening(network, host_filesystem, dangerous_allow_mutations, allow_hosts),
             cluster=address,
             retries=retries,
         )

@@ -69,8 +69,9 @@ def sandbox_up(
     Files listed under `inputs:` in sandbox.yaml are copied in once, keeping their
     folders (data/a.csv is /inputs/data/a.csv); up says how many and how large.
 
-    A sandbox.yaml that widens permissions (network: true, filesystem: readwrite)
-    must be confirmed: at the y/N prompt, or with --yes when there is no terminal.
+    A sandbox.yaml that widens permissions (network: true, an allowlist such as
+    network: {allow: [pypi.org]}, filesystem: readwrite) must be confirmed: at the
+    y/N prompt, or with --yes when there is no terminal.
 
     A runtime (--runtime or runtime: in sandbox.yaml) has its image checked now, and
     pulled with progress on stderr if it is not here; if it cannot be had, nothing is
