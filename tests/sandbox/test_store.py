@@ -79,8 +79,8 @@ def _plan(store: SandboxStore, **more: object) -> SimpleNamespace:
         record=store.load(SID),
         task=Path("task.py"),
         choice=SimpleNamespace(image="python:3.11-slim"),
-        settings=SimpleNamespace(network=False),
-        widen=SimpleNamespace(network=False),
+        settings=SimpleNamespace(network=False, egress=()),
+        widen=SimpleNamespace(network=False, allow_hosts=()),
         **more,
     )
 
@@ -139,7 +139,9 @@ def test_an_orphaned_run_is_recovered_as_interrupted(store: SandboxStore) -> Non
 def test_a_failed_allowlisted_run_says_its_proxy_log_was_not_collected(store: SandboxStore) -> None:
     rid, run_dir, lock_fd = store.begin_run(SID, "task.py")
     try:
-        plan = _plan(store, egress=("pypi.org", "*.pythonhosted.org"))
+        plan = _plan(store)
+        plan.settings.egress = ("pypi.org",)  # the sandbox's entry, then the run's --allow-host
+        plan.widen.allow_hosts = ("*.pythonhosted.org", "pypi.org")
         abandon_run(store, plan, rid, RuntimeError("the proxy did not start"))  # type: ignore[arg-type]
     finally:
         os.close(lock_fd)

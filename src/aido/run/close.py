@@ -200,9 +200,10 @@ def planned_network(plan: RunPlan) -> dict[str, Any]:
     """The ``network`` section of a run that failed before its outcome: as planned."""
     from aido.evidence.network import planned_section
 
-    # The allowlist the run was planned with (the sandbox's and the run's --allow-host);
-    # read with getattr: a plan or settings from before egress allowlists have none.
-    egress = getattr(plan, "egress", None) or getattr(plan.settings, "egress", None) or ()
+    from aido.run.prepare import egress_entries
+
+    # The allowlist the run was planned with (the sandbox's and the run's --allow-host).
+    egress = egress_entries(plan)
     if egress:
         return planned_section("allowlist", [str(e) for e in egress], NETWORK_FAILED)
     return planned_section("full" if plan.settings.network or plan.widen.network else "none")
