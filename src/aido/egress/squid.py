@@ -109,7 +109,8 @@ def _check_port(entry: Entry) -> int | None:
 
 def _check_network(entry: Entry) -> ipaddress.IPv4Network:
     try:
-        if not isinstance(entry.network, str) or entry.host or not _RANGE.fullmatch(entry.network):
+        bad = entry.host or entry.wildcard or not isinstance(entry.network, str)
+        if bad or not _RANGE.fullmatch(entry.network):
             raise ValueError
         network = ipaddress.ip_network(entry.network, strict=False)
     except ValueError:
@@ -165,28 +166,28 @@ def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...]
     why = ["manager", "not_client", "ip_literal", "not_allowlisted", "blocked_dst", "port_or_method"]
     notes = [f"acl why_{reason} annotate_transaction aido=deny:{reason}" for reason in why]
     rules = ["http_access deny manager why_manager", "http_access deny !aido_clients why_not_client"]
-    names: list[tuple[str, str]] = []  # (dstdomain value, acl) of every name entry
+    names: list[str] = []  # the dstdomain value of every name entry
     allows: list[str] = []
     for number, entry in enumerate(entries):
         port, text = _check_port(entry), label(entry)
         notes.append(f"acl why_{number} annotate_transaction aido=allow:{text}")
         if entry.network:
+            # `dst -n` matches IP-literal hosts only and never resolves; these rules come
+            # before `deny ip_literal`, and `ip_literal` is checked first anyway.
             acls.append(f"acl e{number} dst -n {_check_network(entry)}")
-            target = [rules, "ip_literal "]  # before `deny ip_literal`
+            lines, prefix = rules, "ip_literal "
         else:
             value = ("." if entry.wildcard else "") + _check_host(entry)
             acls.append(f"acl e{number} dstdomain -n {value}")
-            names.append((value, f"e{number}"))
-            target = [allows, ""]
+            names.append(value)
+            lines, prefix = allows, ""
         if port is not None:
             acls.append(f"acl e{number}_port port {port}")
         tls, plain = ("port_443", "port_80") if port is None else (f"e{number}_port",) * 2
-        lines, prefix = target
-        assert isinstance(lines, list) and isinstance(prefix, str)
         lines.append(f"http_access allow {prefix}CONNECT e{number} {tls} why_{number}")
         lines.append(f"http_access allow {prefix}http_scheme e{number} {plain} why_{number}")
     rules.append("http_access deny ip_literal why_ip_literal")
-    listed = _dstdomain_set(value for value, _ in names)
+    listed = _dstdomain_set(names)
     if listed:
         acls.append("acl allowlisted dstdomain -n " + " ".join(listed))
         rules.append("http_access deny !allowlisted why_not_allowlisted")
@@ -204,7 +205,7 @@ def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...]
     return text
 
 
-def _dstdomain_set(values: Any) -> list[str]:
+def _dstdomain_set(values: list[str]) -> list[str]:
     """Distinct values, minus those a wildcard already covers: Squid warns about (and drops)
     a name that lies under another value of the same dstdomain ACL."""
     unique = list(dict.fromkeys(values))
@@ -250,6 +251,7 @@ _SETTINGS = (
 # other than '%', so that a field stays one printable token and a literal '%' in the result
 # always starts an escape: '%5B::1%5D' -> '[::1]', 'a%20b' stays.
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_TOKEN = re.compile(r"[!-~]+")  # what Squid writes: anything else is not its line
 
 
 def _decode(field: str) -> str:
@@ -266,7 +268,7 @@ def _number(field: str) -> int | None:
 
 def _entry(line: str) -> dict[str, Any] | None:
     fields = line.split(" ")
-    if len(fields) != _FIELDS or not all(fields):
+    if len(fields) != _FIELDS or not all(_TOKEN.fullmatch(field) for field in fields):
         return None
     seq, stamp, client, method, host, port, result, status, sent, received, server, sport, note = fields
     seconds, dot, millis = stamp.partition(".")
