@@ -139,7 +139,8 @@ def test_opted_in_ranges_allow_ip_literals_there_and_leave_the_blocked_ranges() 
     )
     conf = config(entries, SUBNET)
     rules = http_access(conf)
-    assert rules[2:7] == [
+    assert rules[2:8] == [
+        "http_access deny ip_literal self why_ip_literal",  # never the proxy's own loopback
         "http_access allow ip_literal CONNECT e1 e1_port why_1",
         "http_access allow ip_literal http_scheme e1 e1_port why_1",
         "http_access allow ip_literal CONNECT e2 port_443 why_2",
@@ -166,10 +167,14 @@ def test_opted_in_ranges_allow_ip_literals_there_and_leave_the_blocked_ranges() 
         assert is_blocked(address), address
 
 
-def test_opting_into_everything_drops_the_blocked_rule_but_not_the_name_check() -> None:
+def test_opting_into_everything_keeps_the_name_check_and_the_proxys_own_addresses() -> None:
     conf = config((Entry("", network="0.0.0.0/0"),), SUBNET, blocked=("10.0.0.0/8", "127.0.0.0/8"))
-    assert "acl blocked_dst" not in conf and "deny blocked_dst" not in conf
+    assert acl_values(conf, "blocked_dst") == ["dst", "127.0.0.0/8"]
+    assert acl_values(conf, "self") == ["dst", "-n", "0.0.0.0/8", "127.0.0.0/8"]
+    assert acl_values(conf, "e0") == ["dst", "-n", "0.0.0.0/1", "128.0.0.0/1"]  # Squid refuses 0.0.0.0/0
     assert "http_access deny all why_not_allowlisted" in http_access(conf)
+    conf = config((Entry("", network="10.0.0.0/8"),), SUBNET, blocked=("10.0.0.0/8",))
+    assert "acl blocked_dst" not in conf and "deny blocked_dst" not in conf
 
 
 def test_blocked_can_be_adjusted() -> None:

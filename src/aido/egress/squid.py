@@ -6,7 +6,8 @@ threat model):
 
 1. ``deny manager``, ``deny !aido_clients``: only the run's own subnet may use the proxy.
 2. Opted-in IP ranges (``Entry.network``): ``allow ip_literal nN ...`` where ``nN`` is a
-   ``dst -n`` ACL: it matches IP-literal hosts only and never resolves anything.
+   ``dst -n`` ACL: it matches IP-literal hosts only and never resolves anything. The
+   proxy's own addresses (0.0.0.0/8, 127.0.0.0/8) are refused first, whatever is opted in.
 3. ``deny ip_literal``: every other IP-literal host (dotted, decimal, hex, octal, short
    forms, IPv6), matched by name (``-n``: no reverse lookup, which would otherwise let a
    PTR record make an IP look like an allowed name).
@@ -77,6 +78,7 @@ BLOCKED: tuple[str, ...] = (
 LOGFORMAT = "%sn %ts.%03tu %>a %#rm %#>rd %>rP %Ss %>Hs %>st %<st %<a %<p %#{aido}note"
 _FIELDS = 13
 
+_SELF = ("0.0.0.0/8", "127.0.0.0/8")
 _RANGE = re.compile(r"[0-9a-f.:/]{2,43}")
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 # An IP literal in any form inet_aton or getaddrinfo accepts (1.2.3.4, 3323068426,
@@ -120,6 +122,12 @@ def _check_network(entry: Entry) -> ipaddress.IPv4Network:
     return network
 
 
+def _acl_range(network: ipaddress.IPv4Network) -> str:
+    # Squid refuses 0.0.0.0/0 ("needs to be replaced by the term 'all'", whose meaning
+    # includes IPv6): the same addresses as two halves.
+    return " ".join(str(net) for net in (network.subnets() if network.prefixlen == 0 else [network]))
+
+
 def label(entry: Entry) -> str:
     """The entry as the log names it (``allow:<label>``): ``*.x.y``, ``x.y:8443``,
     ``10.1.0.0/16:443``. Checked: only DNS-name, digit and range characters."""
@@ -134,12 +142,13 @@ def label(entry: Entry) -> str:
 
 def _blocked(blocked: tuple[str, ...], opted: list[ipaddress.IPv4Network]) -> list[str]:
     """The blocked ranges minus the opted-in ones (a set difference, so that a name with one
-    address in an opted range and another in a blocked one is still refused)."""
+    address in an opted range and another in a blocked one is still refused). The proxy's
+    own addresses (_SELF) stay blocked whatever is opted into."""
     left = [ipaddress.ip_network(text) for text in blocked]
     for hole in opted:
         kept: list[Any] = []
         for net in left:
-            if net.version != hole.version or not net.overlaps(hole):
+            if net.version != hole.version or not net.overlaps(hole) or str(net) in _SELF:
                 kept.append(net)
             elif hole.supernet_of(net):
                 continue
@@ -166,6 +175,9 @@ def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...]
     why = ["manager", "not_client", "ip_literal", "not_allowlisted", "blocked_dst", "port_or_method"]
     notes = [f"acl why_{reason} annotate_transaction aido=deny:{reason}" for reason in why]
     rules = ["http_access deny manager why_manager", "http_access deny !aido_clients why_not_client"]
+    if opted:  # no opted range reaches the proxy itself (its loopback: a forwarding loop)
+        acls.append("acl self dst -n " + " ".join(_SELF))
+        rules.append("http_access deny ip_literal self why_ip_literal")
     names: list[str] = []  # the dstdomain value of every name entry
     allows: list[str] = []
     for number, entry in enumerate(entries):
@@ -174,7 +186,7 @@ def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...]
         if entry.network:
             # `dst -n` matches IP-literal hosts only and never resolves; these rules come
             # before `deny ip_literal`, and `ip_literal` is checked first anyway.
-            acls.append(f"acl e{number} dst -n {_check_network(entry)}")
+            acls.append(f"acl e{number} dst -n {_acl_range(_check_network(entry))}")
             lines, prefix = rules, "ip_literal "
         else:
             value = ("." if entry.wildcard else "") + _check_host(entry)
