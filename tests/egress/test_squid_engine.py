@@ -12,6 +12,7 @@ import ipaddress
 import json
 import random
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -123,99 +124,168 @@ print(json.dumps([ask(raw.encode("latin-1")) for raw in json.loads(sys.argv[1])]
 """.replace("PORT", str(PORT))
 
 
-def create_network(name: str) -> str:
-    """A /24 in 198.18.0.0/15 (benchmarking space: the test 'internet'); another test's
-    network may hold a given one, so a few are tried."""
-    for _ in range(10):
-        subnet = f"198.{random.choice((18, 19))}.{random.randrange(256)}.0/24"
-        if docker("network", "create", "--subnet", subnet, name).returncode == 0:
-            return subnet
-    pytest.fail("could not create a test network in 198.18.0.0/15")
+# A DNS server that logs each query's name and answers NXDOMAIN.
+DNS_LOGGER = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("", 53))
+while True:
+    data, peer = s.recvfrom(4096)
+    i, labels = 12, []
+    while data[i]:
+        labels.append(data[i + 1 : i + 1 + data[i]].decode(errors="replace"))
+        i += 1 + data[i]
+    print("query", ".".join(labels), flush=True)
+    s.sendto(data[:2] + b"\\x81\\x83" + data[4:6] + bytes(6) + data[12 : i + 5], peer)
+"""
 
 
-def test_real_traffic_is_decided_and_logged_as_configured(engine: None, tmp_path: Path) -> None:
-    prefix = f"sqh-{random.randrange(16**6):06x}"
-    network, origin, meta, proxy = (f"{prefix}-{part}" for part in ("net", "origin", "meta", "proxy"))
-    subnet = create_network(network)
-    try:
-        net = ipaddress.ip_network(subnet)
-        at = {name: str(net[number]) for name, number in (("proxy", 2), ("origin", 10), ("meta", 66))}
-        # The test internet lives in 198.18.0.0/15, so that range is unblocked; the
-        # metadata stand-in's address is blocked instead.
-        blocked = (*[r for r in BLOCKED if r != "198.18.0.0/15"], f"{at['meta']}/32")
-        entries = (
-            Entry("allowed.test"),
-            Entry("cdn.test", wildcard=True),
-            Entry("", network=at["origin"], port=80),
+class Rig:
+    """A network of this test's own (a /24 in 198.18.0.0/15, benchmarking space: the test
+    'internet') and the containers started on it, all removed by remove()."""
+
+    def __init__(self) -> None:
+        self.prefix = f"sqh-{random.randrange(16**6):06x}"
+        self.network = f"{self.prefix}-net"
+        self.names: list[str] = []
+        for _ in range(10):  # another test's network may hold a given /24
+            subnet = f"198.{random.choice((18, 19))}.{random.randrange(256)}.0/24"
+            if docker("network", "create", "--subnet", subnet, self.network).returncode == 0:
+                self.subnet = ipaddress.ip_network(subnet)
+                return
+        pytest.fail("could not create a test network in 198.18.0.0/15")
+
+    def at(self, number: int) -> str:
+        return str(self.subnet[number])
+
+    def start(self, name: str, number: int, *args: str, dns: str = "127.0.0.1") -> str:
+        self.names.append(f"{self.prefix}-{name}")
+        where = ["--name", self.names[-1], "--network", self.network, "--ip", self.at(number), "--dns", dns]
+        started = docker("run", "-d", *where, *args)
+        assert started.returncode == 0, started.stderr
+        return self.names[-1]
+
+    def origin(self, name: str, number: int, *aliases: str) -> str:
+        alias = [arg for host in aliases for arg in ("--network-alias", host)]
+        return self.start(
+            name, number, *alias, "-e", f"NAME={name}", "python:3.11-slim", "python", "-u", "-c", ORIGIN
         )
-        conf = conf_file(tmp_path, config(entries, subnet, blocked=blocked))
-        common = ["run", "-d", "--network", network, "--dns", "127.0.0.1"]
-        serve = ["python:3.11-slim", "python", "-u", "-c", ORIGIN]
-        aliases = [
-            "--network-alias",
-            "allowed.test",
-            "--network-alias",
-            "denied.test",
-            "--network-alias",
-            "www.cdn.test",
-        ]
-        for started in (
-            docker(*common, "--name", origin, "--ip", at["origin"], *aliases, "-e", "NAME=origin", *serve),
-            docker(*common, "--name", meta, "--ip", at["meta"], "--network-alias", "meta.cdn.test",
-                   "-e", "NAME=meta", *serve),
-            docker(*common, "--name", proxy, "--ip", at["proxy"], "--network-alias", "proxy.test", *HARDENED,
-                   "-v", f"{conf}:/etc/squid/squid.conf:ro", IMAGE),
-        ):  # fmt: skip
-            assert started.returncode == 0, started.stderr
-        decimal = str(int(ipaddress.ip_address(at["meta"])))
-        requests = [
-            "GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n",
-            "GET http://denied.test/ HTTP/1.1\r\nHost: denied.test\r\nConnection: close\r\n\r\n",
-            f"GET http://{at['meta']}/ HTTP/1.1\r\nConnection: close\r\n\r\n",
-            "GET http://www.cdn.test/ HTTP/1.1\r\nConnection: close\r\n\r\n",
-            "GET http://meta.cdn.test/ HTTP/1.1\r\nConnection: close\r\n\r\n",
-            "CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n",
-            f"GET http://{at['origin']}/ HTTP/1.1\r\nConnection: close\r\n\r\n",
-            f"GET http://{decimal}/ HTTP/1.1\r\nConnection: close\r\n\r\n",
-            "CONNECT allowed.test:8443 HTTP/1.1\r\n\r\n",
-            "\x00\x01 not http\r\n\r\n",
-        ]
-        client = docker("run", "--rm", "--network", network, "--dns", "127.0.0.1",
-                        "--name", f"{prefix}-client", "python:3.11-slim", "python", "-c", CLIENT,
-                        json.dumps(requests))  # fmt: skip
-        assert client.returncode == 0, client.stderr
-        answers = json.loads(client.stdout)
-        assert [status.split(" ")[1] for status, _ in answers] == [
-            "200", "403", "403", "200", "403", "200", "200", "403", "403", "400",
-        ]  # fmt: skip
-        assert [body for _, body in answers if body] == ["hello from origin"] * 4
 
-        assert docker("stop", "-t", "10", proxy).returncode == 0  # shutdown_lifetime 0: quick
-        log = docker("logs", proxy)
-        entries_seen = parse_log(log.stdout)
-        assert gaps(entries_seen) == 0 and [e["seq"] for e in entries_seen] == list(range(len(requests)))
-        seen = sorted((e["method"], e["host"], e["port"], e["reason"], e["status"]) for e in entries_seen)
-        assert seen == sorted([
+    def proxy(self, conf: Path, dns: str = "127.0.0.1") -> str:
+        mount = f"{conf}:/etc/squid/squid.conf:ro"
+        return self.start("proxy", 2, "--network-alias", "proxy.test", *HARDENED, "-v", mount, IMAGE, dns=dns)
+
+    def client(self, requests: list[str]) -> list[list[str]]:
+        """[status line, body if it is an origin's greeting] per raw request, sent in order."""
+        self.names.append(f"{self.prefix}-client")
+        where = ["--name", self.names[-1], "--network", self.network, "--dns", "127.0.0.1"]
+        done = docker("run", "--rm", *where, "python:3.11-slim", "python", "-c", CLIENT, json.dumps(requests))
+        assert done.returncode == 0, done.stderr
+        answers: list[list[str]] = json.loads(done.stdout)
+        return answers
+
+    def remove(self) -> None:
+        for name in reversed(self.names):
+            docker("rm", "-f", name)
+        docker("network", "rm", self.network)
+
+
+@pytest.fixture
+def rig(engine: None) -> Iterator[Rig]:
+    made = Rig()
+    try:
+        yield made
+    finally:
+        made.remove()
+
+
+def get(host: str) -> str:
+    return f"GET http://{host}/ HTTP/1.1\r\nConnection: close\r\n\r\n"
+
+
+def statuses(answers: list[list[str]]) -> list[int]:
+    return [int(status.split(" ")[1]) if status[:5] == "HTTP/" else 0 for status, _ in answers]
+
+
+def test_real_traffic_is_decided_and_logged_as_configured(rig: Rig, tmp_path: Path) -> None:
+    origin, meta = rig.at(10), rig.at(66)
+    # The test internet lives in 198.18.0.0/15, so that range is unblocked; the metadata
+    # stand-in's address is blocked instead.
+    blocked = (*[r for r in BLOCKED if r != "198.18.0.0/15"], f"{meta}/32")
+    entries = (Entry("allowed.test"), Entry("cdn.test", wildcard=True), Entry("", network=origin, port=80))
+    conf = conf_file(tmp_path, config(entries, str(rig.subnet), blocked=blocked))
+    served = rig.origin("origin", 10, "allowed.test", "denied.test", "www.cdn.test")
+    metadata = rig.origin("meta", 66, "meta.cdn.test")
+    proxy = rig.proxy(conf)
+    requests = [
+        "GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n",
+        "GET http://denied.test/ HTTP/1.1\r\nHost: denied.test\r\nConnection: close\r\n\r\n",
+        get(meta),
+        get("www.cdn.test"),
+        get("meta.cdn.test"),
+        "CONNECT allowed.test:443 HTTP/1.1\r\nHost: allowed.test:443\r\n\r\n",
+        get(origin),
+        get(str(int(ipaddress.ip_address(meta)))),  # decimal form
+        "CONNECT allowed.test:8443 HTTP/1.1\r\n\r\n",
+        "\x00\x01 not http\r\n\r\n",
+    ]
+    answers = rig.client(requests)
+    assert statuses(answers) == [200, 403, 403, 200, 403, 200, 200, 403, 403, 400]
+    assert [body for _, body in answers if body] == ["hello from origin"] * 4
+
+    assert docker("stop", "-t", "10", proxy).returncode == 0  # shutdown_lifetime 0: quick
+    log = parse_log(docker("logs", proxy).stdout)
+    assert gaps(log) == 0 and [e["seq"] for e in log] == list(range(len(requests)))
+    seen = sorted((e["method"], e["host"], e["port"], e["reason"], e["status"]) for e in log)
+    assert seen == sorted(
+        [
             ("GET", "allowed.test", 80, "allow:allowed.test", 200),
             ("GET", "denied.test", 80, "deny:not_allowlisted", 403),
-            ("GET", at["meta"], 80, "deny:ip_literal", 403),
+            ("GET", meta, 80, "deny:ip_literal", 403),
             ("GET", "www.cdn.test", 80, "allow:*.cdn.test", 200),
             ("GET", "meta.cdn.test", 80, "deny:blocked_dst", 403),
             ("CONNECT", "allowed.test", 443, "allow:allowed.test", 200),
-            ("GET", at["origin"], 80, f"allow:{at['origin']}:80", 200),
-            ("GET", at["meta"], 80, "deny:ip_literal", 403),  # the decimal form, as Squid logs it
+            ("GET", origin, 80, f"allow:{origin}:80", 200),
+            ("GET", meta, 80, "deny:ip_literal", 403),  # the decimal form, as Squid logs it
             ("CONNECT", "allowed.test", 8443, "deny:port_or_method", 403),
             ("-", "-", None, "deny:invalid_request", 400),
-        ])  # fmt: skip
-        for entry in entries_seen:
-            assert ipaddress.ip_address(entry["client"]) in net and entry["client"] != at["proxy"]
-            assert entry["server"] == (
-                f"{at['origin']}:{entry['port']}" if entry["decision"] == "allowed" else None
-            )
-            assert entry["bytes_sent"] > 0 and entry["bytes_received"] > 0
-        assert "served" not in docker("logs", meta).stdout  # the blocked address saw nothing
-        assert docker("logs", origin).stdout.count("served") == 4
-    finally:
-        for name in (f"{prefix}-client", proxy, meta, origin):
-            docker("rm", "-f", name)
-        docker("network", "rm", network)
+        ]
+    )
+    for entry in log:
+        assert ipaddress.ip_address(entry["client"]) in rig.subnet and entry["client"] != rig.at(2)
+        assert entry["server"] == (f"{origin}:{entry['port']}" if entry["decision"] == "allowed" else None)
+        assert entry["bytes_sent"] > 0 and entry["bytes_received"] > 0
+    assert "served" not in docker("logs", metadata).stdout  # the blocked address saw nothing
+    assert docker("logs", served).stdout.count("served") == 4
+
+
+def test_only_allowlisted_names_are_ever_looked_up(rig: Rig, tmp_path: Path) -> None:
+    """The DNS-exfiltration control, observed: the proxy's lookups go (through Docker's
+    embedded DNS) to a logging DNS server of this test's own; of the names a task sends,
+    only those the allowlist covers reach it. IP literals, in the opted-in range or not,
+    are never looked up either."""
+    origin = rig.at(10)
+    blocked = tuple(r for r in BLOCKED if r != "198.18.0.0/15")
+    entries = (Entry("allowed.test"), Entry("cdn.test", wildcard=True), Entry("", network=f"{origin}/32"))
+    conf = conf_file(tmp_path, config(entries, str(rig.subnet), blocked=blocked))
+    dns = rig.start("dns", 53, "python:3.11-slim", "python", "-u", "-c", DNS_LOGGER)
+    rig.origin("origin", 10, "allowed.test")
+    rig.proxy(conf, dns=rig.at(53))
+    hosts = [
+        "leak-one.exfil.invalid",
+        "leak-two.1x",
+        origin,
+        "allowed.test",
+        "leak-three.cdn.test",
+        "0x7f.1",
+        "[::1]",
+        "leak-four.invalid.",
+        "LEAK-FIVE.test",
+        str(int(ipaddress.ip_address(origin))),
+    ]
+    answers = rig.client([get(host) for host in hosts])
+    assert statuses(answers) == [403, 403, 200, 200, 502, 403, 403, 403, 403, 200]
+    queries = docker("logs", dns).stdout.split()
+    leaked = [name for name in queries if "leak" in name.lower()]
+    assert leaked == ["leak-three.cdn.test"]  # a wildcard's names are looked up: inherent
+    assert not [name for name in queries if name.startswith(tuple("0123456789"))]
