@@ -322,10 +322,16 @@ def parse_log(text: str) -> list[dict[str, Any]]:
     A line that does not parse (the task chose odd bytes) becomes {"unparsed": <the line,
     at most 512 characters>}: kept, never guessed at.
 
+    ``time`` is when Squid logged the request, i.e. when it ended: lines come in the order
+    requests finished, and a tunnel (CONNECT) is logged when it closes; one still open is
+    logged when the proxy is stopped (SIGTERM: ``docker stop``; SIGKILL loses it unseen).
+
     Text fields are printable and space-free: bytes Squid %-encoded stay %-encoded (a host
     ``a%20b`` had a space), only printable ASCII is decoded (``%5B::1%5D`` -> ``[::1]``).
     ``seq`` counts from 0 (the proxy's first line) up by one a line; a missing number is a
     lost line, which ``gaps(entries)`` counts.
+    A request Squid could not parse is logged with host "-" (method "-" too if it had
+    none), port and server None, reason "deny:invalid_request".
     Blank lines are skipped; a line may end in CR (a terminal's log)."""
     entries: list[dict[str, Any]] = []
     for raw in text.split("\n"):
