@@ -24,9 +24,11 @@ threat model):
 Each decisive rule annotates the transaction (``aido=allow:<entry>`` or
 ``aido=deny:<reason>``), so every access-log line says which rule decided it.
 
-IPv6: the run's networks have no IPv6, so Squid's connections to IPv6 addresses fail and
-it falls back to IPv4 (Squid 5 has no ``dns_v4_first``); IPv6 literals are denied as IP
-literals, and opting into an IPv6 range is refused here (ValueError).
+IPv6: the run's networks have no IPv6. Squid sees that at start ("IPv6 has not been
+enabled") and then neither connects over IPv6 nor keeps IPv6 ACL values (the IPv6 entries
+of BLOCKED are dropped: harmless, as no IPv6 destination is reachable); Squid 5 has no
+``dns_v4_first`` to set. IPv6 literals are denied as IP literals, and opting into an IPv6
+range is refused here (ValueError): the allowlist should refuse it first.
 """
 
 from __future__ import annotations
