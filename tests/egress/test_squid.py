@@ -57,6 +57,7 @@ def test_pypi_allowlist_gives_exactly_these_rules() -> None:
         "http_access deny ip_literal why_ip_literal",
         "http_access deny !allowlisted why_not_allowlisted",
         "http_access deny blocked_dst why_blocked_dst",
+        "http_access deny self why_blocked_dst",
         "http_access allow CONNECT e0 port_443 why_0",
         "http_access allow http_scheme e0 port_80 why_0",
         "http_access allow CONNECT e1 port_443 why_1",
@@ -66,6 +67,7 @@ def test_pypi_allowlist_gives_exactly_these_rules() -> None:
         "http_access deny all why_port_or_method",
     ]
     assert acl_values(conf, "aido_clients") == ["src", SUBNET]
+    assert acl_values(conf, "self") == ["dst", "0.0.0.0/8", "127.0.0.0/8", SUBNET]  # the proxy itself
     assert acl_values(conf, "e0") == ["dstdomain", "-n", "pypi.org"]
     assert acl_values(conf, "e1") == ["dstdomain", "-n", ".pythonhosted.org"]  # apex and below
     assert acl_values(conf, "e2_port") == ["port", "443"]
@@ -140,7 +142,7 @@ def test_opted_in_ranges_allow_ip_literals_there_and_leave_the_blocked_ranges() 
     conf = config(entries, SUBNET)
     rules = http_access(conf)
     assert rules[2:8] == [
-        "http_access deny ip_literal self why_ip_literal",  # never the proxy's own loopback
+        "http_access deny ip_literal self_literal why_ip_literal",  # never the proxy itself
         "http_access allow ip_literal CONNECT e1 e1_port why_1",
         "http_access allow ip_literal http_scheme e1 e1_port why_1",
         "http_access allow ip_literal CONNECT e2 port_443 why_2",
@@ -169,12 +171,17 @@ def test_opted_in_ranges_allow_ip_literals_there_and_leave_the_blocked_ranges() 
 
 def test_opting_into_everything_keeps_the_name_check_and_the_proxys_own_addresses() -> None:
     conf = config((Entry("", network="0.0.0.0/0"),), SUBNET, blocked=("10.0.0.0/8", "127.0.0.0/8"))
-    assert acl_values(conf, "blocked_dst") == ["dst", "127.0.0.0/8"]
-    assert acl_values(conf, "self") == ["dst", "-n", "0.0.0.0/8", "127.0.0.0/8"]
-    assert acl_values(conf, "e0") == ["dst", "-n", "0.0.0.0/1", "128.0.0.0/1"]  # Squid refuses 0.0.0.0/0
-    assert "http_access deny all why_not_allowlisted" in http_access(conf)
-    conf = config((Entry("", network="10.0.0.0/8"),), SUBNET, blocked=("10.0.0.0/8",))
     assert "acl blocked_dst" not in conf and "deny blocked_dst" not in conf
+    assert acl_values(conf, "self_literal") == ["dst", "-n", "0.0.0.0/8", "127.0.0.0/8", SUBNET]
+    assert acl_values(conf, "e0") == ["dst", "-n", "0.0.0.0/1", "128.0.0.0/1"]  # Squid refuses 0.0.0.0/0
+    rules = http_access(conf)
+    assert rules.index("http_access deny ip_literal self_literal why_ip_literal") < rules.index(
+        "http_access allow ip_literal CONNECT e0 port_443 why_0"
+    )
+    assert (
+        "http_access deny all why_not_allowlisted" in rules
+        and "http_access deny self why_blocked_dst" in rules
+    )
 
 
 def test_blocked_can_be_adjusted() -> None:
@@ -230,6 +237,12 @@ def test_hostile_clients_or_blocked_cannot_add_a_line(clients: str) -> None:
         config(PYPI, clients)
     with pytest.raises(ValueError):
         config(PYPI, SUBNET, blocked=(clients,))
+
+
+@pytest.mark.parametrize("clients", ["127.0.0.0/24", "0.0.0.0/0", "10.0.0.0/7", "fd00::/64", "0.1.2.0/24"])
+def test_clients_must_be_a_plausible_run_network(clients: str) -> None:
+    with pytest.raises(ValueError, match="clients"):
+        config(PYPI, clients)
 
 
 def test_labels() -> None:

@@ -141,44 +141,60 @@ while True:
 
 
 class Rig:
-    """A network of this test's own (a /24 in 198.18.0.0/15, benchmarking space: the test
-    'internet') and the containers started on it, all removed by remove()."""
+    """Two networks of this test's own, as a run has them: "inside" (internal: the task and
+    the proxy) and "outside" (the test 'internet': origins, a DNS server), each a /24 in
+    198.18.0.0/15 (benchmarking space); the proxy is on both. Everything it started is
+    removed by remove()."""
 
     def __init__(self) -> None:
         self.prefix = f"sqh-{random.randrange(16**6):06x}"
-        self.network = f"{self.prefix}-net"
         self.names: list[str] = []
+        self.networks: list[str] = []
+        self.inside = self.network("inside", "--internal")
+        self.outside = self.network("outside")
+
+    def network(self, name: str, *options: str) -> ipaddress.IPv4Network:
         for _ in range(10):  # another test's network may hold a given /24
-            subnet = f"198.{random.choice((18, 19))}.{random.randrange(256)}.0/24"
-            if docker("network", "create", "--subnet", subnet, self.network).returncode == 0:
-                self.subnet = ipaddress.ip_network(subnet)
-                return
+            subnet = ipaddress.IPv4Network(f"198.{random.choice((18, 19))}.{random.randrange(256)}.0/24")
+            made = docker("network", "create", "--subnet", str(subnet), *options, f"{self.prefix}-{name}")
+            if made.returncode == 0:
+                self.networks.append(f"{self.prefix}-{name}")
+                return subnet
         pytest.fail("could not create a test network in 198.18.0.0/15")
 
-    def at(self, number: int) -> str:
-        return str(self.subnet[number])
-
     def start(self, name: str, number: int, *args: str, dns: str = "127.0.0.1") -> str:
+        """A container on the outside network at address NUMBER."""
         self.names.append(f"{self.prefix}-{name}")
-        where = ["--name", self.names[-1], "--network", self.network, "--ip", self.at(number), "--dns", dns]
-        started = docker("run", "-d", *where, *args)
+        where = ["--name", self.names[-1], "--network", self.networks[1], "--ip", str(self.outside[number])]
+        started = docker("run", "-d", *where, "--dns", dns, *args)
         assert started.returncode == 0, started.stderr
         return self.names[-1]
 
     def origin(self, name: str, number: int, *aliases: str) -> str:
         alias = [arg for host in aliases for arg in ("--network-alias", host)]
-        return self.start(
-            name, number, *alias, "-e", f"NAME={name}", "python:3.11-slim", "python", "-u", "-c", ORIGIN
-        )
+        serve = ["python:3.11-slim", "python", "-u", "-c", ORIGIN]
+        return self.start(name, number, *alias, "-e", f"NAME={name}", *serve)
 
     def proxy(self, conf: Path, dns: str = "127.0.0.1") -> str:
-        mount = f"{conf}:/etc/squid/squid.conf:ro"
-        return self.start("proxy", 2, "--network-alias", "proxy.test", *HARDENED, "-v", mount, IMAGE, dns=dns)
+        """The proxy, at .2 on both networks, as aido starts it."""
+        self.names.append(name := f"{self.prefix}-proxy")
+        inside = ["--network", self.networks[0], "--ip", str(self.inside[2]), "--network-alias", "proxy.test"]
+        mount = ["-v", f"{conf}:/etc/squid/squid.conf:ro"]
+        made = docker("create", "--name", name, *inside, "--dns", dns, *HARDENED, *mount, IMAGE)
+        assert made.returncode == 0, made.stderr
+        for step in (
+            ["network", "connect", "--ip", str(self.outside[2]), self.networks[1], name],
+            ["start", name],
+        ):
+            done = docker(*step)
+            assert done.returncode == 0, done.stderr
+        return name
 
     def client(self, requests: list[str]) -> list[list[str]]:
-        """[status line, body if it is an origin's greeting] per raw request, sent in order."""
+        """[status line, body if it is an origin's greeting] per raw request, sent in order
+        from the inside network."""
         self.names.append(f"{self.prefix}-client")
-        where = ["--name", self.names[-1], "--network", self.network, "--dns", "127.0.0.1"]
+        where = ["--name", self.names[-1], "--network", self.networks[0], "--dns", "127.0.0.1"]
         done = docker("run", "--rm", *where, "python:3.11-slim", "python", "-c", CLIENT, json.dumps(requests))
         assert done.returncode == 0, done.stderr
         answers: list[list[str]] = json.loads(done.stdout)
@@ -187,7 +203,8 @@ class Rig:
     def remove(self) -> None:
         for name in reversed(self.names):
             docker("rm", "-f", name)
-        docker("network", "rm", self.network)
+        for network in self.networks:
+            docker("network", "rm", network)
 
 
 @pytest.fixture
@@ -207,15 +224,24 @@ def statuses(answers: list[list[str]]) -> list[int]:
     return [int(status.split(" ")[1]) if status[:5] == "HTTP/" else 0 for status, _ in answers]
 
 
+# The test internet lives in 198.18.0.0/15, so the tests unblock that range.
+UNBLOCKED = tuple(r for r in BLOCKED if r != "198.18.0.0/15")
+
+
 def test_real_traffic_is_decided_and_logged_as_configured(rig: Rig, tmp_path: Path) -> None:
-    origin, meta = rig.at(10), rig.at(66)
-    # The test internet lives in 198.18.0.0/15, so that range is unblocked; the metadata
-    # stand-in's address is blocked instead.
-    blocked = (*[r for r in BLOCKED if r != "198.18.0.0/15"], f"{meta}/32")
-    entries = (Entry("allowed.test"), Entry("cdn.test", wildcard=True), Entry("", network=origin, port=80))
-    conf = conf_file(tmp_path, config(entries, str(rig.subnet), blocked=blocked))
+    origin, meta, proxy_inside = str(rig.outside[10]), str(rig.outside[66]), str(rig.inside[2])
+    entries = (
+        Entry("allowed.test"),
+        Entry("cdn.test", wildcard=True),
+        Entry("", network=origin, port=80),
+        # Opted in, yet the proxy's own addresses stay refused (without that rule Squid
+        # forwards the request to itself, verified: the proxy as a destination).
+        Entry("", network=str(rig.inside), port=3128),
+        Entry("", network="127.0.0.0/8", port=3128),
+    )
+    conf = conf_file(tmp_path, config(entries, str(rig.inside), blocked=(*UNBLOCKED, f"{meta}/32")))
     served = rig.origin("origin", 10, "allowed.test", "denied.test", "www.cdn.test")
-    metadata = rig.origin("meta", 66, "meta.cdn.test")
+    metadata = rig.origin("meta", 66, "meta.cdn.test")  # the cloud-metadata stand-in: blocked
     proxy = rig.proxy(conf)
     requests = [
         "GET http://allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n",
@@ -228,9 +254,11 @@ def test_real_traffic_is_decided_and_logged_as_configured(rig: Rig, tmp_path: Pa
         get(str(int(ipaddress.ip_address(meta)))),  # decimal form
         "CONNECT allowed.test:8443 HTTP/1.1\r\n\r\n",
         "\x00\x01 not http\r\n\r\n",
+        get(f"{proxy_inside}:3128"),
+        get("127.0.0.1:3128"),
     ]
     answers = rig.client(requests)
-    assert statuses(answers) == [200, 403, 403, 200, 403, 200, 200, 403, 403, 400]
+    assert statuses(answers) == [200, 403, 403, 200, 403, 200, 200, 403, 403, 400, 403, 403]
     assert [body for _, body in answers if body] == ["hello from origin"] * 4
 
     assert docker("stop", "-t", "10", proxy).returncode == 0  # shutdown_lifetime 0: quick
@@ -249,10 +277,12 @@ def test_real_traffic_is_decided_and_logged_as_configured(rig: Rig, tmp_path: Pa
             ("GET", meta, 80, "deny:ip_literal", 403),  # the decimal form, as Squid logs it
             ("CONNECT", "allowed.test", 8443, "deny:port_or_method", 403),
             ("-", "-", None, "deny:invalid_request", 400),
+            ("GET", proxy_inside, 3128, "deny:ip_literal", 403),
+            ("GET", "127.0.0.1", 3128, "deny:ip_literal", 403),
         ]
     )
     for entry in log:
-        assert ipaddress.ip_address(entry["client"]) in rig.subnet and entry["client"] != rig.at(2)
+        assert ipaddress.ip_address(entry["client"]) in rig.inside and entry["client"] != proxy_inside
         assert entry["server"] == (f"{origin}:{entry['port']}" if entry["decision"] == "allowed" else None)
         assert entry["bytes_sent"] > 0 and entry["bytes_received"] > 0
     assert "served" not in docker("logs", metadata).stdout  # the blocked address saw nothing
@@ -264,13 +294,12 @@ def test_only_allowlisted_names_are_ever_looked_up(rig: Rig, tmp_path: Path) -> 
     embedded DNS) to a logging DNS server of this test's own; of the names a task sends,
     only those the allowlist covers reach it. IP literals, in the opted-in range or not,
     are never looked up either."""
-    origin = rig.at(10)
-    blocked = tuple(r for r in BLOCKED if r != "198.18.0.0/15")
+    origin = str(rig.outside[10])
     entries = (Entry("allowed.test"), Entry("cdn.test", wildcard=True), Entry("", network=f"{origin}/32"))
-    conf = conf_file(tmp_path, config(entries, str(rig.subnet), blocked=blocked))
+    conf = conf_file(tmp_path, config(entries, str(rig.inside), blocked=UNBLOCKED))
     dns = rig.start("dns", 53, "python:3.11-slim", "python", "-u", "-c", DNS_LOGGER)
     rig.origin("origin", 10, "allowed.test")
-    rig.proxy(conf, dns=rig.at(53))
+    rig.proxy(conf, dns=str(rig.outside[53]))
     hosts = [
         "leak-one.exfil.invalid",
         "leak-two.1x",

@@ -7,7 +7,9 @@ threat model):
 1. ``deny manager``, ``deny !aido_clients``: only the run's own subnet may use the proxy.
 2. Opted-in IP ranges (``Entry.network``): ``allow ip_literal nN ...`` where ``nN`` is a
    ``dst -n`` ACL: it matches IP-literal hosts only and never resolves anything. The
-   proxy's own addresses (0.0.0.0/8, 127.0.0.0/8) are refused first, whatever is opted in.
+   proxy's own addresses (0.0.0.0/8, 127.0.0.0/8 and the run's network, where the proxy
+   listens) are refused first, whatever is opted in: the proxy is never a destination of
+   itself (its port, its loopback).
 3. ``deny ip_literal``: every other IP-literal host (dotted, decimal, hex, octal, short
    forms, IPv6), matched by name (``-n``: no reverse lookup, which would otherwise let a
    PTR record make an IP look like an allowed name).
@@ -15,7 +17,8 @@ threat model):
    refused without a single DNS query (a DNS-exfiltration control).
 5. ``deny blocked_dst``: a listed name resolving (any of its addresses) to a private,
    loopback, link-local (cloud metadata 169.254.169.254), CGNAT, multicast or reserved
-   range, minus the ranges the allowlist opted into.
+   range, minus the ranges the allowlist opted into; then ``deny self``: the proxy's own
+   addresses, as above, opted into or not.
 6. Per entry: a name without a port may CONNECT to 443 and send plain HTTP to 80; with a
    port, both on that port only. ``*.x.y`` is Squid's ``.x.y``: the apex ``x.y`` itself
    and any name below it, at any depth.
@@ -80,7 +83,7 @@ BLOCKED: tuple[str, ...] = (
 LOGFORMAT = "%sn %ts.%03tu %>a %#rm %#>rd %>rP %Ss %>Hs %>st %<st %<a %<p %#{aido}note"
 _FIELDS = 13
 
-_SELF = ("0.0.0.0/8", "127.0.0.0/8")
+_SELF = ("0.0.0.0/8", "127.0.0.0/8")  # and the clients' network: see config()
 _RANGE = re.compile(r"[0-9a-f.:/]{2,43}")
 _LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 # An IP literal in any form inet_aton or getaddrinfo accepts (1.2.3.4, 3323068426,
@@ -144,13 +147,12 @@ def label(entry: Entry) -> str:
 
 def _blocked(blocked: tuple[str, ...], opted: list[ipaddress.IPv4Network]) -> list[str]:
     """The blocked ranges minus the opted-in ones (a set difference, so that a name with one
-    address in an opted range and another in a blocked one is still refused). The proxy's
-    own addresses (_SELF) stay blocked whatever is opted into."""
+    address in an opted range and another in a blocked one is still refused)."""
     left = [ipaddress.ip_network(text) for text in blocked]
     for hole in opted:
         kept: list[Any] = []
         for net in left:
-            if net.version != hole.version or not net.overlaps(hole) or str(net) in _SELF:
+            if net.version != hole.version or not net.overlaps(hole):
                 kept.append(net)
             elif hole.supernet_of(net):
                 continue
@@ -160,11 +162,23 @@ def _blocked(blocked: tuple[str, ...], opted: list[ipaddress.IPv4Network]) -> li
     return [str(net) for net in left]
 
 
+def _clients(clients: str) -> str:
+    network = ipaddress.ip_network(clients, strict=False)
+    own = [ipaddress.IPv4Network(text) for text in _SELF]
+    if (
+        not isinstance(network, ipaddress.IPv4Network)
+        or network.prefixlen < 8
+        or any(map(network.overlaps, own))
+    ):
+        raise ValueError(f"clients {clients!r}: expected the run's IPv4 network (e.g. 172.30.5.0/24)")
+    return str(network)
+
+
 def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...] = BLOCKED) -> str:
     """squid.conf allowing exactly ``entries`` to clients in the subnet ``clients``.
     ValueError if an entry, ``clients`` or a blocked range is not what its type promises
     (entries come validated; this is the last guard against a line being injected)."""
-    client_net = str(ipaddress.ip_network(clients, strict=False))
+    client_net = _clients(clients)
     opted = [_check_network(entry) for entry in entries if entry.network]
     acls = [
         "acl CONNECT method CONNECT",
@@ -177,9 +191,11 @@ def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...]
     why = ["manager", "not_client", "ip_literal", "not_allowlisted", "blocked_dst", "port_or_method"]
     notes = [f"acl why_{reason} annotate_transaction aido=deny:{reason}" for reason in why]
     rules = ["http_access deny manager why_manager", "http_access deny !aido_clients why_not_client"]
-    if opted:  # no opted range reaches the proxy itself (its loopback: a forwarding loop)
-        acls.append("acl self dst -n " + " ".join(_SELF))
-        rules.append("http_access deny ip_literal self why_ip_literal")
+    own = " ".join((*_SELF, client_net))  # where the proxy itself is: never a destination
+    acls.append(f"acl self dst {own}")
+    if opted:
+        acls.append(f"acl self_literal dst -n {own}")
+        rules.append("http_access deny ip_literal self_literal why_ip_literal")
     names: list[str] = []  # the dstdomain value of every name entry
     allows: list[str] = []
     for number, entry in enumerate(entries):
@@ -211,6 +227,7 @@ def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...]
     if ranges:
         acls.append("acl blocked_dst dst " + " ".join(ranges))
         rules.append("http_access deny blocked_dst why_blocked_dst")
+    rules.append("http_access deny self why_blocked_dst")
     rules += allows
     rules.append("http_access deny all why_port_or_method")
     text = "\n".join([*_SETTINGS, *acls, *notes, *rules, "icp_access deny all", "htcp_access deny all", ""])
