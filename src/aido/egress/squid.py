@@ -1,28 +1,334 @@
 """Squid's configuration for one run's egress proxy, generated from the allowlist, and its
 access log parsed. Pure: no engine, no files.
 
-TO BE WRITTEN (helper): see the interface below.
+The rule order is the security design (verified on Debian's Squid 5.7; see the README's
+threat model):
+
+1. ``deny manager``, ``deny !aido_clients``: only the run's own subnet may use the proxy.
+2. Opted-in IP ranges (``Entry.network``): ``allow ip_literal nN ...`` where ``nN`` is a
+   ``dst -n`` ACL: it matches IP-literal hosts only and never resolves anything. The
+   proxy's own addresses (0.0.0.0/8, 127.0.0.0/8 and the run's network, where the proxy
+   listens) are refused first, whatever is opted in: the proxy is never a destination of
+   itself (its port, its loopback).
+3. ``deny ip_literal``: every other IP-literal host (dotted, decimal, hex, octal, short
+   forms, IPv6), matched by name (``-n``: no reverse lookup, which would otherwise let a
+   PTR record make an IP look like an allowed name).
+4. ``deny !allowlisted`` by name, before any ACL that resolves: an unlisted name is
+   refused without a single DNS query (a DNS-exfiltration control).
+5. ``deny blocked_dst``: a listed name resolving (any of its addresses) to a private,
+   loopback, link-local (cloud metadata 169.254.169.254), CGNAT, multicast or reserved
+   range, minus the ranges the allowlist opted into; then ``deny self``: the proxy's own
+   addresses, as above, opted into or not.
+6. Per entry: a name without a port may CONNECT to 443 and send plain HTTP to 80; with a
+   port, both on that port only. ``*.x.y`` is Squid's ``.x.y``: the apex ``x.y`` itself
+   and any name below it, at any depth.
+7. ``deny all``.
+
+Each decisive rule annotates the transaction (``aido=allow:<entry>`` or
+``aido=deny:<reason>``), so every access-log line says which rule decided it.
+
+IPv6: the run's networks have no IPv6. Squid sees that at start ("IPv6 has not been
+enabled") and then neither connects over IPv6 nor keeps IPv6 ACL values (the IPv6 entries
+of BLOCKED are dropped: harmless, as no IPv6 destination is reachable); Squid 5 has no
+``dns_v4_first`` to set. IPv6 literals are denied as IP literals, and opting into an IPv6
+range is refused here (ValueError): the allowlist should refuse it first.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from aido.egress.allowlist import Entry
 
 PORT = 3128  # where the proxy listens on the run's internal network
 
-# One line per request (``access_log stdio:/dev/stdout aido``). The helper writing this
-# module verifies the format codes against the real Squid 5.7 and may change the format:
-# parse_log is its only reader. Planned: sequence number (gaps show lost lines), time,
-# client, method, host, port, result/status, bytes from the client, bytes to the client,
-# upstream address, aido's note (allow:<entry> | deny:<reason>).
-LOGFORMAT = "%sn %ts.%03tu %>a %rm %>rd %>rP %Ss/%>Hs %>st %<st %<a:%<p %{aido}note"
+# Where a request may never go unless the allowlist opts into the range (Entry.network).
+# Squid's ``dst`` matches when ANY address of a name is in a range, so a name with one
+# public and one private address is refused.
+BLOCKED: tuple[str, ...] = (
+    "0.0.0.0/8",  # "this network"
+    "10.0.0.0/8",
+    "100.64.0.0/10",  # CGNAT
+    "127.0.0.0/8",
+    "169.254.0.0/16",  # link-local, cloud metadata (169.254.169.254)
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",  # multicast
+    "240.0.0.0/4",  # reserved, broadcast
+    "::/128",
+    "::1/128",
+    "::ffff:0:0/96",  # IPv4-mapped: would reach the IPv4 ranges above
+    "64:ff9b::/96",  # NAT64, likewise
+    "100::/64",
+    "2001:db8::/32",
+    "2002::/16",  # 6to4
+    "fc00::/7",
+    "fe80::/10",
+    "ff00::/8",
+)
+
+# One line per request, space-separated, a fixed number of fields: every field the task
+# can influence (method, host, the note) is URL-encoded (%#), so spaces, control bytes
+# and '%' itself can never split or forge a line. %sn numbers the lines (0, 1, ...): a
+# missing number is a lost line (see gaps()). Verified against Squid 5.7.
+LOGFORMAT = "%sn %ts.%03tu %>a %#rm %#>rd %>rP %Ss %>Hs %>st %<st %<a %<p %#{aido}note"
+_FIELDS = 13
+
+_SELF = ("0.0.0.0/8", "127.0.0.0/8")  # and the clients' network: see config()
+_RANGE = re.compile(r"[0-9a-f.:/]{2,43}")
+_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
+# An IP literal in any form inet_aton or getaddrinfo accepts (1.2.3.4, 3323068426,
+# 0xc612000a, 0306.022.0.012, 1.2.3, ...) ends in a label starting with a digit; no DNS
+# name does (top-level domains are alphabetic). IPv6 literals contain ':'.
+_IP_LITERAL = (r"^(.*\.)?[0-9][^.]*\.?$", ":")
 
 
-def config(entries: tuple[Entry, ...], clients: str) -> str:
-    """squid.conf allowing exactly ``entries`` to clients in the subnet ``clients``."""
-    raise NotImplementedError
+def _check_host(entry: Entry) -> str:
+    host = entry.host
+    labels = host.split(".") if isinstance(host, str) else [""]
+    if not (
+        isinstance(host, str)
+        and len(host) <= 253
+        and all(_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1][0].isdigit()
+    ):
+        raise ValueError(f"egress entry {entry!r}: not a DNS name")
+    return host
+
+
+def _check_port(entry: Entry) -> int | None:
+    port = entry.port
+    if port is None:
+        return None
+    if type(port) is not int or not 0 < port < 65536:
+        raise ValueError(f"egress entry {entry!r}: port must be 1..65535")
+    return port
+
+
+def _check_network(entry: Entry) -> ipaddress.IPv4Network:
+    try:
+        bad = entry.host or entry.wildcard or not isinstance(entry.network, str)
+        if bad or not _RANGE.fullmatch(entry.network):
+            raise ValueError
+        network = ipaddress.ip_network(entry.network, strict=False)
+    except ValueError:
+        raise ValueError(f"egress entry {entry!r}: not an IP range") from None
+    if not isinstance(network, ipaddress.IPv4Network):
+        raise ValueError(f"egress entry {entry!r}: IPv6 ranges are not supported (no IPv6 egress)")
+    return network
+
+
+def _acl_range(network: ipaddress.IPv4Network) -> str:
+    # Squid refuses 0.0.0.0/0 ("needs to be replaced by the term 'all'", whose meaning
+    # includes IPv6): the same addresses as two halves.
+    return " ".join(str(net) for net in (network.subnets() if network.prefixlen == 0 else [network]))
+
+
+def label(entry: Entry) -> str:
+    """The entry as the log names it (``allow:<label>``): ``*.x.y``, ``x.y:8443``,
+    ``10.1.0.0/16:443``. Checked: only DNS-name, digit and range characters."""
+    port = _check_port(entry)
+    if entry.network:
+        _check_network(entry)
+        text = entry.network
+    else:
+        text = ("*." if entry.wildcard else "") + _check_host(entry)
+    return text if port is None else f"{text}:{port}"
+
+
+def _blocked(blocked: tuple[str, ...], opted: list[ipaddress.IPv4Network]) -> list[str]:
+    """The blocked ranges minus the opted-in ones (a set difference, so that a name with one
+    address in an opted range and another in a blocked one is still refused)."""
+    left = [ipaddress.ip_network(text) for text in blocked]
+    for hole in opted:
+        kept: list[Any] = []
+        for net in left:
+            if net.version != hole.version or not net.overlaps(hole):
+                kept.append(net)
+            elif hole.supernet_of(net):
+                continue
+            else:
+                kept.extend(net.address_exclude(hole))
+        left = kept
+    return [str(net) for net in left]
+
+
+def _clients(clients: str) -> str:
+    network = ipaddress.ip_network(clients, strict=False)
+    own = [ipaddress.IPv4Network(text) for text in _SELF]
+    if (
+        not isinstance(network, ipaddress.IPv4Network)
+        or network.prefixlen < 8
+        or any(map(network.overlaps, own))
+    ):
+        raise ValueError(f"clients {clients!r}: expected the run's IPv4 network (e.g. 172.30.5.0/24)")
+    return str(network)
+
+
+def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...] = BLOCKED) -> str:
+    """squid.conf allowing exactly ``entries`` to clients in the subnet ``clients``.
+    ValueError if an entry, ``clients`` or a blocked range is not what its type promises
+    (entries come validated; this is the last guard against a line being injected)."""
+    client_net = _clients(clients)
+    opted = [_check_network(entry) for entry in entries if entry.network]
+    acls = [
+        "acl CONNECT method CONNECT",
+        "acl http_scheme proto HTTP",
+        "acl port_80 port 80",
+        "acl port_443 port 443",
+        f"acl aido_clients src {client_net}",
+        "acl ip_literal dstdom_regex -n -i " + " ".join(_IP_LITERAL),
+    ]
+    why = ["manager", "not_client", "ip_literal", "not_allowlisted", "blocked_dst", "port_or_method"]
+    notes = [f"acl why_{reason} annotate_transaction aido=deny:{reason}" for reason in why]
+    rules = ["http_access deny manager why_manager", "http_access deny !aido_clients why_not_client"]
+    own = " ".join((*_SELF, client_net))  # where the proxy itself is: never a destination
+    acls.append(f"acl self dst {own}")
+    if opted:
+        acls.append(f"acl self_literal dst -n {own}")
+        rules.append("http_access deny ip_literal self_literal why_ip_literal")
+    names: list[str] = []  # the dstdomain value of every name entry
+    allows: list[str] = []
+    for number, entry in enumerate(entries):
+        port, text = _check_port(entry), label(entry)
+        notes.append(f"acl why_{number} annotate_transaction aido=allow:{text}")
+        if entry.network:
+            # `dst -n` matches IP-literal hosts only and never resolves; these rules come
+            # before `deny ip_literal`, and `ip_literal` is checked first anyway.
+            acls.append(f"acl e{number} dst -n {_acl_range(_check_network(entry))}")
+            lines, prefix = rules, "ip_literal "
+        else:
+            value = ("." if entry.wildcard else "") + _check_host(entry)
+            acls.append(f"acl e{number} dstdomain -n {value}")
+            names.append(value)
+            lines, prefix = allows, ""
+        if port is not None:
+            acls.append(f"acl e{number}_port port {port}")
+        tls, plain = ("port_443", "port_80") if port is None else (f"e{number}_port",) * 2
+        lines.append(f"http_access allow {prefix}CONNECT e{number} {tls} why_{number}")
+        lines.append(f"http_access allow {prefix}http_scheme e{number} {plain} why_{number}")
+    rules.append("http_access deny ip_literal why_ip_literal")
+    listed = _dstdomain_set(names)
+    if listed:
+        acls.append("acl allowlisted dstdomain -n " + " ".join(listed))
+        rules.append("http_access deny !allowlisted why_not_allowlisted")
+    else:
+        rules.append("http_access deny all why_not_allowlisted")
+    ranges = _blocked(blocked, opted)
+    if ranges:
+        acls.append("acl blocked_dst dst " + " ".join(ranges))
+        rules.append("http_access deny blocked_dst why_blocked_dst")
+    rules.append("http_access deny self why_blocked_dst")
+    rules += allows
+    rules.append("http_access deny all why_port_or_method")
+    text = "\n".join([*_SETTINGS, *acls, *notes, *rules, "icp_access deny all", "htcp_access deny all", ""])
+    if any(not line.isprintable() or "#" in line.partition("logformat")[0] for line in text.splitlines()):
+        raise ValueError("generated squid.conf has an unexpected character")  # cannot happen: checked above
+    return text
+
+
+def _dstdomain_set(values: list[str]) -> list[str]:
+    """Distinct values, minus those a wildcard already covers: Squid warns about (and drops)
+    a name that lies under another value of the same dstdomain ACL."""
+    unique = list(dict.fromkeys(values))
+    wild = {value for value in unique if value.startswith(".")}
+
+    def covered(value: str) -> bool:
+        name = value.lstrip(".")
+        parents = ["." + ".".join(name.split(".")[i:]) for i in range(len(name.split(".")))]
+        return any(parent in wild and parent != value for parent in parents)
+
+    return [value for value in unique if not covered(value)]
+
+
+_SETTINGS = (
+    f"http_port {PORT}",
+    "pid_filename none",
+    "coredump_dir none",
+    "cache deny all",
+    "cache_mem 0 MB",
+    "pinger_enable off",
+    "icp_port 0",
+    "htcp_port 0",
+    "shutdown_lifetime 0 seconds",
+    "max_filedescriptors 1024",
+    "visible_hostname aido-egress",
+    "httpd_suppress_version_string on",
+    "via off",
+    "forwarded_for delete",
+    "check_hostnames on",
+    "client_db off",
+    # A server that does not answer is given up after 30 s; read_timeout keeps its default
+    # (15 min without a byte) so that long downloads and quiet tunnels still work.
+    "connect_timeout 30 seconds",
+    "request_timeout 60 seconds",
+    "logfile_rotate 0",
+    "cache_log stdio:/dev/stderr",
+    f"logformat aido {LOGFORMAT}",
+    "access_log stdio:/dev/stdout aido",
+)
+
+
+# A logged field is %-encoded (%#); decode only the escapes of printable, non-space ASCII
+# other than '%', so that a field stays one printable token and a literal '%' in the result
+# always starts an escape: '%5B::1%5D' -> '[::1]', 'a%20b' stays.
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_TOKEN = re.compile(r"[!-~]+")  # what Squid writes: anything else is not its line
+
+
+def _decode(field: str) -> str:
+    def one(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if "!" <= char <= "~" and char != "%" else match.group(0)
+
+    return _ESCAPE.sub(one, field)
+
+
+def _number(field: str) -> int | None:
+    return int(field) if field.isdigit() and len(field) <= 20 else None
+
+
+def _entry(line: str) -> dict[str, Any] | None:
+    fields = line.split(" ")
+    if len(fields) != _FIELDS or not all(_TOKEN.fullmatch(field) for field in fields):
+        return None
+    seq, stamp, client, method, host, port, result, status, sent, received, server, sport, note = fields
+    seconds, dot, millis = stamp.partition(".")
+    if not (_number(seq) is not None and seconds.isdigit() and dot and len(millis) == 3 and millis.isdigit()):
+        return None
+    if not (sent.isdigit() and received.isdigit()):
+        return None
+    try:
+        when = datetime.fromtimestamp(int(seconds), UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    reason = _decode(note) if note != "-" else "deny:invalid_request"
+    if not (reason.startswith("allow:") or reason.startswith("deny:")):
+        return None
+    return {
+        "seq": int(seq),
+        "time": when.strftime("%Y-%m-%dT%H:%M:%S.") + millis + "Z",
+        "client": _decode(client),
+        "method": _decode(method),
+        "host": _decode(host),
+        "port": _number(port),
+        "decision": "allowed" if reason.startswith("allow:") else "denied",
+        "reason": reason,
+        "result": _decode(result),
+        "status": _number(status) or None,
+        "bytes_sent": int(sent),
+        "bytes_received": int(received),
+        "server": f"{_decode(server)}:{sport}" if server != "-" and sport.isdigit() else None,
+    }
 
 
 def parse_log(text: str) -> list[dict[str, Any]]:
@@ -33,5 +339,34 @@ def parse_log(text: str) -> list[dict[str, Any]]:
     result (Squid's, e.g. "TCP_TUNNEL"), status (int|None), bytes_sent (by the task: the
     request's size), bytes_received (by the task: the reply's size), server ("ip:port"|None).
     A line that does not parse (the task chose odd bytes) becomes {"unparsed": <the line,
-    at most 512 characters>}: kept, never guessed at."""
-    raise NotImplementedError
+    at most 512 characters>}: kept, never guessed at.
+
+    ``time`` is when Squid logged the request, i.e. when it ended: lines come in the order
+    requests finished, and a tunnel (CONNECT) is logged when it closes; one still open is
+    logged when the proxy is stopped (SIGTERM: ``docker stop``; SIGKILL loses it unseen).
+
+    Text fields are printable and space-free: bytes Squid %-encoded stay %-encoded (a host
+    ``a%20b`` had a space), only printable ASCII is decoded (``%5B::1%5D`` -> ``[::1]``).
+    ``seq`` counts from 0 (the proxy's first line) up by one a line; a missing number is a
+    lost line, which ``gaps(entries)`` counts.
+    A request Squid could not parse is logged with host "-" (method "-" too if it had
+    none), port and server None, reason "deny:invalid_request".
+    Blank lines are skipped; a line may end in CR (a terminal's log)."""
+    entries: list[dict[str, Any]] = []
+    for raw in text.split("\n"):
+        line = raw.removesuffix("\r")
+        if not line.strip():
+            continue
+        entries.append(_entry(line) or {"unparsed": line[:512]})
+    return entries
+
+
+def gaps(entries: list[dict[str, Any]]) -> int:
+    """How many lines are missing from a parsed log: sequence numbers that neither a parsed
+    entry nor an unparsed line (each standing for one number) accounts for, from 0 (Squid's
+    first) up to the last number seen. 0 for a complete log."""
+    seen: set[int] = {entry["seq"] for entry in entries if isinstance(entry.get("seq"), int)}
+    if not seen:
+        return 0
+    unparsed = sum(1 for entry in entries if "unparsed" in entry)
+    return max(0, max(seen) + 1 - len(seen) - unparsed)
