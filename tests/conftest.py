@@ -14,9 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli import Aido, Result, run_aido
+from tests.helpers.cli import EGRESS_DNS, Aido, Result, run_aido
 from tests.helpers.engine import engine_ok
 from tests.helpers.sandbox import destroy_all_checking_leftovers
+
+# The egress proxy of a run a test starts in this process resolves nothing anywhere: its
+# resolver is its own loopback (aido subprocesses get the same from aido_env), unless the
+# test gives it the test internet's DNS server (tests/helpers/internet.py).
+os.environ["AIDO_EGRESS_DNS"] = EGRESS_DNS
 
 
 @pytest.fixture(scope="session", autouse=True)

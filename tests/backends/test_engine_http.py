@@ -172,3 +172,27 @@ def test_a_connection_closed_before_any_answer_is_a_disconnect_worth_a_retry() -
     with pytest.raises(Disconnected):
         answer(b"")
     assert issubclass(Disconnected, ConnectionResetError)  # what Engine._request retries on
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("engine")
+def test_a_streamed_body_past_its_limit_is_counted_not_kept() -> None:
+    """How the egress proxy's log is read: a flood past the cap stays on the engine's disk."""
+    import subprocess
+
+    name = f"aido-test-call-raw-{time.monotonic_ns()}"
+    subprocess.run(
+        ["docker", "run", "--name", name, "--network", "none", "python:3.11-slim", "python3", "-c",
+         "import sys; sys.stdout.write('x' * 99 + '\\n'); sys.stdout.write('y' * 299_900)"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    try:
+        client = Engine()
+        path, query = f"/containers/{name}/logs", {"stdout": 1}
+        whole, extra = client.call_raw("GET", path, query=query, limit=1 << 20)
+        assert extra == 0 and len(whole) > 300_000  # the text and the engine's frame headers
+        kept, extra = client.call_raw("GET", path, query=query, limit=1000)
+        assert kept == whole[:1000]
+        assert extra == len(whole) - 1000
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)

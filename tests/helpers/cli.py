@@ -30,11 +30,17 @@ class Result:
 Aido = Callable[..., Result]
 
 
+# Where an egress proxy started by a test resolves names: its own loopback, so nothing.
+# A test with its own "internet" gives its DNS server instead (tests/helpers/internet.py).
+EGRESS_DNS = "127.0.0.1"
+
+
 def aido_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment the ``aido`` fixture gives its subprocess: no AIDO_* from the
-    caller's shell, no colour, then ``extra``."""
+    caller's shell, no colour, an egress proxy that resolves nothing, then ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIDO_")}
     env["NO_COLOR"] = "1"
+    env["AIDO_EGRESS_DNS"] = EGRESS_DNS
     env.update(extra or {})
     return env
 

@@ -180,9 +180,9 @@ def down(backend: DockerBackend, proxy: Proxy) -> tuple[EgressRecord, bool]:
             backend.call("POST", f"/containers/{proxy.container_id}/wait", timeout=STOP_SECONDS)
         except EngineError:
             backend.call("POST", f"/containers/{proxy.container_id}/kill", query={"signal": "KILL"})
-    log, truncated, error = b"", False, None
+    log, dropped, error = b"", 0, None
     try:
-        log, truncated = _read_log(backend, proxy.container_id)
+        log, dropped = _read_log(backend, proxy.container_id)
     except (EngineError, OSError) as exc:
         error = f"could not read the proxy's log: {exc}"
     try:
@@ -194,8 +194,8 @@ def down(backend: DockerBackend, proxy: Proxy) -> tuple[EgressRecord, bool]:
             )
     except (EngineError, RuntimeUnavailable, AttributeError):
         pass
-    if truncated:
-        facts["log_truncated"] = True
+    if dropped:
+        facts["log_truncated"] = dropped  # bytes of log past LOG_CAP, counted and not kept
     if error:
         facts["error"] = error
     left = not _remove(backend, proxy.container_id, proxy.network_id, proxy.conf_dir)
@@ -311,11 +311,11 @@ def _wait_ready(backend: DockerBackend, proxy: Proxy) -> None:
         time.sleep(0.02)
 
 
-def _read_log(backend: DockerBackend, container_id: str) -> tuple[bytes, bool]:
-    raw, truncated = backend.engine.call_raw(
+def _read_log(backend: DockerBackend, container_id: str) -> tuple[bytes, int]:
+    raw, dropped = backend.engine.call_raw(
         "GET", f"/containers/{container_id}/logs", query={"stdout": 1, "stderr": 0}, limit=LOG_CAP
     )
-    return _demux(raw), truncated
+    return _demux(raw), dropped
 
 
 def _demux(raw: bytes) -> bytes:

@@ -182,9 +182,9 @@ class Engine:
 
     def call_raw(
         self, method: str, path: str, *, query: dict[str, Any] | None = None, limit: int
-    ) -> tuple[bytes, bool]:
+    ) -> tuple[bytes, int]:
         """A streamed endpoint's bytes (a container's logs), at most ``limit`` of them, and
-        whether there were more: a flood past the limit is never held in memory."""
+        how many more there were (counted, never held in memory: a flood stays on disk)."""
         if not self.api_version:
             self.negotiate()
         conn: Connection | None = None
@@ -196,12 +196,13 @@ class Engine:
                 raise EngineError(
                     response.status, _error_message(response.read()) or f"HTTP {response.status}"
                 )
-            data = bytearray()
+            data, extra = bytearray(), 0
             for chunk in response.chunks():
-                data += chunk
-                if len(data) > limit:
-                    return bytes(data[:limit]), True
-            return bytes(data), False
+                room = limit - len(data)
+                if room > 0:
+                    data += chunk[:room]
+                extra += max(0, len(chunk) - max(room, 0))
+            return bytes(data), extra
         except (OSError, ProtocolError) as exc:
             raise EngineError(0, f"lost the Docker engine at {self.host}: {exc}") from None
         finally:
