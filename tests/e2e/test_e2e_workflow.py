@@ -38,6 +38,7 @@ RUN_ENVELOPE_KEYS = {
     "evidence_dir",
     "output",
     "changes",
+    "network",
     "error",
 }
 ENVELOPE_KEYS = {"schema_version", "command", "status", "error"}
@@ -268,6 +269,7 @@ def test_json_on_every_command_prints_one_envelope(aido: Aido, project: Path) ->
     assert doc["status"] == "success"
     assert doc["sandbox_id"] == sandbox_id
     assert doc["run_id"] == "run-001"
+    assert doc["network"] == {"mode": "none", "allowed": 0, "denied": 0}
     assert doc["task"] == "hello.py"
     assert doc["exit_code"] == 0
     assert doc["timed_out"] is False

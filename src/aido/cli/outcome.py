@@ -52,4 +52,10 @@ def _payload(result: RunResult) -> dict[str, Any]:
         "evidence_dir": relative(result.evidence_dir),
         "output": result.output_json(),
         "changes": list(result.changes),
+        # none | full | allowlist, with the egress proxy's counts (the log: `aido logs --network`).
+        "network": {
+            "mode": result.network.mode,
+            "allowed": result.network.allowed,
+            "denied": result.network.denied,
+        },
     }

@@ -199,7 +199,6 @@ def configured_network(config: dict[str, Any], note: str = NETWORK_LOST) -> dict
 def planned_network(plan: RunPlan) -> dict[str, Any]:
     """The ``network`` section of a run that failed before its outcome: as planned."""
     from aido.evidence.network import planned_section
-
     from aido.run.prepare import egress_entries
 
     # The allowlist the run was planned with (the sandbox's and the run's --allow-host).

@@ -15,7 +15,7 @@ from aido.evidence.events import record_event
 from aido.evidence.writer import write_changes, write_summary
 from aido.run.plugged import add_plugin_evidence
 from aido.run.request import unenforced_permissions
-from aido.run.result import RunResult, declared_from_summary, streams_from_summary
+from aido.run.result import RunResult, declared_from_summary, network_from_summary, streams_from_summary
 from aido.run.seal import enabled as sealing
 from aido.run.seal import seal_run
 from aido.store.records import RunRef
@@ -175,6 +175,7 @@ def collect(ctx: Context, executed: ExecutedRun, hooks: RunHooks) -> RunResult:
         output=streams_from_summary(summary.get("output")),
         changes=tuple(summary.get("changes") or ()),
         declared_outputs=declared_from_summary(summary.get("declared_outputs")),
+        network=network_from_summary(summary.get("network")),
     )
 
 

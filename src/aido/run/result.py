@@ -46,6 +46,16 @@ class DeclaredOutput:
 
 
 @dataclass(frozen=True)
+class NetworkUse:
+    """What the run's network was (summary.json's ``network``): ``none``, ``full``, or
+    ``allowlist`` with how many requests the egress proxy allowed and denied."""
+
+    mode: str = "none"
+    allowed: int = 0
+    denied: int = 0
+
+
+@dataclass(frozen=True)
 class RunResult:
     """One finished run. ``process_exit_code`` is what ``aido run`` exits with."""
 
@@ -73,6 +83,7 @@ class RunResult:
     output: tuple[StreamStats, ...] = ()
     changes: tuple[JsonObject, ...] = ()
     declared_outputs: tuple[DeclaredOutput, ...] = ()
+    network: NetworkUse = field(default_factory=NetworkUse)
 
     @property
     def process_exit_code(self) -> int:
@@ -104,6 +115,17 @@ def streams_from_summary(output: object) -> tuple[StreamStats, ...]:
                 )
             )
     return tuple(found)
+
+
+def network_from_summary(network: object) -> NetworkUse:
+    """summary.json's ``network`` section as a typed value (absent: none)."""
+    if not isinstance(network, Mapping):
+        return NetworkUse()
+    requests = network.get("requests")
+    counts = requests if isinstance(requests, Mapping) else {}
+    return NetworkUse(
+        str(network.get("mode") or "none"), _int(counts.get("allowed")), _int(counts.get("denied"))
+    )
 
 
 def declared_from_summary(declared: object) -> tuple[DeclaredOutput, ...]:
@@ -154,6 +176,7 @@ def result_from_summary(
         output=streams_from_summary(summary.get("output")),
         changes=tuple(x for x in changes if isinstance(x, Mapping)) if isinstance(changes, list) else (),
         declared_outputs=declared_from_summary(summary.get("declared_outputs")),
+        network=network_from_summary(summary.get("network")),
     )
 
 

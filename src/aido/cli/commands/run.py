@@ -357,6 +357,11 @@ def _run_one(
         for declared in result.declared_outputs:
             if not declared.present:
                 out.warn(f"declared output {declared.path!r} was not produced")
+        if result.network.mode == "allowlist":
+            out.say(
+                f"🌐 Network: {result.network.allowed} allowed, {result.network.denied} denied by the "
+                f"egress proxy (aido logs --network --run {result.run_id})"
+            )
         out.say(f"📦 Artifacts: {relative(result.outputs_dir)}/")
         out.say(f"🧾 Evidence: {relative(result.evidence_dir)}/")
     if code:
