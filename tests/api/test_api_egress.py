@@ -68,3 +68,7 @@ def test_a_runs_allow_hosts(sb: aido.Sandbox) -> None:
     assert outcome.exit_code == 0
     summary = json.loads((outcome.evidence_path / "summary.json").read_text())
     assert summary["escape_hatches"]["allow_hosts"] == ["pypi.org", "api.example.com:443"]
+    # The run went through its own egress proxy, which saw no request.
+    assert (outcome.network, outcome.requests_allowed, outcome.requests_denied) == ("allowlist", 0, 0)
+    assert summary["network"]["allow"] == ["pypi.org", "api.example.com:443"]
+    assert (outcome.evidence_path / "network.jsonl").read_text() == ""

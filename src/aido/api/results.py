@@ -120,6 +120,11 @@ class RunOutcome:
     message: str | None  # why the run ended as it did, in words
     error: str | None  # aido's own failure, if any
     outcome: str  # the outcome line `aido run` prints
+    # "none", "full" or "allowlist"; with an allowlist, what the egress proxy allowed and
+    # denied (each request: the run's network.jsonl in evidence_path, `aido logs --network`).
+    network: str = "none"
+    requests_allowed: int = 0
+    requests_denied: int = 0
 
     @property
     def ok(self) -> bool:
@@ -152,6 +157,9 @@ def outcome_from(result: RunResult) -> RunOutcome:
         message=result.message,
         error=result.error,
         outcome=result.outcome,
+        network=result.network.mode,
+        requests_allowed=result.network.allowed,
+        requests_denied=result.network.denied,
     )
 
 
