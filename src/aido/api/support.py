@@ -50,16 +50,20 @@ def spec_from_keywords(
     return spec
 
 
+def _not_a_string(name: str, value: object, expected: str) -> None:
+    """A single host given where a list belongs: a string is a sequence, of characters."""
+    if isinstance(value, str):
+        raise UsageError(
+            f"{name}: expected {expected}, got the string {value!r}", hint=f"write {name}=[{value!r}]"
+        )
+
+
 def network_keyword(network: object) -> object:
     """``Sandbox(network=...)`` as sandbox.yaml's permissions.network (None: the default):
     True, a list of allowlist entries (``{allow: [...]}``), or that mapping itself."""
     if network is False:
         return None
-    if isinstance(network, str):
-        raise UsageError(
-            f"network: expected True, False or a list of hosts, got the string {network!r}",
-            hint=f"write network=[{network!r}]",
-        )
+    _not_a_string("network", network, "True, False or a list of hosts")
     if isinstance(network, Sequence):
         return {"allow": list(network)}
     if isinstance(network, Mapping):
@@ -73,11 +77,7 @@ def with_hosts(widen: Widening | None, allow_hosts: Sequence[str] | None) -> Wid
         return widen
     from aido.run.request import Widening
 
-    if isinstance(allow_hosts, str):
-        raise UsageError(
-            f"allow_hosts: expected a list of hosts, got the string {allow_hosts!r}",
-            hint=f"write allow_hosts=[{allow_hosts!r}]",
-        )
+    _not_a_string("allow_hosts", allow_hosts, "a list of hosts")
     base = widen or Widening()
     return replace(base, allow_hosts=(*base.allow_hosts, *allow_hosts))
 

@@ -24,6 +24,8 @@ from aido.store.store import marked_running, peek, subdirs, wants_reaper
 from aido.store.workspace import SUMMARY
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from aido.run.context import Context
     from aido.store.workspace import SandboxPaths
 
@@ -215,10 +217,7 @@ def reap_containers(ctx: Context) -> list[dict[str, Any]]:
                     WarmPool(workspace.sandbox(sandbox_id).warm).forget(str(container["id"]))
                 actions.append({"action": "removed_warm", "sandbox_id": sandbox_id})
             continue
-        try:
-            run_dir = workspace.sandbox(sandbox_id).run_dir(check_run_id(rid))
-        except AidoError:
-            run_dir = None
+        run_dir = _owning_run(ctx, sandbox_id, rid)
         if run_dir is not None and fs.is_locked(run_dir):
             continue  # its aido process is alive and will remove it
         if run_dir is not None and run_dir.is_dir():
@@ -247,10 +246,7 @@ def _reap_networks(ctx: Context) -> list[dict[str, Any]]:
     for network in found:
         labels = network.get("labels") or {}
         sandbox_id, rid = labels.get("aido.sandbox", ""), labels.get("aido.run", "")
-        try:
-            run_dir = ctx.workspace.sandbox(sandbox_id).run_dir(check_run_id(rid))
-        except AidoError:
-            run_dir = None
+        run_dir = _owning_run(ctx, sandbox_id, rid)
         if run_dir is not None and fs.is_locked(run_dir):
             continue  # its run is alive and removes it
         try:
@@ -260,6 +256,14 @@ def _reap_networks(ctx: Context) -> list[dict[str, Any]]:
             continue
         actions.append({"action": "removed_network", "sandbox_id": sandbox_id, "run_id": rid})
     return actions
+
+
+def _owning_run(ctx: Context, sandbox_id: str, rid: str) -> Path | None:
+    """The run directory a container's or network's labels name; None if they name none."""
+    try:
+        return ctx.workspace.sandbox(sandbox_id).run_dir(check_run_id(rid))
+    except AidoError:
+        return None
 
 
 def _warm_owned(ctx: Context, sandbox_id: str, container: dict[str, Any]) -> bool:
