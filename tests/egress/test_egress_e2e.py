@@ -307,3 +307,37 @@ def test_an_open_tunnel_is_logged_when_the_task_is_killed(aido: Aido, project: P
         ("CONNECT", "allowed.test", 443, "allowed")
     ]
     assert egress_objects(sandbox_id) == ([], [])
+
+
+def test_a_sweep_removes_an_egress_network_an_aido_left_without_its_proxy(aido: Aido, project: Path) -> None:
+    """aido killed between creating a run's network and its proxy: only the network is left,
+    and the reaper's sweep (containers=True) removes it; another workspace's is left alone."""
+    from aido.backends.docker.adapter import DockerBackend
+    from aido.lifecycle.sweep import sweep
+    from aido.manager import SandboxManager
+    from aido.store.workspace import Workspace
+
+    sandbox_id = sandbox_up(aido)
+    manager = SandboxManager(Workspace.find_or_create(project), backend=DockerBackend())
+    names = {}
+    for whose in ("ours", "other"):
+        workspace = manager.store.workspace_label() if whose == "ours" else f"{project}-elsewhere"
+        names[whose] = f"aido-test-left-{whose}-{time.monotonic_ns()}"
+        subprocess.run(
+            ["docker", "network", "create", "--internal",
+             "--label", "aido.managed=true", "--label", f"aido.workspace={workspace}",
+             "--label", f"aido.sandbox={sandbox_id}", "--label", "aido.run=run-007",
+             "--label", "aido.egress=network", names[whose]],
+            capture_output=True, check=True,
+        )  # fmt: skip
+    try:
+        actions = sweep(manager, containers=True)
+        assert {"action": "removed_network", "sandbox_id": sandbox_id, "run_id": "run-007"} in actions
+        listed = subprocess.run(
+            ["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert names["ours"] not in listed
+        assert names["other"] in listed
+    finally:
+        for name in names.values():
+            subprocess.run(["docker", "network", "rm", name], capture_output=True, check=False)

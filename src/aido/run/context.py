@@ -89,7 +89,8 @@ class Context:
         network, whose proxy must go first); if any may remain, mark the workspace and re-raise."""
         try:
             removed = self.backend.remove_labelled(labels)
-            self.backend.remove_networks(labels)
+            # Networks only of this workspace: another's runs may have the same ids.
+            self.backend.remove_networks({**labels, "aido.workspace": self.store.workspace_label()})
             return removed
         except RuntimeUnavailable:
             self.store.mark_containers_left()
