@@ -92,6 +92,8 @@ def measure(runs: int, requests: int) -> tuple[list[Stats], dict[str, Any]]:
             egress_id = json.loads(
                 run_checked([*aido, "sandbox", "up", "--yes", "--json"], project, "sandbox up")
             )["sandbox_id"]
+            (plain_root / "work" / "hello.py").write_text(HELLO)  # what `aido run` installs there
+            (plain_root / "work" / "hello.py").chmod(0o644)
             commands = {
                 "docker run": raw_docker_command(docker, plain_root, token),
                 "aido run (no network)": [*aido, "run", "--sandbox", plain_id, "hello.py"],

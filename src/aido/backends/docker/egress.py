@@ -41,8 +41,9 @@ IMAGE_HINT = "build it with scripts/bootstrap.sh (offline, from Debian's squid p
 SUBNETS = ipaddress.ip_network("198.18.0.0/15")
 PROXY_USER = "proxy"  # Squid must start unprivileged: as root without capabilities it crashes
 READY_LINE = b"Accepting HTTP Socket connections"
+SHUTDOWN_LINE = b"Preparing for shutdown"
 READY_SECONDS = 15.0
-STOP_SECONDS = 5.0  # for Squid to log what is still open and exit; then it is killed
+STOP_SECONDS = 5.0  # for Squid to begin (or, the task maybe alive, finish) its shutdown
 LOG_CAP = 64 << 20  # bytes of access log read back; a flood past it is reported, not kept
 LOG_LABEL = {"max-size": "64m", "max-file": "2"}  # what the engine keeps on the host's disk
 TASK_SYSCTLS = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
@@ -130,7 +131,7 @@ def run(
     except BaseException:
         down(backend, proxy)
         raise
-    record, left = down(backend, proxy)
+    record, left = down(backend, proxy, task_gone=not outcome.container_left)
     return replace(outcome, egress=record, container_left=outcome.container_left or left)
 
 
@@ -168,38 +169,51 @@ def up(backend: DockerBackend, request: ExecRequest) -> Proxy:
         raise
 
 
-def down(backend: DockerBackend, proxy: Proxy) -> tuple[EgressRecord, bool]:
-    """Stop the proxy (Squid logs the transactions still open as it shuts down), read its
-    log, remove it and the network. Returns the record and whether something was left
-    for a sweep."""
+def down(backend: DockerBackend, proxy: Proxy, *, task_gone: bool = True) -> tuple[EgressRecord, bool]:
+    """Read the proxy's log, then remove it and the network. Returns the record and whether
+    something was left for a sweep.
+
+    Squid logs a request when its connection closes. Once the task's container is gone
+    (``task_gone``), every client connection has been closed by the task's death (the
+    kernel closes its sockets before the namespace goes), so the proxy is told to shut
+    down and, as soon as it says so (its signal is handled after the I/O that came
+    before), its log is complete: it is read and the proxy killed, without waiting the
+    second or two Squid's own shutdown takes. If the task may still run (the engine failed
+    to remove it), the proxy is let shut down fully, which closes and logs what is open."""
     facts = proxy.facts()
-    with contextlib.suppress(EngineError, RuntimeUnavailable):
-        # SIGTERM and wait (about a second with shutdown_lifetime 0); `docker stop` takes longer.
-        backend.call("POST", f"/containers/{proxy.container_id}/kill", query={"signal": "TERM"})
-        try:
-            backend.call("POST", f"/containers/{proxy.container_id}/wait", timeout=STOP_SECONDS)
-        except EngineError:
-            backend.call("POST", f"/containers/{proxy.container_id}/kill", query={"signal": "KILL"})
-    log, dropped, error = b"", 0, None
+    cid = proxy.container_id
+    error = _died(backend, cid)
+    if error is None:
+        with contextlib.suppress(EngineError, RuntimeUnavailable):
+            backend.call("POST", f"/containers/{cid}/kill", query={"signal": "TERM"})
+            if task_gone:
+                _wait_for_line(backend, cid, SHUTDOWN_LINE, STOP_SECONDS)
+            else:
+                backend.call("POST", f"/containers/{cid}/wait", timeout=STOP_SECONDS)
+    log, dropped = b"", 0
     try:
-        log, dropped = _read_log(backend, proxy.container_id)
+        log, dropped = _read_log(backend, cid)
     except (EngineError, OSError) as exc:
-        error = f"could not read the proxy's log: {exc}"
-    try:
-        state = backend.call("GET", f"/containers/{proxy.container_id}/json").get("State") or {}
-        if state.get("OOMKilled") or state.get("ExitCode") not in (0, None):
-            error = (
-                error
-                or f"the proxy exited with {state.get('ExitCode')} (OOM: {bool(state.get('OOMKilled'))})"
-            )
-    except (EngineError, RuntimeUnavailable, AttributeError):
-        pass
+        error = error or f"could not read the proxy's log: {exc}"
     if dropped:
         facts["log_truncated"] = dropped  # bytes of log past LOG_CAP, counted and not kept
     if error:
         facts["error"] = error
-    left = not _remove(backend, proxy.container_id, proxy.network_id, proxy.conf_dir)
+    left = not _remove(backend, cid, proxy.network_id, proxy.conf_dir)
     return EgressRecord(config=proxy.config, log=log.decode("utf-8", "replace"), facts=facts), left
+
+
+def _died(backend: DockerBackend, container_id: str) -> str | None:
+    """Why the proxy is no longer running (it crashed or was OOM-killed during the run:
+    requests after that were refused, never let through), or None while it runs."""
+    try:
+        state = (backend.call("GET", f"/containers/{container_id}/json") or {}).get("State") or {}
+    except (EngineError, RuntimeUnavailable) as exc:
+        return f"could not inspect the proxy: {exc}"
+    if state.get("Running"):
+        return None
+    oom = bool(state.get("OOMKilled"))
+    return f"the proxy stopped during the run (exit {state.get('ExitCode')}, OOM: {oom})"
 
 
 def _listen_only(text: str, address: str) -> str:
@@ -293,21 +307,29 @@ def _create_proxy(
 
 def _wait_ready(backend: DockerBackend, proxy: Proxy) -> None:
     """Until Squid says it accepts connections (its own word, on stderr: nothing connects)."""
-    deadline = time.monotonic() + READY_SECONDS
+    text = _wait_for_line(backend, proxy.container_id, READY_LINE, READY_SECONDS)
+    if READY_LINE not in text:
+        tail = text.decode("utf-8", "replace").strip().splitlines()[-3:]
+        raise RuntimeFailure(
+            "the egress proxy did not start: " + (" | ".join(tail) or "no output"),
+            hint="`aido doctor` checks the proxy image; scripts/bootstrap.sh rebuilds it",
+        )
+
+
+def _wait_for_line(backend: DockerBackend, container_id: str, line: bytes, seconds: float) -> bytes:
+    """Poll the proxy's stderr until it holds ``line``, the proxy stops, or ``seconds`` pass;
+    what it said by then."""
+    deadline = time.monotonic() + seconds
     while True:
         raw = backend.engine.call_raw(
-            "GET", f"/containers/{proxy.container_id}/logs", query={"stderr": 1, "stdout": 0}, limit=1 << 20
+            "GET", f"/containers/{container_id}/logs", query={"stderr": 1, "stdout": 0}, limit=1 << 20
         )[0]
         text = _demux(raw)
-        if READY_LINE in text:
-            return
-        state = (backend.call("GET", f"/containers/{proxy.container_id}/json") or {}).get("State") or {}
-        if not state.get("Running") or time.monotonic() > deadline:
-            tail = text.decode("utf-8", "replace").strip().splitlines()[-3:]
-            raise RuntimeFailure(
-                "the egress proxy did not start: " + (" | ".join(tail) or "no output"),
-                hint="`aido doctor` checks the proxy image; scripts/bootstrap.sh rebuilds it",
-            )
+        if line in text or time.monotonic() > deadline:
+            return text
+        state = (backend.call("GET", f"/containers/{container_id}/json") or {}).get("State") or {}
+        if not state.get("Running"):
+            return text
         time.sleep(0.02)
 
 
