@@ -341,3 +341,49 @@ def test_a_sweep_removes_an_egress_network_an_aido_left_without_its_proxy(aido: 
     finally:
         for name in names.values():
             subprocess.run(["docker", "network", "rm", name], capture_output=True, check=False)
+
+
+def test_a_proxy_that_dies_fails_closed_and_the_evidence_says_so(
+    aido: Aido, project: Path, net: Internet
+) -> None:
+    """The proxy killed mid-run (as an exploit or the OOM killer might): the task's next
+    request goes nowhere (the task has no other way out), and the run's record says the
+    proxy stopped, with the requests it logged before."""
+    write(project / "sandbox.yaml", allowlist_yaml(net))
+    sandbox_id = sandbox_up(aido, "--yes", env=net.env)
+    write(
+        project / "twice.py",
+        "import sys, time, urllib.request\n"
+        "print('first', urllib.request.urlopen('http://allowed.test/', timeout=5).status, flush=True)\n"
+        "sys.stdin.readline()\n"
+        "try:\n"
+        "    urllib.request.urlopen('http://allowed.test/', timeout=5)\n"
+        "    print('second got through')\n"
+        "except Exception as exc:\n"
+        "    print('second', type(exc).__name__)\n",
+    )
+    process = subprocess.Popen(
+        aido_argv("run", "-i", "twice.py"),
+        cwd=project,
+        env=aido_env(net.env),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        assert process.stdout.readline() == b"first 200\n"
+        (proxy,), _ = egress_objects(sandbox_id)
+        subprocess.run(["docker", "kill", proxy], capture_output=True, check=True)
+        process.stdin.write(b"go\n")
+        process.stdin.close()
+        rest = process.stdout.read().decode()
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert rest.startswith("second URLError"), rest
+    network = summary(project, sandbox_id)["network"]
+    assert "the proxy stopped during the run" in network["error"]
+    assert network["requests"] == {"allowed": 1, "denied": 0, "unparsed": 0}
+    assert egress_objects(sandbox_id) == ([], [])
