@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import random
 import subprocess
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from tests.egress.test_squid import ALLOWLISTS, SUBNET
 
 pytestmark = pytest.mark.docker
 
-IMAGE = "aido/egress-squid:bookworm"
+IMAGE = os.environ.get("AIDO_EGRESS_IMAGE") or "aido/egress-squid:bookworm"  # as aido.egress
 HARDENED = ["--user", "proxy", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
 
 
@@ -146,8 +147,8 @@ class Rig:
     198.18.0.0/15 (benchmarking space); the proxy is on both. Everything it started is
     removed by remove()."""
 
-    def __init__(self) -> None:
-        self.prefix = f"sqh-{random.randrange(16**6):06x}"
+    def __init__(self, prefix: str = "sqh") -> None:
+        self.prefix = f"{prefix}-{random.randrange(16**6):06x}"
         self.names: list[str] = []
         self.networks: list[str] = []
         self.inside = self.network("inside", "--internal")

@@ -174,15 +174,29 @@ def _clients(clients: str) -> str:
     return str(network)
 
 
-def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...] = BLOCKED) -> str:
-    """squid.conf allowing exactly ``entries`` to clients in the subnet ``clients``.
-    ValueError if an entry, ``clients`` or a blocked range is not what its type promises
-    (entries come validated; this is the last guard against a line being injected)."""
+def config(
+    entries: tuple[Entry, ...],
+    clients: str,
+    *,
+    blocked: tuple[str, ...] = BLOCKED,
+    listen: str | None = None,
+) -> str:
+    """squid.conf allowing exactly ``entries`` to clients in the subnet ``clients``,
+    listening on ``listen`` (an IPv4 address: the proxy's on the run's network) or, without
+    it, on every address. ValueError if an entry, ``clients``, ``listen`` or a blocked range
+    is not what its type promises (entries come validated; this is the last guard against a
+    line being injected)."""
     client_net = _clients(clients)
+    port_line = _port_line(listen)
     opted = [_check_network(entry) for entry in entries if entry.network]
     acls = [
         "acl CONNECT method CONNECT",
         "acl http_scheme proto HTTP",
+        # Squid checks a tunnel again once it is spliced, or once its first bytes turn out
+        # not to be TLS (on_unsupported_protocol), as a request of its own (no method, or
+        # CONNECT) on the same client connection: that connection's CONNECT was allowed
+        # at step 1, which annotated the connection (its note is then every later line's).
+        "acl peeked note aido_tunnel yes",
         "acl port_80 port 80",
         "acl port_443 port 443",
         f"acl aido_clients src {client_net}",
@@ -198,9 +212,11 @@ def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...]
         rules.append("http_access deny ip_literal self_literal why_ip_literal")
     names: list[str] = []  # the dstdomain value of every name entry
     allows: list[str] = []
+    splices: list[str] = []  # ssl_bump: which tunnels keep going once their SNI is known
     for number, entry in enumerate(entries):
         port, text = _check_port(entry), label(entry)
         notes.append(f"acl why_{number} annotate_transaction aido=allow:{text}")
+        notes.append(f"acl tunnel_{number} annotate_client aido=allow:{text} aido_tunnel=yes")
         if entry.network:
             # `dst -n` matches IP-literal hosts only and never resolves; these rules come
             # before `deny ip_literal`, and `ip_literal` is checked first anyway.
@@ -216,6 +232,15 @@ def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...]
         tls, plain = ("port_443", "port_80") if port is None else (f"e{number}_port",) * 2
         lines.append(f"http_access allow {prefix}CONNECT e{number} {tls} why_{number}")
         lines.append(f"http_access allow {prefix}http_scheme e{number} {plain} why_{number}")
+        lines.append(f"http_access allow {prefix}peeked e{number} {tls}")
+        if entry.network:
+            # An address range names no server: any SNI goes to that address, nowhere else.
+            splices.append(f"ssl_bump splice ip_literal CONNECT e{number} {tls}")
+        else:
+            # The SNI must fall under the same entry (and port rule) as the CONNECT target:
+            # for a plain name, the same name.
+            acls.append(f"acl sni_e{number} ssl::server_name --client-requested {value}")
+            splices.append(f"ssl_bump splice CONNECT e{number} {tls} sni_e{number}")
     rules.append("http_access deny ip_literal why_ip_literal")
     listed = _dstdomain_set(names)
     if listed:
@@ -230,10 +255,51 @@ def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...]
     rules.append("http_access deny self why_blocked_dst")
     rules += allows
     rules.append("http_access deny all why_port_or_method")
-    text = "\n".join([*_SETTINGS, *acls, *notes, *rules, "icp_access deny all", "htcp_access deny all", ""])
+    rules, steps = _split_connect(rules)
+    if listed:
+        acls.append("acl sni_allowlisted ssl::server_name --client-requested " + " ".join(listed))
+        splices.append("ssl_bump terminate !sni_allowlisted why_sni_not_allowlisted")
+    else:
+        splices.append("ssl_bump terminate all why_sni_not_allowlisted")
+    notes += [f"acl why_{reason} annotate_transaction aido=deny:{reason}" for reason in _SNI_WHY]
+    tls_rules = [*_TLS_SETTINGS, *steps, *splices, "ssl_bump terminate all why_sni_mismatch"]
+    body = [
+        port_line,
+        *_SETTINGS,
+        *acls,
+        *notes,
+        *rules,
+        *tls_rules,
+        "icp_access deny all",
+        "htcp_access deny all",
+    ]
+    text = "\n".join([*body, ""])
     if any(not line.isprintable() or "#" in line.partition("logformat")[0] for line in text.splitlines()):
         raise ValueError("generated squid.conf has an unexpected character")  # cannot happen: checked above
     return text
+
+
+def _split_connect(rules: list[str]) -> tuple[list[str], list[str]]:
+    """The same decision chain, CONNECTs decided by ssl_bump at step 1 instead of http_access.
+    Squid 5.7 answers a CONNECT that http_access denies on an ssl-bump port by bumping the
+    tunnel to show its error page inside TLS (client_side_request.cc: "Force bump action on
+    error"): a 200, then Squid's own certificate. ``ssl_bump terminate`` at step 1 closes
+    the connection instead, before any "200" and before any connection to the server; an
+    allowed CONNECT is peeked at (its SNI is then checked at step 2)."""
+    http = [*rules[:2], "http_access allow CONNECT !peeked"]  # manager, not_client: then ssl_bump
+    steps = []
+    for line in rules[2:]:
+        words = line.split()
+        if words[1] == "deny":
+            http.append(line)
+            steps.append(" ".join(["ssl_bump terminate step1", *words[2:]]))
+        elif "CONNECT" in words:
+            steps.append(
+                " ".join(["ssl_bump peek step1", *words[2:-1], words[-1].replace("why_", "tunnel_")])
+            )
+        else:
+            http.append(line)
+    return http, steps
 
 
 def _dstdomain_set(values: list[str]) -> list[str]:
@@ -250,8 +316,37 @@ def _dstdomain_set(values: list[str]) -> list[str]:
     return [value for value in unique if not covered(value)]
 
 
+def _port_line(listen: str | None) -> str:
+    """The listening port. ``ssl-bump`` lets the ssl_bump rules peek at each tunnel's TLS
+    ClientHello; the certificate (made when the image is built, scripts/bootstrap.sh) is
+    required by Squid for such a port but never presented: nothing is bumped (decrypted),
+    tunnels are only spliced or terminated, and generate-host-certificates=off starts no
+    certificate helper."""
+    where = str(PORT)
+    if listen is not None:
+        address = ipaddress.ip_address(listen) if _RANGE.fullmatch(listen) else None
+        if not isinstance(address, ipaddress.IPv4Address):
+            raise ValueError(f"listen {listen!r}: expected the proxy's IPv4 address")
+        where = f"{address}:{PORT}"
+    return f"http_port {where} ssl-bump {_PEEK_CERT} generate-host-certificates=off"
+
+
+_PEEK_CERT = "tls-cert=/etc/squid/aido-peek.pem tls-key=/etc/squid/aido-peek.key"
+_SNI_WHY = ("sni_not_allowlisted", "sni_mismatch")
+
+# A CONNECT that http_access allowed is answered "200", then the proxy reads the task's
+# first bytes (peek at step 1, before any connection to the server) and decides on the TLS
+# ClientHello's SNI: splice (a byte-for-byte tunnel, never decrypted) when it falls under
+# the entry that allowed the CONNECT, else terminate (the task's connection is closed, the
+# server is never contacted). A ClientHello without SNI is judged by the CONNECT target
+# (already allowed). Bytes that are not TLS (a database protocol to a port entry) cannot be
+# peeked at and are tunnelled as they are: on_unsupported_protocol.
+_TLS_SETTINGS = (
+    "acl step1 at_step SslBump1",
+    "on_unsupported_protocol tunnel all",
+)
+
 _SETTINGS = (
-    f"http_port {PORT}",
     "pid_filename none",
     "coredump_dir none",
     "cache deny all",
