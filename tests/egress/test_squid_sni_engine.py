@@ -157,29 +157,30 @@ def test_a_tunnel_is_spliced_only_for_the_sni_of_its_entry(rig: Rig, tmp_path: P
     assert docker("stop", "-t", "10", proxy).returncode == 0
     log = parse_log(docker("logs", proxy).stdout)
     assert gaps(log) == 0 and not [e for e in log if "unparsed" in e], docker("logs", proxy).stdout
-    # An allowed tunnel is two lines: its CONNECT, answered (NONE_NONE, 200, no server yet),
-    # and, once closed, the tunnel itself (TCP_TUNNEL, with the server and the bytes; its
-    # method "-" when its bytes were not TLS). A terminated one is its CONNECT line only.
+    # One line per tunnel: a spliced one when it closes (TCP_TUNNEL, with the server; method
+    # "-" when its bytes were not TLS), a terminated or refused one when it is closed
+    # (NONE_NONE: no server). Squid's own line for the answered CONNECT is not logged.
     seen = [(e["method"], e["host"], e["port"], e["result"], e["reason"]) for e in log]
-    tunnel, answered = (
+    tunnel, closed = (
         ("CONNECT", "allowed.test", 443, "TCP_TUNNEL"),
         ("CONNECT", "allowed.test", 443, "NONE_NONE"),
     )
     assert sorted(seen) == sorted(
         [
-            *[(*answered, "allow:allowed.test"), (*tunnel, "allow:allowed.test")] * 3,
-            (*answered, "deny:sni_not_allowlisted"),
-            (*answered, "deny:sni_mismatch"),
-            ("CONNECT", "www.cdn.test", 443, "NONE_NONE", "allow:*.cdn.test"),
+            *[(*tunnel, "allow:allowed.test")] * 3,
+            (*closed, "deny:sni_not_allowlisted"),
+            (*closed, "deny:sni_mismatch"),
             ("CONNECT", "www.cdn.test", 443, "TCP_TUNNEL", "allow:*.cdn.test"),
-            ("CONNECT", "db.test", 5432, "NONE_NONE", "allow:db.test:5432"),
             ("-", "db.test", 5432, "TCP_TUNNEL", "allow:db.test:5432"),
             ("CONNECT", "db.test", 5432, "NONE_NONE", "deny:sni_not_allowlisted"),
             ("CONNECT", "denied.test", 443, "NONE_NONE", "deny:not_allowlisted"),
         ]
     ), seen
     for entry in log:
-        assert entry["decision"] == ("allowed" if entry["reason"].startswith("allow:") else "denied")
+        if entry["decision"] == "allowed":
+            assert entry["server"] is not None and entry["bytes_received"] > 0, entry
+        else:
+            assert entry["server"] is None and entry["bytes_received"] == 0, entry
     # The terminated tunnels never reached the origin: it accepted only the spliced ones and
     # saw only their SNIs (None: the handshake without one).
     lines = docker("logs", origin).stdout.splitlines()

@@ -261,8 +261,8 @@ def config(
         splices.append("ssl_bump terminate !sni_allowlisted why_sni_not_allowlisted")
     else:
         splices.append("ssl_bump terminate all why_sni_not_allowlisted")
-    notes += [f"acl why_{reason} annotate_transaction aido=deny:{reason}" for reason in _SNI_WHY]
-    tls_rules = [*_TLS_SETTINGS, *steps, *splices, "ssl_bump terminate all why_sni_mismatch"]
+    notes += [f"acl why_{reason} annotate_client aido=deny:{reason} aido_tunnel=no" for reason in _SNI_WHY]
+    tls_rules = [*_TLS_SETTINGS, *steps, *splices, "ssl_bump terminate all why_sni_mismatch", *_ACCESS_LOG]
     body = [
         port_line,
         *_SETTINGS,
@@ -341,6 +341,18 @@ _SNI_WHY = ("sni_not_allowlisted", "sni_mismatch")
 # server is never contacted). A ClientHello without SNI is judged by the CONNECT target
 # (already allowed). Bytes that are not TLS (a database protocol to a port entry) cannot be
 # peeked at and are tunnelled as they are: on_unsupported_protocol.
+# After the ACLs it names.
+_ACCESS_LOG = (
+    # An allowed tunnel's CONNECT is logged twice by Squid: once answered (when it hands the
+    # connection to the TLS peek: 200, nothing from a server yet) and once as the tunnel
+    # when it closes (with the server and the bytes). The first is left out: one line per
+    # tunnel. Refused and terminated CONNECTs (aido_tunnel is not "yes") are logged.
+    "acl answered_status http_status 200",
+    "acl answered_hier hier_code HIER_NONE",
+    "acl answered all-of CONNECT peeked answered_status answered_hier",
+    "access_log stdio:/dev/stdout aido !answered",
+)
+
 _TLS_SETTINGS = (
     "acl step1 at_step SslBump1",
     "on_unsupported_protocol tunnel all",
@@ -369,7 +381,6 @@ _SETTINGS = (
     "logfile_rotate 0",
     "cache_log stdio:/dev/stderr",
     f"logformat aido {LOGFORMAT}",
-    "access_log stdio:/dev/stdout aido",
 )
 
 

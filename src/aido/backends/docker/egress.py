@@ -149,7 +149,9 @@ def up(backend: DockerBackend, request: ExecRequest) -> Proxy:
     container_id = ""
     try:
         address = str(next(ipaddress.ip_network(subnet).hosts()) + 1)  # .1 is the (unused) gateway
-        text = _listen_only(config(entries, subnet), address)
+        # Listen on the internal network only: the upstream network's other containers must
+        # not even reach the proxy's port (they would be refused, but need not get that far).
+        text = config(entries, subnet, listen=address)
         conf = Path(conf_dir) / "squid.conf"
         conf.write_text(text)
         # Squid reads it as its own unprivileged user; it holds the allowlist, no secret.
@@ -200,18 +202,6 @@ def down(backend: DockerBackend, proxy: Proxy) -> tuple[EgressRecord, bool]:
         facts["error"] = error
     left = not _remove(backend, proxy.container_id, proxy.network_id, proxy.conf_dir)
     return EgressRecord(config=proxy.config, log=log.decode("utf-8", "replace"), facts=facts), left
-
-
-def _listen_only(text: str, address: str) -> str:
-    """Listen on the internal network only: the upstream network's other containers must
-    not even reach the proxy's port (they would be refused, but need not get that far)."""
-    from aido.egress.squid import PORT
-
-    lines = text.splitlines()
-    out = [f"http_port {address}:{PORT}" if line.strip() == f"http_port {PORT}" else line for line in lines]
-    if f"http_port {address}:{PORT}" not in out:
-        raise RuntimeFailure("the generated proxy config has no `http_port` line to bind")
-    return "\n".join(out) + "\n"
 
 
 def _create_network(backend: DockerBackend, name: str, labels: dict[str, str]) -> tuple[str, str, str]:
