@@ -324,7 +324,10 @@ def _port_line(listen: str | None) -> str:
     certificate helper."""
     where = str(PORT)
     if listen is not None:
-        address = ipaddress.ip_address(listen) if _RANGE.fullmatch(listen) else None
+        try:
+            address = ipaddress.ip_address(listen) if _RANGE.fullmatch(listen) else None
+        except ValueError:
+            address = None
         if not isinstance(address, ipaddress.IPv4Address):
             raise ValueError(f"listen {listen!r}: expected the proxy's IPv4 address")
         where = f"{address}:{PORT}"
