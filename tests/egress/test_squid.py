@@ -81,9 +81,9 @@ def test_pypi_allowlist_gives_exactly_these_rules() -> None:
         "ssl_bump peek step1 CONNECT e1 port_443 tunnel_1",
         "ssl_bump peek step1 CONNECT e2 e2_port tunnel_2",
         "ssl_bump terminate step1 all why_port_or_method",
-        "ssl_bump splice CONNECT e0 port_443 sni_e0",
-        "ssl_bump splice CONNECT e1 port_443 sni_e1",
-        "ssl_bump splice CONNECT e2 e2_port sni_e2",
+        "ssl_bump splice CONNECT e0 port_443 sni_e0 spliced",
+        "ssl_bump splice CONNECT e1 port_443 sni_e1 spliced",
+        "ssl_bump splice CONNECT e2 e2_port sni_e2 spliced",
         "ssl_bump terminate !sni_allowlisted why_sni_not_allowlisted",
         "ssl_bump terminate all why_sni_mismatch",
     ]
@@ -94,7 +94,7 @@ def test_pypi_allowlist_gives_exactly_these_rules() -> None:
     assert acl_values(conf, "peeked") == ["note", "aido_tunnel", "yes"]
     lines = conf.splitlines()
     assert lines[0].startswith("http_port 3128 ssl-bump ") and "generate-host-certificates=off" in lines[0]
-    assert "on_unsupported_protocol tunnel all" in lines
+    assert "on_unsupported_protocol tunnel all spliced" in lines
     assert "acl step1 at_step SslBump1" in lines
     assert acl_values(conf, "aido_clients") == ["src", SUBNET]
     assert acl_values(conf, "self") == ["dst", "0.0.0.0/8", "127.0.0.0/8", SUBNET]  # the proxy itself
@@ -153,7 +153,7 @@ def test_a_port_entry_allows_that_port_only() -> None:
     conf = config(ALLOWLISTS["ports"], SUBNET)
     rules = http_access(conf) + ssl_bump(conf)
     assert "ssl_bump peek step1 CONNECT e0 e0_port tunnel_0" in rules
-    assert "ssl_bump splice CONNECT e0 e0_port sni_e0" in rules
+    assert "ssl_bump splice CONNECT e0 e0_port sni_e0 spliced" in rules
     assert "http_access allow peeked e0 e0_port" in rules
     assert "http_access allow http_scheme e0 e0_port why_0" in rules
     assert not [rule for rule in rules if " e0 port_" in rule]
@@ -204,7 +204,7 @@ def test_opted_in_ranges_allow_ip_literals_there_and_leave_the_blocked_ranges() 
         "ssl_bump terminate step1 ip_literal why_ip_literal",
     ]
     # A range names no server: its tunnels are spliced whatever their SNI.
-    assert "ssl_bump splice ip_literal CONNECT e1 e1_port" in ssl_bump(conf)
+    assert "ssl_bump splice ip_literal CONNECT e1 e1_port spliced" in ssl_bump(conf)
     assert acl_values(conf, "e1") == ["dst", "-n", "10.1.0.0/16"]  # -n: IP-literal hosts only, no lookup
     assert acl_values(conf, "e2") == ["dst", "-n", "169.254.169.254/32"]
     assert "acl why_2 annotate_transaction aido=allow:169.254.169.254" in conf
@@ -473,15 +473,19 @@ def test_listen_binds_the_proxys_address_only() -> None:
 
 def test_a_tunnel_is_logged_once_and_its_sni_denials_say_why() -> None:
     conf = config(PYPI, SUBNET).splitlines()
-    # Squid's line for the answered CONNECT is left out (the tunnel's own line follows);
-    # a terminated one is logged: its connection is no longer marked as a tunnel.
-    assert "access_log stdio:/dev/stdout aido !answered" in conf
-    assert "acl answered all-of CONNECT peeked answered_status answered_hier" in conf
-    assert conf.index("acl peeked note aido_tunnel yes") < conf.index(
+    # Squid's line for an answered CONNECT that was handed over (spliced, or tunnelled as
+    # not TLS) is left out: the tunnel's own line follows. Refused, terminated and never
+    # handed over CONNECTs are logged.
+    assert [line for line in conf if line.startswith("access_log")] == [
+        "access_log stdio:/dev/stdout aido !answered"
+    ]
+    assert "acl answered all-of CONNECT spliced_note answered_status answered_hier" in conf
+    assert "on_unsupported_protocol tunnel all spliced" in conf
+    mark = conf.index("acl spliced annotate_client aido_spliced=yes")
+    assert mark < conf.index("ssl_bump splice CONNECT e0 port_443 sni_e0 spliced")
+    assert mark < conf.index("on_unsupported_protocol tunnel all spliced")
+    assert conf.index("acl spliced_note note aido_spliced yes") < conf.index(
         "access_log stdio:/dev/stdout aido !answered"
     )
     for reason in ("sni_not_allowlisted", "sni_mismatch"):
         assert f"acl why_{reason} annotate_client aido=deny:{reason} aido_tunnel=no" in conf
-    assert [line for line in conf if line.startswith("access_log")] == [
-        "access_log stdio:/dev/stdout aido !answered"
-    ]

@@ -197,6 +197,7 @@ def config(
         # CONNECT) on the same client connection: that connection's CONNECT was allowed
         # at step 1, which annotated the connection (its note is then every later line's).
         "acl peeked note aido_tunnel yes",
+        "acl spliced annotate_client aido_spliced=yes",  # handed over: see _ACCESS_LOG
         "acl port_80 port 80",
         "acl port_443 port 443",
         f"acl aido_clients src {client_net}",
@@ -235,12 +236,12 @@ def config(
         lines.append(f"http_access allow {prefix}peeked e{number} {tls}")
         if entry.network:
             # An address range names no server: any SNI goes to that address, nowhere else.
-            splices.append(f"ssl_bump splice ip_literal CONNECT e{number} {tls}")
+            splices.append(f"ssl_bump splice ip_literal CONNECT e{number} {tls} spliced")
         else:
             # The SNI must fall under the same entry (and port rule) as the CONNECT target:
             # for a plain name, the same name.
             acls.append(f"acl sni_e{number} ssl::server_name --client-requested {value}")
-            splices.append(f"ssl_bump splice CONNECT e{number} {tls} sni_e{number}")
+            splices.append(f"ssl_bump splice CONNECT e{number} {tls} sni_e{number} spliced")
     rules.append("http_access deny ip_literal why_ip_literal")
     listed = _dstdomain_set(names)
     if listed:
@@ -347,18 +348,20 @@ _SNI_WHY = ("sni_not_allowlisted", "sni_mismatch")
 # After the ACLs it names.
 _ACCESS_LOG = (
     # An allowed tunnel's CONNECT is logged twice by Squid: once answered (when it hands the
-    # connection to the TLS peek: 200, nothing from a server yet) and once as the tunnel
+    # connection over to be spliced or tunnelled: 200, no server yet) and once as the tunnel
     # when it closes (with the server and the bytes). The first is left out: one line per
-    # tunnel. Refused and terminated CONNECTs (aido_tunnel is not "yes") are logged.
+    # tunnel. Refused and terminated CONNECTs, and one still waiting for the task's first
+    # bytes when the proxy stops, were never handed over ("spliced") and are logged.
+    "acl spliced_note note aido_spliced yes",
     "acl answered_status http_status 200",
     "acl answered_hier hier_code HIER_NONE",
-    "acl answered all-of CONNECT peeked answered_status answered_hier",
+    "acl answered all-of CONNECT spliced_note answered_status answered_hier",
     "access_log stdio:/dev/stdout aido !answered",
 )
 
 _TLS_SETTINGS = (
     "acl step1 at_step SslBump1",
-    "on_unsupported_protocol tunnel all",
+    "on_unsupported_protocol tunnel all spliced",
 )
 
 _SETTINGS = (

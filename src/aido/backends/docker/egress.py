@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 IMAGE_HINT = "build it with scripts/bootstrap.sh (offline, from Debian's squid package)"
 SUBNETS = ipaddress.ip_network("198.18.0.0/15")
 PROXY_USER = "proxy"  # Squid must start unprivileged: as root without capabilities it crashes
-READY_LINE = b"Accepting HTTP Socket connections"
+READY_LINE = b"HTTP Socket connections at"  # "Accepting SSL bumped HTTP Socket connections at ..."
 READY_SECONDS = 15.0
 STOP_SECONDS = 5.0  # for Squid to log what is still open and exit; then it is killed
 LOG_CAP = 64 << 20  # bytes of access log read back; a flood past it is reported, not kept
