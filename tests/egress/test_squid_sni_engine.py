@@ -112,7 +112,13 @@ def test_a_tunnel_is_spliced_only_for_the_sni_of_its_entry(rig: Rig, tmp_path: P
     _certificate(srv, ["allowed.test", "denied.test", "www.cdn.test", "db.test"])
     (srv / "tls_origin.py").write_text(ORIGIN)
     (srv / "tls_origin.py").chmod(0o644)
-    entries = (Entry("allowed.test"), Entry("cdn.test", wildcard=True), Entry("db.test", port=5432))
+    origin_ip = str(rig.outside[10])
+    entries = (
+        Entry("allowed.test"),
+        Entry("cdn.test", wildcard=True),
+        Entry("db.test", port=5432),
+        Entry("", network=f"{origin_ip}/32", port=443),
+    )
     conf = conf_file(
         tmp_path, config(entries, str(rig.inside), blocked=UNBLOCKED) + "debug_options ALL,1 28,3 33,2\n"
     )
@@ -143,6 +149,7 @@ def test_a_tunnel_is_spliced_only_for_the_sni_of_its_entry(rig: Rig, tmp_path: P
         ("db.test:5432", None),  # not TLS: tunnelled as it is
         ("db.test:5432", "denied.test"),  # TLS on a port entry: checked all the same
         ("denied.test:443", "denied.test"),  # refused at CONNECT, as before
+        (f"{origin_ip}:443", "denied.test"),  # an opted-in range names no server: any SNI
     ]
     self = rig.names.append(f"{rig.prefix}-client") or rig.names[-1]
     where = ["--name", self, "--network", rig.networks[0], "--dns", "127.0.0.1"]
@@ -151,7 +158,7 @@ def test_a_tunnel_is_spliced_only_for_the_sni_of_its_entry(rig: Rig, tmp_path: P
     results = json.loads(done.stdout)
     ok, hello = "tls hello from origin", "raw pong:PING\n"
     assert [r if not r.startswith("failed") else "failed" for r in results] == [
-        ok, "failed", "failed", ok, ok, ok, hello, "failed", ""  # a refused CONNECT: closed unanswered
+        ok, "failed", "failed", ok, ok, ok, hello, "failed", "", ok  # "": refused, closed unanswered
     ]  # fmt: skip
 
     assert docker("stop", "-t", "10", proxy).returncode == 0
@@ -174,6 +181,7 @@ def test_a_tunnel_is_spliced_only_for_the_sni_of_its_entry(rig: Rig, tmp_path: P
             ("-", "db.test", 5432, "TCP_TUNNEL", "allow:db.test:5432"),
             ("CONNECT", "db.test", 5432, "NONE_NONE", "deny:sni_not_allowlisted"),
             ("CONNECT", "denied.test", 443, "NONE_NONE", "deny:not_allowlisted"),
+            ("CONNECT", origin_ip, 443, "TCP_TUNNEL", f"allow:{origin_ip}/32:443"),
         ]
     ), seen
     for entry in log:
@@ -185,7 +193,7 @@ def test_a_tunnel_is_spliced_only_for_the_sni_of_its_entry(rig: Rig, tmp_path: P
     # saw only their SNIs (None: the handshake without one).
     lines = docker("logs", origin).stdout.splitlines()
     assert sorted(line for line in lines if line.startswith("sni")) == sorted(
-        ["sni allowed.test", "sni ALLOWED.TEST", "sni None", "sni www.cdn.test"]
+        ["sni allowed.test", "sni ALLOWED.TEST", "sni None", "sni www.cdn.test", "sni denied.test"]
     ), lines
-    assert lines.count("accept 443") == lines.count("handshake") == 4, lines
+    assert lines.count("accept 443") == lines.count("handshake") == 5, lines
     assert lines.count("accept 5432") == 1 and "raw PING" in lines, lines
