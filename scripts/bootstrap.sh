@@ -122,20 +122,30 @@ ensure_image() {
 # registry may be reachable and the proxy is the one component that sees the task's traffic.
 # Setuid/setgid bits are stripped (the proxy runs as the unprivileged `proxy` user with no
 # capabilities); the entrypoint reads the config aido generates per run.
+#
+# squid-openssl, not squid: Debian's plain squid is built with GnuTLS, which cannot peek at a
+# TLS ClientHello (ssl_bump), and the proxy checks each tunnel's SNI against the allowlist.
+# An ssl-bump port needs a certificate even though it never bumps (only peek, splice and
+# terminate): a throwaway self-signed one is made here, in the image, and never presented.
+# The label says which build an image is; an older image under the same tag is rebuilt.
 EGRESS_TAG="${AIDO_EGRESS_IMAGE:-aido/egress-squid:bookworm}"
+EGRESS_BUILD="squid-openssl-1"
 
 ensure_egress_image() {
-  if docker image inspect "$EGRESS_TAG" >/dev/null 2>&1; then
+  local have
+  have="$(docker image inspect -f '{{index .Config.Labels "org.aido.egress"}}' "$EGRESS_TAG" 2>/dev/null || true)"
+  if [ "$have" = "$EGRESS_BUILD" ]; then
     log "image $EGRESS_TAG: present"
     return
   fi
-  local tarball="$CACHE_DIR/bookworm-squid.tar"
+  if [ -n "$have" ]; then log "image $EGRESS_TAG: an older build ($have), rebuilding as $EGRESS_BUILD"; fi
+  local tarball="$CACHE_DIR/bookworm-squid-openssl.tar"
   if [ ! -s "$tarball" ]; then
     command -v debootstrap >/dev/null 2>&1 || { log "installing debootstrap ..."; apt_install debootstrap; }
     local root
     root="$(mktemp -d /tmp/aido-squid-rootfs.XXXXXX)"
-    log "debootstrap bookworm with squid into $root (about a minute) ..."
-    $SUDO debootstrap --variant=minbase --include=squid bookworm "$root" \
+    log "debootstrap bookworm with squid-openssl into $root (about a minute) ..."
+    $SUDO debootstrap --variant=minbase --include=squid-openssl,openssl bookworm "$root" \
       http://deb.debian.org/debian >/tmp/aido-debootstrap-squid.log 2>&1 || {
         tail -n 20 /tmp/aido-debootstrap-squid.log >&2; exit 1; }
     # Security updates: the proxy parses whatever a hostile task sends it.
@@ -147,6 +157,14 @@ ensure_egress_image() {
       log "WARNING: could not apply security updates to the proxy image (see /tmp/aido-debootstrap-squid.log)"
     fi
     $SUDO chroot "$root" apt-get clean >/dev/null 2>&1 || true
+    # The ssl-bump port's certificate: never presented (nothing is bumped), but Squid
+    # refuses an ssl-bump port without one. Readable by the proxy user only.
+    $SUDO chroot "$root" openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+      -nodes -days 3650 -subj /CN=aido-egress-never-presented \
+      -keyout /etc/squid/aido-peek.key -out /etc/squid/aido-peek.pem >>/tmp/aido-debootstrap-squid.log 2>&1 || {
+        tail -n 20 /tmp/aido-debootstrap-squid.log >&2; exit 1; }
+    $SUDO chroot "$root" chown proxy:proxy /etc/squid/aido-peek.key /etc/squid/aido-peek.pem
+    $SUDO chmod 0400 "$root/etc/squid/aido-peek.key"
     $SUDO sh -c ': > "$1/etc/resolv.conf"' sh "$root"
     $SUDO rm -rf "$root/var/lib/apt/lists/"* "$root/var/cache/apt/archives/"*.deb \
       "$root/usr/share/doc" "$root/usr/share/man" "$root/usr/share/info" "$root/usr/share/locale"
@@ -161,7 +179,7 @@ ensure_egress_image() {
     --change 'USER proxy' \
     --change 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENTRYPOINT ["/usr/sbin/squid", "-N", "-f", "/etc/squid/squid.conf"]' \
-    --change 'LABEL org.aido.egress=squid' \
+    --change "LABEL org.aido.egress=$EGRESS_BUILD" \
     "$tarball" "$EGRESS_TAG" >/dev/null
 }
 

@@ -44,6 +44,10 @@ def http_access(conf: str) -> list[str]:
     return [line for line in conf.splitlines() if line.startswith("http_access ")]
 
 
+def ssl_bump(conf: str) -> list[str]:
+    return [line for line in conf.splitlines() if line.startswith("ssl_bump ")]
+
+
 def acl_values(conf: str, name: str) -> list[str]:
     (line,) = [line for line in conf.splitlines() if line.startswith(f"acl {name} ")]
     return line.split()[2:]
@@ -54,18 +58,44 @@ def test_pypi_allowlist_gives_exactly_these_rules() -> None:
     assert http_access(conf) == [
         "http_access deny manager why_manager",
         "http_access deny !aido_clients why_not_client",
+        "http_access allow CONNECT !peeked",  # decided by ssl_bump, below
         "http_access deny ip_literal why_ip_literal",
         "http_access deny !allowlisted why_not_allowlisted",
         "http_access deny blocked_dst why_blocked_dst",
         "http_access deny self why_blocked_dst",
-        "http_access allow CONNECT e0 port_443 why_0",
         "http_access allow http_scheme e0 port_80 why_0",
-        "http_access allow CONNECT e1 port_443 why_1",
+        "http_access allow peeked e0 port_443",  # the tunnel, once spliced or not TLS
         "http_access allow http_scheme e1 port_80 why_1",
-        "http_access allow CONNECT e2 e2_port why_2",
+        "http_access allow peeked e1 port_443",
         "http_access allow http_scheme e2 e2_port why_2",
+        "http_access allow peeked e2 e2_port",
         "http_access deny all why_port_or_method",
     ]
+    # CONNECT: the same chain at step 1 (terminate: closed unanswered), then the SNI check.
+    assert ssl_bump(conf) == [
+        "ssl_bump terminate step1 ip_literal why_ip_literal",
+        "ssl_bump terminate step1 !allowlisted why_not_allowlisted",
+        "ssl_bump terminate step1 blocked_dst why_blocked_dst",
+        "ssl_bump terminate step1 self why_blocked_dst",
+        "ssl_bump peek step1 CONNECT e0 port_443 tunnel_0",
+        "ssl_bump peek step1 CONNECT e1 port_443 tunnel_1",
+        "ssl_bump peek step1 CONNECT e2 e2_port tunnel_2",
+        "ssl_bump terminate step1 all why_port_or_method",
+        "ssl_bump splice CONNECT e0 port_443 sni_e0 spliced",
+        "ssl_bump splice CONNECT e1 port_443 sni_e1 spliced",
+        "ssl_bump splice CONNECT e2 e2_port sni_e2 spliced",
+        "ssl_bump terminate !sni_allowlisted why_sni_not_allowlisted",
+        "ssl_bump terminate all why_sni_mismatch",
+    ]
+    assert acl_values(conf, "sni_e0") == ["ssl::server_name", "--client-requested", "pypi.org"]
+    assert acl_values(conf, "sni_e1") == ["ssl::server_name", "--client-requested", ".pythonhosted.org"]
+    assert acl_values(conf, "sni_allowlisted")[2:] == ["pypi.org", ".pythonhosted.org", "api.example.com"]
+    assert "acl tunnel_1 annotate_client aido=allow:*.pythonhosted.org aido_tunnel=yes" in conf
+    assert acl_values(conf, "peeked") == ["note", "aido_tunnel", "yes"]
+    lines = conf.splitlines()
+    assert lines[0].startswith("http_port 3128 ssl-bump ") and "generate-host-certificates=off" in lines[0]
+    assert "on_unsupported_protocol tunnel all spliced" in lines
+    assert "acl step1 at_step SslBump1" in lines
     assert acl_values(conf, "aido_clients") == ["src", SUBNET]
     assert acl_values(conf, "self") == ["dst", "0.0.0.0/8", "127.0.0.0/8", SUBNET]  # the proxy itself
     assert acl_values(conf, "e0") == ["dstdomain", "-n", "pypi.org"]
@@ -99,21 +129,34 @@ def test_no_name_is_resolved_before_the_allowlist_decides(name: str) -> None:
     conf = config(ALLOWLISTS[name], SUBNET)
     resolving = {line.split()[1] for line in conf.splitlines() if re.match(r"acl \S+ dst (?!-n )", line)}
     assert "blocked_dst" in resolving
-    rules = http_access(conf)
-    cut = next(i for i, rule in enumerate(rules) if "why_not_allowlisted" in rule)
-    assert rules.index("http_access deny ip_literal why_ip_literal") < cut
-    for rule in rules[: cut + 1]:
-        assert not {acl.lstrip("!") for acl in rule.split()[2:]} & resolving, rule
-    assert rules[-1] == "http_access deny all why_port_or_method"
+    for rules, deny_literal, last in (
+        (
+            http_access(conf),
+            "http_access deny ip_literal why_ip_literal",
+            "http_access deny all why_port_or_method",
+        ),
+        (
+            [rule for rule in ssl_bump(conf) if " step1 " in rule],  # CONNECT
+            "ssl_bump terminate step1 ip_literal why_ip_literal",
+            "ssl_bump terminate step1 all why_port_or_method",
+        ),
+    ):
+        cut = next(i for i, rule in enumerate(rules) if "why_not_allowlisted" in rule)
+        assert rules.index(deny_literal) < cut
+        for rule in rules[: cut + 1]:
+            assert not {acl.lstrip("!") for acl in rule.split()[2:]} & resolving, rule
+        assert rules[-1] == last
     assert "allow all" not in conf
 
 
 def test_a_port_entry_allows_that_port_only() -> None:
-    rules = http_access(config(ALLOWLISTS["ports"], SUBNET))
-    assert "http_access allow CONNECT e0 e0_port why_0" in rules
+    conf = config(ALLOWLISTS["ports"], SUBNET)
+    rules = http_access(conf) + ssl_bump(conf)
+    assert "ssl_bump peek step1 CONNECT e0 e0_port tunnel_0" in rules
+    assert "ssl_bump splice CONNECT e0 e0_port sni_e0 spliced" in rules
+    assert "http_access allow peeked e0 e0_port" in rules
     assert "http_access allow http_scheme e0 e0_port why_0" in rules
     assert not [rule for rule in rules if " e0 port_" in rule]
-    conf = config(ALLOWLISTS["ports"], SUBNET)
     assert acl_values(conf, "e0_port") == ["port", "8443"]
     assert acl_values(conf, "e2_port") == ["port", "8080"]
     assert "acl why_2 annotate_transaction aido=allow:*.cdn.test:8080" in conf
@@ -128,9 +171,14 @@ def test_names_a_wildcard_covers_leave_the_allowlisted_acl() -> None:
 
 
 def test_an_empty_allowlist_refuses_every_name() -> None:
-    rules = http_access(config((), SUBNET))
+    conf = config((), SUBNET)
+    rules = http_access(conf)
     assert "http_access deny all why_not_allowlisted" in rules
-    assert not [rule for rule in rules if rule.startswith("http_access allow")]
+    assert [rule for rule in rules if rule.startswith("http_access allow")] == [
+        "http_access allow CONNECT !peeked"
+    ]
+    assert "ssl_bump terminate step1 all why_not_allowlisted" in ssl_bump(conf)
+    assert not [rule for rule in ssl_bump(conf) if rule.startswith(("ssl_bump peek", "ssl_bump splice"))]
 
 
 def test_opted_in_ranges_allow_ip_literals_there_and_leave_the_blocked_ranges() -> None:
@@ -141,14 +189,22 @@ def test_opted_in_ranges_allow_ip_literals_there_and_leave_the_blocked_ranges() 
     )
     conf = config(entries, SUBNET)
     rules = http_access(conf)
-    assert rules[2:8] == [
+    assert rules[3:9] == [
         "http_access deny ip_literal self_literal why_ip_literal",  # never the proxy itself
-        "http_access allow ip_literal CONNECT e1 e1_port why_1",
         "http_access allow ip_literal http_scheme e1 e1_port why_1",
-        "http_access allow ip_literal CONNECT e2 port_443 why_2",
+        "http_access allow ip_literal peeked e1 e1_port",
         "http_access allow ip_literal http_scheme e2 port_80 why_2",
+        "http_access allow ip_literal peeked e2 port_443",
         "http_access deny ip_literal why_ip_literal",
     ]
+    assert ssl_bump(conf)[:4] == [
+        "ssl_bump terminate step1 ip_literal self_literal why_ip_literal",
+        "ssl_bump peek step1 ip_literal CONNECT e1 e1_port tunnel_1",
+        "ssl_bump peek step1 ip_literal CONNECT e2 port_443 tunnel_2",
+        "ssl_bump terminate step1 ip_literal why_ip_literal",
+    ]
+    # A range names no server: its tunnels are spliced whatever their SNI.
+    assert "ssl_bump splice ip_literal CONNECT e1 e1_port spliced" in ssl_bump(conf)
     assert acl_values(conf, "e1") == ["dst", "-n", "10.1.0.0/16"]  # -n: IP-literal hosts only, no lookup
     assert acl_values(conf, "e2") == ["dst", "-n", "169.254.169.254/32"]
     assert "acl why_2 annotate_transaction aido=allow:169.254.169.254" in conf
@@ -176,7 +232,11 @@ def test_opting_into_everything_keeps_the_name_check_and_the_proxys_own_addresse
     assert acl_values(conf, "e0") == ["dst", "-n", "0.0.0.0/1", "128.0.0.0/1"]  # Squid refuses 0.0.0.0/0
     rules = http_access(conf)
     assert rules.index("http_access deny ip_literal self_literal why_ip_literal") < rules.index(
-        "http_access allow ip_literal CONNECT e0 port_443 why_0"
+        "http_access allow ip_literal http_scheme e0 port_80 why_0"
+    )
+    steps = ssl_bump(conf)
+    assert steps.index("ssl_bump terminate step1 ip_literal self_literal why_ip_literal") < steps.index(
+        "ssl_bump peek step1 ip_literal CONNECT e0 port_443 tunnel_0"
     )
     assert (
         "http_access deny all why_not_allowlisted" in rules
@@ -397,3 +457,35 @@ def test_parse_log_fuzz() -> None:
         line = " ".join(rng.choice(tokens) for _ in range(rng.choice([12, 13, 13, 14])))
         for entry in parse_log(line):
             assert set(entry) == KEYS or set(entry) == {"unparsed"}
+
+
+def test_listen_binds_the_proxys_address_only() -> None:
+    assert config(PYPI, SUBNET).splitlines()[0].startswith("http_port 3128 ssl-bump ")
+    assert (
+        config(PYPI, SUBNET, listen="172.30.5.2")
+        .splitlines()[0]
+        .startswith("http_port 172.30.5.2:3128 ssl-bump ")
+    )
+    for bad in ("::1", "172.30.5.2:80", "host.test", "1.2.3.4 ssl-bump", "172.30.5.2\nhttp_port 80"):
+        with pytest.raises(ValueError, match="listen"):
+            config(PYPI, SUBNET, listen=bad)
+
+
+def test_a_tunnel_is_logged_once_and_its_sni_denials_say_why() -> None:
+    conf = config(PYPI, SUBNET).splitlines()
+    # Squid's line for an answered CONNECT that was handed over (spliced, or tunnelled as
+    # not TLS) is left out: the tunnel's own line follows. Refused, terminated and never
+    # handed over CONNECTs are logged.
+    assert [line for line in conf if line.startswith("access_log")] == [
+        "access_log stdio:/dev/stdout aido !answered"
+    ]
+    assert "acl answered all-of CONNECT spliced_note answered_status answered_hier" in conf
+    assert "on_unsupported_protocol tunnel all spliced" in conf
+    mark = conf.index("acl spliced annotate_client aido_spliced=yes")
+    assert mark < conf.index("ssl_bump splice CONNECT e0 port_443 sni_e0 spliced")
+    assert mark < conf.index("on_unsupported_protocol tunnel all spliced")
+    assert conf.index("acl spliced_note note aido_spliced yes") < conf.index(
+        "access_log stdio:/dev/stdout aido !answered"
+    )
+    for reason in ("sni_not_allowlisted", "sni_mismatch"):
+        assert f"acl why_{reason} annotate_client aido=deny:{reason} aido_tunnel=no" in conf

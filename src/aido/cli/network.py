@@ -18,6 +18,8 @@ REASONS = {
     "deny:manager": "the proxy's own manager interface",
     "deny:port_or_method": "port or method not allowed",
     "deny:invalid_request": "not a valid request",
+    "deny:sni_not_allowlisted": "TLS asked for a name not in the allowlist",
+    "deny:sni_mismatch": "TLS asked for another name than the tunnel's",
 }
 UNPARSED_SHOWN = 100  # characters of an unparsed line in the table (network.jsonl has it all)
 

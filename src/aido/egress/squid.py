@@ -24,6 +24,17 @@ threat model):
    and any name below it, at any depth.
 7. ``deny all``.
 
+CONNECT (HTTPS and any other tunnel) takes the same chain, as ``ssl_bump`` rules at step 1
+(``terminate``: closed unanswered, see _split_connect), then, once the task's first bytes
+are read, a second check: a TLS ClientHello's SNI must fall under the entry that allowed
+the CONNECT (a plain name: that name, case aside; a wildcard: a name under it; same port
+rule), else the tunnel is terminated before the proxy connects anywhere (domain fronting:
+``deny:sni_not_allowlisted``, or ``deny:sni_mismatch`` for a listed name of another entry).
+Nothing is ever decrypted (peek, splice, terminate; never bump). A ClientHello without SNI
+is judged by the CONNECT target, already allowed; an address-range entry names no server,
+so its tunnels are spliced whatever their SNI; bytes that are not TLS (a database protocol
+on a port entry) are tunnelled as they are (on_unsupported_protocol).
+
 Each decisive rule annotates the transaction (``aido=allow:<entry>`` or
 ``aido=deny:<reason>``), so every access-log line says which rule decided it.
 
@@ -38,10 +49,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from aido.egress.allowlist import Entry
+from aido.egress.squid_log import LOGFORMAT as LOGFORMAT
+from aido.egress.squid_log import gaps as gaps
+from aido.egress.squid_log import parse_log as parse_log
 
 PORT = 3128  # where the proxy listens on the run's internal network
 
@@ -75,13 +88,6 @@ BLOCKED: tuple[str, ...] = (
     "fe80::/10",
     "ff00::/8",
 )
-
-# One line per request, space-separated, a fixed number of fields: every field the task
-# can influence (method, host, the note) is URL-encoded (%#), so spaces, control bytes
-# and '%' itself can never split or forge a line. %sn numbers the lines (0, 1, ...): a
-# missing number is a lost line (see gaps()). Verified against Squid 5.7.
-LOGFORMAT = "%sn %ts.%03tu %>a %#rm %#>rd %>rP %Ss %>Hs %>st %<st %<a %<p %#{aido}note"
-_FIELDS = 13
 
 _SELF = ("0.0.0.0/8", "127.0.0.0/8")  # and the clients' network: see config()
 _RANGE = re.compile(r"[0-9a-f.:/]{2,43}")
@@ -174,15 +180,30 @@ def _clients(clients: str) -> str:
     return str(network)
 
 
-def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...] = BLOCKED) -> str:
-    """squid.conf allowing exactly ``entries`` to clients in the subnet ``clients``.
-    ValueError if an entry, ``clients`` or a blocked range is not what its type promises
-    (entries come validated; this is the last guard against a line being injected)."""
+def config(
+    entries: tuple[Entry, ...],
+    clients: str,
+    *,
+    blocked: tuple[str, ...] = BLOCKED,
+    listen: str | None = None,
+) -> str:
+    """squid.conf allowing exactly ``entries`` to clients in the subnet ``clients``,
+    listening on ``listen`` (an IPv4 address: the proxy's on the run's network) or, without
+    it, on every address. ValueError if an entry, ``clients``, ``listen`` or a blocked range
+    is not what its type promises (entries come validated; this is the last guard against a
+    line being injected)."""
     client_net = _clients(clients)
+    port_line = _port_line(listen)
     opted = [_check_network(entry) for entry in entries if entry.network]
     acls = [
         "acl CONNECT method CONNECT",
         "acl http_scheme proto HTTP",
+        # Squid checks a tunnel again once it is spliced, or once its first bytes turn out
+        # not to be TLS (on_unsupported_protocol), as a request of its own (no method, or
+        # CONNECT) on the same client connection: that connection's CONNECT was allowed
+        # at step 1, which annotated the connection (its note is then every later line's).
+        "acl peeked note aido_tunnel yes",
+        "acl spliced annotate_client aido_spliced=yes",  # handed over: see _ACCESS_LOG
         "acl port_80 port 80",
         "acl port_443 port 443",
         f"acl aido_clients src {client_net}",
@@ -198,9 +219,11 @@ def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...]
         rules.append("http_access deny ip_literal self_literal why_ip_literal")
     names: list[str] = []  # the dstdomain value of every name entry
     allows: list[str] = []
+    splices: list[str] = []  # ssl_bump: which tunnels keep going once their SNI is known
     for number, entry in enumerate(entries):
         port, text = _check_port(entry), label(entry)
         notes.append(f"acl why_{number} annotate_transaction aido=allow:{text}")
+        notes.append(f"acl tunnel_{number} annotate_client aido=allow:{text} aido_tunnel=yes")
         if entry.network:
             # `dst -n` matches IP-literal hosts only and never resolves; these rules come
             # before `deny ip_literal`, and `ip_literal` is checked first anyway.
@@ -216,6 +239,15 @@ def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...]
         tls, plain = ("port_443", "port_80") if port is None else (f"e{number}_port",) * 2
         lines.append(f"http_access allow {prefix}CONNECT e{number} {tls} why_{number}")
         lines.append(f"http_access allow {prefix}http_scheme e{number} {plain} why_{number}")
+        lines.append(f"http_access allow {prefix}peeked e{number} {tls}")
+        if entry.network:
+            # An address range names no server: any SNI goes to that address, nowhere else.
+            splices.append(f"ssl_bump splice ip_literal CONNECT e{number} {tls} spliced")
+        else:
+            # The SNI must fall under the same entry (and port rule) as the CONNECT target:
+            # for a plain name, the same name.
+            acls.append(f"acl sni_e{number} ssl::server_name --client-requested {value}")
+            splices.append(f"ssl_bump splice CONNECT e{number} {tls} sni_e{number} spliced")
     rules.append("http_access deny ip_literal why_ip_literal")
     listed = _dstdomain_set(names)
     if listed:
@@ -230,10 +262,51 @@ def config(entries: tuple[Entry, ...], clients: str, *, blocked: tuple[str, ...]
     rules.append("http_access deny self why_blocked_dst")
     rules += allows
     rules.append("http_access deny all why_port_or_method")
-    text = "\n".join([*_SETTINGS, *acls, *notes, *rules, "icp_access deny all", "htcp_access deny all", ""])
+    rules, steps = _split_connect(rules)
+    if listed:
+        acls.append("acl sni_allowlisted ssl::server_name --client-requested " + " ".join(listed))
+        splices.append("ssl_bump terminate !sni_allowlisted why_sni_not_allowlisted")
+    else:
+        splices.append("ssl_bump terminate all why_sni_not_allowlisted")
+    notes += [f"acl why_{reason} annotate_client aido=deny:{reason} aido_tunnel=no" for reason in _SNI_WHY]
+    tls_rules = [*_TLS_SETTINGS, *steps, *splices, "ssl_bump terminate all why_sni_mismatch", *_ACCESS_LOG]
+    body = [
+        port_line,
+        *_SETTINGS,
+        *acls,
+        *notes,
+        *rules,
+        *tls_rules,
+        "icp_access deny all",
+        "htcp_access deny all",
+    ]
+    text = "\n".join([*body, ""])
     if any(not line.isprintable() or "#" in line.partition("logformat")[0] for line in text.splitlines()):
         raise ValueError("generated squid.conf has an unexpected character")  # cannot happen: checked above
     return text
+
+
+def _split_connect(rules: list[str]) -> tuple[list[str], list[str]]:
+    """The same decision chain, CONNECTs decided by ssl_bump at step 1 instead of http_access.
+    Squid 5.7 answers a CONNECT that http_access denies on an ssl-bump port by bumping the
+    tunnel to show its error page inside TLS (client_side_request.cc: "Force bump action on
+    error"): a 200, then Squid's own certificate. ``ssl_bump terminate`` at step 1 closes
+    the connection instead, before any "200" and before any connection to the server; an
+    allowed CONNECT is peeked at (its SNI is then checked at step 2)."""
+    http = [*rules[:2], "http_access allow CONNECT !peeked"]  # manager, not_client: then ssl_bump
+    steps = []
+    for line in rules[2:]:
+        words = line.split()
+        if words[1] == "deny":
+            http.append(line)
+            steps.append(" ".join(["ssl_bump terminate step1", *words[2:]]))
+        elif "CONNECT" in words:
+            steps.append(
+                " ".join(["ssl_bump peek step1", *words[2:-1], words[-1].replace("why_", "tunnel_")])
+            )
+        else:
+            http.append(line)
+    return http, steps
 
 
 def _dstdomain_set(values: list[str]) -> list[str]:
@@ -250,8 +323,54 @@ def _dstdomain_set(values: list[str]) -> list[str]:
     return [value for value in unique if not covered(value)]
 
 
+def _port_line(listen: str | None) -> str:
+    """The listening port. ``ssl-bump`` lets the ssl_bump rules peek at each tunnel's TLS
+    ClientHello; the certificate (made when the image is built, scripts/bootstrap.sh) is
+    required by Squid for such a port but never presented: nothing is bumped (decrypted),
+    tunnels are only spliced or terminated, and generate-host-certificates=off starts no
+    certificate helper."""
+    where = str(PORT)
+    if listen is not None:
+        try:
+            address = ipaddress.ip_address(listen) if _RANGE.fullmatch(listen) else None
+        except ValueError:
+            address = None
+        if not isinstance(address, ipaddress.IPv4Address):
+            raise ValueError(f"listen {listen!r}: expected the proxy's IPv4 address")
+        where = f"{address}:{PORT}"
+    return f"http_port {where} ssl-bump {_PEEK_CERT} generate-host-certificates=off"
+
+
+_PEEK_CERT = "tls-cert=/etc/squid/aido-peek.pem tls-key=/etc/squid/aido-peek.key"
+_SNI_WHY = ("sni_not_allowlisted", "sni_mismatch")
+
+# A CONNECT that http_access allowed is answered "200", then the proxy reads the task's
+# first bytes (peek at step 1, before any connection to the server) and decides on the TLS
+# ClientHello's SNI: splice (a byte-for-byte tunnel, never decrypted) when it falls under
+# the entry that allowed the CONNECT, else terminate (the task's connection is closed, the
+# server is never contacted). A ClientHello without SNI is judged by the CONNECT target
+# (already allowed). Bytes that are not TLS (a database protocol to a port entry) cannot be
+# peeked at and are tunnelled as they are: on_unsupported_protocol.
+# After the ACLs it names.
+_ACCESS_LOG = (
+    # An allowed tunnel's CONNECT is logged twice by Squid: once answered (when it hands the
+    # connection over to be spliced or tunnelled: 200, no server yet) and once as the tunnel
+    # when it closes (with the server and the bytes). The first is left out: one line per
+    # tunnel. Refused and terminated CONNECTs, and one still waiting for the task's first
+    # bytes when the proxy stops, were never handed over ("spliced") and are logged.
+    "acl spliced_note note aido_spliced yes",
+    "acl answered_status http_status 200",
+    "acl answered_hier hier_code HIER_NONE",
+    "acl answered all-of CONNECT spliced_note answered_status answered_hier",
+    "access_log stdio:/dev/stdout aido !answered",
+)
+
+_TLS_SETTINGS = (
+    "acl step1 at_step SslBump1",
+    "on_unsupported_protocol tunnel all spliced",
+)
+
 _SETTINGS = (
-    f"http_port {PORT}",
     "pid_filename none",
     "coredump_dir none",
     "cache deny all",
@@ -274,99 +393,4 @@ _SETTINGS = (
     "logfile_rotate 0",
     "cache_log stdio:/dev/stderr",
     f"logformat aido {LOGFORMAT}",
-    "access_log stdio:/dev/stdout aido",
 )
-
-
-# A logged field is %-encoded (%#); decode only the escapes of printable, non-space ASCII
-# other than '%', so that a field stays one printable token and a literal '%' in the result
-# always starts an escape: '%5B::1%5D' -> '[::1]', 'a%20b' stays.
-_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
-_TOKEN = re.compile(r"[!-~]+")  # what Squid writes: anything else is not its line
-
-
-def _decode(field: str) -> str:
-    def one(match: re.Match[str]) -> str:
-        char = chr(int(match.group(1), 16))
-        return char if "!" <= char <= "~" and char != "%" else match.group(0)
-
-    return _ESCAPE.sub(one, field)
-
-
-def _number(field: str) -> int | None:
-    return int(field) if field.isdigit() and len(field) <= 20 else None
-
-
-def _entry(line: str) -> dict[str, Any] | None:
-    fields = line.split(" ")
-    if len(fields) != _FIELDS or not all(_TOKEN.fullmatch(field) for field in fields):
-        return None
-    seq, stamp, client, method, host, port, result, status, sent, received, server, sport, note = fields
-    seconds, dot, millis = stamp.partition(".")
-    if not (_number(seq) is not None and seconds.isdigit() and dot and len(millis) == 3 and millis.isdigit()):
-        return None
-    if not (sent.isdigit() and received.isdigit()):
-        return None
-    try:
-        when = datetime.fromtimestamp(int(seconds), UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-    reason = _decode(note) if note != "-" else "deny:invalid_request"
-    if not (reason.startswith("allow:") or reason.startswith("deny:")):
-        return None
-    return {
-        "seq": int(seq),
-        "time": when.strftime("%Y-%m-%dT%H:%M:%S.") + millis + "Z",
-        "client": _decode(client),
-        "method": _decode(method),
-        "host": _decode(host),
-        "port": _number(port),
-        "decision": "allowed" if reason.startswith("allow:") else "denied",
-        "reason": reason,
-        "result": _decode(result),
-        "status": _number(status) or None,
-        "bytes_sent": int(sent),
-        "bytes_received": int(received),
-        "server": f"{_decode(server)}:{sport}" if server != "-" and sport.isdigit() else None,
-    }
-
-
-def parse_log(text: str) -> list[dict[str, Any]]:
-    """The access log's entries, in order, each a dict with exactly these keys:
-    seq (int), time (ISO 8601 UTC with milliseconds), client, method, host, port (int|None),
-    decision ("allowed" if aido's note says allow:, else "denied"), reason (the note, e.g.
-    "allow:*.pythonhosted.org", "deny:not_allowlisted"; "deny:invalid_request" without one),
-    result (Squid's, e.g. "TCP_TUNNEL"), status (int|None), bytes_sent (by the task: the
-    request's size), bytes_received (by the task: the reply's size), server ("ip:port"|None).
-    A line that does not parse (the task chose odd bytes) becomes {"unparsed": <the line,
-    at most 512 characters>}: kept, never guessed at.
-
-    ``time`` is when Squid logged the request, i.e. when it ended: lines come in the order
-    requests finished, and a tunnel (CONNECT) is logged when it closes; one still open is
-    logged when the proxy is stopped (SIGTERM: ``docker stop``; SIGKILL loses it unseen).
-
-    Text fields are printable and space-free: bytes Squid %-encoded stay %-encoded (a host
-    ``a%20b`` had a space), only printable ASCII is decoded (``%5B::1%5D`` -> ``[::1]``).
-    ``seq`` counts from 0 (the proxy's first line) up by one a line; a missing number is a
-    lost line, which ``gaps(entries)`` counts.
-    A request Squid could not parse is logged with host "-" (method "-" too if it had
-    none), port and server None, reason "deny:invalid_request".
-    Blank lines are skipped; a line may end in CR (a terminal's log)."""
-    entries: list[dict[str, Any]] = []
-    for raw in text.split("\n"):
-        line = raw.removesuffix("\r")
-        if not line.strip():
-            continue
-        entries.append(_entry(line) or {"unparsed": line[:512]})
-    return entries
-
-
-def gaps(entries: list[dict[str, Any]]) -> int:
-    """How many lines are missing from a parsed log: sequence numbers that neither a parsed
-    entry nor an unparsed line (each standing for one number) accounts for, from 0 (Squid's
-    first) up to the last number seen. 0 for a complete log."""
-    seen: set[int] = {entry["seq"] for entry in entries if isinstance(entry.get("seq"), int)}
-    if not seen:
-        return 0
-    unparsed = sum(1 for entry in entries if "unparsed" in entry)
-    return max(0, max(seen) + 1 - len(seen) - unparsed)

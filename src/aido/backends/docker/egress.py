@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 IMAGE_HINT = "build it with scripts/bootstrap.sh (offline, from Debian's squid package)"
 SUBNETS = ipaddress.ip_network("198.18.0.0/15")
 PROXY_USER = "proxy"  # Squid must start unprivileged: as root without capabilities it crashes
-READY_LINE = b"Accepting HTTP Socket connections"
+READY_LINE = b"HTTP Socket connections at"  # "Accepting SSL bumped HTTP Socket connections at ..."
 SHUTDOWN_LINE = b"Preparing for shutdown"
 READY_SECONDS = 15.0
 STOP_SECONDS = 5.0  # for Squid to begin (or, the task maybe alive, finish) its shutdown
@@ -150,7 +150,9 @@ def up(backend: DockerBackend, request: ExecRequest) -> Proxy:
     container_id = ""
     try:
         address = str(next(ipaddress.ip_network(subnet).hosts()) + 1)  # .1 is the (unused) gateway
-        text = _listen_only(config(entries, subnet), address)
+        # Listen on the internal network only: the upstream network's other containers must
+        # not even reach the proxy's port (they would be refused, but need not get that far).
+        text = config(entries, subnet, listen=address)
         conf = Path(conf_dir) / "squid.conf"
         conf.write_text(text)
         # Squid reads it as its own unprivileged user; it holds the allowlist, no secret.
@@ -214,18 +216,6 @@ def _died(backend: DockerBackend, container_id: str) -> str | None:
         return None
     oom = bool(state.get("OOMKilled"))
     return f"the proxy stopped during the run (exit {state.get('ExitCode')}, OOM: {oom})"
-
-
-def _listen_only(text: str, address: str) -> str:
-    """Listen on the internal network only: the upstream network's other containers must
-    not even reach the proxy's port (they would be refused, but need not get that far)."""
-    from aido.egress.squid import PORT
-
-    lines = text.splitlines()
-    out = [f"http_port {address}:{PORT}" if line.strip() == f"http_port {PORT}" else line for line in lines]
-    if f"http_port {address}:{PORT}" not in out:
-        raise RuntimeFailure("the generated proxy config has no `http_port` line to bind")
-    return "\n".join(out) + "\n"
 
 
 def _create_network(backend: DockerBackend, name: str, labels: dict[str, str]) -> tuple[str, str, str]:
