@@ -418,3 +418,37 @@ def test_a_proxy_that_dies_fails_closed_and_the_evidence_says_so(
     assert "the proxy stopped during the run" in network["error"]
     assert network["requests"] == {"allowed": 1, "denied": 0, "unparsed": 0}
     assert egress_objects(sandbox_id) == ([], [])
+
+
+def test_a_missing_or_older_proxy_image_refuses_the_run(aido: Aido, project: Path) -> None:
+    """Never a run without its proxy, nor with a proxy build that cannot check TLS names:
+    exit 125 with the fix, and nothing of the run left behind."""
+    sandbox_id = sandbox_up(aido)
+    write(project / "hello.py", "print('hi')\n")
+    older = f"aido-test-egress-older:{time.monotonic_ns()}"
+    made = subprocess.run(
+        ["docker", "create", "--network", "none", "aido/egress-squid:bookworm"],
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    container = made.stdout.strip()
+    try:
+        subprocess.run(
+            ["docker", "commit", "--change", "LABEL org.aido.egress=squid-gnutls", container, older],
+            capture_output=True, check=True,
+        )  # fmt: skip
+        for image, said in (
+            ("aido-test-egress-absent:1", "is missing"),
+            (older, "is build 'squid-gnutls', this aido needs"),
+        ):
+            ran = aido(
+                "run", "--allow-host", "allowed.test", "--yes", "hello.py", env={"AIDO_EGRESS_IMAGE": image}
+            )
+            assert ran.code == 125, ran.stderr
+            assert said in ran.stderr and "scripts/bootstrap.sh" in ran.stderr
+            assert ran.stdout == ""
+            assert egress_objects(sandbox_id) == ([], [])
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+        subprocess.run(["docker", "rmi", older], capture_output=True, check=False)

@@ -37,7 +37,8 @@ from aido.values import dataclass
 if TYPE_CHECKING:
     from aido.backends.docker.adapter import DockerBackend
 
-IMAGE_HINT = "build it with scripts/bootstrap.sh (offline, from Debian's squid package)"
+IMAGE_HINT = "build it with scripts/bootstrap.sh (offline, from Debian's squid-openssl package)"
+IMAGE_BUILD = "squid-openssl-1"  # the image's org.aido.egress label (scripts/bootstrap.sh EGRESS_BUILD)
 SUBNETS = ipaddress.ip_network("198.18.0.0/15")
 PROXY_USER = "proxy"  # Squid must start unprivileged: as root without capabilities it crashes
 READY_LINE = b"HTTP Socket connections at"  # "Accepting SSL bumped HTTP Socket connections at ..."
@@ -141,9 +142,7 @@ def up(backend: DockerBackend, request: ExecRequest) -> Proxy:
 
     entries = parse_allowlist(list(request.egress), allow_ip_ranges=True)
     upstream, dns = upstream_network(), upstream_dns()
-    image_id = backend.image_id(IMAGE)
-    if not image_id:
-        raise ImageUnavailable(f"the egress proxy's image {IMAGE} is missing", hint=IMAGE_HINT)
+    image_id = _image(backend)
     labels = dict(request.labels)
     network_id, network, subnet = _create_network(backend, f"{request.name}-egress", labels)
     conf_dir = tempfile.mkdtemp(prefix="aido-egress-")
@@ -169,6 +168,24 @@ def up(backend: DockerBackend, request: ExecRequest) -> Proxy:
         if isinstance(exc, EngineError):
             raise RuntimeFailure(f"could not start the egress proxy: {exc.message}") from None
         raise
+
+
+def _image(backend: DockerBackend) -> str:
+    """The proxy image's id, once it is known to be the build this aido configures (one
+    whose Squid can peek at TLS: scripts/bootstrap.sh labels it)."""
+    try:
+        found = backend.call("GET", f"/images/{quote(IMAGE, safe='/:@')}/json") or {}
+    except EngineError as exc:
+        if exc.status != 404:
+            raise RuntimeFailure(f"cannot inspect the egress proxy's image {IMAGE}: {exc.message}") from None
+        raise ImageUnavailable(f"the egress proxy's image {IMAGE} is missing", hint=IMAGE_HINT) from None
+    build = ((found.get("Config") or {}).get("Labels") or {}).get("org.aido.egress")
+    if build != IMAGE_BUILD:
+        raise ImageUnavailable(
+            f"the egress proxy's image {IMAGE} is build {build!r}, this aido needs {IMAGE_BUILD!r}",
+            hint=IMAGE_HINT,
+        )
+    return str(found["Id"])
 
 
 def down(backend: DockerBackend, proxy: Proxy, *, task_gone: bool = True) -> tuple[EgressRecord, bool]:
