@@ -378,14 +378,14 @@ def test_parse_log_of_captured_lines() -> None:
     assert summary[1:] == [
         (1, "GET", "denied.test", 80, "denied", "deny:not_allowlisted", 403),
         (2, "GET", "198.18.213.10", 80, "denied", "deny:ip_literal", 403),
-        (3, "CONNECT", "198.18.213.10", 443, "denied", "deny:ip_literal", 403),
+        (3, "CONNECT", "198.18.213.10", 443, "denied", "deny:ip_literal", None),  # a tunnel: no status
         (4, "GET", "198.18.0.10", 80, "denied", "deny:ip_literal", 403),
         (5, "GET", "[::1]", 80, "denied", "deny:ip_literal", 403),
         (6, "GET", "www.cdn.test", 80, "allowed", "allow:*.cdn.test", 200),
         (7, "GET", "cdn.test", 80, "allowed", "allow:*.cdn.test", 200),
         (8, "GET", "meta.cdn.test", 80, "denied", "deny:blocked_dst", 403),
-        (9, "CONNECT", "allowed.test", 443, "allowed", "allow:allowed.test", 200),
-        (10, "CONNECT", "allowed.test", 8443, "denied", "deny:port_or_method", 403),
+        (9, "CONNECT", "allowed.test", 443, "allowed", "allow:allowed.test", None),
+        (10, "CONNECT", "allowed.test", 8443, "denied", "deny:port_or_method", None),
         (11, "GET", "-", None, "denied", "deny:invalid_request", 400),
         (13, "G%25ET", "allowed.test", 80, "allowed", "allow:allowed.test", 501),  # '%' stays encoded
         (15, "-", "-", None, "denied", "deny:invalid_request", 400),

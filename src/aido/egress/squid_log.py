@@ -60,7 +60,9 @@ def _entry(line: str) -> dict[str, Any] | None:
         "decision": "allowed" if reason.startswith("allow:") else "denied",
         "reason": reason,
         "result": _decode(result),
-        "status": _number(status) or None,
+        # A tunnel's status is Squid's own figure, 200 or at times 500 for one that worked
+        # (it peeks at the TLS inside): nothing a reader should take for the server's answer.
+        "status": None if method == "CONNECT" or result == "TCP_TUNNEL" else _number(status) or None,
         "bytes_sent": int(sent),
         "bytes_received": int(received),
         "server": f"{_decode(server)}:{sport}" if server != "-" and sport.isdigit() else None,
@@ -72,13 +74,14 @@ def parse_log(text: str) -> list[dict[str, Any]]:
     seq (int), time (ISO 8601 UTC with milliseconds), client, method, host, port (int|None),
     decision ("allowed" if aido's note says allow:, else "denied"), reason (the note, e.g.
     "allow:*.pythonhosted.org", "deny:not_allowlisted"; "deny:invalid_request" without one),
-    result (Squid's, e.g. "TCP_TUNNEL"), status (int|None), bytes_sent (by the task: the
+    result (Squid's, e.g. "TCP_TUNNEL"), status (int|None: the HTTP status the proxy answered,
+    None for a tunnel), bytes_sent (by the task: the
     request's size), bytes_received (by the task: the reply's size), server ("ip:port"|None).
     A line that does not parse (the task chose odd bytes) becomes {"unparsed": <the line,
     at most 512 characters>}: kept, never guessed at.
 
     A CONNECT is one line: the tunnel when it closes (result TCP_TUNNEL; method "-" if its
-    bytes were not TLS; its status is Squid's, 200 or at times 500, and means nothing), or,
+    bytes were not TLS; status None: Squid's figure, 200 or at times 500, means nothing), or,
     refused or terminated on its SNI, the CONNECT (NONE_NONE, no server, nothing received).
 
     ``time`` is when Squid logged the request, i.e. when it ended: lines come in the order
