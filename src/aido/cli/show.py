@@ -22,6 +22,7 @@ from typing import Any
 
 from aido.cli.text import relative
 from aido.config.units import format_duration, format_size
+from aido.store.records import configured_allowlist
 from aido.store.workspace import CHANGES, NETWORK_LOG, STDERR, STDOUT, SUMMARY
 
 FIRST_PATHS = 5  # changed paths listed by name; the rest are counted
@@ -337,10 +338,10 @@ def render(view: dict[str, Any]) -> None:
     if view["allow_hosts"]:
         hatches.append(f"--allow-host {', '.join(view['allow_hosts'])}")
     permissions = view["permissions"]
-    allowlist = _list(_dict(permissions.get("network")).get("allow"))
+    allowlist = configured_allowlist(permissions)
     widened = [
         *(["network (sandbox.yaml)"] if permissions.get("network") is True else []),
-        *([f"network allow {', '.join(map(str, allowlist))} (sandbox.yaml)"] if allowlist else []),
+        *([f"network allow {', '.join(allowlist)} (sandbox.yaml)"] if allowlist else []),
         *(["filesystem readwrite (sandbox.yaml)"] if permissions.get("filesystem") == "readwrite" else []),
     ]
     field("escapes", *(map(clean, hatches + widened) if hatches or widened else ["none"]))

@@ -46,7 +46,9 @@ def _entry(value: object, info: ValidationInfo) -> str:
 
 
 def _dedupe(entries: list[str]) -> list[str]:
-    return list(dict.fromkeys(entries))
+    from aido.egress.allowlist import dedupe
+
+    return list(dedupe(entries))
 
 
 class NetworkAllow(BaseModel):
@@ -69,9 +71,3 @@ Network = Annotated[
     Discriminator(_branch),
 ]
 FIELD_NAMES = {"permissions.network": list(NetworkAllow.model_fields)}
-
-
-def allowlist(permissions: dict[str, Any]) -> list[str]:
-    """The stored config's allowlist (canonical entries), [] without one."""
-    network = permissions.get("network")
-    return list(network.get("allow") or []) if isinstance(network, dict) else []

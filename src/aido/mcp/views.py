@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aido import api
-from aido.config.network import allowlist
 from aido.host import sandboxfiles as files
 from aido.mcp.models import RunOutcome, SandboxInfo, StreamText
+from aido.store.records import configured_allowlist
 from aido.store.workspace import STDERR, STDOUT, SUMMARY
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def sandbox_info(record: SandboxRecord) -> SandboxInfo:
         cpus=float(resources.get("cpu") or 0),
         timeout=str(resources.get("timeout")),
         network=permissions.get("network") is True,
-        allowed_hosts=allowlist(permissions),
+        allowed_hosts=configured_allowlist(permissions),
         writable_inputs=permissions.get("filesystem") == "readwrite",
     )
 

@@ -23,7 +23,7 @@ from aido.log import log
 from aido.run.seal import enabled as sealing
 from aido.run.seal import seal_run
 from aido.run.verdict import decide, facts_from_summary
-from aido.store.records import RUN_STATUSES, RunRef, isoformat, utcnow
+from aido.store.records import RUN_STATUSES, RunRef, configured_allowlist, isoformat, utcnow
 from aido.store.workspace import ATTESTATION, STDERR, STDOUT, SUMMARY, run_evidence
 from aido.values import dataclass, field
 
@@ -187,13 +187,11 @@ def configured_network(config: dict[str, Any], note: str = NETWORK_LOST) -> dict
     recovering it): ``permissions.network`` is true (full), an allowlist, or absent."""
     from aido.evidence.network import planned_section
 
-    network = _dict(config.get("permissions")).get("network")
-    if network is True:
+    permissions = config.get("permissions")
+    if isinstance(permissions, dict) and permissions.get("network") is True:
         return planned_section("full")
-    allow = _dict(network).get("allow")
-    if isinstance(allow, list) and allow:
-        return planned_section("allowlist", [str(a) for a in allow], note)
-    return planned_section("none")
+    allow = configured_allowlist(permissions)
+    return planned_section("allowlist", allow, note) if allow else planned_section("none")
 
 
 def planned_network(plan: RunPlan) -> dict[str, Any]:
@@ -206,10 +204,6 @@ def planned_network(plan: RunPlan) -> dict[str, Any]:
     if egress:
         return planned_section("allowlist", [str(e) for e in egress], NETWORK_FAILED)
     return planned_section("full" if plan.settings.network or plan.widen.network else "none")
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def abandon_run(

@@ -111,11 +111,13 @@ def widened_permissions(config: dict[str, Any]) -> list[str]:
     `<option>: <what the task can do>`. Each needs confirmation; recorded in the evidence too."""
     permissions = config.get("permissions") or {}
     warnings = []
-    network = permissions.get("network")
-    if network is True:
+    from aido.store.records import configured_allowlist
+
+    allow = configured_allowlist(permissions)
+    if permissions.get("network") is True:
         warnings.append("permissions.network: every task can reach the network, including your local network")
-    elif isinstance(network, dict) and network.get("allow"):
-        hosts = ", ".join(str(entry) for entry in network["allow"])
+    elif allow:
+        hosts = ", ".join(allow)
         warnings.append(
             f"permissions.network.allow: every task can reach {hosts} "
             "(through aido's egress proxy; everything else is refused)"

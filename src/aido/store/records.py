@@ -328,6 +328,14 @@ class RunSettings:
             raise MetadataError(f"the sandbox's stored config is invalid: {exc}") from None
 
 
+def configured_allowlist(permissions: object) -> list[str]:
+    """``permissions.network``'s allowlist as a sandbox's config (or a run summary's copy of
+    it) records it, as text and unchecked: [] without one. RunSettings.from_config checks it."""
+    network = permissions.get("network") if isinstance(permissions, dict) else None
+    allow = network.get("allow") if isinstance(network, dict) else None
+    return [str(entry) for entry in allow] if isinstance(allow, list) else []
+
+
 def _egress(network: object) -> tuple[str, ...]:
     """The stored allowlist, checked again (it is a security boundary): canonical entries."""
     if not isinstance(network, dict):
