@@ -50,20 +50,14 @@ def spec_from_keywords(
     return spec
 
 
-def _not_a_string(name: str, value: object, expected: str) -> None:
-    """A single host given where a list belongs: a string is a sequence, of characters."""
-    if isinstance(value, str):
-        raise UsageError(
-            f"{name}: expected {expected}, got the string {value!r}", hint=f"write {name}=[{value!r}]"
-        )
-
-
 def network_keyword(network: object) -> object:
     """``Sandbox(network=...)`` as sandbox.yaml's permissions.network (None: the default):
     True, a list of allowlist entries (``{allow: [...]}``), or that mapping itself."""
+    from aido.run.request import refuse_a_string
+
     if network is False:
         return None
-    _not_a_string("network", network, "True, False or a list of hosts")
+    refuse_a_string("network", network, "True, False or a list of hosts")
     if isinstance(network, Sequence):
         return {"allow": list(network)}
     if isinstance(network, Mapping):
@@ -75,9 +69,9 @@ def with_hosts(widen: Widening | None, allow_hosts: Sequence[str] | None) -> Wid
     """``widen`` plus a run's ``allow_hosts=`` (checked when the run is planned)."""
     if allow_hosts is None:
         return widen
-    from aido.run.request import Widening
+    from aido.run.request import Widening, refuse_a_string
 
-    _not_a_string("allow_hosts", allow_hosts, "a list of hosts")
+    refuse_a_string("allow_hosts", allow_hosts, "a list of hosts")
     base = widen or Widening()
     return replace(base, allow_hosts=(*base.allow_hosts, *allow_hosts))
 

@@ -127,16 +127,21 @@ def widened_permissions(config: dict[str, Any]) -> list[str]:
     return warnings
 
 
+def refuse_a_string(name: str, value: object, expected: str) -> None:
+    """A single host given where a list belongs (the API's ``allow_hosts=``, ``network=``):
+    a string is a sequence too, of characters."""
+    if isinstance(value, str):
+        raise UsageError(
+            f"{name}: expected {expected}, got the string {value!r}", hint=f"write {name}=[{value!r}]"
+        )
+
+
 def check_allow_hosts(widen: Widening, settings: RunSettings, sid: str) -> Widening:
     """``widen`` with its --allow-host entries checked (against the run's other hatches and
     the sandbox) and made canonical; a refusal is a UsageError naming the fix."""
     if not widen.allow_hosts:
         return widen
-    if isinstance(widen.allow_hosts, str):
-        raise UsageError(
-            f"allow_hosts: expected a list of hosts, got the string {widen.allow_hosts!r}",
-            hint=f"write allow_hosts=[{widen.allow_hosts!r}]",
-        )
+    refuse_a_string("allow_hosts", widen.allow_hosts, "a list of hosts")
     if widen.network:
         raise UsageError(
             "--allow-host cannot be combined with --network: --network gives the task the whole network",

@@ -38,6 +38,11 @@ GVISOR_HINT = (
 )
 
 
+def _label_filter(labels: dict[str, str]) -> str:
+    """The engine's list filter for objects carrying all these labels."""
+    return json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
+
+
 def start_error(message: str) -> Exception:
     """Map an OCI start failure to docker's 126/127 convention."""
     lowered = message.lower()
@@ -149,13 +154,18 @@ class DockerBackend(Backend):
         return oci
 
     def image_id(self, image: str) -> str | None:
+        found = self.image_inspect(image)
+        return None if found is None else str(found["Id"])
+
+    def image_inspect(self, image: str) -> dict[str, Any] | None:
+        """``docker image inspect``: the image's id, labels and the rest; None if absent."""
         try:
             found = self.call("GET", f"/images/{quote(image, safe='/:@')}/json")
         except EngineError as exc:
             if exc.status == 404:
                 return None
             raise RuntimeFailure(f"cannot inspect image {image}: {exc.message}") from None
-        return str(found["Id"])
+        return dict(found or {})
 
     def ensure_image(self, image: str, progress: ProgressSink | None = None) -> str:
         existing = self.image_id(image)
@@ -302,8 +312,7 @@ class DockerBackend(Backend):
         return warm.run_warm(self, container_id, request, on_output, guard)
 
     def _labelled(self, labels: dict[str, str]) -> list[dict[str, Any]]:
-        filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
-        found = self.call("GET", "/containers/json", query={"all": 1, "filters": filters})
+        found = self.call("GET", "/containers/json", query={"all": 1, "filters": _label_filter(labels)})
         return list(found or [])
 
     def list_labelled(self, labels: dict[str, str]) -> list[dict[str, Any]]:
@@ -319,10 +328,9 @@ class DockerBackend(Backend):
         ]
 
     def list_networks(self, labels: dict[str, str]) -> list[dict[str, Any]]:
-        filters = json.dumps({"label": [f"{k}={v}" for k, v in labels.items()]})
         return [
             {"id": str(n["Id"]), "name": str(n.get("Name") or ""), "labels": n.get("Labels") or {}}
-            for n in self.call("GET", "/networks", query={"filters": filters}) or []
+            for n in self.call("GET", "/networks", query={"filters": _label_filter(labels)}) or []
         ]
 
     def remove_networks(self, labels: dict[str, str]) -> list[str]:

@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 from aido.backends.base import EgressRecord, ExecOutcome, ExecRequest, Guard, OutputSink
 from aido.backends.docker.engine import EngineError
+from aido.backends.docker.hostconfig import NO_IPV6
 from aido.egress import IMAGE
 from aido.errors import ImageUnavailable, RuntimeFailure, RuntimeUnavailable
 from aido.values import dataclass
@@ -47,7 +48,6 @@ READY_SECONDS = 15.0
 STOP_SECONDS = 5.0  # for Squid to begin (or, the task maybe alive, finish) its shutdown
 LOG_CAP = 64 << 20  # bytes of access log read back; a flood past it is reported, not kept
 LOG_LABEL = {"max-size": "64m", "max-file": "2"}  # what the engine keeps on the host's disk
-TASK_SYSCTLS = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
 
 
 @dataclass(frozen=True)
@@ -173,12 +173,9 @@ def up(backend: DockerBackend, request: ExecRequest) -> Proxy:
 def _image(backend: DockerBackend) -> str:
     """The proxy image's id, once it is known to be the build this aido configures (one
     whose Squid can peek at TLS: scripts/bootstrap.sh labels it)."""
-    try:
-        found = backend.call("GET", f"/images/{quote(IMAGE, safe='/:@')}/json") or {}
-    except EngineError as exc:
-        if exc.status != 404:
-            raise RuntimeFailure(f"cannot inspect the egress proxy's image {IMAGE}: {exc.message}") from None
-        raise ImageUnavailable(f"the egress proxy's image {IMAGE} is missing", hint=IMAGE_HINT) from None
+    found = backend.image_inspect(IMAGE)
+    if found is None:
+        raise ImageUnavailable(f"the egress proxy's image {IMAGE} is missing", hint=IMAGE_HINT)
     build = ((found.get("Config") or {}).get("Labels") or {}).get("org.aido.egress")
     if build != IMAGE_BUILD:
         raise ImageUnavailable(
@@ -226,13 +223,18 @@ def _died(backend: DockerBackend, container_id: str) -> str | None:
     """Why the proxy is no longer running (it crashed or was OOM-killed during the run:
     requests after that were refused, never let through), or None while it runs."""
     try:
-        state = (backend.call("GET", f"/containers/{container_id}/json") or {}).get("State") or {}
+        state = _state(backend, container_id)
     except (EngineError, RuntimeUnavailable) as exc:
         return f"could not inspect the proxy: {exc}"
     if state.get("Running"):
         return None
     oom = bool(state.get("OOMKilled"))
     return f"the proxy stopped during the run (exit {state.get('ExitCode')}, OOM: {oom})"
+
+
+def _state(backend: DockerBackend, container_id: str) -> dict[str, Any]:
+    """The proxy container's state (``docker inspect``'s State)."""
+    return dict((backend.call("GET", f"/containers/{container_id}/json") or {}).get("State") or {})
 
 
 def _create_network(backend: DockerBackend, name: str, labels: dict[str, str]) -> tuple[str, str, str]:
@@ -284,7 +286,7 @@ def _create_proxy(
         "HostConfig": {
             "NetworkMode": network,
             "Dns": dns,
-            "Sysctls": dict(TASK_SYSCTLS),
+            "Sysctls": dict(NO_IPV6),
             "CapDrop": ["ALL"],
             "CapAdd": [],
             "SecurityOpt": ["no-new-privileges:true"],
@@ -334,8 +336,7 @@ def _wait_for_line(backend: DockerBackend, container_id: str, line: bytes, secon
         text = _demux(raw)
         if line in text or time.monotonic() > deadline:
             return text
-        state = (backend.call("GET", f"/containers/{container_id}/json") or {}).get("State") or {}
-        if not state.get("Running"):
+        if not _state(backend, container_id).get("Running"):
             return text
         time.sleep(0.02)
 

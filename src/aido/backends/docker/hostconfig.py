@@ -66,6 +66,11 @@ def host_config(request: ExecRequest, egress_network: str | None = None) -> dict
     }
 
 
+# No IPv6 at all in a container on an egress network, the task's and the proxy's: link-local
+# addresses would reach the bridge's host side, and the allowlist is enforced over IPv4 only.
+NO_IPV6 = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
+
+
 def _egress_settings() -> dict[str, Any]:
     """A task behind the egress proxy: its resolver is its own loopback, where nothing
     answers, so Docker's embedded DNS forwards no name anywhere (only the proxy resolves);
@@ -74,7 +79,7 @@ def _egress_settings() -> dict[str, Any]:
         "Dns": ["127.0.0.1"],
         "DnsOptions": [],
         "DnsSearch": [],
-        "Sysctls": {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"},
+        "Sysctls": dict(NO_IPV6),
     }
 
 
