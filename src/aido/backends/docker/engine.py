@@ -180,65 +180,56 @@ class Engine:
         except ValueError:
             return None
 
-    def call_raw(
-        self, method: str, path: str, *, query: dict[str, Any] | None = None, limit: int
-    ) -> tuple[bytes, int]:
-        """A streamed endpoint's bytes (a container's logs), at most ``limit`` of them, and
-        how many more there were (counted, never held in memory: a flood stays on disk)."""
+    def _chunks(
+        self, method: str, path: str, query: dict[str, Any] | None, timeout: float | None
+    ) -> Iterator[bytes]:
+        """A streamed endpoint's body as it arrives, on a connection of its own (closed when
+        the body ends or the caller stops); EngineError if the engine refuses or is lost."""
         if not self.api_version:
             self.negotiate()
         conn: Connection | None = None
         try:
-            conn = self._connection(self.timeout)
+            conn = self._connection(timeout)
             url = self._prefix + path + ("?" + urlencode(query) if query else "")
             response = conn.request(method, url)
             if response.status != 200:
                 raise EngineError(
                     response.status, _error_message(response.read()) or f"HTTP {response.status}"
                 )
-            data, extra = bytearray(), 0
-            for chunk in response.chunks():
-                room = limit - len(data)
-                if room > 0:
-                    data += chunk[:room]
-                extra += max(0, len(chunk) - max(room, 0))
-            return bytes(data), extra
+            yield from response.chunks()
         except (OSError, ProtocolError) as exc:
             raise EngineError(0, f"lost the Docker engine at {self.host}: {exc}") from None
         finally:
             if conn is not None:
                 conn.close()
 
+    def call_raw(
+        self, method: str, path: str, *, query: dict[str, Any] | None = None, limit: int
+    ) -> tuple[bytes, int]:
+        """A streamed endpoint's bytes (a container's logs), at most ``limit`` of them, and
+        how many more there were (counted, never held in memory: a flood stays on disk)."""
+        data, extra = bytearray(), 0
+        for chunk in self._chunks(method, path, query, self.timeout):
+            room = limit - len(data)
+            if room > 0:
+                data += chunk[:room]
+            extra += max(0, len(chunk) - max(room, 0))
+        return bytes(data), extra
+
     def stream_json(self, method: str, path: str, *, query: dict[str, Any] | None = None) -> Iterator[Any]:
         """A streamed endpoint (image pull): yield each JSON message as it arrives."""
-        if not self.api_version:
-            self.negotiate()
-        conn: Connection | None = None
-        try:
-            conn = self._connection(None)
-            url = self._prefix + path + ("?" + urlencode(query) if query else "")
-            response = conn.request(method, url)
-            if response.status != 200:
-                raise EngineError(
-                    response.status, _error_message(response.read()) or f"HTTP {response.status}"
-                )
-            decoder = json.JSONDecoder()
-            buffer = ""
-            for chunk in response.chunks():
-                buffer += chunk.decode("utf-8", "replace")
-                while buffer:
-                    buffer = buffer.lstrip()
-                    try:
-                        message, end = decoder.raw_decode(buffer)
-                    except ValueError:
-                        break
-                    buffer = buffer[end:]
-                    yield message
-        except (OSError, ProtocolError) as exc:
-            raise EngineError(0, f"lost the Docker engine at {self.host}: {exc}") from None
-        finally:
-            if conn is not None:
-                conn.close()
+        decoder = json.JSONDecoder()
+        buffer = ""
+        for chunk in self._chunks(method, path, query, None):
+            buffer += chunk.decode("utf-8", "replace")
+            while buffer:
+                buffer = buffer.lstrip()
+                try:
+                    message, end = decoder.raw_decode(buffer)
+                except ValueError:
+                    break
+                buffer = buffer[end:]
+                yield message
 
     def attach(self, container_id: str, *, stdin: bool = False) -> AttachStream:
         """Attach to stdout/stderr (and stdin if asked) of a created container, before it
