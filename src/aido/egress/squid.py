@@ -51,7 +51,7 @@ import ipaddress
 import re
 from typing import Any
 
-from aido.egress.allowlist import Entry
+from aido.egress.allowlist import Entry, dedupe
 from aido.egress.squid_log import LOGFORMAT as LOGFORMAT
 from aido.egress.squid_log import gaps as gaps
 from aido.egress.squid_log import parse_log as parse_log
@@ -141,14 +141,14 @@ def _acl_range(network: ipaddress.IPv4Network) -> str:
 
 def label(entry: Entry) -> str:
     """The entry as the log names it (``allow:<label>``): ``*.x.y``, ``x.y:8443``,
-    ``10.1.0.0/16:443``. Checked: only DNS-name, digit and range characters."""
-    port = _check_port(entry)
+    ``10.1.0.0/16:443``: the entry's canonical text, once checked to hold only DNS-name,
+    digit and range characters (it goes into squid.conf)."""
+    _check_port(entry)
     if entry.network:
         _check_network(entry)
-        text = entry.network
     else:
-        text = ("*." if entry.wildcard else "") + _check_host(entry)
-    return text if port is None else f"{text}:{port}"
+        _check_host(entry)
+    return str(entry)
 
 
 def _blocked(blocked: tuple[str, ...], opted: list[ipaddress.IPv4Network]) -> list[str]:
@@ -312,7 +312,7 @@ def _split_connect(rules: list[str]) -> tuple[list[str], list[str]]:
 def _dstdomain_set(values: list[str]) -> list[str]:
     """Distinct values, minus those a wildcard already covers: Squid warns about (and drops)
     a name that lies under another value of the same dstdomain ACL."""
-    unique = list(dict.fromkeys(values))
+    unique = dedupe(values)
     wild = {value for value in unique if value.startswith(".")}
 
     def covered(value: str) -> bool:
