@@ -43,6 +43,61 @@ def test_address_forms() -> None:
     assert connect._host_port("[::1]:6379") == ("::1", 6379)
 
 
+class _FlakyClientRay:
+    """``ray.init`` as Ray Client fails when the head's per-driver server does not start:
+    ConnectionAbortedError carrying the head's traceback, ``failures`` times over."""
+
+    def __init__(self, failures: int, error: type[Exception] = ConnectionAbortedError) -> None:
+        self.failures, self.error, self.calls = failures, error, 0
+
+    def init(self, **kwargs: object) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error(
+                "Initialization failure from server:\nTraceback (most recent call last):\n"
+                '  File "proxier.py", line 776, in Datapath\n'
+                "RuntimeError: Proxy failed to Connect to backend! Check `ray_client_server.err`\n"
+            )
+
+
+def test_ray_client_server_start_failure_is_retried(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(connect, "CLIENT_RETRY_SECONDS", 0.0)
+    ray = _FlakyClientRay(failures=connect.CLIENT_ATTEMPTS - 1)
+    with caplog.at_level("WARNING", logger="aido"):
+        connect._init(ray, "ray://head:10001")
+    assert ray.calls == connect.CLIENT_ATTEMPTS
+    said = [r.getMessage() for r in caplog.records]  # the wait is explained, once per retry
+    assert len(said) == connect.CLIENT_ATTEMPTS - 1
+    assert "Proxy failed to Connect to backend" in said[0] and f"(2 of {connect.CLIENT_ATTEMPTS})" in said[0]
+
+
+def test_ray_client_failure_names_the_heads_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not the heading line alone: the head's last traceback line says what failed."""
+    monkeypatch.setattr(connect, "CLIENT_RETRY_SECONDS", 0.0)
+    ray = _FlakyClientRay(failures=99)
+    with pytest.raises(ClusterUnavailable) as caught:
+        connect._init(ray, "ray://head:10001")
+    assert ray.calls == connect.CLIENT_ATTEMPTS
+    assert caught.value.message == (
+        "cannot connect to the Ray cluster at ray://head:10001: Initialization failure from server: "
+        "RuntimeError: Proxy failed to Connect to backend! Check `ray_client_server.err`"
+    )
+
+
+@pytest.mark.parametrize(
+    ("address", "error"),
+    [("127.0.0.1:6379", ConnectionAbortedError), ("ray://head:10001", ConnectionError)],
+    ids=["not-ray-client", "other-error"],
+)
+def test_other_connect_failures_are_not_retried(address: str, error: type[Exception]) -> None:
+    ray = _FlakyClientRay(failures=1, error=error)
+    with pytest.raises(ClusterUnavailable):
+        connect._init(ray, address)
+    assert ray.calls == 1
+
+
 def test_inputs_pack_regular_files_only(tmp_path: Path) -> None:
     root = tmp_path / "inputs"
     (root / "data").mkdir(parents=True)

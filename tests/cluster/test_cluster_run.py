@@ -142,7 +142,10 @@ def test_output_streams_live_and_logs_follow_sees_it(
     if not first:  # aido ended without a line: say why
         proc.wait(timeout=60)
         assert proc.stderr is not None
-        pytest.fail(f"aido run exited {proc.returncode} before any output:\n{proc.stderr.read()}")
+        pytest.fail(
+            f"aido run exited {proc.returncode} before any output:\n{proc.stderr.read()}"
+            f"\nthe head's Ray Client servers:{ray_cluster.client_server_errors()}"
+        )
     assert first.strip() == "first"
     # The task is still sleeping: the line came while it ran, not with its evidence.
     follow = subprocess.run(
@@ -297,7 +300,7 @@ def test_gvisor_sandbox_runs_under_gvisor_on_the_node(
     assert up.code == 0, up.stderr
     (project / "k.py").write_text("import platform\nprint(platform.release())\n")
     ran = aido("run", "--cluster", ray_cluster.client_address, "k.py", env=ray_cluster.driver_env)
-    assert ran.code == 0, ran.stderr
+    assert ran.code == 0, f"{ran.stderr}\nthe head's Ray Client servers:{ray_cluster.client_server_errors()}"
     summary = _summaries(project, up.json["sandbox_id"])["run-001"]
     assert summary["security"]["requested"]["isolation"] == "gvisor"
     assert summary["security"]["applied"]["runtime"] == "runsc", "read back from the node's engine"

@@ -451,6 +451,12 @@ class RayCluster:
         self._query({"dead": [self.nodes[name].node_manager_port]}, timeout)
         return time.monotonic() - t0
 
+    def client_server_errors(self) -> str:
+        """The error lines of the head's Ray Client servers (the proxy and one per driver): why a
+        ``ray://`` connection failed is only there (a per-driver server that died starting)."""
+        logs = sorted(Path(self.node_dir(HEAD)).glob("session_2*/logs/ray_client_server*.err"))
+        return "".join(f"\n--- {e.name}:\n{_errors(e)}" for e in logs if e.stat().st_size) or "(none)"
+
     # -- failures and shutdown ----------------------------------------------------------------------
 
     def raylet_pid(self, name: str) -> int | None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from aido.errors import ClusterUnavailable
 from aido.log import log
@@ -26,6 +27,8 @@ JOIN_HINT = (
     "on machines with a Docker engine and aido installed (README: Running on a Ray cluster)"
 )
 PROBE_SECONDS = 3.0
+CLIENT_ATTEMPTS = 3  # Ray Client: the head's per-driver server did not start (see _init)
+CLIENT_RETRY_SECONDS = 1.0
 
 _connected: str | None = None
 _session = 0  # counts connections: what a driver cached under another one is gone
@@ -90,22 +93,7 @@ def connect(address: str) -> int:
             ray.shutdown()
         _knock(address)
         _quiet_ray()
-        try:
-            ray.init(
-                address=address,
-                namespace=NAMESPACE,
-                log_to_driver=False,
-                logging_level=logging.ERROR,
-                configure_logging=True,
-            )
-        except Exception as exc:  # ConnectionError, RuntimeError, grpc errors: all one answer
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            hint = "check the address and the cluster's token (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN)"
-            if _auth_failed(exc):
-                first = "the cluster refused this driver's token (or its lack of one)"
-                hint = "set RAY_AUTH_MODE=token and the cluster's RAY_AUTH_TOKEN before starting aido"
-            message = f"cannot connect to the Ray cluster at {address}: {first}"
-            raise ClusterUnavailable(message, hint=hint) from None
+        _init(ray, address)
         _connected = address
         _session += 1
     if ray.cluster_resources().get(RESOURCE, 0) <= 0:  # type: ignore[no-untyped-call]
@@ -114,6 +102,63 @@ def connect(address: str) -> int:
             hint=JOIN_HINT,
         )
     return _session
+
+
+def _init(ray: Any, address: str) -> None:
+    """``ray.init``, once more when Ray Client's head could not start this driver's server.
+
+    Through ``ray://`` the head starts a server process per driver. On a busy head that
+    process sometimes dies as it starts (Ray 2.60: "Starting Ray client server failed",
+    seen in CI and in 2 of 9 connections while the machine was starting Docker); Ray says
+    so after ~40 s, having closed the half-made connection (``ConnectionAbortedError``), and
+    a new connection gets a new server. Every other failure is final: a wrong address, a
+    refused token, a version mismatch do not mend on retry."""
+    for attempt in range(1, CLIENT_ATTEMPTS + 1):
+        try:
+            ray.init(
+                address=address,
+                namespace=NAMESPACE,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+                configure_logging=True,
+            )
+            return
+        except ConnectionAbortedError as exc:
+            if attempt == CLIENT_ATTEMPTS or not address.startswith("ray://"):
+                raise _unavailable(address, exc) from None
+            log.debug("ray client init failed: %s", str(exc)[-4000:])
+            log.warning(
+                "the Ray cluster's head could not start a Ray Client server for this driver "
+                "(%s); trying again (%d of %d)",
+                _reason(exc),
+                attempt + 1,
+                CLIENT_ATTEMPTS,
+            )
+            time.sleep(CLIENT_RETRY_SECONDS * attempt)
+        except Exception as exc:  # ConnectionError, RuntimeError, grpc errors: all one answer
+            raise _unavailable(address, exc) from None
+
+
+def _unavailable(address: str, exc: BaseException) -> ClusterUnavailable:
+    hint = "check the address and the cluster's token (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN)"
+    if _auth_failed(exc):
+        reason = "the cluster refused this driver's token (or its lack of one)"
+        hint = "set RAY_AUTH_MODE=token and the cluster's RAY_AUTH_TOKEN before starting aido"
+    else:
+        reason = _reason(exc)
+    return ClusterUnavailable(f"cannot connect to the Ray cluster at {address}: {reason}", hint=hint)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line of Ray's error. Ray Client sends the head's whole traceback after a
+    heading line ("Initialization failure from server:"): its last line says what failed."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    first = lines[0]
+    if first.endswith(":") and len(lines) > 1:
+        first = f"{first} {lines[-1]}"
+    return first[:300]
 
 
 def _auth_failed(exc: BaseException) -> bool:
