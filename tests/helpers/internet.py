@@ -22,15 +22,26 @@ IMAGE = "python:3.11-slim"  # the local stand-in (scripts/bootstrap.sh): python3
 # HTTP on 80 and 8443, HTTPS on 443 (a self-signed certificate), a raw TCP port and a UDP
 # port; every connection or datagram that arrives is printed, with the peer's address.
 ORIGIN = r"""
-import http.server, socket, socketserver, ssl, sys, threading
+import http.server, mimetypes, os, socket, socketserver, ssl, sys, threading
 NAME = sys.argv[1]
+WWW = "/srv/www/"
 def log(*parts):
     print(NAME, *parts, flush=True)
+def page(path):
+    # A file the test published under www/ (a folder's index.html), else a greeting.
+    local = os.path.normpath(WWW + path.split("?")[0].lstrip("/"))
+    if os.path.isdir(local):
+        local = os.path.join(local, "index.html")
+    if local.startswith(WWW) and os.path.isfile(local):
+        with open(local, "rb") as f:
+            return f.read(), mimetypes.guess_type(local)[0] or "application/octet-stream"
+    return ("hello from " + NAME + "\n").encode(), "text/plain"
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         log("http", self.client_address[0], self.server.server_address[1], self.headers.get("Host"))
-        body = ("hello from " + NAME + "\n").encode()
+        body, kind = page(self.path)
         self.send_response(200)
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -109,6 +120,7 @@ class Internet:
     literal_ip: str  # reached by IP literal only (and by meta.wild.test: a private address)
     dns_ip: str
     containers: dict[str, str]  # name -> container name
+    root: Path  # mounted at /srv in every container: files under www/ are what the origins serve
 
     @property
     def env(self) -> dict[str, str]:
@@ -204,7 +216,7 @@ def internet(directory: Path) -> Iterator[Internet]:
             f"denied.test={denied_ip}",
             f"*.exfil.test={denied_ip}",
         )
-        net = Internet(network, allowed_ip, denied_ip, literal_ip, dns_ip, containers)
+        net = Internet(network, allowed_ip, denied_ip, literal_ip, dns_ip, containers, directory)
         deadline = time.monotonic() + 30
         while not all(any("ready" in line for line in net.lines(name)) for name in containers):
             if time.monotonic() > deadline:
