@@ -117,6 +117,14 @@ def test_gaps_in_the_sequence_are_lost_lines(tmp_path: Path) -> None:
     assert lost_ranges([3, 1, 0, 2, 2]) == []  # out of order and repeated: no gap
 
 
+def test_a_line_read_but_not_parsed_is_not_lost(tmp_path: Path) -> None:
+    # It stands for one missing number (which one is unknown: the ranges keep all of them).
+    section, _ = write(tmp_path, [entry(0), {"unparsed": "x"}, entry(2), entry(5)])
+    assert section["requests"]["unparsed"] == 1
+    assert section["lost_ranges"] == [[1, 1], [3, 4]]
+    assert section["lost_lines"] == 2
+
+
 def test_secret_values_are_masked_in_the_log(tmp_path: Path) -> None:
     leak = entry(1, "s3cr3tvalue.exfil.test", allowed=False)
     _, lines = write(tmp_path, [leak, {"unparsed": "x s3cr3tvalue y"}], secrets=["s3cr3tvalue"])

@@ -107,7 +107,8 @@ def parse_log(text: str) -> list[dict[str, Any]]:
 def gaps(entries: list[dict[str, Any]]) -> int:
     """How many lines are missing from a parsed log: sequence numbers that neither a parsed
     entry nor an unparsed line (each standing for one number) accounts for, from 0 (Squid's
-    first) up to the last number seen. 0 for a complete log."""
+    first) up to the last number seen. 0 for a complete log. The summary's ``lost_lines``
+    (aido.evidence.network)."""
     seen: set[int] = {entry["seq"] for entry in entries if isinstance(entry.get("seq"), int)}
     if not seen:
         return 0

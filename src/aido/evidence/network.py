@@ -95,6 +95,7 @@ def write_network(
     ``record.config`` as the proxy's configuration, both created exclusively; the summary's
     ``network`` section. Secret values the task was given are masked in the log: a task
     can put one in a host name it asks for."""
+    from aido.egress.squid_log import gaps
     from aido.evidence.redact import mask_text
 
     secrets = list(secrets)
@@ -139,8 +140,10 @@ def write_network(
         "config": config_path.name,
         "log": log_path.name,
         "requests": {"allowed": allowed, "denied": denied, "unparsed": unparsed},
-        # Gaps in the proxy's sequence numbers: lines the proxy wrote that aido never read.
-        "lost_lines": sum(last - first + 1 for first, last in lost),
+        # Lines the proxy wrote that aido never read: gaps in its sequence numbers, less the
+        # lines read but not parsed (each stands for one of them; which one, nobody knows, so
+        # lost_ranges still lists its number).
+        "lost_lines": gaps(entries),
         "lost_ranges": [list(r) for r in lost[:MAX_LOST_RANGES]],
         "truncated": truncated,
     }
@@ -150,9 +153,8 @@ def write_network(
 
 
 def lost_ranges(seqs: list[int]) -> list[tuple[int, int]]:
-    """The sequence numbers missing between 0 and the last one seen, as (first, last)
-    ranges. Squid numbers its log lines from 0 (``%sn``, seen with Squid 5.7), so a gap is
-    a line aido never read."""
+    """The sequence numbers no parsed line has, between 0 and the last one seen, as
+    (first, last) ranges. Squid numbers its log lines from 0 (``%sn``, seen with Squid 5.7)."""
     ranges: list[tuple[int, int]] = []
     expected = 0
     for seq in sorted(set(seqs)):
