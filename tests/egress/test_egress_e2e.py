@@ -452,3 +452,59 @@ def test_a_missing_or_older_proxy_image_refuses_the_run(aido: Aido, project: Pat
     finally:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
         subprocess.run(["docker", "rmi", older], capture_output=True, check=False)
+
+
+# DNS rebinding: rebind.wild.test (under an allowed wildcard) answers the allowed origin's
+# address, then a private one (the "literal" origin's, not opted into), in turn, each with
+# TTL 0. The task asks for it over HTTP and HTTPS, then again after flooding the proxy's DNS
+# cache with a thousand other names under the wildcard, and while flooding it.
+REBIND = r"""
+import concurrent.futures, json, ssl, sys, urllib.error, urllib.request
+insecure = ssl._create_unverified_context()
+opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=insecure))
+def fetch(url):
+    try:
+        with opener.open(url, timeout=8) as reply:
+            return reply.read().decode().strip()
+    except urllib.error.HTTPError as exc:
+        return f"HTTPError {exc.code}"
+    except Exception as exc:
+        return type(exc).__name__
+names = iter(range(10**6))
+def flood(n):
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        return set(pool.map(fetch, [f"http://f{next(names)}.wild.test/" for _ in range(n)]))
+both = ["http://rebind.wild.test/", "https://rebind.wild.test/"]
+seen = [fetch(u) for u in both * 3]
+flooded = flood(int(sys.argv[1]))
+seen += [fetch(u) for u in both * 3]
+with concurrent.futures.ThreadPoolExecutor(1) as racer:
+    racing = racer.submit(lambda: [fetch(u) for u in both * 20])
+    flooded |= flood(int(sys.argv[1]))
+    seen += racing.result()
+print(json.dumps({"rebind": seen, "flood": sorted(flooded)}))
+"""
+
+
+def test_dns_rebinding_never_reaches_the_private_address(aido: Aido, project: Path, net: Internet) -> None:
+    write(project / "sandbox.yaml", allowlist_yaml(net))
+    sandbox_id = sandbox_up(aido, "--yes", env=net.env)
+    write(project / "rebind.py", REBIND)
+    ran = aido("run", "rebind.py", "--", "1100", env=net.env)
+    assert ran.code == 0, ran.stderr
+    seen = json.loads(ran.stdout)
+    assert seen["flood"] == ["hello from allowed"]
+    # Every answer came from the allowed origin, or was a refusal; none from the private one.
+    assert len(seen["rebind"]) == 52
+    refused = {"HTTPError 403", "URLError", "RemoteDisconnected"}  # over HTTP; a CONNECT closed
+    assert set(seen["rebind"]) <= {"hello from allowed", *refused}, seen["rebind"]
+    assert net.hits("literal") == []
+    log = [e for e in network_log(project, sandbox_id) if e["host"] == "rebind.wild.test"]
+    assert len(log) == 52
+    for e in log:
+        allowed_here = e["server"] is not None and e["server"].rsplit(":", 1)[0] == net.allowed_ip
+        assert (e["decision"], allowed_here) in {("allowed", True), ("denied", False)}, e
+        assert e["decision"] == "allowed" or e["reason"] == "deny:blocked_dst", e
+    # The attacker's DNS really did answer both ways: it is asked again now, twice.
+    answers = {net.resolve("rebind.wild.test"), net.resolve("rebind.wild.test")}
+    assert answers == {net.allowed_ip, net.literal_ip}

@@ -9,6 +9,7 @@ server (AIDO_EGRESS_DNS); nothing here can reach, or is reached from, anything e
 from __future__ import annotations
 
 import datetime
+import socket
 import subprocess
 import time
 import uuid
@@ -79,13 +80,20 @@ while True:
 DNS = r"""
 import socket, struct, sys
 names = dict(arg.split("=", 1) for arg in sys.argv[1:])
-def lookup(name):
-    if name in names:
-        return names[name]
+asked = {}
+def lookup(name, qtype):
+    # NAME=IP1|IP2: the A answers take turns, each with TTL 0 (a DNS rebinding attacker's name).
+    value = names.get(name)
     for key, ip in names.items():
-        if key.startswith("*.") and name.endswith(key[1:]):
-            return ip
-    return None
+        if value is None and key.startswith("*.") and name.endswith(key[1:]):
+            value = ip
+    if value is None or qtype != 1:
+        return value, 0
+    ips = value.split("|")
+    if len(ips) == 1:
+        return ips[0], 5
+    asked[name] = asked.get(name, -1) + 1
+    return ips[asked[name] % len(ips)], 0
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.bind(("0.0.0.0", 53))
 print("dns ready", flush=True)
@@ -102,11 +110,11 @@ while True:
         continue
     name = ".".join(labels).lower()
     print("query", name, qtype, peer[0], flush=True)
-    ip = lookup(name)
+    ip, ttl = lookup(name, qtype)
     flags = 0x8180 if ip else 0x8183
     answers = b""
     if ip and qtype == 1:
-        answers = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 5, 4) + socket.inet_aton(ip)
+        answers = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, ttl, 4) + socket.inet_aton(ip)
     head = data[:2] + struct.pack(">HHHHH", flags, 1, 1 if answers else 0, 0, 0)
     sock.sendto(head + question + answers, peer)
 """
@@ -136,6 +144,18 @@ class Internet:
     def hits(self, name: str) -> list[str]:
         """What reached an origin: "http <peer> <port> <host>", "tcp <peer>", "udp <peer>"."""
         return [line.split(" ", 1)[1] for line in self.lines(name) if not line.endswith(" ready")]
+
+    def resolve(self, name: str) -> str | None:
+        """Ask the test's DNS server for ``name``'s A record, as the proxy does (this host
+        reaches the containers on the network the test created); None: no answer."""
+        labels = b"".join(bytes([len(p)]) + p.encode() for p in name.split("."))
+        query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + labels + b"\x00\x00\x01\x00\x01"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            sock.sendto(query, (self.dns_ip, 53))
+            reply = sock.recv(512)
+        answers = int.from_bytes(reply[6:8], "big")
+        return socket.inet_ntoa(reply[-4:]) if answers else None
 
     def queries(self) -> list[str]:
         """Every name the DNS server was asked about."""
@@ -213,6 +233,7 @@ def internet(directory: Path) -> Iterator[Internet]:
             f"api.allowed.test={allowed_ip}",
             f"*.wild.test={allowed_ip}",
             f"meta.wild.test={literal_ip}",  # a listed wildcard's name that points at a private address
+            f"rebind.wild.test={allowed_ip}|{literal_ip}",  # DNS rebinding: allowed, then private
             f"denied.test={denied_ip}",
             f"*.exfil.test={denied_ip}",
         )
