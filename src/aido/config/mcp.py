@@ -42,6 +42,10 @@ class McpPolicy:
     # choosing an image could make the engine pull anything from a registry and run it.
     allow_images: tuple[str, ...] = ()
     require_gvisor: bool = False  # every sandbox of this server runs under gVisor, whatever is asked
+    # Hosts an agent may let a sandbox or a run reach through the egress proxy (allowlist
+    # entries, canonical): an agent's entry must be covered by one of these. allow_network
+    # covers every host.
+    allow_hosts: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """The policy as a client or the event log sees it (units as a user writes them)."""
@@ -65,8 +69,16 @@ class McpPolicy:
             )
             if on
         ]
+        hosts = (
+            "every host (network is allowed)"
+            if self.allow_network
+            else ", ".join(self.allow_hosts)
+            if self.allow_hosts
+            else "none"
+        )
         return [
             "escape hatches an agent may ask for: " + (", ".join(allowed) if allowed else "none"),
+            "hosts an agent may allow (egress allowlist): " + hosts,
             "runtimes: python, node, sh and plugins' families"
             + (f"; docker:// images matching {' '.join(self.allow_images)}" if self.allow_images else ""),
             "isolation: "
@@ -103,6 +115,25 @@ def _images(value: object) -> tuple[str, ...]:
     return patterns
 
 
+def _hosts(value: object) -> tuple[str, ...]:
+    """Allowlist entries (pypi.org, *.pythonhosted.org, api.example.com:443), canonical."""
+    from aido.egress.allowlist import MAX_ENTRIES, BadEntry, dedupe, parse_entry
+
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"expected a list of hosts like [pypi.org, '*.pythonhosted.org'], got {value!r}")
+    if len(value) > MAX_ENTRIES:
+        raise ValueError(f"at most {MAX_ENTRIES} hosts, got {len(value)}")
+    entries = []
+    for item in value:
+        try:
+            entry = parse_entry(item)
+        except BadEntry as exc:
+            fix = "name the hosts (IP addresses and ranges are not offered to agents)"
+            raise ValueError(f"{exc.problem}: {fix if 'allow_ip_ranges' in exc.fix else exc.fix}") from None
+        entries.append(str(entry))
+    return dedupe(entries)
+
+
 def _count(value: object, top: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
         raise ValueError(f"expected a whole number from 1 to {top}, got {value!r}")
@@ -133,6 +164,8 @@ def _parse(key: str, value: object) -> object:
         return _bool(value)
     if key == "allow_images":
         return _images(value)
+    if key == "allow_hosts":
+        return _hosts(value)
     if key == "max_ttl":
         return parse_duration(value, maximum=MAX_TTL_SECONDS)
     if key == "max_timeout":

@@ -36,6 +36,7 @@ MCP_KEYS = (
     "allow_network",
     "allow_host_filesystem",
     "allow_mutations",
+    "allow_hosts",
     "allow_images",
     "require_gvisor",
     "max_ttl",
@@ -75,6 +76,7 @@ def load_settings(path: Path | None) -> Settings:
         allow_host_filesystem: StrictBool | None = None
         allow_mutations: StrictBool | None = None
         allow_images: list[StrictStr] | None = None
+        allow_hosts: list[StrictStr] | None = None
         require_gvisor: StrictBool | None = None
         max_ttl: StrictStr | None = None
         max_memory: StrictStr | StrictInt | None = None
@@ -107,6 +109,7 @@ def load_settings(path: Path | None) -> Settings:
                     "mcp": "a mapping like {allow_network: false, max_sandboxes: 4}",
                     **{f"mcp.{key}": "true or false" for key in MCP_KEYS if not key.startswith("max_")},
                     "mcp.allow_images": "a list of image patterns like [ghcr.io/acme/*]",
+                    "mcp.allow_hosts": "a list of hosts like [pypi.org, '*.pythonhosted.org']",
                     "mcp.max_ttl": "a duration like 1h",
                     "mcp.max_timeout": "a duration like 5m",
                     "mcp.max_memory": "a size like 1G",

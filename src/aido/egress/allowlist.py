@@ -139,6 +139,17 @@ def parse_entry(text: object, *, allow_ip_ranges: bool = False) -> Entry:
     return Entry(host=host, wildcard=wildcard, port=port)
 
 
+def covers(outer: Entry, inner: Entry) -> bool:
+    """Whether ``outer`` allows every host and port ``inner`` does: the same port rule, and
+    the same host, or ``outer`` a wildcard above it. IP entries cover and are covered by
+    nothing (an operator's list for agents names hosts)."""
+    if outer.network or inner.network or outer.port != inner.port:
+        return False
+    if not outer.wildcard:
+        return not inner.wildcard and inner.host == outer.host
+    return inner.host == outer.host or inner.host.endswith("." + outer.host)
+
+
 def parse_allowlist(items: object, *, allow_ip_ranges: bool = False) -> tuple[Entry, ...]:
     """A whole list, duplicates dropped, order kept; ValueError names the first bad entry."""
     if isinstance(items, str) or not isinstance(items, list | tuple):

@@ -44,17 +44,19 @@ class SandboxAsk:
     writable_inputs: bool
     isolation: str
     name: str | None
+    allowed_hosts: tuple[str, ...] = ()  # the sandbox's egress allowlist
 
 
 @dataclass(frozen=True)
 class RunAsk:
     """What run_code and run_file take besides the task: ``widen`` is (network, host
-    filesystem, mutations)."""
+    filesystem, mutations); ``allowed_hosts`` adds to the sandbox's allowlist for the run."""
 
     args: list[str]
     timeout: str | None
     env: dict[str, str]
     widen: tuple[bool, bool, bool]
+    allowed_hosts: tuple[str, ...] = ()
 
 
 def sandbox_spec(policy: McpPolicy, ask: SandboxAsk) -> tuple[str, dict[str, Any]]:
@@ -63,6 +65,18 @@ def sandbox_spec(policy: McpPolicy, ask: SandboxAsk) -> tuple[str, dict[str, Any
     runtime, network, writable_inputs, cpus = ask.runtime, ask.network, ask.writable_inputs, ask.cpus
     if network and not policy.allow_network:
         raise _not_allowed("network access is", "--allow-network")
+    hosts = allowed_hosts(policy, ask.allowed_hosts)
+    if hosts and network:
+        raise UsageError(
+            "allowed_hosts cannot be combined with network: network gives every run the whole network",
+            hint="pick one: allowed_hosts for just those hosts, or network for everything",
+        )
+    if hosts and (ask.isolation == "gvisor" or policy.require_gvisor):
+        raise UsageError(
+            "allowed_hosts is not available under gVisor (which this sandbox would run under): its "
+            "tasks could not reach the egress proxy",
+            hint="leave out allowed_hosts, or ask for the default isolation if the operator allows it",
+        )
     if writable_inputs and not policy.allow_mutations:
         raise _not_allowed("writable inputs (mutations) are", "--allow-mutations")
     ttl_s = _within("ttl", ask.ttl, DEFAULT_TTL, policy.max_ttl, "--max-ttl", _duration)
@@ -98,16 +112,51 @@ def sandbox_spec(policy: McpPolicy, ask: SandboxAsk) -> tuple[str, dict[str, Any
             "cpu": cpu,
             "timeout": format_duration(timeout_s),
         },
-        "permissions": {"network": network, "filesystem": "readwrite" if writable_inputs else "readonly"},
+        "permissions": {
+            "network": {"allow": list(hosts)} if hosts else network,
+            "filesystem": "readwrite" if writable_inputs else "readonly",
+        },
     }
     return format_duration(ttl_s), spec
 
 
-def widening(policy: McpPolicy, asked: tuple[bool, bool, bool]) -> Widening | None:
-    """The escape hatches asked for one run (network, host filesystem, mutations), each
-    refused unless the operator allowed it."""
+def allowed_hosts(policy: McpPolicy, asked: tuple[str, ...]) -> tuple[str, ...]:
+    """An agent's allowlist entries, canonical, each covered by the operator's --allow-host
+    entries (or by --allow-network, which covers every host); else refused, naming it."""
+    if not asked:
+        return ()
+    from aido.egress.allowlist import MAX_ENTRIES, BadEntry, covers, dedupe, parse_entry
+
+    if len(asked) > MAX_ENTRIES:
+        raise UsageError(f"allowed_hosts: at most {MAX_ENTRIES} entries, got {len(asked)}")
+    operator = [parse_entry(text) for text in policy.allow_hosts]
+    entries = []
+    for text in asked:
+        try:
+            entry = parse_entry(text)
+        except BadEntry as exc:
+            fix = "name hosts only: IP addresses and ranges are not offered to agents"
+            raise UsageError(
+                f"allowed_hosts: {exc.problem}", hint=fix if "allow_ip_ranges" in exc.fix else exc.fix
+            ) from None
+        if not policy.allow_network and not any(covers(mine, entry) for mine in operator):
+            shown = ", ".join(policy.allow_hosts) or "none"
+            raise PolicyRefusal(
+                f"host {entry} is not allowed by the operator of this server (allowed: {shown})",
+                hint=f"the operator can allow it with `aido mcp --allow-host {entry}`",
+            )
+        entries.append(str(entry))
+    return dedupe(entries)
+
+
+def widening(
+    policy: McpPolicy, asked: tuple[bool, bool, bool], hosts: tuple[str, ...] = ()
+) -> Widening | None:
+    """The escape hatches asked for one run (network, host filesystem, mutations, hosts),
+    each refused unless the operator allowed it."""
     network, host_filesystem, mutations = asked
-    if not any(asked):
+    allow_hosts = allowed_hosts(policy, hosts)
+    if not any(asked) and not allow_hosts:
         return None
     for wanted, allowed, what, flag in (
         (network, policy.allow_network, "network access is", "--allow-network"),
@@ -116,7 +165,9 @@ def widening(policy: McpPolicy, asked: tuple[bool, bool, bool]) -> Widening | No
     ):
         if wanted and not allowed:
             raise _not_allowed(what, flag)
-    return Widening(network=network, host_filesystem=host_filesystem, mutations=mutations)
+    return Widening(
+        network=network, host_filesystem=host_filesystem, mutations=mutations, allow_hosts=allow_hosts
+    )
 
 
 def run_timeout(policy: McpPolicy, timeout: str | None) -> str | None:

@@ -44,7 +44,7 @@ user, no capabilities, a read-only root filesystem, CPU, memory and process limi
 sealed evidence of every run. Create a sandbox with create_sandbox, run code with run_code,
 then read what it printed (read_output), what it wrote to /outputs (list_outputs, read_file)
 and its evidence (get_evidence). The operator of this server fixed what you may ask for
-(network, host files, limits); a refusal names the operator's setting. Every call is
+(network, hosts, host files, limits); a refusal names the operator's setting. Every call is
 recorded in the sandbox's event log."""
 
 SandboxId = Annotated[
@@ -61,6 +61,15 @@ Timeout = Annotated[
     Field(
         description="kill the run after this long, like 30s or 2m (default: the sandbox's timeout)",
         max_length=32,
+    ),
+]
+Hosts = Annotated[
+    list[Annotated[str, Field(max_length=300)]],
+    Field(
+        description="hosts the code may reach over HTTP(S) through aido's egress proxy, like "
+        "pypi.org, *.pythonhosted.org or api.example.com:443 (only hosts the operator allows); "
+        "every other host, IP address and raw connection stays blocked",
+        max_length=256,
     ),
 ]
 Args = Annotated[
@@ -164,11 +173,23 @@ def build_server(service: AgentService) -> MCPServer[Any]:
             Literal["default", "gvisor"], Field(description="gvisor: runs under gVisor's user-space kernel")
         ] = "default",
         name: Annotated[str | None, Field(max_length=63, description="a human-readable name")] = None,
+        allowed_hosts: Hosts = [],  # noqa: B006
     ) -> SandboxInfo:
         """Create a sandbox: an isolated place to run code, with its own /work and /outputs.
         It is destroyed when its ttl passes, when you call destroy_sandbox, or when this server
         stops. Limits over the operator's maximums are refused, and nothing is created."""
-        ask = SandboxAsk(runtime, ttl, memory, cpus, timeout, network, writable_inputs, isolation, name)
+        ask = SandboxAsk(
+            runtime,
+            ttl,
+            memory,
+            cpus,
+            timeout,
+            network,
+            writable_inputs,
+            isolation,
+            name,
+            tuple(allowed_hosts),
+        )
         return await _blocking(lambda: service.create_sandbox(ask))
 
     @server.tool(annotations=ToolAnnotations(openWorldHint=False))
@@ -181,13 +202,16 @@ def build_server(service: AgentService) -> MCPServer[Any]:
         network: Flag = False,
         host_filesystem: Flag = False,
         mutations: Flag = False,
+        allowed_hosts: Hosts = [],  # noqa: B006
     ) -> RunOutcome:
         """Run a code string in a fresh container of the sandbox and wait for it. Returns the
         status, exit code, the first 16 KiB of stdout and stderr (read_output has the rest),
         the files it changed and what is in outputs/. Files written to /outputs stay for later
         runs and for read_file. network, host_filesystem (the project read-only at /project)
-        and mutations (writable /inputs) are escape hatches: refused unless the operator allowed them."""
-        ask = RunAsk(list(args), timeout, dict(env), (network, host_filesystem, mutations))
+        and mutations (writable /inputs) are escape hatches, and allowed_hosts adds hosts to the
+        sandbox's allowlist for this run: refused unless the operator allowed them."""
+        hatches = (network, host_filesystem, mutations)
+        ask = RunAsk(list(args), timeout, dict(env), hatches, tuple(allowed_hosts))
         return await _run(lambda cancel: service.run_code(sandbox_id, code, ask, cancel))
 
     @server.tool(annotations=ToolAnnotations(openWorldHint=False))
@@ -200,11 +224,13 @@ def build_server(service: AgentService) -> MCPServer[Any]:
         network: Flag = False,
         host_filesystem: Flag = False,
         mutations: Flag = False,
+        allowed_hosts: Hosts = [],  # noqa: B006
     ) -> RunOutcome:
         """Run a file that is already in the sandbox (one an earlier run wrote to outputs/ or
         work/, or an input) as a task, like run_code. Never a file of the host: the path is
         relative to the sandbox and may not leave it or go through a link."""
-        ask = RunAsk(list(args), timeout, dict(env), (network, host_filesystem, mutations))
+        hatches = (network, host_filesystem, mutations)
+        ask = RunAsk(list(args), timeout, dict(env), hatches, tuple(allowed_hosts))
         return await _run(lambda cancel: service.run_file(sandbox_id, path, ask, cancel))
 
     @server.tool(annotations=readonly)

@@ -183,7 +183,7 @@ class AgentService:
             "args": ask.args,
             "timeout": checks.run_timeout(self.policy, ask.timeout),
             "env": ask.env,
-            "widen": checks.widening(self.policy, ask.widen),
+            "widen": checks.widening(self.policy, ask.widen, ask.allowed_hosts),
             "confirm": lambda warnings: True,
         }
 

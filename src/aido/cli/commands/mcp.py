@@ -62,6 +62,15 @@ def _flag(name: str, help_text: str) -> Callable[[F], F]:
     help="Let an agent ask for docker://IMAGE runtimes matching this glob (repeatable), e.g. "
     "'ghcr.io/acme/*'. Default: only python, node, sh (and plugins' runtimes).",
 )
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Let an agent give a sandbox or a run an egress allowlist of hosts this covers (repeatable), "
+    "e.g. pypi.org, '*.pythonhosted.org'. Narrower than --allow-network, which covers every host. "
+    "Default: none.",
+)
 @_flag("require-gvisor", "Run every sandbox of this server under gVisor, whatever the agent asks.")
 @click.option("--max-ttl", metavar="DURATION", help="Longest ttl an agent may ask for (default 1h).")
 @click.option("--max-memory", metavar="SIZE", help="Most memory per run (default 1G).")
@@ -84,6 +93,7 @@ def mcp(
     allow_host_filesystem: bool | None,
     allow_mutations: bool | None,
     allow_images: tuple[str, ...],
+    allow_hosts: tuple[str, ...],
     require_gvisor: bool | None,
     max_ttl: str | None,
     max_memory: str | None,
@@ -106,6 +116,7 @@ def mcp(
     The operator decides, once, at start (flags, else `mcp:` in aido's settings):
       --allow-network --allow-host-filesystem --allow-mutations   (all refused by default)
       --allow-image PATTERN (docker:// images; none by default)   --require-gvisor
+      --allow-host HOST[:PORT] (hosts an agent may allowlist; none by default)
       --max-ttl 1h --max-memory 1G --max-cpus 2 --max-timeout 5m
       --max-sandboxes 4 --max-concurrent-runs 2 --max-code-bytes 256K
     A request over a limit, or for an escape hatch not allowed, is an error result naming
@@ -144,6 +155,7 @@ def mcp(
         "allow_host_filesystem": allow_host_filesystem,
         "allow_mutations": allow_mutations,
         "allow_images": list(allow_images) or None,
+        "allow_hosts": list(allow_hosts) or None,
         "require_gvisor": require_gvisor,
         "max_ttl": max_ttl,
         "max_memory": max_memory,
@@ -162,7 +174,9 @@ def mcp(
         policy = policy_from(values)
     except ValueError as exc:
         key, _, problem = str(exc).partition(": ")
-        flag = "--allow-image" if key == "allow_images" else f"--{key.replace('_', '-')}"
+        flag = {"allow_images": "--allow-image", "allow_hosts": "--allow-host"}.get(
+            key, f"--{key.replace('_', '-')}"
+        )
         origin = flag if flags.get(key) is not None else f"mcp.{key} in {settings.source}"
         raise UsageError(f"{origin}: {problem}") from None
     manager = SandboxManager(
