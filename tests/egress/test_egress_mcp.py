@@ -66,6 +66,7 @@ def test_an_agent_allowlists_hosts_the_operator_allowed(project: Path, net: Inte
         assert (info["network"], info["allowed_hosts"]) == (False, ["allowed.test"])
         first = s.ok("run_code", {"sandbox_id": sid, "code": PROBE})
         assert first["status"] == "success", first
+        assert (first["network"], first["requests_allowed"], first["requests_denied"]) == ("allowlist", 0, 3)
         assert json.loads(first["stdout"]["text"]) == {
             "allowed.test": 403,
             "files.wild.test": 403,

@@ -118,6 +118,7 @@ def test_run_code_then_read_what_it_left(s: Session, sid: str, project: Path) ->
 def test_a_failing_run_is_a_result_not_an_error(s: Session, sid: str) -> None:
     run = s.ok("run_code", {"sandbox_id": sid, "code": "raise SystemExit(3)"})
     assert (run["status"], run["exit_code"]) == ("failed", 3)
+    assert (run["network"], run["requests_allowed"], run["requests_denied"]) == ("none", 0, 0)
 
 
 def test_a_runs_result_is_its_sealed_record_in_short(s: Session, sid: str) -> None:

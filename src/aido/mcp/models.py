@@ -53,6 +53,13 @@ class RunOutcome(BaseModel):
     outcome: str = Field(description="one line saying how the run went")
     message: str | None = None
     limits_exceeded: list[dict[str, Any]] = Field(default_factory=list)
+    network: str = Field(
+        default="none", description="the run's network: none, full, or allowlist (through the egress proxy)"
+    )
+    requests_allowed: int = Field(default=0, description="requests the egress proxy let through (allowlist)")
+    requests_denied: int = Field(
+        default=0, description="requests the egress proxy refused (get_evidence's summary.network says why)"
+    )
     stdout: StreamText
     stderr: StreamText
     changes: list[dict[str, Any]] = Field(

@@ -30,6 +30,9 @@ SAME_FIELDS = (
     "interrupted",
     "outcome",
     "message",
+    "network",
+    "requests_allowed",
+    "requests_denied",
 )
 
 
