@@ -117,7 +117,7 @@ def _images(value: object) -> tuple[str, ...]:
 
 def _hosts(value: object) -> tuple[str, ...]:
     """Allowlist entries (pypi.org, *.pythonhosted.org, api.example.com:443), canonical."""
-    from aido.egress.allowlist import MAX_ENTRIES, BadEntry, dedupe, parse_entry
+    from aido.egress.allowlist import MAX_ENTRIES, BadEntry, dedupe, parse_host_entry
 
     if not isinstance(value, list | tuple):
         raise ValueError(f"expected a list of hosts like [pypi.org, '*.pythonhosted.org'], got {value!r}")
@@ -126,11 +126,9 @@ def _hosts(value: object) -> tuple[str, ...]:
     entries = []
     for item in value:
         try:
-            entry = parse_entry(item)
+            entries.append(str(parse_host_entry(item)))
         except BadEntry as exc:
-            fix = "name the hosts (IP addresses and ranges are not offered to agents)"
-            raise ValueError(f"{exc.problem}: {fix if 'allow_ip_ranges' in exc.fix else exc.fix}") from None
-        entries.append(str(entry))
+            raise ValueError(str(exc)) from None
     return dedupe(entries)
 
 

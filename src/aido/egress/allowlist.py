@@ -139,6 +139,20 @@ def parse_entry(text: object, *, allow_ip_ranges: bool = False) -> Entry:
     return Entry(host=host, wildcard=wildcard, port=port)
 
 
+HOSTS_ONLY = "name hosts only: IP addresses and ranges are not offered to agents"
+
+
+def parse_host_entry(text: object) -> Entry:
+    """``parse_entry`` for a list that names hosts only (`aido mcp`'s for agents, and an
+    agent's): an IP address or range is refused with a fix that says so."""
+    try:
+        return parse_entry(text)
+    except BadEntry as exc:
+        if "allow_ip_ranges" in exc.fix:  # the sandbox.yaml opt-in: not something an agent has
+            raise BadEntry(exc.problem, HOSTS_ONLY) from None
+        raise
+
+
 def covers(outer: Entry, inner: Entry) -> bool:
     """Whether ``outer`` allows every host and port ``inner`` does: the same port rule, and
     the same host, or ``outer`` a wildcard above it. IP entries cover and are covered by

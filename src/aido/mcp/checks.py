@@ -125,7 +125,7 @@ def allowed_hosts(policy: McpPolicy, asked: tuple[str, ...]) -> tuple[str, ...]:
     entries (or by --allow-network, which covers every host); else refused, naming it."""
     if not asked:
         return ()
-    from aido.egress.allowlist import MAX_ENTRIES, BadEntry, covers, dedupe, parse_entry
+    from aido.egress.allowlist import MAX_ENTRIES, BadEntry, covers, dedupe, parse_entry, parse_host_entry
 
     if len(asked) > MAX_ENTRIES:
         raise UsageError(f"allowed_hosts: at most {MAX_ENTRIES} entries, got {len(asked)}")
@@ -133,12 +133,9 @@ def allowed_hosts(policy: McpPolicy, asked: tuple[str, ...]) -> tuple[str, ...]:
     entries = []
     for text in asked:
         try:
-            entry = parse_entry(text)
+            entry = parse_host_entry(text)
         except BadEntry as exc:
-            fix = "name hosts only: IP addresses and ranges are not offered to agents"
-            raise UsageError(
-                f"allowed_hosts: {exc.problem}", hint=fix if "allow_ip_ranges" in exc.fix else exc.fix
-            ) from None
+            raise UsageError(f"allowed_hosts: {exc.problem}", hint=exc.fix) from None
         if not policy.allow_network and not any(covers(mine, entry) for mine in operator):
             shown = ", ".join(policy.allow_hosts) or "none"
             raise PolicyRefusal(
